@@ -1,0 +1,127 @@
+//! The interface every checker implements, and what it returns.
+
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::{RunData, Validity};
+
+/// One property checked over a run's history and topology.
+///
+/// Checkers are pure: they read [`RunData`] and return a verdict, with no I/O, so
+/// `faultline analyze` on a stored run gives the same answer as the run itself did.
+/// `Send + Sync` so the orchestrator may run them off its async threads.
+pub trait Checker: Send + Sync {
+    /// The name under `"checkers"` in `results.json` (kebab-case, e.g. `lost-writes`).
+    /// Unique across the registry.
+    fn name(&self) -> &'static str;
+
+    /// Checks `run`.
+    ///
+    /// # Returns
+    /// The verdict and details. A checker that finds nothing it knows how to check
+    /// answers [`Validity::Unknown`] with a `reason`, never valid.
+    fn check(&self, run: &RunData) -> CheckerResult;
+}
+
+/// One checker's verdict and the evidence behind it.
+///
+/// Serialized flat, as `results.json` wants it: `{"valid": ..., <details>...}`. By
+/// convention, `summary` (a one-line string) or `reason` (why the verdict is unknown) in
+/// the details is what [`crate::Results::summary`] prints for the checker.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct CheckerResult {
+    /// The verdict.
+    pub valid: Validity,
+    /// Counts, examples and anything else a person needs to act on the verdict. A
+    /// `valid` key here is ignored when writing, so it cannot shadow the verdict.
+    #[serde(flatten)]
+    pub details: Map<String, Value>,
+}
+
+impl CheckerResult {
+    /// A verdict with no details yet.
+    pub fn new(valid: Validity) -> CheckerResult {
+        CheckerResult {
+            valid,
+            details: Map::new(),
+        }
+    }
+
+    /// An unknown verdict with the `reason` nothing could be decided.
+    pub fn unknown(reason: impl Into<String>) -> CheckerResult {
+        CheckerResult::new(Validity::Unknown).with("reason", reason.into())
+    }
+
+    /// Builder: adds one detail.
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> CheckerResult {
+        self.details.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// The text a human summary shows for this result: the `summary` detail, else the
+    /// `reason`, else every numeric detail as `name=value`.
+    pub fn headline(&self) -> String {
+        for key in ["summary", "reason"] {
+            if let Some(Value::String(s)) = self.details.get(key) {
+                return s.clone();
+            }
+        }
+        self.details
+            .iter()
+            .filter(|(_, v)| v.is_number())
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+impl Serialize for CheckerResult {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let details = self.details.iter().filter(|(k, _)| k.as_str() != "valid");
+        let mut map = s.serialize_map(Some(1 + details.clone().count()))?;
+        map.serialize_entry("valid", &self.valid)?;
+        for (k, v) in details {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn serializes_flat_and_round_trips() {
+        let r = CheckerResult::new(Validity::Invalid)
+            .with("lost_count", 3)
+            .with("summary", "3 lost");
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            v,
+            json!({"valid": false, "lost_count": 3, "summary": "3 lost"})
+        );
+        let back: CheckerResult = serde_json::from_value(v).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn a_valid_detail_cannot_shadow_the_verdict() {
+        let r = CheckerResult::new(Validity::Unknown).with("valid", true);
+        let text = serde_json::to_string(&r).unwrap();
+        assert_eq!(text, r#"{"valid":"unknown"}"#);
+    }
+
+    #[test]
+    fn headline_prefers_summary_then_reason_then_counts() {
+        let r = CheckerResult::new(Validity::Valid)
+            .with("a", 1)
+            .with("b", "x");
+        assert_eq!(r.headline(), "a=1");
+        assert_eq!(CheckerResult::unknown("why").headline(), "why");
+        let r = CheckerResult::unknown("why").with("summary", "what");
+        assert_eq!(r.headline(), "what");
+    }
+}

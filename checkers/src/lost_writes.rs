@@ -1,0 +1,843 @@
+//! `lost-writes`: every acknowledged add to a set must be in that set's final read.
+//!
+//! Jepsen's "set" checker for the set workload. Clients `add` elements to a few keys (Redis
+//! sets) while the nemesis injects faults; after healing, each key is read whole. Redis
+//! Cluster replicates asynchronously, so a failover can promote a replica that never got
+//! writes its old primary already acknowledged: those adds vanish. This checker finds them
+//! and, with Jepsen's op model, keeps "lost" (acknowledged, then gone) apart from adds whose
+//! fate nobody knows.
+
+use std::borrow::Cow;
+
+use faultline_history::{Op, OpType, Process};
+use serde_json::{json, Value};
+
+use crate::fast_hash::{FastMap, FastSet};
+use crate::{Checker, CheckerResult, RunData, Validity};
+
+/// The checker's name in `results.json`.
+pub const NAME: &str = "lost-writes";
+
+/// How many example ops each example list in the details holds.
+const EXAMPLES: usize = 10;
+
+/// How many examples the one-line summary names.
+const SUMMARY_EXAMPLES: usize = 3;
+
+/// Checks the set workload: per key, adds against the key's final read.
+///
+/// Ops are the client ops with `f` `add` (invoke value = the element) and `read` (ok
+/// value = the whole set, a JSON array). A completion belongs to the pending invoke of the
+/// same process; an invoke that never completed (the run was killed) counts as `info`. The
+/// final read of a key is its last `ok` read. Then, per add:
+///
+/// | add   | in final read | verdict |
+/// |-------|---------------|---------|
+/// | ok, completed before the final read was invoked | no | **lost** (invalid) |
+/// | ok, concurrent with the final read | no | unresolved (fine: it may linearize after) |
+/// | info | yes | recovered (fine) |
+/// | info | no | indeterminate, absent (fine) |
+/// | fail | yes | **failed but present** (invalid: fail means it did not happen) |
+///
+/// Elements in any ok read that no add ever attempted on that key are **unexpected**
+/// (invalid). A key with adds but no ok read makes the verdict unknown (`unread_keys`)
+/// unless something is already invalid.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LostWrites;
+
+impl Checker for LostWrites {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn check(&self, run: &RunData) -> CheckerResult {
+        if !run.history_present {
+            return CheckerResult::unknown("no history.jsonl in the run");
+        }
+        SetHistory::index(&run.history).verdict()
+    }
+}
+
+/// A set element as Redis compares it.
+///
+/// Redis set members are byte strings: `SADD s 42` and `SADD s "42"` add the same member,
+/// and `SMEMBERS` answers strings. So a JSON integer and a string holding that integer's
+/// canonical decimal form are one element; anything else compares by its text (strings as
+/// they are, other values as JSON). Integers stay integers so the common case hashes no
+/// strings.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Element<'a> {
+    Int(i64),
+    Text(Cow<'a, str>),
+}
+
+impl<'a> Element<'a> {
+    fn of(value: &'a Value) -> Element<'a> {
+        match value {
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => Element::Int(i),
+                None => Element::Text(Cow::Owned(n.to_string())),
+            },
+            Value::String(s) => match canonical_int(s) {
+                Some(i) => Element::Int(i),
+                None => Element::Text(Cow::Borrowed(s)),
+            },
+            other => Element::Text(Cow::Owned(other.to_string())),
+        }
+    }
+}
+
+/// `s` as an i64 if it is exactly how an i64 prints (no `+`, no leading zeros, no `-0`).
+fn canonical_int(s: &str) -> Option<i64> {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    let canonical = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
+        && s != "-0";
+    if canonical {
+        s.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// How an add ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Ok,
+    Fail,
+    /// `info`, or no completion at all.
+    Info,
+}
+
+impl Outcome {
+    fn flag(self) -> u8 {
+        match self {
+            Outcome::Ok => 1,
+            Outcome::Fail => 2,
+            Outcome::Info => 4,
+        }
+    }
+}
+
+/// One add attempt, invoke and completion paired. Positions are indexes into the history.
+struct Add<'a> {
+    key: usize,
+    element: Element<'a>,
+    invoke: usize,
+    complete: Option<usize>,
+    outcome: Outcome,
+}
+
+/// One ok read whose value is a list.
+struct Read {
+    key: usize,
+    invoke: usize,
+    complete: usize,
+}
+
+/// What the history says about one key.
+struct Key<'a> {
+    name: &'a str,
+    /// Every element an add attempted on this key, with the [`Outcome::flag`]s of its
+    /// attempts (an element is normally added once, but nothing depends on that).
+    attempted: FastMap<Element<'a>, u8>,
+    /// Index into [`SetHistory::reads`] of the key's last ok read.
+    final_read: Option<usize>,
+}
+
+/// The set-workload ops of a history, paired and grouped by key, in one pass.
+struct SetHistory<'a> {
+    history: &'a [Op],
+    keys: Vec<Key<'a>>,
+    key_ids: FastMap<&'a str, usize>,
+    /// Adds in completion order (never-completed ones last).
+    adds: Vec<Add<'a>>,
+    /// Ok reads in completion order.
+    reads: Vec<Read>,
+    /// How many history lines were set-workload ops.
+    set_ops: usize,
+    /// Ok reads whose value was not a list; ignored.
+    malformed_reads: usize,
+    /// Completions with no pending invoke; ignored.
+    orphan_completions: usize,
+}
+
+impl<'a> SetHistory<'a> {
+    fn index(history: &'a [Op]) -> SetHistory<'a> {
+        let mut s = SetHistory {
+            history,
+            keys: Vec::new(),
+            key_ids: FastMap::default(),
+            adds: Vec::new(),
+            reads: Vec::new(),
+            set_ops: 0,
+            malformed_reads: 0,
+            orphan_completions: 0,
+        };
+        // A process has at most one op in flight: its next completion completes it.
+        let mut pending: FastMap<u64, usize> = FastMap::default();
+        for (pos, op) in history.iter().enumerate() {
+            let Process::Client(process) = op.process else {
+                continue;
+            };
+            if op.f != "add" && op.f != "read" {
+                continue;
+            }
+            s.set_ops += 1;
+            if op.kind == OpType::Invoke {
+                // A second invoke while one is pending breaks the one-op rule; the first
+                // one's fate is unknown.
+                if let Some(earlier) = pending.insert(process, pos) {
+                    s.pair(earlier, None);
+                }
+                continue;
+            }
+            match pending.remove(&process) {
+                Some(invoke) => s.pair(invoke, Some(pos)),
+                None => s.orphan_completions += 1,
+            }
+        }
+        let mut unfinished: Vec<usize> = pending.into_values().collect();
+        unfinished.sort_unstable();
+        for invoke in unfinished {
+            s.pair(invoke, None);
+        }
+        s
+    }
+
+    /// Records the op invoked at `invoke` and completed at `complete` (`None`: never).
+    fn pair(&mut self, invoke: usize, complete: Option<usize>) {
+        let history = self.history;
+        let op = &history[invoke];
+        let key = self.key_id(op.key.as_deref().unwrap_or(""));
+        let kind = complete.map_or(OpType::Info, |c| history[c].kind);
+        if op.f == "add" {
+            let outcome = match kind {
+                OpType::Ok => Outcome::Ok,
+                OpType::Fail => Outcome::Fail,
+                OpType::Info | OpType::Invoke => Outcome::Info,
+            };
+            let element = Element::of(&op.value);
+            *self.keys[key].attempted.entry(element.clone()).or_insert(0) |= outcome.flag();
+            self.adds.push(Add {
+                key,
+                element,
+                invoke,
+                complete,
+                outcome,
+            });
+        } else if let (OpType::Ok, Some(complete)) = (kind, complete) {
+            if history[complete].value.is_array() {
+                self.keys[key].final_read = Some(self.reads.len());
+                self.reads.push(Read {
+                    key,
+                    invoke,
+                    complete,
+                });
+            } else {
+                self.malformed_reads += 1;
+            }
+        }
+    }
+
+    fn key_id(&mut self, name: &'a str) -> usize {
+        if let Some(&id) = self.key_ids.get(name) {
+            return id;
+        }
+        let id = self.keys.len();
+        self.keys.push(Key {
+            name,
+            attempted: FastMap::default(),
+            final_read: None,
+        });
+        self.key_ids.insert(name, id);
+        id
+    }
+
+    /// The elements of an ok read.
+    fn read_values(&self, read: &Read) -> &'a [Value] {
+        let history = self.history;
+        history[read.complete]
+            .value
+            .as_array()
+            .map_or(&[], Vec::as_slice)
+    }
+
+    fn verdict(&self) -> CheckerResult {
+        if self.set_ops == 0 {
+            return CheckerResult::unknown("no set-workload ops in history");
+        }
+        if self.adds.is_empty() && self.reads.is_empty() {
+            return CheckerResult::unknown("no adds and no successful reads in history");
+        }
+
+        let present: Vec<Option<FastSet<Element<'a>>>> = self
+            .keys
+            .iter()
+            .map(|k| {
+                k.final_read.map(|r| {
+                    self.read_values(&self.reads[r])
+                        .iter()
+                        .map(Element::of)
+                        .collect()
+                })
+            })
+            .collect();
+
+        let mut c = Counts::default();
+        let (mut lost, mut recovered, mut failed_but_present) =
+            (Vec::new(), Vec::new(), Vec::new());
+        for (i, add) in self.adds.iter().enumerate() {
+            match add.outcome {
+                Outcome::Ok => c.acknowledged += 1,
+                Outcome::Fail => c.failed += 1,
+                Outcome::Info => c.indeterminate += 1,
+            }
+            let key = &self.keys[add.key];
+            let (Some(r), Some(present)) = (key.final_read, &present[add.key]) else {
+                continue;
+            };
+            let is_present = present.contains(&add.element);
+            match add.outcome {
+                Outcome::Ok if is_present => {}
+                Outcome::Ok => {
+                    if add.complete.is_some_and(|done| done < self.reads[r].invoke) {
+                        lost.push(i);
+                    } else {
+                        c.unresolved += 1;
+                    }
+                }
+                Outcome::Info if is_present => recovered.push(i),
+                Outcome::Info => c.indeterminate_absent += 1,
+                Outcome::Fail => {
+                    // Another attempt of the same element that may have happened explains it.
+                    let others = Outcome::Ok.flag() | Outcome::Info.flag();
+                    if is_present && key.attempted[&add.element] & others == 0 {
+                        failed_but_present.push(i);
+                    }
+                }
+            }
+        }
+
+        // Unexpected: read, in any ok read, but never attempted on that key. Each
+        // (key, element) once, at the first read that showed it.
+        let mut unexpected: Vec<(&Read, &'a Value)> = Vec::new();
+        let mut seen: FastSet<(usize, Element<'a>)> = FastSet::default();
+        for read in &self.reads {
+            let attempted = &self.keys[read.key].attempted;
+            for value in self.read_values(read) {
+                let element = Element::of(value);
+                if !attempted.contains_key(&element) && seen.insert((read.key, element)) {
+                    unexpected.push((read, value));
+                }
+            }
+        }
+
+        let mut unread_keys: Vec<&str> = self
+            .keys
+            .iter()
+            .filter(|k| !k.attempted.is_empty() && k.final_read.is_none())
+            .map(|k| k.name)
+            .collect();
+        unread_keys.sort_unstable();
+
+        let by_invoke = |list: &mut Vec<usize>| list.sort_by_key(|&i| self.adds[i].invoke);
+        by_invoke(&mut lost);
+        by_invoke(&mut recovered);
+        by_invoke(&mut failed_but_present);
+        let lost_ex = self.add_examples(&lost);
+        let recovered_ex = self.add_examples(&recovered);
+        let fbp_ex = self.add_examples(&failed_but_present);
+        let unexpected_ex: Vec<Value> = unexpected
+            .iter()
+            .take(EXAMPLES)
+            .map(|(read, value)| {
+                let (inv, done) = (&self.history[read.invoke], &self.history[read.complete]);
+                json!({
+                    "key": self.keys[read.key].name,
+                    "element": value,
+                    "invoke_index": inv.index,
+                    "complete_index": done.index,
+                    "time_ns": done.time_ns,
+                })
+            })
+            .collect();
+
+        let valid = if !lost.is_empty() || !unexpected.is_empty() || !failed_but_present.is_empty()
+        {
+            Validity::Invalid
+        } else if !unread_keys.is_empty() {
+            Validity::Unknown
+        } else {
+            Validity::Valid
+        };
+
+        let keys_with_adds = self.keys.iter().filter(|k| !k.attempted.is_empty()).count();
+        let mut clauses = Vec::new();
+        if !lost.is_empty() {
+            clauses.push(format!(
+                "{} of {} acknowledged adds lost ({})",
+                lost.len(),
+                c.acknowledged,
+                example_text(&lost_ex, lost.len())
+            ));
+        }
+        if !unexpected.is_empty() {
+            clauses.push(format!(
+                "{} unexpected elements read ({})",
+                unexpected.len(),
+                example_text(&unexpected_ex, unexpected.len())
+            ));
+        }
+        if !failed_but_present.is_empty() {
+            clauses.push(format!(
+                "{} failed adds present ({})",
+                failed_but_present.len(),
+                example_text(&fbp_ex, failed_but_present.len())
+            ));
+        }
+        if !unread_keys.is_empty() {
+            let mut names = unread_keys
+                .iter()
+                .take(SUMMARY_EXAMPLES)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ");
+            if unread_keys.len() > SUMMARY_EXAMPLES {
+                names.push_str(", ...");
+            }
+            clauses.push(format!(
+                "{} of {keys_with_adds} keys with adds have no ok read ({names})",
+                unread_keys.len()
+            ));
+        }
+        if valid == Validity::Valid {
+            clauses.push(format!(
+                "all {} acknowledged adds present in the final reads of {} keys",
+                c.acknowledged,
+                self.keys.len()
+            ));
+            if c.indeterminate > 0 {
+                clauses.push(format!(
+                    "{} of {} indeterminate adds recovered",
+                    recovered.len(),
+                    c.indeterminate
+                ));
+            }
+            if c.unresolved > 0 {
+                clauses.push(format!(
+                    "{} acknowledged adds concurrent with their final read and absent from it",
+                    c.unresolved
+                ));
+            }
+        }
+
+        let mut result = CheckerResult::new(valid)
+            .with("summary", clauses.join("; "))
+            .with("keys", self.keys.len())
+            .with("attempted", self.adds.len())
+            .with("acknowledged", c.acknowledged)
+            .with("failed", c.failed)
+            .with("indeterminate", c.indeterminate)
+            .with("lost_count", lost.len())
+            .with("recovered_count", recovered.len())
+            .with("unexpected_count", unexpected.len())
+            .with("failed_but_present_count", failed_but_present.len())
+            .with("unresolved_count", c.unresolved)
+            .with("indeterminate_absent_count", c.indeterminate_absent)
+            .with("unread_keys", unread_keys)
+            .with("lost", lost_ex)
+            .with("recovered", recovered_ex)
+            .with("unexpected", unexpected_ex)
+            .with("failed_but_present", fbp_ex);
+        if self.malformed_reads > 0 {
+            result = result.with("malformed_reads", self.malformed_reads);
+        }
+        if self.orphan_completions > 0 {
+            result = result.with("orphan_completions", self.orphan_completions);
+        }
+        result
+    }
+
+    /// The first [`EXAMPLES`] of `adds` (indexes into [`SetHistory::adds`]) as JSON.
+    fn add_examples(&self, adds: &[usize]) -> Vec<Value> {
+        adds.iter()
+            .take(EXAMPLES)
+            .map(|&i| {
+                let add = &self.adds[i];
+                let invoke = &self.history[add.invoke];
+                let complete = add.complete.map(|c| &self.history[c]);
+                json!({
+                    "key": self.keys[add.key].name,
+                    "element": invoke.value,
+                    "invoke_index": invoke.index,
+                    "complete_index": complete.map(|op| op.index),
+                    // When it was acknowledged (or, never completed, attempted).
+                    "time_ns": complete.unwrap_or(invoke).time_ns,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Tallies that need no example list.
+#[derive(Default)]
+struct Counts {
+    acknowledged: usize,
+    failed: usize,
+    indeterminate: usize,
+    unresolved: usize,
+    indeterminate_absent: usize,
+}
+
+/// `key: element` for the first few examples, with `...` if there are more.
+fn example_text(examples: &[Value], total: usize) -> String {
+    let mut parts: Vec<String> = examples
+        .iter()
+        .take(SUMMARY_EXAMPLES)
+        .map(|e| format!("{}: {}", e["key"].as_str().unwrap_or(""), e["element"]))
+        .collect();
+    if total > SUMMARY_EXAMPLES {
+        parts.push("...".to_string());
+    }
+    parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// Builds a history the way the recorder would: index = position, time = 1 µs apart.
+    #[derive(Default)]
+    struct History {
+        ops: Vec<Op>,
+        pending: HashMap<u64, Op>,
+    }
+
+    impl History {
+        fn push(&mut self, mut op: Op) {
+            op.index = self.ops.len() as u64;
+            op.time_ns = op.index * 1000;
+            self.ops.push(op);
+        }
+
+        fn invoke(&mut self, p: u64, f: &str, key: &str, value: Value) -> &mut Self {
+            let op = Op::new(Process::Client(p), OpType::Invoke, f)
+                .with_key(key)
+                .with_value(value);
+            self.pending.insert(p, op.clone());
+            self.push(op);
+            self
+        }
+
+        fn complete(&mut self, p: u64, kind: OpType, value: Option<Value>) -> &mut Self {
+            let mut op = self
+                .pending
+                .remove(&p)
+                .expect("pending invoke")
+                .complete(kind);
+            if let Some(v) = value {
+                op.value = v;
+            }
+            self.push(op);
+            self
+        }
+
+        fn add(&mut self, p: u64, key: &str, element: i64, kind: OpType) -> &mut Self {
+            self.invoke(p, "add", key, element.into())
+                .complete(p, kind, None)
+        }
+
+        fn read(&mut self, p: u64, key: &str, set: Value) -> &mut Self {
+            self.invoke(p, "read", key, Value::Null)
+                .complete(p, OpType::Ok, Some(set))
+        }
+
+        fn check(&self) -> CheckerResult {
+            LostWrites.check(&RunData::from_history(self.ops.clone()))
+        }
+    }
+
+    fn count(r: &CheckerResult, name: &str) -> u64 {
+        r.details[name].as_u64().unwrap_or_else(|| panic!("{name}"))
+    }
+
+    #[test]
+    fn clean_history_is_valid() {
+        let mut h = History::default();
+        for e in 1..=5 {
+            h.add(e as u64 % 2, "s1", e, OpType::Ok);
+        }
+        h.add(0, "s2", 10, OpType::Ok).add(1, "s2", 11, OpType::Ok);
+        h.read(0, "s1", json!([5, 4, 3, 2, 1]))
+            .read(1, "s2", json!([10, 11]));
+        let r = h.check();
+        assert_eq!(r.valid, Validity::Valid, "{:?}", r.details);
+        assert_eq!(count(&r, "keys"), 2);
+        assert_eq!(count(&r, "attempted"), 7);
+        assert_eq!(count(&r, "acknowledged"), 7);
+        assert_eq!(count(&r, "lost_count"), 0);
+        assert_eq!(r.details["unread_keys"], json!([]));
+        assert!(r.headline().starts_with("all 7 acknowledged adds present"));
+    }
+
+    #[test]
+    fn planted_lost_element_is_invalid_and_named() {
+        let mut h = History::default();
+        h.add(0, "s1", 1, OpType::Ok)
+            .add(0, "s1", 2, OpType::Ok)
+            .add(0, "s1", 3, OpType::Ok)
+            .read(1, "s1", json!([1, 3]));
+        let r = h.check();
+        assert_eq!(r.valid, Validity::Invalid);
+        assert_eq!(count(&r, "lost_count"), 1);
+        assert_eq!(
+            r.details["lost"],
+            json!([{"key": "s1", "element": 2, "invoke_index": 2, "complete_index": 3,
+                    "time_ns": 3000}])
+        );
+        assert_eq!(r.headline(), "1 of 3 acknowledged adds lost (s1: 2)");
+    }
+
+    #[test]
+    fn info_add_present_is_recovered_and_valid() {
+        let mut h = History::default();
+        h.add(0, "s1", 1, OpType::Ok)
+            .add(1, "s1", 2, OpType::Info)
+            .read(2, "s1", json!([1, 2]));
+        let r = h.check();
+        assert_eq!(r.valid, Validity::Valid);
+        assert_eq!(count(&r, "recovered_count"), 1);
+        assert_eq!(count(&r, "indeterminate"), 1);
+        assert_eq!(r.details["recovered"][0]["element"], json!(2));
+    }
+
+    #[test]
+    fn info_add_absent_is_fine() {
+        let mut h = History::default();
+        h.add(0, "s1", 1, OpType::Ok)
+            .add(1, "s1", 2, OpType::Info)
+            .read(2, "s1", json!([1]));
+        let r = h.check();
+        assert_eq!(r.valid, Validity::Valid);
+        assert_eq!(count(&r, "indeterminate_absent_count"), 1);
+        assert_eq!(count(&r, "recovered_count"), 0);
+        assert_eq!(count(&r, "lost_count"), 0);
+    }
+
+    #[test]
+    fn unexpected_element_is_invalid() {
+        let mut h = History::default();
+        h.add(0, "s1", 1, OpType::Ok).read(1, "s1", json!([1, 99]));
+        let r = h.check();
+        assert_eq!(r.valid, Validity::Invalid);
+        assert_eq!(count(&r, "unexpected_count"), 1);
+        assert_eq!(
+            r.details["unexpected"],
+            json!([{"key": "s1", "element": 99, "invoke_index": 2, "complete_index": 3,
+                    "time_ns": 3000}])
+        );
+    }
+
+    #[test]
+    fn element_added_to_another_key_is_unexpected_here() {
+        let mut h = History::default();
+        h.add(0, "s1", 1, OpType::Ok)
+            .read(1, "s1", json!([1]))
+            .read(1, "s2", json!([1]));
+        let r = h.check();
+        assert_eq!(r.valid, Validity::Invalid);
+        assert_eq!(r.details["unexpected"][0]["key"], json!("s2"));
+    }
+
+    #[test]
+    fn failed_add_present_is_invalid() {
+        let mut h = History::default();
+        h.add(0, "s1", 1, OpType::Ok)
+            .add(0, "s1", 2, OpType::Fail)
+            .read(1, "s1", json!([1, 2]));
+        let r = h.check();
+        assert_eq!(r.valid, Validity::Invalid);
+        assert_eq!(count(&r, "failed"), 1);
+        assert_eq!(count(&r, "failed_but_present_count"), 1);
+        assert_eq!(r.details["failed_but_present"][0]["element"], json!(2));
+    }
+
+    #[test]
+    fn failed_add_present_is_fine_if_a_retry_of_it_may_have_happened() {
+        let mut h = History::default();
+        h.add(0, "s1", 2, OpType::Fail)
+            .add(0, "s1", 2, OpType::Info)
+            .read(1, "s1", json!([2]));
+        let r = h.check();
+        assert_eq!(r.valid, Validity::Valid, "{:?}", r.details);
+        assert_eq!(count(&r, "failed_but_present_count"), 0);
+    }
+
+    #[test]
+    fn key_with_adds_and_only_a_failed_read_is_unknown() {
+        let mut h = History::default();
+        h.add(0, "s1", 1, OpType::Ok)
+            .invoke(1, "read", "s1", Value::Null)
+            .complete(1, OpType::Fail, None);
+        let r = h.check();
+        assert_eq!(r.valid, Validity::Unknown);
+        assert_eq!(r.details["unread_keys"], json!(["s1"]));
+    }
+
+    #[test]
+    fn lost_and_unread_is_invalid() {
+        let mut h = History::default();
+        h.add(0, "s1", 1, OpType::Ok)
+            .add(0, "s2", 2, OpType::Ok)
+            .read(1, "s1", json!([]));
+        let r = h.check();
+        assert_eq!(r.valid, Validity::Invalid);
+        assert_eq!(count(&r, "lost_count"), 1);
+        assert_eq!(r.details["unread_keys"], json!(["s2"]));
+    }
+
+    #[test]
+    fn add_concurrent_with_final_read_and_absent_is_not_lost() {
+        let mut h = History::default();
+        h.invoke(0, "add", "s1", 1.into())
+            .invoke(1, "read", "s1", Value::Null)
+            .complete(0, OpType::Ok, None)
+            .complete(1, OpType::Ok, Some(json!([])));
+        let r = h.check();
+        assert_eq!(r.valid, Validity::Valid, "{:?}", r.details);
+        assert_eq!(count(&r, "lost_count"), 0);
+        assert_eq!(count(&r, "unresolved_count"), 1);
+    }
+
+    #[test]
+    fn invoke_without_completion_is_info() {
+        let mut h = History::default();
+        h.invoke(0, "add", "s1", 1.into())
+            .invoke(2, "add", "s1", 2.into())
+            .read(1, "s1", json!([1]));
+        let r = h.check();
+        assert_eq!(r.valid, Validity::Valid, "{:?}", r.details);
+        assert_eq!(count(&r, "indeterminate"), 2);
+        assert_eq!(count(&r, "recovered_count"), 1);
+        assert_eq!(count(&r, "indeterminate_absent_count"), 1);
+        assert_eq!(r.details["recovered"][0]["complete_index"], Value::Null);
+    }
+
+    #[test]
+    fn the_last_ok_read_is_the_final_one() {
+        let mut h = History::default();
+        h.add(0, "s1", 1, OpType::Ok)
+            .read(1, "s1", json!([1]))
+            .read(1, "s1", json!([]))
+            .invoke(1, "read", "s1", Value::Null)
+            .complete(1, OpType::Fail, None);
+        let r = h.check();
+        assert_eq!(r.valid, Validity::Invalid);
+        assert_eq!(count(&r, "lost_count"), 1);
+    }
+
+    #[test]
+    fn no_set_ops_is_unknown() {
+        let mut h = History::default();
+        let nemesis = Op::new(Process::Nemesis, OpType::Invoke, "partition");
+        h.push(nemesis.clone());
+        h.push(nemesis.complete(OpType::Ok));
+        let r = h.check();
+        assert_eq!(r.valid, Validity::Unknown);
+        assert_eq!(r.details["reason"], json!("no set-workload ops in history"));
+        let empty = LostWrites.check(&RunData::from_history(Vec::new()));
+        assert_eq!(empty.valid, Validity::Unknown);
+        let absent = LostWrites.check(&RunData::default());
+        assert_eq!(absent.valid, Validity::Unknown);
+    }
+
+    #[test]
+    fn elements_compare_as_redis_members() {
+        let mut h = History::default();
+        h.add(0, "s1", 42, OpType::Ok)
+            .invoke(0, "add", "s1", json!("x"))
+            .complete(0, OpType::Ok, None)
+            .read(1, "s1", json!(["42", "x"]));
+        assert_eq!(h.check().valid, Validity::Valid);
+        let mut h = History::default();
+        h.add(0, "s1", 42, OpType::Ok)
+            .read(1, "s1", json!([42, "042"]));
+        let r = h.check();
+        assert_eq!(r.valid, Validity::Invalid);
+        assert_eq!(r.details["unexpected"][0]["element"], json!("042"));
+        assert_eq!(canonical_int("-0"), None);
+        assert_eq!(canonical_int("+1"), None);
+        assert_eq!(canonical_int("0"), Some(0));
+        assert_eq!(canonical_int("-17"), Some(-17));
+        assert_eq!(canonical_int("99999999999999999999"), None);
+    }
+
+    #[test]
+    fn examples_are_capped_and_in_index_order() {
+        let mut h = History::default();
+        // Completions out of invoke order: 30 processes in flight at once.
+        for e in 0..30 {
+            h.invoke(e as u64, "add", "s1", e.into());
+        }
+        for e in (0..30).rev() {
+            h.complete(e as u64, OpType::Ok, None);
+        }
+        h.read(100, "s1", json!([]));
+        let r = h.check();
+        assert_eq!(count(&r, "lost_count"), 30);
+        let lost = r.details["lost"].as_array().unwrap();
+        assert_eq!(lost.len(), EXAMPLES);
+        let invokes: Vec<u64> = lost
+            .iter()
+            .map(|e| e["invoke_index"].as_u64().unwrap())
+            .collect();
+        assert_eq!(invokes, (0..10).collect::<Vec<_>>());
+        assert!(
+            r.headline().ends_with("(s1: 0, s1: 1, s1: 2, ...)"),
+            "{}",
+            r.headline()
+        );
+    }
+
+    /// `cargo test --release -p faultline-checkers -- --ignored` to measure.
+    #[test]
+    #[ignore = "timing; run in release"]
+    fn a_million_ops_check_quickly() {
+        let mut ops = Vec::with_capacity(1_000_100);
+        let keys: Vec<String> = (0..8).map(|k| format!("s{k}")).collect();
+        let mut sets: Vec<Vec<Value>> = vec![Vec::new(); 8];
+        for e in 0..500_000i64 {
+            let p = (e % 50) as u64;
+            let k = (e % 8) as usize;
+            let invoke = Op::new(Process::Client(p), OpType::Invoke, "add")
+                .with_key(keys[k].clone())
+                .with_value(e);
+            let ok = invoke.complete(OpType::Ok);
+            ops.push(invoke);
+            ops.push(ok);
+            if e != 777 {
+                sets[k].push(e.into());
+            }
+        }
+        for (k, set) in sets.into_iter().enumerate() {
+            let invoke =
+                Op::new(Process::Client(1000), OpType::Invoke, "read").with_key(keys[k].clone());
+            ops.push(invoke.clone());
+            ops.push(invoke.complete(OpType::Ok).with_value(set));
+        }
+        for (i, op) in ops.iter_mut().enumerate() {
+            op.index = i as u64;
+            op.time_ns = i as u64;
+        }
+        let run = RunData::from_history(ops);
+        let start = std::time::Instant::now();
+        let r = LostWrites.check(&run);
+        let took = start.elapsed();
+        eprintln!("{} ops checked in {took:?}", run.history.len());
+        assert_eq!(count(&r, "lost_count"), 1);
+        assert!(took < std::time::Duration::from_secs(2), "{took:?}");
+    }
+}

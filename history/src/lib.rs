@@ -1,0 +1,26 @@
+//! The record formats every part of faultline agrees on.
+//!
+//! A run writes two logs into its directory, one JSON object per line, as things happen:
+//!
+//! - `history.jsonl`: every operation a client or nemesis invoked and how it completed
+//!   ([`Op`]), in the Jepsen sense of invoke / ok / fail / info.
+//! - `topology.jsonl`: raw cluster views seen by the topology observer (later issues).
+//!
+//! Module map:
+//! - [`op`]: the [`Op`] record and its parts ([`OpType`], [`Process`], [`Redirect`]).
+//! - [`reader`]: reads a JSONL log back, tolerating the torn last line a killed run leaves.
+//! - [`recorder`]: the single writer that numbers, timestamps and appends ops.
+//! - [`cluster_nodes`]: parses a raw `CLUSTER NODES` reply into a [`ClusterView`].
+//!
+//! This crate does no networking and knows nothing about servers; clients, nemeses and
+//! checkers all depend on it, and on nothing of each other.
+
+pub mod op;
+pub mod reader;
+pub mod recorder;
+
+pub use op::{Op, OpType, Process, Redirect};
+pub use reader::{read_jsonl, JsonlFile, ReadError, Skipped};
+pub use recorder::Recorder;
+pub mod cluster_nodes;
+pub use cluster_nodes::{ClusterView, NodeLine};

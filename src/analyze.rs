@@ -1,0 +1,52 @@
+//! Checking a run directory: the end of `faultline run`, and all of `faultline analyze`.
+
+use std::path::Path;
+
+use anyhow::Context;
+use faultline_checkers::{LoadError, Results};
+use serde_json::Value;
+
+use crate::exit::{self, Failure};
+use crate::store::RESULTS_FILE;
+
+/// Runs every checker on `dir`, writes `results.json` (keeping or setting its `run`
+/// section), prints the summary, and returns the results.
+///
+/// # Errors
+/// Bad input (254) when the directory holds nothing checkable or a damaged log; harness
+/// error (255) when results cannot be written.
+pub fn check_dir(dir: &Path, run_meta: Option<Value>) -> Result<Results, Failure> {
+    let run = faultline_checkers::load_run(dir).map_err(|e| match e {
+        LoadError::Read(faultline_history::ReadError::Io { .. }) => Failure::from(e),
+        other => Failure::bad_input(other),
+    })?;
+    let results = faultline_checkers::check(&run, &faultline_checkers::all());
+    let path = dir.join(RESULTS_FILE);
+    let meta = run_meta.or_else(|| {
+        std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .and_then(|v| v.get("run").cloned())
+    });
+    let mut json = serde_json::to_value(&results).context("serializing results")?;
+    if let (Some(meta), Value::Object(map)) = (meta, &mut json) {
+        map.insert("run".into(), meta);
+    }
+    std::fs::write(
+        &path,
+        serde_json::to_vec_pretty(&json).context("serializing results")?,
+    )
+    .with_context(|| format!("writing {}", path.display()))?;
+    Ok(results)
+}
+
+/// `faultline analyze DIR`.
+///
+/// # Errors
+/// As [`check_dir`].
+pub fn command(dir: &Path) -> Result<u8, Failure> {
+    let results = check_dir(dir, None)?;
+    println!("{}", results.summary());
+    println!("results: {}", dir.join(RESULTS_FILE).display());
+    Ok(exit::for_validity(results.valid))
+}

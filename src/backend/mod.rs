@@ -1,0 +1,104 @@
+//! Backends: where nodes run. A backend provisions addresses, starts and stops server
+//! processes, and removes everything it made.
+//!
+//! Adding one (containers, say) is one file here plus one line in [`create`].
+
+pub mod local;
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Result;
+
+use crate::flavor::Flavor;
+use crate::ledger::RunId;
+use crate::scenario::{BackendName, Persistence};
+
+/// One node as the rest of the harness sees it.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// `n1`, `n2`, ...
+    pub name: String,
+    /// Address clients and peers use.
+    pub ip: Ipv4Addr,
+    /// Client port.
+    pub port: u16,
+}
+
+impl NodeSpec {
+    /// `ip:port`, as the cluster itself names the node.
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.ip, self.port)
+    }
+}
+
+/// What a backend needs to bring nodes up.
+pub struct BackendPlan {
+    /// The run's id, part of every name the backend creates.
+    pub run_id: RunId,
+    /// The run directory (logs/ and data/ go below it).
+    pub run_dir: PathBuf,
+    /// Node names, in order.
+    pub node_names: Vec<String>,
+    /// The server kind.
+    pub flavor: Arc<dyn Flavor>,
+    /// The server binary.
+    pub binary: PathBuf,
+    /// `cluster-node-timeout`, ms.
+    pub node_timeout_ms: u64,
+    /// Persistence mode.
+    pub persistence: Persistence,
+    /// Leave everything running at the end (and do not tie servers' lives to ours).
+    pub keep: bool,
+}
+
+/// A place where nodes run.
+pub trait Backend: Send {
+    /// The backend's name.
+    fn name(&self) -> &'static str;
+
+    /// The nodes, with their addresses.
+    fn nodes(&self) -> &[NodeSpec];
+
+    /// Starts (or restarts) a node's server process.
+    ///
+    /// # Errors
+    /// If the process cannot be started.
+    fn start(&mut self, node: usize) -> Result<()>;
+
+    /// A node whose process has exited, with what it said on the way out.
+    fn exited(&mut self) -> Option<String>;
+
+    /// Stops every process and removes every namespace, link and file the run created
+    /// outside its run directory. Safe to call more than once.
+    ///
+    /// # Errors
+    /// If something could not be removed (the rest is still attempted).
+    fn teardown(&mut self) -> Result<()>;
+
+    /// How a person reaches the cluster after `--keep`, and how to remove it.
+    fn keep_notice(&self) -> String;
+}
+
+/// The backend registry: provisions the run's network and returns the backend, nodes not
+/// yet started.
+///
+/// # Errors
+/// If provisioning fails; whatever was already made is removed first.
+pub fn create(name: BackendName, plan: BackendPlan) -> Result<Box<dyn Backend>> {
+    match name {
+        BackendName::Local => Ok(Box::new(local::LocalBackend::create(plan)?)),
+    }
+}
+
+/// Starts every node.
+///
+/// # Errors
+/// The first node that cannot be started.
+pub fn start_all(backend: &mut dyn Backend) -> Result<()> {
+    for i in 0..backend.nodes().len() {
+        backend.start(i)?;
+    }
+    Ok(())
+}

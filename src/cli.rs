@@ -1,0 +1,109 @@
+//! The command line. Doc comments here are the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Jepsen-style fault-injection harness for Redis Cluster compatible servers.
+///
+/// Starts real Redis or Valkey nodes in network namespaces, drives a workload that records
+/// every operation, and checks the history for lost writes.
+///
+/// Exit codes: 0 valid, 1 invalid (an anomaly was found), 2 unknown (could not decide),
+/// 254 bad usage or input, 255 harness error.
+#[derive(Debug, Parser)]
+#[command(name = "faultline", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a scenario: bring a cluster up, drive the workload, check the history.
+    Run(RunArgs),
+    /// Re-run the checkers on a stored run directory (needs only history.jsonl).
+    Analyze(AnalyzeArgs),
+    /// Check the prerequisites on this machine and say how to fix what is missing.
+    Doctor,
+    /// Remove namespaces, links and processes that killed runs left behind.
+    Clean(CleanArgs),
+    /// Measure the harness against plain tools on the same cluster.
+    Bench(BenchArgs),
+}
+
+/// `faultline run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Scenario file (YAML). Without one, the built-in smoke scenario runs.
+    pub scenario: Option<PathBuf>,
+
+    /// Server kind: redis or valkey (overrides the scenario).
+    #[arg(long, help_heading = "Overrides")]
+    pub flavor: Option<String>,
+
+    /// Where nodes run: local (processes in network namespaces).
+    #[arg(long, help_heading = "Overrides")]
+    pub backend: Option<String>,
+
+    /// Seconds of workload (overrides the scenario's time_limit).
+    #[arg(long, value_name = "SECS", help_heading = "Overrides")]
+    pub time_limit: Option<f64>,
+
+    /// Seed for every random choice of the run (default: random, saved in scenario.yaml).
+    #[arg(long, help_heading = "Overrides")]
+    pub seed: Option<u64>,
+
+    /// Store directory; runs go to STORE/<scenario>/<UTC timestamp>/.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "store",
+        help_heading = "Output"
+    )]
+    pub store: PathBuf,
+
+    /// Leave the cluster running after the run (remove it later with `faultline clean`).
+    #[arg(long, help_heading = "Output")]
+    pub keep: bool,
+}
+
+/// `faultline analyze`.
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// A run directory (or any directory holding a history.jsonl).
+    pub run_dir: PathBuf,
+}
+
+/// `faultline clean`.
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    /// Only this run id (as printed by `faultline run`).
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Say what would be removed, remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `faultline bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Server kind to measure.
+    #[arg(long, default_value = "redis")]
+    pub flavor: String,
+    /// Seconds of load for each side of the throughput comparison.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Client connections / processes on both sides.
+    #[arg(long, default_value_t = 50)]
+    pub concurrency: usize,
+    /// Times to repeat the cluster start-up comparison.
+    #[arg(long, default_value_t = 3)]
+    pub startups: usize,
+    /// Where the bench's own run directories go.
+    #[arg(long, value_name = "DIR", default_value = "store")]
+    pub store: PathBuf,
+}

@@ -1,0 +1,170 @@
+//! Flavors: the kinds of server faultline runs, and how each is configured.
+//!
+//! A flavor knows its binary, how to read its version, and its config dialect. Adding one
+//! (a user's fork, say) is one file here plus one line in [`by_name`].
+
+mod redis;
+mod valkey;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::scenario::{FlavorName, Persistence};
+
+/// Everything a flavor needs to write one node's config file.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Address the node listens on and announces.
+    pub ip: std::net::Ipv4Addr,
+    /// Client port.
+    pub port: u16,
+    /// `cluster-node-timeout`, ms.
+    pub node_timeout_ms: u64,
+    /// Persistence mode.
+    pub persistence: Persistence,
+    /// Working directory (nodes.conf, RDB, AOF).
+    pub data_dir: PathBuf,
+    /// The server's log file.
+    pub log_file: PathBuf,
+}
+
+/// A kind of server.
+pub trait Flavor: Send + Sync {
+    /// Name as used in scenarios (`redis`).
+    fn name(&self) -> &'static str;
+
+    /// Binary looked up on PATH when the scenario names none.
+    fn default_binary(&self) -> &'static str;
+
+    /// How a person gets the binary on Debian, for `doctor` and error messages.
+    fn install_hint(&self) -> &'static str;
+
+    /// The server's version, from `BINARY --version` (`... v=7.0.15 ...`).
+    ///
+    /// # Errors
+    /// If the binary cannot be run or prints no version.
+    fn version(&self, binary: &Path) -> Result<String> {
+        let out = Command::new(binary)
+            .arg("--version")
+            .output()
+            .with_context(|| {
+                format!(
+                    "could not run {} ({})",
+                    binary.display(),
+                    self.install_hint()
+                )
+            })?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        match text.split_whitespace().find_map(|w| w.strip_prefix("v=")) {
+            Some(v) => Ok(v.to_string()),
+            None => bail!(
+                "{} --version printed no version: {text:?}",
+                binary.display()
+            ),
+        }
+    }
+
+    /// The config file text for one node.
+    fn config(&self, node: &NodeConfig) -> String {
+        common_config(node)
+    }
+}
+
+/// The flavor registry.
+pub fn by_name(name: FlavorName) -> Box<dyn Flavor> {
+    match name {
+        FlavorName::Redis => Box::new(redis::Redis),
+        FlavorName::Valkey => Box::new(valkey::Valkey),
+    }
+}
+
+/// Settings Redis 7.0+ and Valkey 8+ read alike: a cluster node on one address, no
+/// protection (the network is the run's own), debug commands on (faults use them), and
+/// everything it writes inside the run directory.
+pub fn common_config(node: &NodeConfig) -> String {
+    let mut c = String::new();
+    let mut line = |k: &str, v: &str| {
+        c.push_str(k);
+        c.push(' ');
+        c.push_str(v);
+        c.push('\n');
+    };
+    line("bind", &node.ip.to_string());
+    line("port", &node.port.to_string());
+    line("protected-mode", "no");
+    line("daemonize", "no");
+    line("cluster-enabled", "yes");
+    line("cluster-config-file", "nodes.conf");
+    line("cluster-node-timeout", &node.node_timeout_ms.to_string());
+    line("enable-debug-command", "yes");
+    line("dir", &quote(&node.data_dir));
+    line("logfile", &quote(&node.log_file));
+    line("loglevel", "verbose");
+    // Replicas sync at once; the default waits 5 s for more replicas to share one transfer.
+    line("repl-diskless-sync-delay", "0");
+    match node.persistence {
+        Persistence::None => {
+            line("save", "\"\"");
+            line("appendonly", "no");
+        }
+        Persistence::Aof => {
+            line("save", "\"\"");
+            line("appendonly", "yes");
+            line("appendfsync", "everysec");
+        }
+        Persistence::Rdb => {
+            line("appendonly", "no");
+        }
+    }
+    c
+}
+
+fn quote(p: &Path) -> String {
+    format!("\"{}\"", p.display().to_string().replace('"', "\\\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node() -> NodeConfig {
+        NodeConfig {
+            ip: "10.77.3.11".parse().unwrap(),
+            port: 6379,
+            node_timeout_ms: 5000,
+            persistence: Persistence::None,
+            data_dir: "/s/run/data/n1".into(),
+            log_file: "/s/run/logs/n1/server.log".into(),
+        }
+    }
+
+    #[test]
+    fn config_is_a_test_cluster_node() {
+        for name in [FlavorName::Redis, FlavorName::Valkey] {
+            let c = by_name(name).config(&node());
+            for expected in [
+                "bind 10.77.3.11\n",
+                "cluster-enabled yes\n",
+                "cluster-node-timeout 5000\n",
+                "enable-debug-command yes\n",
+                "save \"\"\n",
+                "appendonly no\n",
+                "logfile \"/s/run/logs/n1/server.log\"\n",
+            ] {
+                assert!(
+                    c.contains(expected),
+                    "{name}: {expected:?} missing from\n{c}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn aof_persistence_turns_on_appendonly() {
+        let mut n = node();
+        n.persistence = Persistence::Aof;
+        assert!(common_config(&n).contains("appendonly yes\n"));
+    }
+}

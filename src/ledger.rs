@@ -1,0 +1,238 @@
+//! What each run created on this machine, written down as it is created.
+//!
+//! The harness runs as root and changes the kernel's network state, so every namespace,
+//! link and process carries the run's id and is also listed in the run's ledger under
+//! [`STATE_DIR`]. Teardown removes what the ledger lists; `faultline clean` reads the
+//! ledgers of runs whose owner is gone (killed with SIGKILL, machine crash of the
+//! harness, `--keep`) and removes their resources.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::sys;
+
+/// Where ledgers live: on tmpfs, so they vanish at reboot with the namespaces they list.
+pub const STATE_DIR: &str = "/run/faultline";
+
+/// Prefix of every name a run gives to a namespace or host link.
+pub const NAME_PREFIX: &str = "fl";
+
+/// A run's short id: six hex digits, part of every name the run creates.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RunId(String);
+
+impl RunId {
+    /// A fresh random id.
+    pub fn random() -> RunId {
+        RunId(format!("{:06x}", rand::random::<u32>() & 0xff_ffff))
+    }
+
+    /// Parses an id given by a user.
+    pub fn parse(s: &str) -> Option<RunId> {
+        (s.len() == 6
+            && s.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+        .then(|| RunId(s.to_string()))
+    }
+
+    /// The id's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The namespace holding the run's bridge.
+    pub fn hub_netns(&self) -> String {
+        format!("{NAME_PREFIX}-{}-hub", self.0)
+    }
+
+    /// The namespace of one node.
+    pub fn node_netns(&self, node: &str) -> String {
+        format!("{NAME_PREFIX}-{}-{node}", self.0)
+    }
+
+    /// The host end of the link into the hub (at most 15 characters: `fl` + id + `h`).
+    pub fn host_link(&self) -> String {
+        format!("{NAME_PREFIX}{}h", self.0)
+    }
+
+    /// The run id inside a namespace name we made (`fl-<id>-...`).
+    pub fn of_netns(name: &str) -> Option<RunId> {
+        let rest = name.strip_prefix(NAME_PREFIX)?.strip_prefix('-')?;
+        let (id, tail) = rest.split_once('-')?;
+        (!tail.is_empty()).then_some(())?;
+        RunId::parse(id)
+    }
+
+    /// The run id inside a host link name we made (`fl<id>h`).
+    pub fn of_host_link(name: &str) -> Option<RunId> {
+        let id = name.strip_prefix(NAME_PREFIX)?.strip_suffix('h')?;
+        RunId::parse(id)
+    }
+}
+
+impl std::fmt::Display for RunId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One run's record of what it created.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ledger {
+    /// The run.
+    pub run_id: RunId,
+    /// The faultline process that owns the resources.
+    pub owner_pid: i32,
+    /// Its start time, to tell it from a later process with the same pid.
+    pub owner_start: Option<u64>,
+    /// The run's store directory.
+    pub run_dir: PathBuf,
+    /// The run asked to leave its cluster running.
+    pub keep: bool,
+    /// Network namespaces, in creation order.
+    pub netns: Vec<String>,
+    /// Links in the host namespace.
+    pub host_links: Vec<String>,
+    /// Server processes started (pids may be stale after restarts; namespaces are the
+    /// authority for what still runs).
+    pub pids: Vec<i32>,
+}
+
+impl Ledger {
+    /// A ledger for a run owned by this process, written to disk at once.
+    ///
+    /// # Errors
+    /// If the state directory cannot be written.
+    pub fn create(run_id: RunId, run_dir: &Path, keep: bool) -> Result<Ledger> {
+        let pid = std::process::id() as i32;
+        let ledger = Ledger {
+            run_id,
+            owner_pid: pid,
+            owner_start: sys::pid_start_time(pid),
+            run_dir: run_dir.to_path_buf(),
+            keep,
+            netns: Vec::new(),
+            host_links: Vec::new(),
+            pids: Vec::new(),
+        };
+        ledger.save()?;
+        Ok(ledger)
+    }
+
+    fn path_of(id: &RunId) -> PathBuf {
+        Path::new(STATE_DIR).join(format!("{id}.json"))
+    }
+
+    /// Writes the ledger (atomically: write, then rename).
+    ///
+    /// # Errors
+    /// If the state directory cannot be written.
+    pub fn save(&self) -> Result<()> {
+        fs::create_dir_all(STATE_DIR).with_context(|| format!("creating {STATE_DIR}"))?;
+        let path = Self::path_of(&self.run_id);
+        let tmp = path.with_extension("json.tmp");
+        fs::write(&tmp, serde_json::to_vec_pretty(self)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+        Ok(())
+    }
+
+    /// Deletes the ledger file (after everything it lists is gone).
+    pub fn remove(&self) {
+        let _ = fs::remove_file(Self::path_of(&self.run_id));
+    }
+
+    /// Whether the owning faultline process still runs.
+    pub fn owner_alive(&self) -> bool {
+        sys::pid_alive(self.owner_pid)
+            && (self.owner_start.is_none()
+                || sys::pid_start_time(self.owner_pid) == self.owner_start)
+    }
+
+    /// Every ledger on this machine; unreadable files are reported in the second list.
+    pub fn load_all() -> (Vec<Ledger>, Vec<String>) {
+        let mut ledgers = Vec::new();
+        let mut problems = Vec::new();
+        let Ok(dir) = fs::read_dir(STATE_DIR) else {
+            return (ledgers, problems);
+        };
+        for entry in dir.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                match fs::read(&path)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|b| Ok(serde_json::from_slice::<Ledger>(&b)?))
+                {
+                    Ok(l) => ledgers.push(l),
+                    Err(e) => problems.push(format!("{}: {e}", path.display())),
+                }
+            }
+        }
+        (ledgers, problems)
+    }
+
+    /// Removes everything the ledger lists, whatever state it is in; returns what it did.
+    pub fn release(&self) -> Vec<String> {
+        let mut done = Vec::new();
+        for &pid in &self.pids {
+            if sys::pid_alive(pid)
+                && self
+                    .netns
+                    .iter()
+                    .any(|ns| sys::netns_pids(ns).contains(&pid))
+            {
+                sys::kill9(pid);
+                done.push(format!("killed pid {pid}"));
+            }
+        }
+        for ns in self.netns.iter().rev() {
+            for pid in sys::netns_pids(ns) {
+                sys::kill9(pid);
+                done.push(format!("killed pid {pid} in {ns}"));
+            }
+        }
+        let existing = sys::netns_list().unwrap_or_default();
+        for ns in self.netns.iter().rev() {
+            if existing.contains(ns) {
+                match sys::ip(&["netns", "del", ns]) {
+                    Ok(_) => done.push(format!("deleted namespace {ns}")),
+                    Err(e) => done.push(format!("could not delete namespace {ns}: {e:#}")),
+                }
+            }
+        }
+        let links = sys::host_links().unwrap_or_default();
+        for link in &self.host_links {
+            if links.contains(link) {
+                match sys::ip(&["link", "del", link]) {
+                    Ok(_) => done.push(format!("deleted link {link}")),
+                    Err(e) => done.push(format!("could not delete link {link}: {e:#}")),
+                }
+            }
+        }
+        self.remove();
+        done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_the_id_and_parse_back() {
+        let id = RunId::parse("0a1b2c").unwrap();
+        assert_eq!(id.hub_netns(), "fl-0a1b2c-hub");
+        assert_eq!(id.node_netns("n3"), "fl-0a1b2c-n3");
+        assert_eq!(id.host_link(), "fl0a1b2ch");
+        assert!(id.host_link().len() <= 15);
+        assert_eq!(RunId::of_netns("fl-0a1b2c-n3"), Some(id.clone()));
+        assert_eq!(RunId::of_host_link("fl0a1b2ch"), Some(id));
+        assert_eq!(RunId::of_netns("flannel-x"), None);
+        assert_eq!(RunId::of_netns("fl-0a1b2c"), None);
+        assert_eq!(RunId::of_host_link("flannel"), None);
+        assert_eq!(RunId::parse("ABCDEF"), None);
+    }
+}

@@ -1,0 +1,364 @@
+//! `faultline run`: one run, start to verdict.
+//!
+//! scenario -> resolved plan (seed) -> backend brings nodes up -> cluster formed and agreed
+//! -> workload runs, recording every op -> final phase (cluster agrees again, final reads)
+//! -> teardown (unless `--keep`) -> checkers -> results.json -> exit code.
+//!
+//! Ctrl-C (or SIGTERM) stops the workload, skips the final phase, tears down and checks what
+//! was recorded (the verdict is then at best unknown). A second Ctrl-C tears down at once
+//! and exits 255. Errors and panics tear down through the backend's `Drop`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use faultline_history::Recorder;
+use faultline_workloads::{ClientConfig, ClusterClient, Counters, SetSpec, SetWorkload};
+use serde_json::json;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::backend::{self, BackendPlan};
+use crate::cli::RunArgs;
+use crate::cluster::{Admin, Layout};
+use crate::exit::{self, Failure};
+use crate::flavor::{self, Flavor};
+use crate::ledger::{Ledger, RunId};
+use crate::scenario::{BackendName, FlavorName, Scenario};
+use crate::store::{self, HISTORY_FILE, SCENARIO_FILE};
+use crate::{analyze, sys};
+
+/// `faultline run`.
+///
+/// # Errors
+/// Bad input (254) for an unusable scenario or override; harness error (255) otherwise.
+pub async fn command(args: RunArgs) -> Result<u8, Failure> {
+    let scenario = load_scenario(&args)?;
+    preflight()?;
+    let flavor: Arc<dyn Flavor> = Arc::from(flavor::by_name(scenario.flavor));
+    let binary = resolve_binary(&scenario, flavor.as_ref())?;
+    let version = flavor.version(&binary)?;
+
+    let run_dir = store::create_run_dir(&args.store, &scenario.name)?;
+    std::fs::write(run_dir.join(SCENARIO_FILE), scenario.to_yaml())
+        .with_context(|| format!("writing {}", run_dir.join(SCENARIO_FILE).display()))?;
+    let run_id = RunId::random();
+    eprintln!(
+        "faultline: run {run_id}: {} {version}, {}x{} on {}, {}s of {} workload, seed {}\n  dir: {}",
+        scenario.flavor,
+        scenario.cluster.primaries.get(),
+        scenario.cluster.replicas.get(),
+        backend_label(scenario.backend),
+        scenario.time_limit.get(),
+        scenario.workload.name.label(),
+        scenario.seed(),
+        run_dir.display()
+    );
+
+    let interrupt = CancellationToken::new();
+    spawn_signal_watch(interrupt.clone(), run_id.clone());
+
+    let mut notes = Vec::new();
+    let timings = execute(
+        &scenario, &args, &run_dir, &run_id, flavor, binary, &interrupt, &mut notes,
+    )
+    .await?;
+    let interrupted = interrupt.is_cancelled();
+    if interrupted {
+        notes.push("interrupted: the workload was cut short and the final phase skipped".into());
+    }
+
+    let meta = json!({
+        "id": run_id.as_str(),
+        "scenario": scenario.name,
+        "flavor": scenario.flavor.to_string(),
+        "server_version": version,
+        "backend": backend_label(scenario.backend),
+        "seed": scenario.seed(),
+        "nodes": scenario.node_count(),
+        "interrupted": interrupted,
+        "timings_s": timings,
+        "notes": notes,
+    });
+    let results = analyze::check_dir(&run_dir, Some(meta))?;
+    println!("{}", results.summary());
+    for note in &notes {
+        println!("note: {note}");
+    }
+    println!("run directory: {}", run_dir.display());
+    Ok(exit::for_validity(results.valid))
+}
+
+fn load_scenario(args: &RunArgs) -> Result<Scenario, Failure> {
+    let mut scenario = match &args.scenario {
+        Some(path) => Scenario::load(path).map_err(Failure::bad_input)?,
+        None => Scenario::builtin(),
+    };
+    if let Some(f) = &args.flavor {
+        scenario.flavor =
+            FlavorName::parse(f).map_err(|e| Failure::bad_input(anyhow!("--flavor: {e}")))?;
+    }
+    if let Some(b) = &args.backend {
+        scenario.backend =
+            BackendName::parse(b).map_err(|e| Failure::bad_input(anyhow!("--backend: {e}")))?;
+    }
+    if let Some(t) = args.time_limit {
+        if !t.is_finite() || t <= 0.0 {
+            return Err(Failure::bad_input(anyhow!(
+                "--time-limit must be greater than 0, got {t}"
+            )));
+        }
+        scenario.time_limit.0 = t;
+    }
+    if let Some(seed) = args.seed {
+        scenario.seed = Some(seed);
+    }
+    Ok(scenario.resolve())
+}
+
+fn preflight() -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("the local backend creates network namespaces and must run as root (try sudo); `faultline doctor` lists what else is needed");
+    }
+    sys::ip(&["-V"]).context("iproute2 is needed")?;
+    Ok(())
+}
+
+fn resolve_binary(scenario: &Scenario, flavor: &dyn Flavor) -> Result<PathBuf> {
+    let name = scenario
+        .cluster
+        .binary
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(flavor.default_binary()));
+    if name.components().count() > 1 {
+        if !name.is_file() {
+            bail!("cluster.binary {} does not exist", name.display());
+        }
+        return Ok(name);
+    }
+    which(&name).ok_or_else(|| {
+        anyhow!(
+            "{} is not on PATH; {}",
+            name.display(),
+            flavor.install_hint()
+        )
+    })
+}
+
+/// Finds a program on PATH.
+pub fn which(name: &Path) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| Path::new(dir).join(name))
+        .find(|p| p.is_file())
+}
+
+fn backend_label(b: BackendName) -> &'static str {
+    match b {
+        BackendName::Local => "local",
+    }
+}
+
+fn spawn_signal_watch(interrupt: CancellationToken, run_id: RunId) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+        let mut count = 0;
+        loop {
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => if r.is_err() { return },
+                _ = term.recv() => {},
+            }
+            count += 1;
+            if count == 1 {
+                eprintln!("\nfaultline: interrupted; stopping the workload and tearing down (again to force)");
+                interrupt.cancel();
+            } else {
+                eprintln!("\nfaultline: interrupted again; removing run {run_id} now");
+                let (ledgers, _) = Ledger::load_all();
+                for l in ledgers.iter().filter(|l| l.run_id == run_id) {
+                    l.release();
+                }
+                std::process::exit(i32::from(exit::HARNESS_ERROR));
+            }
+        }
+    });
+}
+
+/// Brings the cluster up, runs the workload and the final phase, and tears down. Returns
+/// how long each phase took, in seconds.
+#[allow(clippy::too_many_arguments)]
+async fn execute(
+    scenario: &Scenario,
+    args: &RunArgs,
+    run_dir: &Path,
+    run_id: &RunId,
+    flavor: Arc<dyn Flavor>,
+    binary: PathBuf,
+    interrupt: &CancellationToken,
+    notes: &mut Vec<String>,
+) -> Result<serde_json::Value> {
+    let t0 = std::time::Instant::now();
+    let recorder = Recorder::create_at(&run_dir.join(HISTORY_FILE), t0)
+        .with_context(|| format!("creating {}", run_dir.join(HISTORY_FILE).display()))?;
+    let names: Vec<String> = (1..=scenario.node_count())
+        .map(|i| format!("n{i}"))
+        .collect();
+    let mut backend = backend::create(
+        scenario.backend,
+        BackendPlan {
+            run_id: run_id.clone(),
+            run_dir: run_dir.to_path_buf(),
+            node_names: names,
+            flavor,
+            binary,
+            node_timeout_ms: scenario.cluster.node_timeout_ms.get(),
+            persistence: scenario.cluster.persistence,
+            keep: args.keep,
+        },
+    )?;
+    let nodes = backend.nodes().to_vec();
+    info!(
+        "network ready: {}",
+        nodes
+            .iter()
+            .map(|n| format!("{} {}", n.name, n.addr()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    backend::start_all(backend.as_mut())?;
+    let form_deadline =
+        Instant::now() + Duration::from_secs_f64(scenario.cluster.form_timeout_s.get());
+    let layout = Layout::new(
+        scenario.cluster.primaries.get() as usize,
+        scenario.cluster.replicas.get() as usize,
+    );
+    let mut admin = Admin::new(&nodes);
+    let formed = async {
+        admin.wait_up(backend.as_mut(), form_deadline).await?;
+        admin.form(&layout, form_deadline).await
+    };
+    tokio::select! {
+        r = formed => r.context("forming the cluster")?,
+        _ = interrupt.cancelled() => {
+            backend.teardown()?;
+            return Ok(json!({ "form": t0.elapsed().as_secs_f64() }));
+        }
+    }
+    let formed_at = t0.elapsed().as_secs_f64();
+    info!("cluster formed and agreed in {formed_at:.2}s");
+
+    let client = Arc::new(ClusterClient::new(
+        ClientConfig {
+            op_timeout: Duration::from_millis(scenario.workload.op_timeout_ms.get()),
+            ..ClientConfig::default()
+        },
+        &nodes
+            .iter()
+            .map(|n| (n.name.clone(), n.addr()))
+            .collect::<Vec<_>>(),
+    ));
+    client
+        .refresh_slots()
+        .await
+        .context("reading the slot map")?;
+    let workload = SetWorkload::new(SetSpec {
+        keys: scenario.workload.keys.get() as usize,
+        concurrency: scenario.workload.concurrency.get() as usize,
+        rate: scenario.workload.rate.map(|r| r.get()),
+        seed: scenario.seed(),
+    });
+    let counters = Arc::new(Counters::default());
+    let stop = interrupt.child_token();
+    let limit = Duration::from_secs_f64(scenario.time_limit.get());
+    let progress = spawn_progress(counters.clone(), stop.clone(), limit);
+    let timer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(limit).await;
+            stop.cancel();
+        })
+    };
+    workload
+        .run(
+            client.clone(),
+            recorder.clone(),
+            stop.clone(),
+            counters.clone(),
+        )
+        .await;
+    timer.abort();
+    progress.abort();
+    let (ok, fail, infos) = counters.snapshot();
+    let workload_s = t0.elapsed().as_secs_f64() - formed_at;
+    info!("workload done: {ok} ok, {fail} fail, {infos} info in {workload_s:.1}s");
+
+    if !interrupt.is_cancelled() {
+        let converge = Duration::from_secs_f64(scenario.cluster.converge_timeout_s.get());
+        let agreed = tokio::select! {
+            r = admin.wait_agreed(None, Instant::now() + converge) => Some(r),
+            _ = interrupt.cancelled() => None,
+        };
+        if let Some(Err(e)) = agreed {
+            warn!("{e:#}");
+            notes.push(format!("final phase: {e:#}"));
+        }
+        let budget = Duration::from_secs_f64(scenario.workload.final_read_timeout_s.get());
+        let reads = tokio::select! {
+            r = workload.final_reads(&client, &recorder, budget) => Some(r),
+            _ = interrupt.cancelled() => None,
+        };
+        if let Some(r) = reads {
+            info!("final reads: {} keys read, {} unread", r.read, r.unread);
+        }
+    }
+    let ops_done_at = t0.elapsed().as_secs_f64();
+    recorder.close().context("writing the history")?;
+
+    if let Some(exit) = backend.exited() {
+        notes.push(format!("a server process died during the run: {exit}"));
+    }
+    if args.keep {
+        eprintln!("faultline: {}", backend.keep_notice());
+    } else {
+        backend.teardown()?;
+    }
+    Ok(json!({
+        "form": formed_at,
+        "workload": workload_s,
+        "final_phase": ops_done_at - formed_at - workload_s,
+        "teardown": t0.elapsed().as_secs_f64() - ops_done_at,
+        "ops": { "ok": ok, "fail": fail, "info": infos },
+    }))
+}
+
+fn spawn_progress(
+    counters: Arc<Counters>,
+    stop: CancellationToken,
+    limit: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let start = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.cancelled() => return,
+            }
+            let (ok, fail, info) = counters.snapshot();
+            info!(
+                "{:>5.1}s/{:.0}s  ok {ok}  fail {fail}  info {info}",
+                start.elapsed().as_secs_f64(),
+                limit.as_secs_f64()
+            );
+        }
+    })
+}

@@ -1,0 +1,104 @@
+//! Thin wrappers over the system tools faultline drives (`ip`), with errors that say which
+//! command failed and what it printed.
+
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+/// Runs a command to completion; an exit other than 0 is an error carrying its stderr.
+pub fn run(program: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| {
+            format!("could not run `{program}` (is it installed? try `faultline doctor`)")
+        })?;
+    if !out.status.success() {
+        bail!(
+            "`{program} {}` failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `ip ARGS...`
+pub fn ip(args: &[&str]) -> Result<String> {
+    run("ip", args)
+}
+
+/// `ip -n NETNS -batch -` fed with `lines`: several changes inside one namespace in one exec.
+pub fn ip_batch(netns: &str, lines: &[String]) -> Result<()> {
+    use std::io::Write;
+    let mut child = Command::new("ip")
+        .args(["-n", netns, "-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("could not run `ip` (install iproute2)")?;
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(lines.join("\n").as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "`ip -n {netns} -batch` failed on [{}]: {}",
+            lines.join("; "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Names of the network namespaces on this machine.
+pub fn netns_list() -> Result<Vec<String>> {
+    Ok(ip(&["netns", "list"])?
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect())
+}
+
+/// Pids of the processes inside a network namespace.
+pub fn netns_pids(netns: &str) -> Vec<i32> {
+    ip(&["netns", "pids", netns])
+        .map(|out| out.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Names of the network links in the host namespace.
+pub fn host_links() -> Result<Vec<String>> {
+    Ok(ip(&["-o", "link", "show"])?
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|name| name.split('@').next().unwrap_or(name).to_string())
+        .collect())
+}
+
+/// Whether a process exists.
+pub fn pid_alive(pid: i32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+}
+
+/// SIGKILL, ignoring a process that is already gone.
+pub fn kill9(pid: i32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+/// The start time of a process (field 22 of /proc/PID/stat), so a recycled pid is not
+/// mistaken for the one we recorded.
+pub fn pid_start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces; fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}

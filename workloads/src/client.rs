@@ -1,0 +1,544 @@
+//! A cluster client that follows redirects itself and reports every hop.
+//!
+//! Off-the-shelf cluster clients hide MOVED and ASK; a harness must see them, because a
+//! redirect chain is evidence (a slot owned by nobody, a bouncing redirect). So this client
+//! keeps its own slot map, talks to each node over one multiplexed connection, and returns,
+//! with each reply, the redirects it followed.
+//!
+//! It also decides what an op's outcome means, in Jepsen's terms: an error reply means the
+//! command certainly did not run ([`Outcome::Fail`]); a time-out or a broken connection after
+//! the command was sent means nobody knows ([`Outcome::Info`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use faultline_history::Redirect;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Cmd, RedisError, Value};
+
+use crate::slots::{key_slot, SLOTS};
+
+/// How the client behaves; the defaults suit a throw-away test cluster.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Budget for a whole op, redirects and retries included. Past it the op is `info`.
+    pub op_timeout: Duration,
+    /// Budget for opening one connection.
+    pub connect_timeout: Duration,
+    /// Hops after which the op gives up as `info` with error `redirect limit`.
+    pub max_redirects: usize,
+    /// First back-off after TRYAGAIN or CLUSTERDOWN; doubles on each retry.
+    pub retry_backoff: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            op_timeout: Duration::from_millis(1000),
+            connect_timeout: Duration::from_millis(500),
+            max_redirects: 16,
+            retry_backoff: Duration::from_millis(10),
+        }
+    }
+}
+
+/// What happened to one command.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The command ran; `value` is the reply.
+    Ok {
+        /// The reply.
+        value: Value,
+        /// Name of the node that answered.
+        node: Option<String>,
+        /// Every redirect followed on the way.
+        redirects: Vec<Redirect>,
+    },
+    /// The command certainly did not run (an error reply, or it was never sent).
+    Fail {
+        /// What went wrong, with the server's error text when there was one.
+        error: String,
+        /// The node that answered last, if any.
+        node: Option<String>,
+        /// Every redirect followed on the way.
+        redirects: Vec<Redirect>,
+    },
+    /// The command may or may not have run (time-out, connection lost after sending).
+    Info {
+        /// What went wrong.
+        error: String,
+        /// The node the command was last sent to.
+        node: Option<String>,
+        /// Every redirect followed on the way.
+        redirects: Vec<Redirect>,
+    },
+}
+
+/// Per-op trace, kept outside the op's future so a time-out can still read it.
+#[derive(Default)]
+struct Trace {
+    redirects: Vec<Redirect>,
+    node: Option<String>,
+    /// A command was sent and no definite answer has come back for it yet.
+    in_doubt: bool,
+}
+
+struct Conn {
+    /// Bumped on every reconnect, so a stale error cannot drop a fresh connection.
+    generation: u64,
+    conn: Option<MultiplexedConnection>,
+}
+
+/// Redirect-following client for one cluster. Share it between tasks with an `Arc`.
+pub struct ClusterClient {
+    config: ClientConfig,
+    /// `ip:port` -> node name (`n1`), for the history's `node` field.
+    names: HashMap<String, String>,
+    /// Addresses to ask for the slot map.
+    seeds: Vec<String>,
+    /// slot -> `ip:port` of its primary, as last learned.
+    slots: RwLock<Vec<Option<Arc<str>>>>,
+    conns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Conn>>>>,
+    generations: AtomicU64,
+    /// Set when a connection broke: the slot map may be out of date.
+    stale: AtomicBool,
+    last_refresh: Mutex<Option<Instant>>,
+}
+
+/// Why the slot map could not be learned.
+#[derive(Debug, thiserror::Error)]
+#[error("no node answered CLUSTER SLOTS ({0})")]
+pub struct RefreshError(String);
+
+impl ClusterClient {
+    /// A client for the cluster whose nodes are `nodes` (`(name, "ip:port")`). Call
+    /// [`ClusterClient::refresh_slots`] before the first command.
+    pub fn new(config: ClientConfig, nodes: &[(String, String)]) -> ClusterClient {
+        ClusterClient {
+            config,
+            names: nodes
+                .iter()
+                .map(|(name, addr)| (addr.clone(), name.clone()))
+                .collect(),
+            seeds: nodes.iter().map(|(_, addr)| addr.clone()).collect(),
+            slots: RwLock::new(vec![None; usize::from(SLOTS)]),
+            conns: Mutex::new(HashMap::new()),
+            generations: AtomicU64::new(0),
+            stale: AtomicBool::new(false),
+            last_refresh: Mutex::new(None),
+        }
+    }
+
+    /// The client's configuration.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// The node name for an address, or the address itself for a node we were not told of.
+    pub fn name_of(&self, addr: &str) -> String {
+        self.names
+            .get(addr)
+            .cloned()
+            .unwrap_or_else(|| addr.to_string())
+    }
+
+    /// Learns the whole slot map from the first node that answers `CLUSTER SLOTS`.
+    ///
+    /// # Errors
+    /// If no node answers with a usable map.
+    pub async fn refresh_slots(&self) -> Result<(), RefreshError> {
+        *self.last_refresh.lock().unwrap() = Some(Instant::now());
+        let mut errors = Vec::new();
+        for addr in &self.seeds {
+            let reply = tokio::time::timeout(self.config.op_timeout, async {
+                let mut conn = self.connection(addr).await?.1;
+                redis::cmd("CLUSTER")
+                    .arg("SLOTS")
+                    .query_async::<Value>(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .unwrap_or_else(|_| Err("timed out".into()));
+            match reply.and_then(|v| parse_cluster_slots(&v, addr)) {
+                Ok(map) => {
+                    *self.slots.write().unwrap() = map;
+                    self.stale.store(false, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(e) => errors.push(format!("{addr}: {e}")),
+            }
+        }
+        Err(RefreshError(errors.join("; ")))
+    }
+
+    /// Sends `cmd`, which touches `key`, to the node that owns the key's slot, following
+    /// redirects, within the op time-out.
+    pub async fn execute(&self, key: &[u8], cmd: &Cmd) -> Outcome {
+        if self.stale.load(Ordering::Relaxed) {
+            self.maybe_refresh().await;
+        }
+        let mut trace = Trace::default();
+        let result =
+            tokio::time::timeout(self.config.op_timeout, self.run(key, cmd, &mut trace)).await;
+        let Trace {
+            redirects,
+            node,
+            in_doubt,
+        } = trace;
+        match result {
+            Ok(Ok(value)) => Outcome::Ok {
+                value,
+                node,
+                redirects,
+            },
+            Ok(Err(Failure::Certain(error))) => Outcome::Fail {
+                error,
+                node,
+                redirects,
+            },
+            Ok(Err(Failure::Unknown(error))) => Outcome::Info {
+                error,
+                node,
+                redirects,
+            },
+            Err(_) if in_doubt => Outcome::Info {
+                error: "timeout".into(),
+                node,
+                redirects,
+            },
+            Err(_) => Outcome::Fail {
+                error: "timeout before the command was sent".into(),
+                node,
+                redirects,
+            },
+        }
+    }
+
+    async fn run(&self, key: &[u8], cmd: &Cmd, trace: &mut Trace) -> Result<Value, Failure> {
+        let slot = key_slot(key);
+        let mut target = self.owner(slot);
+        let mut asking = false;
+        let mut backoff = self.config.retry_backoff;
+        loop {
+            if trace.redirects.len() > self.config.max_redirects {
+                return Err(Failure::Unknown("redirect limit".into()));
+            }
+            trace.node = Some(self.name_of(&target));
+            let (generation, mut conn) = match self.connection(&target).await {
+                Ok(c) => c,
+                Err(e) => {
+                    self.stale.store(true, Ordering::Relaxed);
+                    return Err(Failure::Certain(format!("connect {target}: {e}")));
+                }
+            };
+            trace.in_doubt = true;
+            let reply = if asking {
+                let mut pipe = redis::pipe();
+                pipe.cmd("ASKING").add_command(cmd.clone());
+                conn.send_packed_commands(&pipe, 0, 2)
+                    .await
+                    .and_then(|mut replies| match replies.pop() {
+                        Some(Value::ServerError(e)) => Err(e.into()),
+                        Some(v) => Ok(v),
+                        None => Ok(Value::Nil),
+                    })
+            } else {
+                cmd.query_async::<Value>(&mut conn).await
+            };
+            let err = match reply {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            let from = target.clone();
+            match Class::of(&err) {
+                Class::Redirect { kind, slot, to } => {
+                    trace.in_doubt = false;
+                    if kind == "MOVED" {
+                        if let Some(s) = slot {
+                            self.slots.write().unwrap()[usize::from(s)] = Some(to.as_str().into());
+                        }
+                    }
+                    asking = kind == "ASK";
+                    trace.redirects.push(Redirect {
+                        kind: kind.into(),
+                        slot,
+                        from,
+                        to: to.clone(),
+                    });
+                    target = to;
+                }
+                Class::Retry { kind } => {
+                    trace.in_doubt = false;
+                    trace.redirects.push(Redirect {
+                        kind: kind.into(),
+                        slot: Some(slot),
+                        from: from.clone(),
+                        to: from,
+                    });
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(200));
+                    if kind == "CLUSTERDOWN" {
+                        self.stale.store(true, Ordering::Relaxed);
+                    }
+                }
+                Class::Rejected => {
+                    trace.in_doubt = false;
+                    return Err(Failure::Certain(error_text(&err)));
+                }
+                Class::Broken => {
+                    self.drop_connection(&target, generation);
+                    self.stale.store(true, Ordering::Relaxed);
+                    return Err(Failure::Unknown(error_text(&err)));
+                }
+            }
+        }
+    }
+
+    fn owner(&self, slot: u16) -> String {
+        if let Some(addr) = &self.slots.read().unwrap()[usize::from(slot)] {
+            return addr.to_string();
+        }
+        // No owner known: any node will redirect us to the right one.
+        self.seeds[usize::from(slot) % self.seeds.len()].clone()
+    }
+
+    async fn maybe_refresh(&self) {
+        let due = self
+            .last_refresh
+            .lock()
+            .unwrap()
+            .is_none_or(|t| t.elapsed() > Duration::from_millis(250));
+        if due {
+            let _ = self.refresh_slots().await;
+        }
+    }
+
+    async fn connection(&self, addr: &str) -> Result<(u64, MultiplexedConnection), String> {
+        let cell = self
+            .conns
+            .lock()
+            .unwrap()
+            .entry(addr.to_string())
+            .or_insert_with(|| {
+                Arc::new(tokio::sync::Mutex::new(Conn {
+                    generation: 0,
+                    conn: None,
+                }))
+            })
+            .clone();
+        let mut slot = cell.lock().await;
+        if let Some(conn) = &slot.conn {
+            return Ok((slot.generation, conn.clone()));
+        }
+        let client = redis::Client::open(format!("redis://{addr}/")).map_err(|e| e.to_string())?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.config.connect_timeout))
+            .set_response_timeout(None);
+        let conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| e.to_string())?;
+        slot.generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        slot.conn = Some(conn.clone());
+        Ok((slot.generation, conn))
+    }
+
+    fn drop_connection(&self, addr: &str, generation: u64) {
+        let cell = self.conns.lock().unwrap().get(addr).cloned();
+        if let Some(cell) = cell {
+            if let Ok(mut slot) = cell.try_lock() {
+                if slot.generation == generation {
+                    slot.conn = None;
+                }
+            }
+        }
+    }
+}
+
+enum Failure {
+    Certain(String),
+    Unknown(String),
+}
+
+/// What an error reply tells the client to do.
+enum Class {
+    /// MOVED, ASK or Valkey's REDIRECT: go elsewhere.
+    Redirect {
+        kind: &'static str,
+        slot: Option<u16>,
+        to: String,
+    },
+    /// TRYAGAIN or CLUSTERDOWN: wait and ask the same node again.
+    Retry { kind: &'static str },
+    /// Any other error reply: the server refused, the command did not run.
+    Rejected,
+    /// No reply (connection lost, protocol error): outcome unknown.
+    Broken,
+}
+
+impl Class {
+    fn of(err: &RedisError) -> Class {
+        let Some(code) = err.code() else {
+            return Class::Broken;
+        };
+        let detail = err.detail().unwrap_or("");
+        match code {
+            "MOVED" | "ASK" => {
+                let mut parts = detail.split_ascii_whitespace();
+                let slot = parts.next().and_then(|s| s.parse().ok());
+                match parts.next() {
+                    Some(to) => Class::Redirect {
+                        kind: if code == "MOVED" { "MOVED" } else { "ASK" },
+                        slot,
+                        to: to.to_string(),
+                    },
+                    None => Class::Rejected,
+                }
+            }
+            "REDIRECT" => match detail.split_ascii_whitespace().next() {
+                Some(to) => Class::Redirect {
+                    kind: "REDIRECT",
+                    slot: None,
+                    to: to.to_string(),
+                },
+                None => Class::Rejected,
+            },
+            "TRYAGAIN" => Class::Retry { kind: "TRYAGAIN" },
+            "CLUSTERDOWN" => Class::Retry {
+                kind: "CLUSTERDOWN",
+            },
+            _ => Class::Rejected,
+        }
+    }
+}
+
+/// The server's error text as it sent it (`CODE detail`), or the client's description.
+fn error_text(err: &RedisError) -> String {
+    match (err.code(), err.detail()) {
+        (Some(code), Some(detail)) => format!("{code} {detail}"),
+        (Some(code), None) => code.to_string(),
+        _ => err.to_string(),
+    }
+}
+
+/// Turns a `CLUSTER SLOTS` reply into a slot -> `ip:port` table. An empty host means the
+/// node that answered (`asked`).
+fn parse_cluster_slots(reply: &Value, asked: &str) -> Result<Vec<Option<Arc<str>>>, String> {
+    let Value::Array(ranges) = reply else {
+        return Err(format!("unexpected CLUSTER SLOTS reply {reply:?}"));
+    };
+    let asked_host = asked.rsplit_once(':').map_or(asked, |(h, _)| h);
+    let mut map = vec![None; usize::from(SLOTS)];
+    for range in ranges {
+        let Value::Array(parts) = range else {
+            return Err("CLUSTER SLOTS entry is not an array".into());
+        };
+        let (Some(Value::Int(first)), Some(Value::Int(last)), Some(Value::Array(primary))) =
+            (parts.first(), parts.get(1), parts.get(2))
+        else {
+            return Err(format!("malformed CLUSTER SLOTS entry {parts:?}"));
+        };
+        let host = match primary.first() {
+            Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+            Some(Value::SimpleString(s)) => s.clone(),
+            _ => String::new(),
+        };
+        let host = if host.is_empty() || host == "?" {
+            asked_host.to_string()
+        } else {
+            host
+        };
+        let Some(Value::Int(port)) = primary.get(1) else {
+            return Err("CLUSTER SLOTS entry without a port".into());
+        };
+        let addr: Arc<str> = format!("{host}:{port}").into();
+        let (first, last) = (*first as usize, *last as usize);
+        if first > last || last >= usize::from(SLOTS) {
+            return Err(format!("bad slot range {first}-{last}"));
+        }
+        for s in &mut map[first..=last] {
+            *s = Some(addr.clone());
+        }
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn cluster_slots_reply_becomes_a_map() {
+        let reply = Value::Array(vec![
+            Value::Array(vec![
+                Value::Int(0),
+                Value::Int(5460),
+                Value::Array(vec![bulk("10.0.0.1"), Value::Int(6379), bulk("id1")]),
+            ]),
+            Value::Array(vec![
+                Value::Int(5461),
+                Value::Int(16383),
+                Value::Array(vec![bulk(""), Value::Int(6379), bulk("id2")]),
+            ]),
+        ]);
+        let map = parse_cluster_slots(&reply, "10.0.0.2:6379").unwrap();
+        assert_eq!(map[0].as_deref(), Some("10.0.0.1:6379"));
+        assert_eq!(map[5460].as_deref(), Some("10.0.0.1:6379"));
+        assert_eq!(map[5461].as_deref(), Some("10.0.0.2:6379"));
+        assert_eq!(map[16383].as_deref(), Some("10.0.0.2:6379"));
+    }
+}
+
+impl Outcome {
+    /// The history line that completes `invoke` with this outcome; on success its value is
+    /// `ok_value` applied to the reply.
+    pub fn completion(
+        self,
+        invoke: &faultline_history::Op,
+        ok_value: impl FnOnce(&Value) -> serde_json::Value,
+    ) -> faultline_history::Op {
+        use faultline_history::OpType;
+        let (kind, value, error, node, redirects) = match self {
+            Outcome::Ok {
+                value,
+                node,
+                redirects,
+            } => (OpType::Ok, ok_value(&value), None, node, redirects),
+            Outcome::Fail {
+                error,
+                node,
+                redirects,
+            } => (
+                OpType::Fail,
+                invoke.value.clone(),
+                Some(error),
+                node,
+                redirects,
+            ),
+            Outcome::Info {
+                error,
+                node,
+                redirects,
+            } => (
+                OpType::Info,
+                invoke.value.clone(),
+                Some(error),
+                node,
+                redirects,
+            ),
+        };
+        let mut op = invoke.complete(kind);
+        op.value = value;
+        op.error = error;
+        op.node = node;
+        op.redirects = redirects;
+        op
+    }
+}

@@ -1,0 +1,263 @@
+//! The set workload: clients add unique integers to a few set keys spread over the whole
+//! slot space; at the end every key is read once. An acknowledged add missing from the
+//! final read is a lost write (the `lost-writes` checker decides).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use faultline_history::{Op, OpType, Process, Recorder};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use redis::Value;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{ClusterClient, Outcome};
+use crate::slots::{tag_for_slot, SLOTS};
+
+/// What the set workload does, resolved from the scenario.
+#[derive(Debug, Clone)]
+pub struct SetSpec {
+    /// Number of set keys; key `i` sits at slot `i * 16384 / keys`.
+    pub keys: usize,
+    /// Client processes adding at once.
+    pub concurrency: usize,
+    /// Target adds per second over all processes; `None` is flat out.
+    pub rate: Option<f64>,
+    /// Seed for key choice (the run's seed).
+    pub seed: u64,
+}
+
+/// Live op counts, read by the progress display.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Ops that completed `ok`.
+    pub ok: AtomicU64,
+    /// Ops that completed `fail`.
+    pub fail: AtomicU64,
+    /// Ops that completed `info`.
+    pub info: AtomicU64,
+}
+
+impl Counters {
+    fn count(&self, kind: OpType) {
+        let c = match kind {
+            OpType::Ok => &self.ok,
+            OpType::Fail => &self.fail,
+            OpType::Info => &self.info,
+            OpType::Invoke => return,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(ok, fail, info)` right now.
+    pub fn snapshot(&self) -> (u64, u64, u64) {
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.fail.load(Ordering::Relaxed),
+            self.info.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// The set workload for one run.
+pub struct SetWorkload {
+    spec: SetSpec,
+    keys: Arc<Vec<String>>,
+    next_element: Arc<AtomicU64>,
+    /// Final reads use process numbers past every worker's.
+    next_process: AtomicU64,
+}
+
+/// How the final reads went.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FinalReads {
+    /// Keys read successfully.
+    pub read: usize,
+    /// Keys that never gave a successful read before the deadline.
+    pub unread: usize,
+}
+
+impl SetWorkload {
+    /// Builds the key set for `spec`.
+    pub fn new(spec: SetSpec) -> SetWorkload {
+        let keys = (0..spec.keys)
+            .map(|i| {
+                let slot = (i * usize::from(SLOTS) / spec.keys) as u16;
+                format!("s{i}{{{}}}", tag_for_slot(slot))
+            })
+            .collect();
+        SetWorkload {
+            next_process: AtomicU64::new(0),
+            spec,
+            keys: Arc::new(keys),
+            next_element: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The keys, in order.
+    pub fn keys(&self) -> &[String] {
+        &self.keys
+    }
+
+    /// Runs `concurrency` client processes until `stop` is cancelled. An op in flight when
+    /// `stop` fires is allowed to complete (within the op time-out), so no invoke is left
+    /// without its completion.
+    pub async fn run(
+        &self,
+        client: Arc<ClusterClient>,
+        recorder: Recorder,
+        stop: CancellationToken,
+        counters: Arc<Counters>,
+    ) {
+        let n = self.spec.concurrency;
+        self.next_process.store(n as u64, Ordering::Relaxed);
+        let interval = self
+            .spec
+            .rate
+            .map(|r| Duration::from_secs_f64(n as f64 / r));
+        let mut tasks = tokio::task::JoinSet::new();
+        for worker in 0..n {
+            let client = client.clone();
+            let recorder = recorder.clone();
+            let stop = stop.clone();
+            let counters = counters.clone();
+            let keys = self.keys.clone();
+            let next_element = self.next_element.clone();
+            let mut rng = StdRng::seed_from_u64(
+                self.spec.seed ^ (worker as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            );
+            tasks.spawn(async move {
+                let mut process = worker as u64;
+                let start = Instant::now();
+                let mut next = interval.map(|i| start + i.mul_f64(worker as f64 / n as f64));
+                while !stop.is_cancelled() {
+                    if let (Some(at), Some(every)) = (next.as_mut(), interval) {
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(*at) => {}
+                            _ = stop.cancelled() => break,
+                        }
+                        *at += every;
+                        let now = Instant::now();
+                        if *at + every < now {
+                            *at = now; // fell behind: do not burst to catch up
+                        }
+                    }
+                    let key = &keys[rng.random_range(0..keys.len())];
+                    let element = next_element.fetch_add(1, Ordering::Relaxed);
+                    let invoke = recorder.record(
+                        Op::new(Process::Client(process), OpType::Invoke, "add")
+                            .with_key(key.as_str())
+                            .with_value(element),
+                    );
+                    let cmd = {
+                        let mut c = redis::cmd("SADD");
+                        c.arg(key).arg(element);
+                        c
+                    };
+                    let outcome = client.execute(key.as_bytes(), &cmd).await;
+                    let crashed = matches!(outcome, Outcome::Info { .. });
+                    let done = recorder.record(outcome.completion(&invoke, |_| element.into()));
+                    counters.count(done.kind);
+                    if crashed {
+                        process += n as u64;
+                    }
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// Reads every key once, retrying a key until it reads successfully or `budget` runs
+    /// out. Every attempt is an op in the history.
+    pub async fn final_reads(
+        &self,
+        client: &ClusterClient,
+        recorder: &Recorder,
+        budget: Duration,
+    ) -> FinalReads {
+        let deadline = Instant::now() + budget;
+        let mut result = FinalReads::default();
+        let mut process = self.next_process.fetch_add(1, Ordering::Relaxed);
+        for key in self.keys.iter() {
+            let mut backoff = Duration::from_millis(50);
+            loop {
+                let invoke = recorder.record(
+                    Op::new(Process::Client(process), OpType::Invoke, "read")
+                        .with_key(key.as_str()),
+                );
+                let mut cmd = redis::cmd("SMEMBERS");
+                cmd.arg(key);
+                let outcome = client.execute(key.as_bytes(), &cmd).await;
+                let crashed = matches!(outcome, Outcome::Info { .. });
+                let done = recorder.record(outcome.completion(&invoke, elements));
+                if done.kind == OpType::Ok {
+                    result.read += 1;
+                    break;
+                }
+                if crashed {
+                    process = self.next_process.fetch_add(1, Ordering::Relaxed);
+                }
+                if Instant::now() + backoff >= deadline {
+                    result.unread += 1;
+                    break;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+        result
+    }
+}
+
+/// A set reply as a JSON array, integers where the members are integers.
+fn elements(reply: &Value) -> serde_json::Value {
+    let members: &[Value] = match reply {
+        Value::Array(v) | Value::Set(v) => v,
+        _ => &[],
+    };
+    let mut out: Vec<serde_json::Value> = members
+        .iter()
+        .map(|m| {
+            let text = match m {
+                Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+                Value::SimpleString(s) => s.clone(),
+                Value::Int(i) => return serde_json::Value::from(*i),
+                other => format!("{other:?}"),
+            };
+            text.parse::<u64>()
+                .map(serde_json::Value::from)
+                .unwrap_or(serde_json::Value::String(text))
+        })
+        .collect();
+    out.sort_by_key(|v| v.as_u64().unwrap_or(u64::MAX));
+    serde_json::Value::Array(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slots::key_slot;
+
+    #[test]
+    fn keys_spread_over_the_slot_space() {
+        let w = SetWorkload::new(SetSpec {
+            keys: 8,
+            concurrency: 1,
+            rate: None,
+            seed: 0,
+        });
+        let slots: Vec<u16> = w.keys().iter().map(|k| key_slot(k.as_bytes())).collect();
+        assert_eq!(slots, vec![0, 2048, 4096, 6144, 8192, 10240, 12288, 14336]);
+    }
+
+    #[test]
+    fn set_reply_becomes_sorted_integers() {
+        let reply = Value::Array(vec![
+            Value::BulkString(b"12".to_vec()),
+            Value::BulkString(b"3".to_vec()),
+        ]);
+        assert_eq!(elements(&reply), serde_json::json!([3, 12]));
+    }
+}
