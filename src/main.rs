@@ -71,5 +71,8 @@ fn main() -> ExitCode {
             Command::Bench(args) => bench::command(args).await,
         }
     });
+    // Nothing left on the runtime needs waiting for (the history is closed, the backend
+    // torn down); don't let idle connection tasks hold up the exit.
+    runtime.shutdown_background();
     exit::finish(result)
 }

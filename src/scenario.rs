@@ -312,7 +312,7 @@ impl Serialize for PositiveF64 {
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     /// The file could not be read.
-    #[error("{file}: {source}")]
+    #[error("cannot read scenario {file}")]
     Io {
         /// The file as given.
         file: String,
@@ -368,7 +368,11 @@ impl Scenario {
         let mut scenario: Scenario = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            let (line, column) = inner.location().map_or((0, 0), |l| (l.line(), l.column()));
+            // The parser places errors raised by our own checks at the start of the
+            // enclosing mapping; the key's own line is what a person needs.
+            let (line, column) = locate(text, &path)
+                .or_else(|| inner.location().map(|l| (l.line(), l.column())))
+                .unwrap_or((0, 0));
             ScenarioError::Invalid {
                 file: file.to_string(),
                 line,
@@ -438,6 +442,45 @@ fn clean_message(message: &str, path: &str) -> String {
     m.to_string()
 }
 
+/// The line and column of the key a dotted path names (`workload.rate`), for block-style
+/// YAML: each segment is looked up among the keys indented deeper than its parent's.
+fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
+    if path == "." || path.is_empty() {
+        return None;
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let mut from = 0;
+    let mut parent_indent: Option<usize> = None;
+    let mut found = None;
+    for segment in path.split('.') {
+        let key = segment.split('[').next().unwrap_or(segment);
+        let mut hit = None;
+        for (i, line) in lines.iter().enumerate().skip(from) {
+            let body = line.trim_start();
+            if body.is_empty() || body.starts_with('#') {
+                continue;
+            }
+            let indent = line.len() - body.len();
+            if parent_indent.is_some_and(|p| indent <= p) {
+                break; // left the parent's block
+            }
+            let body = body.trim_start_matches("- ");
+            if body
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with(':'))
+            {
+                hit = Some((i, indent));
+                break;
+            }
+        }
+        let (i, indent) = hit?;
+        found = Some((i + 1, indent + 1));
+        from = i + 1;
+        parent_indent = Some(indent);
+    }
+    found
+}
+
 fn line_of(text: &str, needle: &str) -> usize {
     text.lines()
         .position(|l| l.trim_start().starts_with(needle))
@@ -473,6 +516,8 @@ mod tests {
 
     #[test]
     fn negative_rate_is_rejected_with_its_line() {
+        let e = err("# comment\nworkload:\n  concurrency: 4\n  rate: -5\ncluster:\n  rate: 1\n");
+        assert!(e.starts_with("s.yaml:4:3:"), "{e}");
         let e = err("workload:\n  concurrency: 4\n  rate: -5\n");
         assert!(e.starts_with("s.yaml:3:"), "{e}");
         assert!(

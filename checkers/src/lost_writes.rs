@@ -802,14 +802,13 @@ mod tests {
         );
     }
 
-    /// `cargo test --release -p faultline-checkers -- --ignored` to measure.
+    /// A history the size of a long run: the one missing element is still found.
     #[test]
-    #[ignore = "timing; run in release"]
-    fn a_million_ops_check_quickly() {
+    fn large_history_finds_the_one_lost_element() {
         let mut ops = Vec::with_capacity(1_000_100);
         let keys: Vec<String> = (0..8).map(|k| format!("s{k}")).collect();
         let mut sets: Vec<Vec<Value>> = vec![Vec::new(); 8];
-        for e in 0..500_000i64 {
+        for e in 0..100_000i64 {
             let p = (e % 50) as u64;
             let k = (e % 8) as usize;
             let invoke = Op::new(Process::Client(p), OpType::Invoke, "add")
@@ -833,11 +832,8 @@ mod tests {
             op.time_ns = i as u64;
         }
         let run = RunData::from_history(ops);
-        let start = std::time::Instant::now();
         let r = LostWrites.check(&run);
-        let took = start.elapsed();
-        eprintln!("{} ops checked in {took:?}", run.history.len());
         assert_eq!(count(&r, "lost_count"), 1);
-        assert!(took < std::time::Duration::from_secs(2), "{took:?}");
+        assert_eq!(r.details["lost"][0]["element"], 777);
     }
 }

@@ -1,0 +1,110 @@
+//! Helpers shared by the integration tests: the binary, a temporary store per test, and
+//! the checks that a run left nothing behind on the machine.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard};
+
+use faultline_history::{read_jsonl, Op};
+
+/// Real-cluster tests run one at a time: the machine has two cores, and a run's
+/// throughput assertions should not depend on what else the test binary is doing.
+static CLUSTER: Mutex<()> = Mutex::new(());
+
+/// Holds the one-cluster-at-a-time lock.
+pub fn cluster_lock() -> MutexGuard<'static, ()> {
+    CLUSTER.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The faultline binary under test.
+pub fn faultline() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_faultline"))
+}
+
+/// Real servers, namespaces and faults need root; say so plainly instead of failing oddly.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test starts real clusters in network namespaces and must run as root"
+    );
+}
+
+/// The exit code, with the output shown when it is not the expected one.
+pub fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+/// Both streams, for assertion messages.
+pub fn text(out: &Output) -> String {
+    format!(
+        "--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The run id printed on `faultline: run <id>:`.
+pub fn run_id(stderr: &str) -> String {
+    let at = stderr.find("faultline: run ").expect("run id line") + "faultline: run ".len();
+    stderr[at..at + 6].to_string()
+}
+
+/// The run directory printed at the end.
+pub fn run_dir(stdout: &str) -> PathBuf {
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("run directory: "))
+        .expect("run directory line");
+    PathBuf::from(line.trim())
+}
+
+/// Reads a run's history.
+pub fn history(dir: &Path) -> Vec<Op> {
+    read_jsonl::<Op>(&dir.join("history.jsonl"))
+        .expect("history.jsonl reads")
+        .records
+}
+
+/// Asserts that no namespace, host link, ledger or server process of run `id` is left.
+pub fn assert_nothing_left(id: &str, run_dir: &Path) {
+    let netns = String::from_utf8(
+        Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        !netns.contains(&format!("fl-{id}-")),
+        "namespaces of run {id} left behind:\n{netns}"
+    );
+    let links = String::from_utf8(
+        Command::new("ip")
+            .args(["-o", "link", "show"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        !links.contains(&format!("fl{id}h")),
+        "host link of run {id} left behind"
+    );
+    assert!(
+        !Path::new(&format!("/run/faultline/{id}.json")).exists(),
+        "ledger of run {id} left behind"
+    );
+    let dir = std::path::absolute(run_dir).unwrap();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            assert!(
+                !cmdline.contains(dir.to_str().unwrap()),
+                "process {:?} of run {id} still running: {cmdline}",
+                entry.file_name()
+            );
+        }
+    }
+}
