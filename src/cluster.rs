@@ -73,16 +73,6 @@ impl Admin {
         }
     }
 
-    /// Node ids by node index (after [`Admin::learn_ids`]).
-    pub fn ids(&self) -> &[String] {
-        &self.ids
-    }
-
-    /// Node id -> name.
-    pub fn names(&self) -> &HashMap<String, String> {
-        &self.names
-    }
-
     /// Sends one command to node `i`, reconnecting if needed.
     ///
     /// # Errors
@@ -376,13 +366,14 @@ impl Admin {
     }
 }
 
-/// What all views must share: slot map and the role of every node.
-fn summary(
-    view: &ClusterView,
-) -> (
+/// The slot map, and each node id's role.
+type Summary = (
     BTreeMap<(u16, u16), Option<String>>,
     BTreeMap<String, String>,
-) {
+);
+
+/// What all views must share: slot map and the role of every node.
+fn summary(view: &ClusterView) -> Summary {
     let roles = view
         .nodes
         .iter()

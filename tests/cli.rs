@@ -175,8 +175,7 @@ fn ci_runs_exactly_the_readme_test_command() {
     let ci = fs::read_to_string(format!("{root}/.ci/run")).unwrap();
     let command = readme
         .lines()
-        .filter(|l| l.contains("cargo test"))
-        .next()
+        .find(|l| l.contains("cargo test"))
         .expect("README gives a test command")
         .trim();
     assert!(

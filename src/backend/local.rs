@@ -168,10 +168,6 @@ impl LocalBackend {
 }
 
 impl Backend for LocalBackend {
-    fn name(&self) -> &'static str {
-        "local"
-    }
-
     fn nodes(&self) -> &[NodeSpec] {
         &self.specs
     }

@@ -55,9 +55,6 @@ pub struct BackendPlan {
 
 /// A place where nodes run.
 pub trait Backend: Send {
-    /// The backend's name.
-    fn name(&self) -> &'static str;
-
     /// The nodes, with their addresses.
     fn nodes(&self) -> &[NodeSpec];
 

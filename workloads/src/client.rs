@@ -358,6 +358,53 @@ impl ClusterClient {
     }
 }
 
+impl Outcome {
+    /// The history line that completes `invoke` with this outcome; on success its value is
+    /// `ok_value` applied to the reply.
+    pub fn completion(
+        self,
+        invoke: &faultline_history::Op,
+        ok_value: impl FnOnce(&Value) -> serde_json::Value,
+    ) -> faultline_history::Op {
+        use faultline_history::OpType;
+        let (kind, value, error, node, redirects) = match self {
+            Outcome::Ok {
+                value,
+                node,
+                redirects,
+            } => (OpType::Ok, ok_value(&value), None, node, redirects),
+            Outcome::Fail {
+                error,
+                node,
+                redirects,
+            } => (
+                OpType::Fail,
+                invoke.value.clone(),
+                Some(error),
+                node,
+                redirects,
+            ),
+            Outcome::Info {
+                error,
+                node,
+                redirects,
+            } => (
+                OpType::Info,
+                invoke.value.clone(),
+                Some(error),
+                node,
+                redirects,
+            ),
+        };
+        let mut op = invoke.complete(kind);
+        op.value = value;
+        op.error = error;
+        op.node = node;
+        op.redirects = redirects;
+        op
+    }
+}
+
 enum Failure {
     Certain(String),
     Unknown(String),
@@ -493,52 +540,5 @@ mod tests {
         assert_eq!(map[5460].as_deref(), Some("10.0.0.1:6379"));
         assert_eq!(map[5461].as_deref(), Some("10.0.0.2:6379"));
         assert_eq!(map[16383].as_deref(), Some("10.0.0.2:6379"));
-    }
-}
-
-impl Outcome {
-    /// The history line that completes `invoke` with this outcome; on success its value is
-    /// `ok_value` applied to the reply.
-    pub fn completion(
-        self,
-        invoke: &faultline_history::Op,
-        ok_value: impl FnOnce(&Value) -> serde_json::Value,
-    ) -> faultline_history::Op {
-        use faultline_history::OpType;
-        let (kind, value, error, node, redirects) = match self {
-            Outcome::Ok {
-                value,
-                node,
-                redirects,
-            } => (OpType::Ok, ok_value(&value), None, node, redirects),
-            Outcome::Fail {
-                error,
-                node,
-                redirects,
-            } => (
-                OpType::Fail,
-                invoke.value.clone(),
-                Some(error),
-                node,
-                redirects,
-            ),
-            Outcome::Info {
-                error,
-                node,
-                redirects,
-            } => (
-                OpType::Info,
-                invoke.value.clone(),
-                Some(error),
-                node,
-                redirects,
-            ),
-        };
-        let mut op = invoke.complete(kind);
-        op.value = value;
-        op.error = error;
-        op.node = node;
-        op.redirects = redirects;
-        op
     }
 }
