@@ -157,18 +157,23 @@ impl Admin {
                 .cmd(p, redis::cmd("CLUSTER").arg("SET-CONFIG-EPOCH").arg(k + 1))
                 .await;
         }
-        let first = self.nodes[0].clone();
+        // Every pair meets directly rather than waiting for gossip to spread the news:
+        // a replica can only REPLICATE a primary it knows.
         for i in 1..self.nodes.len() {
-            let _: String = self
-                .cmd(
-                    i,
-                    redis::cmd("CLUSTER")
-                        .arg("MEET")
-                        .arg(first.ip.to_string())
-                        .arg(first.port),
-                )
-                .await?;
+            for j in 0..i {
+                let peer = self.nodes[j].clone();
+                let _: String = self
+                    .cmd(
+                        i,
+                        redis::cmd("CLUSTER")
+                            .arg("MEET")
+                            .arg(peer.ip.to_string())
+                            .arg(peer.port),
+                    )
+                    .await?;
+            }
         }
+        tracing::debug!("formation: every pair of nodes met");
         for &(p, (a, b)) in &layout.primaries {
             let _: String = self
                 .cmd(p, redis::cmd("CLUSTER").arg("ADDSLOTSRANGE").arg(a).arg(b))
@@ -193,6 +198,7 @@ impl Admin {
                 }
             }
         }
+        tracing::debug!("formation: replicas attached, waiting for agreement");
         self.wait_agreed(Some(layout), deadline).await
     }
 
@@ -209,6 +215,7 @@ impl Admin {
             if Instant::now() >= deadline {
                 bail!("the cluster did not agree in time: {problem}");
             }
+            tracing::debug!("not agreed yet: {problem}");
             tokio::time::sleep(POLL).await;
         }
     }
