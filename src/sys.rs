@@ -81,9 +81,18 @@ pub fn host_links() -> Result<Vec<String>> {
         .collect())
 }
 
-/// Whether a process exists.
+/// Whether a process exists and has not exited (a zombie waiting to be reaped has).
 pub fn pid_alive(pid: i32) -> bool {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+    if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err() {
+        return false;
+    }
+    !matches!(proc_state(pid), Some('Z') | Some('X'))
+}
+
+/// The state letter of a process (field 3 of /proc/PID/stat).
+fn proc_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].chars().next()
 }
 
 /// SIGKILL, ignoring a process that is already gone.

@@ -123,32 +123,7 @@ fn sigint_mid_run_exits_promptly_and_leaves_nothing_behind() {
     require_root();
     let _one_at_a_time = cluster_lock();
     let store = tempfile::tempdir().unwrap();
-    let mut child = faultline()
-        .args(["run", "--time-limit", "120", "--store"])
-        .arg(store.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until the workload runs: the history has ops in it.
-    let started = Instant::now();
-    let history_path = loop {
-        let dir = store.path().join("latest");
-        let path = dir.join("history.jsonl");
-        if std::fs::metadata(&path).is_ok_and(|m| m.len() > 10_000) {
-            break path;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(90),
-            "the workload never started"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "faultline ended before the workload started"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let dir = std::fs::canonicalize(history_path.parent().unwrap()).unwrap();
+    let (mut child, dir) = start_long_run(store.path());
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,
@@ -174,4 +149,90 @@ fn sigint_mid_run_exits_promptly_and_leaves_nothing_behind() {
     assert_eq!(results["valid"], "unknown", "{results:#}");
     assert_eq!(results["run"]["interrupted"], true);
     assert_nothing_left(&id, &dir);
+}
+
+/// Starts a long run and waits until its workload is recording; returns the child and the
+/// run directory.
+fn start_long_run(store: &std::path::Path) -> (std::process::Child, std::path::PathBuf) {
+    let mut child = faultline()
+        .args(["run", "--time-limit", "120", "--store"])
+        .arg(store)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let path = store.join("latest").join("history.jsonl");
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() > 10_000) {
+            return (child, std::fs::canonicalize(store.join("latest")).unwrap());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the workload never started"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "faultline ended before the workload started"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn sigkill_leaves_only_namespaces_and_clean_removes_them() {
+    require_root();
+    let _one_at_a_time = cluster_lock();
+    let store = tempfile::tempdir().unwrap();
+    let (mut child, dir) = start_long_run(store.path());
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let id = run_id(&String::from_utf8_lossy(&out.stderr));
+
+    // The servers die with faultline (PDEATHSIG); the namespaces stay for `clean`.
+    let killed = Instant::now();
+    while std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(dir.to_str().unwrap()))
+    }) {
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "servers outlived a SIGKILLed faultline"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let netns = String::from_utf8(
+        std::process::Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        netns.contains(&format!("fl-{id}-hub")),
+        "expected the killed run's namespaces:\n{netns}"
+    );
+
+    // The history a killed run leaves is readable up to its last whole line.
+    let ops = history(&dir);
+    assert!(ops.len() > 100, "only {} ops readable", ops.len());
+
+    let out = faultline().args(["clean", "--run", &id]).output().unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("fl-{id}-hub")),
+        "{}",
+        text(&out)
+    );
+    assert_nothing_left(&id, &dir);
+
+    // Nothing left means nothing more to clean.
+    let out = faultline().args(["clean", "--run", &id]).output().unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nothing to clean"),
+        "{}",
+        text(&out)
+    );
 }
