@@ -236,3 +236,42 @@ fn sigkill_leaves_only_namespaces_and_clean_removes_them() {
         text(&out)
     );
 }
+
+#[test]
+fn a_server_that_dies_at_start_is_a_harness_error_that_quotes_it_and_leaves_nothing() {
+    require_root();
+    let _one_at_a_time = cluster_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    // A "server" that reports a version, then refuses to start: the run gets as far as
+    // namespaces and processes before it fails.
+    let fake = tmp.path().join("broken-server");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'Redis server v=7.0.15'; exit 0; }\necho 'refusing to start' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let scenario = tmp.path().join("broken.yaml");
+    std::fs::write(
+        &scenario,
+        format!("cluster:\n  binary: {}\n", fake.display()),
+    )
+    .unwrap();
+    let store = tmp.path().join("store");
+    let out = faultline()
+        .arg("run")
+        .arg(&scenario)
+        .arg("--store")
+        .arg(&store)
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert_eq!(code(&out), 255, "{all}");
+    assert!(all.contains("died while starting"), "{all}");
+    assert!(
+        all.contains("refusing to start"),
+        "the server's own words are quoted: {all}"
+    );
+    let id = run_id(&String::from_utf8_lossy(&out.stderr));
+    assert_nothing_left(&id, &std::fs::canonicalize(store.join("latest")).unwrap());
+}
