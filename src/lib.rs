@@ -1,0 +1,79 @@
+//! faultline: a Jepsen-style fault-injection harness for Redis Cluster compatible servers.
+//!
+//! Module map (see ARCHITECTURE.md for the layers and the data flow of a run):
+//! - [`cli`]: the command line; [`exit`]: exit codes.
+//! - [`scenario`]: scenario files, validated on load.
+//! - [`run`]: the orchestrator of one run; [`analyze`]: checking a run directory.
+//! - [`backend`]: where nodes run (local: namespaces on this machine).
+//! - [`flavor`]: server kinds (redis, valkey): binary, version, config dialect.
+//! - [`cluster`]: forming a cluster and waiting for agreement.
+//! - [`store`]: run directories; [`ledger`]: what each run created, for teardown and clean.
+//! - [`doctor`], [`clean`], [`bench`]: the other subcommands; [`sys`]: system tool wrappers.
+
+pub mod analyze;
+pub mod backend;
+pub mod bench;
+pub mod clean;
+pub mod cli;
+pub mod cluster;
+pub mod doctor;
+pub mod exit;
+pub mod flavor;
+pub mod ledger;
+pub mod run;
+pub mod scenario;
+pub mod store;
+pub mod sys;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+/// The `faultline` binary: parse the command line, run one subcommand, exit with its code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::BAD_INPUT
+            } else {
+                exit::VALID
+            });
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,redis=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("faultline: error: starting the async runtime: {e}");
+            return ExitCode::from(exit::HARNESS_ERROR);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run::command(args).await,
+            Command::Analyze(args) => analyze::command(&args.run_dir),
+            Command::Doctor => doctor::command(),
+            Command::Clean(args) => clean::command(&args),
+            Command::Bench(args) => bench::command(args).await,
+        }
+    });
+    // Nothing left on the runtime needs waiting for (the history is closed, the backend
+    // torn down); don't let idle connection tasks hold up the exit.
+    runtime.shutdown_background();
+    exit::finish(result)
+}
