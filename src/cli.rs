@@ -52,6 +52,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS", help_heading = "Overrides")]
     pub time_limit: Option<f64>,
 
+    /// Faults to inject, replacing the scenario's: any of partition, kill, pause, failover,
+    /// comma-separated, each with its defaults.
+    #[arg(long, value_name = "KINDS", help_heading = "Overrides")]
+    pub nemesis: Option<String>,
+
+    /// Seconds from one fault to the next (overrides the scenario's nemesis interval_s).
+    #[arg(long, value_name = "SECS", help_heading = "Overrides")]
+    pub nemesis_interval: Option<f64>,
+
     /// Seed for every random choice of the run (default: random, saved in scenario.yaml).
     #[arg(long, help_heading = "Overrides")]
     pub seed: Option<u64>,

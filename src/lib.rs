@@ -7,6 +7,7 @@
 //! - [`backend`]: where nodes run (local: namespaces on this machine).
 //! - [`flavor`]: server kinds (redis, valkey): binary, version, config dialect.
 //! - [`cluster`]: forming a cluster and waiting for agreement.
+//! - [`control`]: what faults may do to nodes, over the backend.
 //! - [`store`]: run directories; [`ledger`]: what each run created, for teardown and clean.
 //! - [`doctor`], [`clean`], [`bench`]: the other subcommands; [`sys`]: system tool wrappers.
 
@@ -16,6 +17,7 @@ pub mod bench;
 pub mod clean;
 pub mod cli;
 pub mod cluster;
+pub mod control;
 pub mod doctor;
 pub mod exit;
 pub mod flavor;

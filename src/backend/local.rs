@@ -44,6 +44,8 @@ struct LocalNode {
     data_dir: PathBuf,
     log_dir: PathBuf,
     child: Option<Child>,
+    /// Paused by a fault: resumed before a kill or teardown, so signals are delivered.
+    paused: bool,
 }
 
 /// Nodes as processes in network namespaces on this machine.
@@ -161,6 +163,7 @@ impl LocalBackend {
                 data_dir,
                 log_dir,
                 child: None,
+                paused: false,
             });
         }
         Ok(())
@@ -235,6 +238,47 @@ impl Backend for LocalBackend {
             }
         }
         None
+    }
+
+    fn kill(&mut self, index: usize) -> Result<()> {
+        let node = &mut self.nodes[index];
+        let Some(mut child) = node.child.take() else {
+            bail!("{} is not running", node.spec.name);
+        };
+        child
+            .kill()
+            .with_context(|| format!("killing {}", node.spec.name))?;
+        child.wait()?;
+        node.paused = false;
+        Ok(())
+    }
+
+    fn pause(&mut self, index: usize, pause: bool) -> Result<()> {
+        let node = &mut self.nodes[index];
+        let Some(child) = node.child.as_mut() else {
+            bail!("{} is not running", node.spec.name);
+        };
+        let signal = if pause {
+            nix::sys::signal::Signal::SIGSTOP
+        } else {
+            nix::sys::signal::Signal::SIGCONT
+        };
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal)
+            .with_context(|| format!("sending {signal} to {}", node.spec.name))?;
+        node.paused = pause;
+        Ok(())
+    }
+
+    fn exec_in_netns(
+        &self,
+        index: usize,
+        program: &str,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Result<String> {
+        let mut full = vec!["netns", "exec", self.nodes[index].netns.as_str(), program];
+        full.extend_from_slice(args);
+        sys::run_with_stdin("ip", &full, stdin)
     }
 
     fn teardown(&mut self) -> Result<()> {

@@ -64,8 +64,34 @@ pub trait Backend: Send {
     /// If the process cannot be started.
     fn start(&mut self, node: usize) -> Result<()>;
 
-    /// A node whose process has exited, with what it said on the way out.
+    /// A node whose process has exited without being told to, with what it said on the
+    /// way out.
     fn exited(&mut self) -> Option<String>;
+
+    /// SIGKILLs a node's server and reaps it; it stays down until [`Backend::start`].
+    ///
+    /// # Errors
+    /// If the node is not running.
+    fn kill(&mut self, node: usize) -> Result<()>;
+
+    /// Sends SIGSTOP (`pause`) or SIGCONT (`!pause`) to a node's server.
+    ///
+    /// # Errors
+    /// If the node is not running or the signal fails.
+    fn pause(&mut self, node: usize, pause: bool) -> Result<()>;
+
+    /// Runs `program args...` inside the node's network namespace with `stdin`, returning
+    /// its stdout.
+    ///
+    /// # Errors
+    /// If it cannot run or exits non-zero (with its stderr).
+    fn exec_in_netns(
+        &self,
+        node: usize,
+        program: &str,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Result<String>;
 
     /// Stops every process and removes every namespace, link and file the run created
     /// outside its run directory. Safe to call more than once.

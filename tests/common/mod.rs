@@ -108,3 +108,49 @@ pub fn assert_nothing_left(id: &str, run_dir: &Path) {
         }
     }
 }
+
+/// What one finished `faultline run` left.
+pub struct Finished {
+    /// Exit code.
+    pub code: i32,
+    /// Both streams, for assertion messages.
+    pub text: String,
+    /// The run directory.
+    pub dir: PathBuf,
+    /// The run id.
+    pub id: String,
+}
+
+/// Runs `faultline run ARGS... --store STORE` to the end.
+pub fn run_to_end(args: &[&str], store: &Path) -> Finished {
+    let out = faultline()
+        .arg("run")
+        .args(args)
+        .arg("--store")
+        .arg(store)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let text = text(&out);
+    assert!(
+        stdout.contains("run directory: "),
+        "the run did not finish:\n{text}"
+    );
+    Finished {
+        code: code(&out),
+        dir: run_dir(&stdout),
+        id: run_id(&stderr),
+        text,
+    }
+}
+
+/// The scenario file shipped in `scenarios/`.
+pub fn scenario(name: &str) -> String {
+    format!("{}/scenarios/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Reads a run's results.json.
+pub fn results(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap()
+}

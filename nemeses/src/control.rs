@@ -1,0 +1,67 @@
+//! What a nemesis may do to nodes, implemented by the orchestrator over its backend.
+//!
+//! Keeping this a trait keeps the fault primitives free of namespaces and containers: the
+//! local backend runs `iptables` with `ip netns exec`, a container backend would enter
+//! the container's namespace instead, and the faults do not change.
+
+use std::net::Ipv4Addr;
+
+/// One node, as faults address it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// `n1`, `n2`, ...
+    pub name: String,
+    /// The node's address.
+    pub ip: Ipv4Addr,
+    /// Client port.
+    pub port: u16,
+    /// Cluster bus port.
+    pub bus_port: u16,
+}
+
+impl NodeInfo {
+    /// `ip:port`.
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.ip, self.port)
+    }
+}
+
+/// The orchestrator's side of faults.
+pub trait Control: Send + Sync {
+    /// The run's id; rules and chains the faults create carry it.
+    fn run_id(&self) -> &str;
+    /// The nodes, in name order.
+    fn nodes(&self) -> &[NodeInfo];
+    /// SIGKILL the node's server (it stays down until [`Control::restart`]).
+    ///
+    /// # Errors
+    /// If the node has no running process or the signal fails.
+    fn kill(&self, node: &str) -> anyhow::Result<()>;
+    /// Start the node's server again with the same config and data directory.
+    ///
+    /// # Errors
+    /// If it cannot be started.
+    fn restart(&self, node: &str) -> anyhow::Result<()>;
+    /// SIGSTOP the node's server.
+    ///
+    /// # Errors
+    /// If the signal fails.
+    fn pause(&self, node: &str) -> anyhow::Result<()>;
+    /// SIGCONT the node's server.
+    ///
+    /// # Errors
+    /// If the signal fails.
+    fn resume(&self, node: &str) -> anyhow::Result<()>;
+    /// Runs `program args...` inside the node's network namespace, feeding `stdin`, and
+    /// returns its stdout.
+    ///
+    /// # Errors
+    /// If it cannot run or exits non-zero (with its stderr).
+    fn exec_in_netns(
+        &self,
+        node: &str,
+        program: &str,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> anyhow::Result<String>;
+}

@@ -1,0 +1,174 @@
+//! Manual failover: `CLUSTER FAILOVER [FORCE|TAKEOVER]` sent to a replica of a chosen
+//! primary, then watched until the replica calls itself primary in its own
+//! `CLUSTER NODES` (or the time-out passes).
+//!
+//! The reply is recorded verbatim: an error such as Garnet's `ERR Node is not configured
+//! as a REPLICA` (microsoft/garnet#1044) is a finding, not a harness failure.
+
+use std::time::{Duration, Instant};
+
+use faultline_history::ClusterView;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use redis::AsyncConnectionConfig;
+use serde_json::json;
+
+use crate::fault::{Applied, BoxFuture, Ctx, Fault, Outcome};
+use crate::roles::cluster_nodes;
+use crate::spec::FailoverSpec;
+use crate::target;
+
+/// How often the replica's view is polled while waiting for the promotion.
+const POLL: Duration = Duration::from_millis(20);
+
+/// A manual failover fault.
+pub struct Failover(FailoverSpec);
+
+impl Failover {
+    /// A failover with these parameters.
+    pub fn new(spec: FailoverSpec) -> Failover {
+        Failover(spec)
+    }
+}
+
+impl Fault for Failover {
+    fn name(&self) -> &'static str {
+        "failover"
+    }
+
+    fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
+        Box::pin(self.run(ctx, draw))
+    }
+}
+
+impl Failover {
+    async fn run(&self, ctx: &Ctx, draw: u64) -> Applied {
+        let spec = &self.0;
+        let mode = spec.mode.arg().unwrap_or("DEFAULT");
+        let params = json!({ "mode": mode, "target": spec.target.to_string() });
+        let roles = match ctx.roles().await {
+            Ok(r) => r,
+            Err(e) => return Applied::failed(params, e),
+        };
+        // Candidate primaries: the target's nodes that are primaries with a replica.
+        let names = ctx.names();
+        let wanted = match target::resolve(&spec.target, None, &names, Some(&roles), draw) {
+            Ok(n) => n,
+            Err(e) => return Applied::failed(params, e),
+        };
+        let with_replicas: Vec<&String> = wanted
+            .iter()
+            .filter(|p| roles.replicas_of.get(*p).is_some_and(|r| !r.is_empty()))
+            .collect();
+        if with_replicas.is_empty() {
+            return Applied::failed(params, format!("no primary among {wanted:?} has a replica"));
+        }
+        let mut rng = StdRng::seed_from_u64(draw);
+        let primary = with_replicas[rng.random_range(0..with_replicas.len())].clone();
+        let replicas = &roles.replicas_of[&primary];
+        let replica = replicas[rng.random_range(0..replicas.len())].clone();
+        let Some(node) = ctx
+            .control
+            .nodes()
+            .iter()
+            .find(|n| n.name == replica)
+            .cloned()
+        else {
+            return Applied::failed(params, format!("unknown node {replica}"));
+        };
+
+        let started = Instant::now();
+        let reply = send_failover(&node.addr(), spec.mode.arg(), ctx.query_timeout).await;
+        let mut value = json!({
+            "mode": mode,
+            "target": spec.target.to_string(),
+            "primary": primary,
+            "replica": replica,
+        });
+        let reply_text = match &reply {
+            Ok(s) => s.clone(),
+            Err(e) => e.clone(),
+        };
+        value["reply"] = json!(reply_text);
+        if let Err(e) = reply {
+            value["promoted"] = json!(false);
+            return Applied {
+                outcome: if e.starts_with("connection:") {
+                    Outcome::Info
+                } else {
+                    Outcome::Fail
+                },
+                value,
+                error: Some(e),
+                heal: None,
+            };
+        }
+        let timeout = Duration::from_secs_f64(spec.timeout_s.get());
+        let promoted = loop {
+            if let Ok(text) = cluster_nodes(&node, ctx.query_timeout).await {
+                if ClusterView::parse(&text)
+                    .ok()
+                    .and_then(|v| v.myself().map(|m| m.is_primary()))
+                    .unwrap_or(false)
+                {
+                    break true;
+                }
+            }
+            if started.elapsed() >= timeout {
+                break false;
+            }
+            tokio::time::sleep(POLL).await;
+        };
+        value["promoted"] = json!(promoted);
+        value["took_ms"] = json!(started.elapsed().as_millis() as u64);
+        if promoted {
+            Applied {
+                outcome: Outcome::Ok,
+                value,
+                error: None,
+                heal: None,
+            }
+        } else {
+            Applied {
+                outcome: Outcome::Info,
+                value,
+                error: Some(format!(
+                    "{replica} answered {reply_text} but was not primary within {:.1}s",
+                    timeout.as_secs_f64()
+                )),
+                heal: None,
+            }
+        }
+    }
+}
+
+/// Sends `CLUSTER FAILOVER [mode]`; `Ok(reply)` or `Err(error text)`, where errors that are
+/// not replies from the server start with `connection:`.
+async fn send_failover(
+    addr: &str,
+    mode: Option<&str>,
+    timeout: Duration,
+) -> Result<String, String> {
+    let client =
+        redis::Client::open(format!("redis://{addr}/")).map_err(|e| format!("connection: {e}"))?;
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout));
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(|e| format!("connection: {e}"))?;
+    let mut cmd = redis::cmd("CLUSTER");
+    cmd.arg("FAILOVER");
+    if let Some(m) = mode {
+        cmd.arg(m);
+    }
+    match cmd.query_async::<String>(&mut conn).await {
+        Ok(reply) => Ok(reply),
+        Err(e) => match (e.code(), e.detail()) {
+            (Some(code), Some(detail)) => Err(format!("{code} {detail}")),
+            (Some(code), None) => Err(code.to_string()),
+            _ => Err(format!("connection: {e}")),
+        },
+    }
+}

@@ -1,0 +1,108 @@
+//! The fault interface and its registry.
+//!
+//! A fault is applied once per scheduled step ([`Fault::apply`]) and returns what it did,
+//! as it will appear in the history, plus, for faults that last, the [`Heal`] that undoes
+//! it. Adding a fault is one file implementing [`Fault`] and one line in [`build`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::control::Control;
+use crate::roles::{self, Roles};
+use crate::spec::FaultSpec;
+
+/// A boxed future, so faults can be trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What faults act through.
+#[derive(Clone)]
+pub struct Ctx {
+    /// The orchestrator's controls.
+    pub control: Arc<dyn Control>,
+    /// Budget for asking nodes their view.
+    pub query_timeout: Duration,
+}
+
+impl Ctx {
+    /// Node names, in name order.
+    pub fn names(&self) -> Vec<String> {
+        self.control
+            .nodes()
+            .iter()
+            .map(|n| n.name.clone())
+            .collect()
+    }
+
+    /// Roles as the nodes see them now.
+    ///
+    /// # Errors
+    /// If no node answers.
+    pub async fn roles(&self) -> Result<Roles, String> {
+        roles::observe(self.control.nodes(), self.query_timeout).await
+    }
+}
+
+/// How an applied fault ends in the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The fault took effect.
+    Ok,
+    /// The fault certainly did not take effect (refused, no target).
+    Fail,
+    /// Nobody knows whether it took effect.
+    Info,
+}
+
+/// The result of applying a fault.
+pub struct Applied {
+    /// ok / fail / info.
+    pub outcome: Outcome,
+    /// Exact parameters and observations (nodes, shape, rules, reply), for the history.
+    pub value: Value,
+    /// What went wrong, on fail / info.
+    pub error: Option<String>,
+    /// How to undo it, for faults that last.
+    pub heal: Option<Box<dyn Heal>>,
+}
+
+impl Applied {
+    /// A fault that could not be applied at all.
+    pub fn failed(value: Value, error: impl Into<String>) -> Applied {
+        Applied {
+            outcome: Outcome::Fail,
+            value,
+            error: Some(error.into()),
+            heal: None,
+        }
+    }
+}
+
+/// One kind of fault, configured.
+pub trait Fault: Send + Sync {
+    /// The history's `f` for applying it (`partition`, `kill`, ...).
+    fn name(&self) -> &'static str;
+    /// Applies the fault; `draw` is this step's share of the run's seed.
+    fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied>;
+}
+
+/// Undoes one applied fault.
+pub trait Heal: Send + Sync {
+    /// The history's `f` for healing (`heal`, `restart`, `resume`).
+    fn name(&self) -> &'static str;
+    /// Undoes the fault; returns what was done, for the history.
+    fn heal<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Value, String>>;
+}
+
+/// The fault registry.
+pub fn build(spec: &FaultSpec) -> Box<dyn Fault> {
+    match spec {
+        FaultSpec::Partition(s) => Box::new(crate::partition::Partition::new(s.clone())),
+        FaultSpec::Kill(s) => Box::new(crate::process::Kill::new(s.clone())),
+        FaultSpec::Pause(s) => Box::new(crate::process::Pause::new(s.clone())),
+        FaultSpec::Failover(s) => Box::new(crate::failover::Failover::new(s.clone())),
+    }
+}

@@ -1,0 +1,27 @@
+//! faultline's nemeses: fault primitives and the seeded schedule that fires them.
+//!
+//! Module map:
+//! - [`spec`]: the scenario's `nemesis:` section (faults, targets, shapes, ports).
+//! - [`control`]: [`Control`], what the orchestrator lets faults do to nodes.
+//! - [`fault`]: the [`Fault`] / [`Heal`] interface and the registry ([`fault::build`]).
+//! - [`partition`], [`process`] (kill, pause), [`failover`]: the faults.
+//! - [`target`], [`roles`]: which nodes a target means right now.
+//! - [`schedule`]: the seeded plan; [`runner`]: fires it, records every fault, heals.
+//!
+//! Faults know nothing of namespaces or containers; they act through [`Control`].
+
+pub mod control;
+pub mod failover;
+pub mod fault;
+pub mod partition;
+pub mod process;
+pub mod roles;
+pub mod runner;
+pub mod schedule;
+pub mod spec;
+pub mod target;
+
+pub use control::{Control, NodeInfo};
+pub use fault::{Applied, Ctx, Fault, Heal, Outcome};
+pub use runner::Nemesis;
+pub use spec::{FaultSpec, NemesisSpec};

@@ -1,0 +1,742 @@
+//! Partitions: links between nodes cut with iptables inside the nodes' own namespaces.
+//!
+//! A partition is a *grudge* (Jepsen's word): for each node, the nodes whose packets it
+//! drops on INPUT. Each [`Shape`] is a pure function from the node names and the fault's
+//! draw to a [`Cut`], so the same seed always cuts the same links.
+//!
+//! Applying writes every node's grudge into a chain the run owns, `FL-<run id>` in table
+//! `filter`, hooked first in INPUT once, with one exec per namespace: `iptables-restore
+//! --noflush`, where declaring the chain (`:FL-<id> - [0:0]`) flushes that chain and no
+//! other, and the whole input commits or nothing does. Every node is written, those with
+//! no grudge get an empty chain, so what is installed is exactly the recorded grudge even
+//! if an earlier heal failed somewhere.
+//!
+//! Rules name peer *node* addresses only. The host's address on the run's subnet, through
+//! which clients and the harness reach every node, is never cut: as in Jepsen, the
+//! control plane stays up while the nodes lose each other. Healing flushes the chain; the
+//! empty chain and its hook stay until the namespace goes.
+
+use std::collections::BTreeMap;
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde_json::{json, Value};
+
+use crate::control::NodeInfo;
+use crate::fault::{Applied, BoxFuture, Ctx, Fault, Heal, Outcome};
+use crate::spec::{PartitionSpec, Ports, Shape, Target};
+use crate::target::{self, node_order};
+
+/// Reads `iptables-restore` input on stdin into the chain named by `$1`, then hooks the
+/// chain first in INPUT unless a hook is already there. `iptables-restore` cannot test
+/// for a rule (a `-D` of a missing rule fails the whole commit), hence the shell.
+const INSTALL: &str = r#"iptables-restore -w --noflush && { iptables -w -C INPUT -j "$1" 2>/dev/null || iptables -w -I INPUT 1 -j "$1"; }"#;
+
+/// Flushes the chain named by `$1` if it exists and prints how many rules it held, or
+/// prints `absent`. Existence is read from the table's listing: the error text of
+/// `iptables -S <missing chain>` differs between iptables-nft and iptables-legacy.
+const FLUSH: &str = r#"rules=$(iptables -w -S) || exit 1
+printf '%s\n' "$rules" | grep -qxF -- "-N $1" || { echo absent; exit 0; }
+iptables -w -F "$1" || exit 1
+printf '%s\n' "$rules" | grep -c -- "^-A $1 " || true"#;
+
+/// For each node, the nodes whose packets it drops, in node order. A node that drops
+/// nothing is absent.
+pub type Grudge = BTreeMap<String, Vec<String>>;
+
+/// A partition computed from the node names, before it touches any machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cut {
+    /// The nodes the shape was aimed at: the targets for `isolate` and `one-way`, every
+    /// node for the shapes that divide the whole cluster.
+    pub nodes: Vec<String>,
+    /// For symmetric shapes, the groups that cannot reach each other (a bridge node is in
+    /// none of them); `None` for `majorities-ring` and `one-way`.
+    pub components: Option<Vec<Vec<String>>>,
+    /// For `bridge`: the node that still talks to both sides.
+    pub bridge: Option<String>,
+    /// For `majorities-ring`: the shuffled ring the majorities were taken from.
+    pub ring: Option<Vec<String>>,
+    /// Who drops whom.
+    pub grudge: Grudge,
+}
+
+impl Cut {
+    /// Number of iptables rules the cut needs: one per (node, peer it drops).
+    pub fn rule_count(&self) -> usize {
+        self.grudge.values().map(Vec::len).sum()
+    }
+}
+
+/// Computes a shape's cut.
+///
+/// `all` are every node's names; `targets` matter to `isolate` and `one-way` only; `draw`
+/// shuffles the nodes for `halves`, `majorities-ring` and `bridge`, repeatably.
+pub fn cut(shape: Shape, all: &[String], targets: &[String], draw: u64) -> Cut {
+    match shape {
+        Shape::Isolate => isolate(all, targets),
+        Shape::Halves => halves(all, draw),
+        Shape::MajoritiesRing => majorities_ring(all, draw),
+        Shape::Bridge => bridge(all, draw),
+        Shape::OneWay => one_way(all, targets),
+    }
+}
+
+/// Each target alone, and the other nodes together; symmetric.
+pub fn isolate(all: &[String], targets: &[String]) -> Cut {
+    let mut components: Vec<Vec<String>> = sorted(targets).into_iter().map(|t| vec![t]).collect();
+    let rest: Vec<String> = all
+        .iter()
+        .filter(|n| !targets.contains(n))
+        .cloned()
+        .collect();
+    if !rest.is_empty() {
+        components.push(sorted(&rest));
+    }
+    Cut {
+        nodes: sorted(targets),
+        grudge: complete_grudge(&components),
+        components: Some(components),
+        bridge: None,
+        ring: None,
+    }
+}
+
+/// The shuffled nodes split into the first `n / 2` and the rest (a minority and a
+/// majority for odd `n`, two equal halves for even `n`); symmetric.
+pub fn halves(all: &[String], draw: u64) -> Cut {
+    let order = shuffled(all, draw);
+    let (a, b) = order.split_at(order.len() / 2);
+    let components: Vec<Vec<String>> = [a, b]
+        .into_iter()
+        .filter(|c| !c.is_empty())
+        .map(sorted)
+        .collect();
+    Cut {
+        nodes: sorted(all),
+        grudge: complete_grudge(&components),
+        components: Some(components),
+        bridge: None,
+        ring: None,
+    }
+}
+
+/// Jepsen's majorities ring: the nodes in a shuffled ring; each sees the majority
+/// (`n / 2 + 1` nodes) of consecutive ring positions around itself and drops the rest.
+///
+/// The node at ring position `i` sees positions `i - m/2 .. i - m/2 + m` (Jepsen's
+/// `majorities-ring-perfect`). When `m` is odd (`n` = 4, 5, 8, 9, ...) the window is
+/// centred and the grudge symmetric; otherwise it leans one way and some links are cut in
+/// one direction only (on 3 nodes each node drops one neighbour, around the ring). Every
+/// node's majority is a different set as soon as the ring is longer than a majority
+/// (`n >= 3`).
+pub fn majorities_ring(all: &[String], draw: u64) -> Cut {
+    let ring = shuffled(all, draw);
+    let n = ring.len();
+    let m = n / 2 + 1;
+    let mut grudge = Grudge::new();
+    for i in 0..n {
+        let start = (i + n - m / 2) % n;
+        let seen: Vec<usize> = (0..m).map(|k| (start + k) % n).collect();
+        let drops: Vec<String> = (0..n)
+            .filter(|j| !seen.contains(j))
+            .map(|j| ring[j].clone())
+            .collect();
+        if !drops.is_empty() {
+            grudge.insert(ring[i].clone(), sorted(&drops));
+        }
+    }
+    Cut {
+        nodes: sorted(all),
+        components: None,
+        bridge: None,
+        ring: Some(ring),
+        grudge,
+    }
+}
+
+/// Jepsen's bridge: the shuffled nodes split as for [`halves`]; the first node of the
+/// second half is the bridge, which drops nothing and which nobody drops, so the two
+/// sides without it cannot talk but both talk to it; symmetric.
+pub fn bridge(all: &[String], draw: u64) -> Cut {
+    let order = shuffled(all, draw);
+    let (a, b) = order.split_at(order.len() / 2);
+    let Some((bridge, b)) = b.split_first() else {
+        return Cut {
+            nodes: Vec::new(),
+            components: Some(Vec::new()),
+            bridge: None,
+            ring: None,
+            grudge: Grudge::new(),
+        };
+    };
+    let components: Vec<Vec<String>> = [a, b]
+        .into_iter()
+        .filter(|c| !c.is_empty())
+        .map(sorted)
+        .collect();
+    Cut {
+        nodes: sorted(all),
+        grudge: complete_grudge(&components),
+        components: Some(components),
+        bridge: Some(bridge.clone()),
+        ring: None,
+    }
+}
+
+/// Each target drops whatever every other node sends it (other targets included); the
+/// other nodes drop nothing, so they still receive what the targets send.
+pub fn one_way(all: &[String], targets: &[String]) -> Cut {
+    let mut grudge = Grudge::new();
+    for t in targets {
+        let others: Vec<String> = all.iter().filter(|n| *n != t).cloned().collect();
+        if !others.is_empty() {
+            grudge.insert(t.clone(), sorted(&others));
+        }
+    }
+    Cut {
+        nodes: sorted(targets),
+        components: None,
+        bridge: None,
+        ring: None,
+        grudge,
+    }
+}
+
+/// Every node drops every node outside its own component.
+pub fn complete_grudge(components: &[Vec<String>]) -> Grudge {
+    let mut grudge = Grudge::new();
+    for (i, component) in components.iter().enumerate() {
+        let outside: Vec<String> = components
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .flat_map(|(_, c)| c.iter().cloned())
+            .collect();
+        if outside.is_empty() {
+            continue;
+        }
+        for node in component {
+            grudge.insert(node.clone(), sorted(&outside));
+        }
+    }
+    grudge
+}
+
+/// The run's chain: `FL-<run id>` (well under iptables' 28-character limit).
+pub fn chain_name(run_id: &str) -> String {
+    format!("FL-{run_id}")
+}
+
+/// The `iptables-restore --noflush` input that makes `chain` in node `me` drop exactly
+/// what comes from `peers` (an empty `peers` empties the chain).
+///
+/// With `ports`, only TCP with either port in the set is dropped: the peer's port (`me`'s
+/// connections to it: the replies come *from* that port) and `me`'s own (the peer's
+/// connections to `me`). Ephemeral ports lie far above both.
+pub fn restore_input(chain: &str, me: &NodeInfo, peers: &[&NodeInfo], ports: Ports) -> String {
+    let mut text = format!("*filter\n:{chain} - [0:0]\n");
+    for peer in peers {
+        let pair = match ports {
+            Ports::All => None,
+            Ports::Bus => Some((me.bus_port, peer.bus_port)),
+            Ports::Client => Some((me.port, peer.port)),
+        };
+        let port_match = match pair {
+            None => String::new(),
+            Some((a, b)) if a == b => format!(" -p tcp -m multiport --ports {a}"),
+            Some((a, b)) => format!(" -p tcp -m multiport --ports {},{}", a.min(b), a.max(b)),
+        };
+        text.push_str(&format!(
+            "-A {chain} -s {}/32{port_match} -j DROP\n",
+            peer.ip
+        ));
+    }
+    text.push_str("COMMIT\n");
+    text
+}
+
+/// A partition fault.
+pub struct Partition {
+    spec: PartitionSpec,
+}
+
+impl Partition {
+    /// A partition with these parameters.
+    pub fn new(spec: PartitionSpec) -> Partition {
+        Partition { spec }
+    }
+
+    /// Whether the shape is aimed at the spec's target (the others divide every node).
+    fn uses_target(&self) -> bool {
+        matches!(self.spec.shape, Shape::Isolate | Shape::OneWay)
+    }
+
+    async fn run(&self, ctx: &Ctx, draw: u64) -> Applied {
+        let all = ctx.names();
+        let target = if self.uses_target() {
+            self.spec.target.to_string()
+        } else {
+            Target::All.to_string()
+        };
+        let mut value = json!({
+            "shape": self.spec.shape,
+            "ports": self.spec.ports,
+            "target": target,
+            "mechanism": "iptables",
+        });
+        let targets = if self.uses_target() {
+            if let Some(c) = self.spec.count {
+                value["count"] = json!(c.get());
+            }
+            match self.resolve(ctx, &all, draw).await {
+                Ok(t) => t,
+                Err(e) => return Applied::failed(value, e),
+            }
+        } else {
+            all.clone()
+        };
+        let cut = cut(self.spec.shape, &all, &targets, draw);
+        value["nodes"] = json!(cut.nodes);
+        if let Some(c) = &cut.components {
+            value["components"] = json!(c);
+        }
+        if let Some(b) = &cut.bridge {
+            value["bridge"] = json!(b);
+        }
+        if let Some(r) = &cut.ring {
+            value["ring"] = json!(r);
+        }
+        value["grudge"] = json!(cut.grudge);
+        value["rules"] = json!(cut.rule_count());
+        if cut.grudge.is_empty() {
+            return Applied::failed(value, format!("nothing to cut: {} nodes in all", all.len()));
+        }
+
+        let chain = chain_name(ctx.control.run_id());
+        let infos = ctx.control.nodes();
+        let jobs: Vec<(String, Option<String>)> = infos
+            .iter()
+            .map(|me| {
+                let drops = cut.grudge.get(&me.name).map(Vec::as_slice).unwrap_or(&[]);
+                let peers: Vec<&NodeInfo> =
+                    infos.iter().filter(|p| drops.contains(&p.name)).collect();
+                (
+                    me.name.clone(),
+                    Some(restore_input(&chain, me, &peers, self.spec.ports)),
+                )
+            })
+            .collect();
+        let results = in_each(ctx, INSTALL, &chain, jobs).await;
+        let failed: BTreeMap<String, String> = results
+            .into_iter()
+            .filter_map(|(node, r)| r.err().map(|e| (node, e)))
+            .collect();
+        // Every node was written, so every node may hold rules now.
+        let heal: Box<dyn Heal> = Box::new(PartitionHeal { nodes: all });
+        let (outcome, error) = if failed.is_empty() {
+            (Outcome::Ok, None)
+        } else {
+            let error = failed
+                .iter()
+                .map(|(n, e)| format!("{n}: {e}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            value["failed"] = json!(failed);
+            (Outcome::Info, Some(error))
+        };
+        Applied {
+            outcome,
+            value,
+            error,
+            heal: Some(heal),
+        }
+    }
+
+    /// The target nodes; roles are asked only for `primaries` / `replicas`.
+    async fn resolve(&self, ctx: &Ctx, all: &[String], draw: u64) -> Result<Vec<String>, String> {
+        let roles = match self.spec.target {
+            Target::Primaries | Target::Replicas => Some(ctx.roles().await?),
+            _ => None,
+        };
+        let count = self.spec.count.map(|c| c.get() as usize);
+        target::resolve(&self.spec.target, count, all, roles.as_ref(), draw)
+    }
+}
+
+impl Fault for Partition {
+    fn name(&self) -> &'static str {
+        "partition"
+    }
+
+    fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
+        Box::pin(self.run(ctx, draw))
+    }
+}
+
+/// Undoes one partition: flushes the run's chain in the nodes it wrote.
+pub struct PartitionHeal {
+    nodes: Vec<String>,
+}
+
+impl Heal for PartitionHeal {
+    fn name(&self) -> &'static str {
+        "heal"
+    }
+
+    fn heal<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Value, String>> {
+        Box::pin(flush(ctx, self.nodes.clone()))
+    }
+}
+
+/// Flushes the run's chain in every node where it exists, whatever made it: the final
+/// phase's guarantee that no partition outlives the run's faults. Nodes without the chain
+/// are skipped; killed or paused servers do not matter (iptables acts on the namespace).
+///
+/// # Returns
+/// `{"nodes": [flushed nodes], "flushed": count, "removed": rules removed}`.
+///
+/// # Errors
+/// The nodes where the chain could not be listed or flushed, with why.
+pub async fn heal_all(ctx: &Ctx) -> Result<Value, String> {
+    flush(ctx, ctx.names()).await
+}
+
+/// Flushes the run's chain in `nodes`; see [`heal_all`].
+async fn flush(ctx: &Ctx, nodes: Vec<String>) -> Result<Value, String> {
+    let chain = chain_name(ctx.control.run_id());
+    let jobs = nodes.into_iter().map(|n| (n, None)).collect();
+    let mut flushed = Vec::new();
+    let mut removed = 0usize;
+    let mut errors = Vec::new();
+    for (node, result) in in_each(ctx, FLUSH, &chain, jobs).await {
+        match result {
+            Ok(out) if out.trim() == "absent" => {}
+            Ok(out) => match out.trim().parse::<usize>() {
+                Ok(n) => {
+                    removed += n;
+                    flushed.push(node);
+                }
+                Err(_) => errors.push(format!("{node}: unexpected output {:?}", out.trim())),
+            },
+            Err(e) => errors.push(format!("{node}: {e}")),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(format!("flushing {chain}: {}", errors.join("; ")));
+    }
+    Ok(json!({ "nodes": flushed, "flushed": flushed.len(), "removed": removed }))
+}
+
+/// Runs `sh -c script sh chain` in each job's node, with its stdin, all at once (each
+/// exec blocks, so each runs on the blocking pool); results in job order.
+async fn in_each(
+    ctx: &Ctx,
+    script: &'static str,
+    chain: &str,
+    jobs: Vec<(String, Option<String>)>,
+) -> Vec<(String, Result<String, String>)> {
+    let handles: Vec<_> = jobs
+        .into_iter()
+        .map(|(node, stdin)| {
+            let control = ctx.control.clone();
+            let chain = chain.to_string();
+            let name = node.clone();
+            let handle = tokio::task::spawn_blocking(move || {
+                control
+                    .exec_in_netns(&name, "sh", &["-c", script, "sh", &chain], stdin.as_deref())
+                    .map_err(|e| format!("{e:#}"))
+            });
+            (node, handle)
+        })
+        .collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for (node, handle) in handles {
+        let result = handle.await.unwrap_or_else(|e| Err(e.to_string()));
+        out.push((node, result));
+    }
+    out
+}
+
+/// Names in node order.
+fn sorted(names: &[String]) -> Vec<String> {
+    let mut v = names.to_vec();
+    v.sort_by_key(|x| node_order(x));
+    v
+}
+
+/// Names in node order, then shuffled by `draw`: the same draw gives the same order.
+fn shuffled(names: &[String], draw: u64) -> Vec<String> {
+    let mut v = sorted(names);
+    v.shuffle(&mut StdRng::seed_from_u64(draw));
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    fn names(n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("n{i}")).collect()
+    }
+
+    fn v(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// `a` drops `b`.
+    fn drops(cut: &Cut, a: &str, b: &str) -> bool {
+        cut.grudge.get(a).is_some_and(|d| d.iter().any(|x| x == b))
+    }
+
+    fn assert_symmetric(cut: &Cut) {
+        for (a, ds) in &cut.grudge {
+            for b in ds {
+                assert!(drops(cut, b, a), "{a} drops {b} but not back: {cut:?}");
+            }
+        }
+    }
+
+    fn assert_no_self(cut: &Cut) {
+        for (a, ds) in &cut.grudge {
+            assert!(!ds.contains(a), "{a} drops itself: {cut:?}");
+            assert!(!ds.is_empty(), "empty grudge entry for {a}");
+        }
+    }
+
+    /// Components are disjoint, together with the bridge cover every node, and the grudge
+    /// is exactly "everything outside my component".
+    fn assert_components(cut: &Cut, all: &[String]) {
+        let components = cut.components.as_ref().expect("components");
+        let mut seen = BTreeSet::new();
+        for c in components {
+            for n in c {
+                assert!(seen.insert(n.clone()), "{n} in two components");
+            }
+        }
+        if let Some(b) = &cut.bridge {
+            assert!(seen.insert(b.clone()), "bridge in a component");
+        }
+        assert_eq!(seen, all.iter().cloned().collect::<BTreeSet<_>>());
+        for c in components {
+            for a in c {
+                for b in all {
+                    let apart = !c.contains(b) && cut.bridge.as_ref() != Some(b);
+                    assert_eq!(drops(cut, a, b), apart, "{a} -> {b} in {cut:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn isolate_cuts_each_target_from_everyone() {
+        let all = names(6);
+        let cut = isolate(&all, &v(&["n2"]));
+        assert_eq!(cut.nodes, v(&["n2"]));
+        assert_eq!(
+            cut.components,
+            Some(vec![v(&["n2"]), v(&["n1", "n3", "n4", "n5", "n6"])])
+        );
+        assert_eq!(cut.grudge["n2"], v(&["n1", "n3", "n4", "n5", "n6"]));
+        for other in ["n1", "n3", "n4", "n5", "n6"] {
+            assert_eq!(cut.grudge[other], v(&["n2"]));
+        }
+        assert_eq!(cut.rule_count(), 10);
+        assert_symmetric(&cut);
+        assert_components(&cut, &all);
+
+        let two = isolate(&all, &v(&["n5", "n1"]));
+        assert_eq!(two.grudge["n1"], v(&["n2", "n3", "n4", "n5", "n6"]));
+        assert_eq!(two.grudge["n3"], v(&["n1", "n5"]));
+        assert_symmetric(&two);
+        assert_components(&two, &all);
+
+        let three = names(3);
+        let cut = isolate(&three, &v(&["n3"]));
+        assert_eq!(cut.grudge["n3"], v(&["n1", "n2"]));
+        assert_eq!(cut.grudge["n1"], v(&["n3"]));
+        assert_eq!(cut.rule_count(), 4);
+        assert_symmetric(&cut);
+        assert_components(&cut, &three);
+
+        let everyone = isolate(&three, &three);
+        assert_eq!(everyone.rule_count(), 6, "every node alone");
+        assert!(isolate(&v(&["n1"]), &v(&["n1"])).grudge.is_empty());
+    }
+
+    #[test]
+    fn halves_split_floor_half_against_the_rest() {
+        for n in [3, 6] {
+            let all = names(n);
+            let mut splits = BTreeSet::new();
+            for draw in 0..40 {
+                let cut = halves(&all, draw);
+                let c = cut.components.clone().unwrap();
+                assert_eq!(c.len(), 2);
+                assert_eq!(c[0].len(), n / 2);
+                assert_eq!(c[1].len(), n - n / 2);
+                assert_eq!(cut.rule_count(), 2 * (n / 2) * (n - n / 2));
+                assert_symmetric(&cut);
+                assert_no_self(&cut);
+                assert_components(&cut, &all);
+                assert_eq!(cut, halves(&all, draw), "same draw, same cut");
+                splits.insert(c[0].clone());
+            }
+            assert!(splits.len() > 2, "draws spread the split: {splits:?}");
+        }
+    }
+
+    #[test]
+    fn majorities_ring_gives_every_node_its_own_majority() {
+        for n in [3, 4, 5, 6, 7, 9] {
+            let all = names(n);
+            let m = n / 2 + 1;
+            for draw in 0..20 {
+                let cut = majorities_ring(&all, draw);
+                assert_eq!(cut, majorities_ring(&all, draw), "same draw, same cut");
+                assert_no_self(&cut);
+                let mut majorities = BTreeSet::new();
+                for node in &all {
+                    let seen: BTreeSet<&String> =
+                        all.iter().filter(|p| !drops(&cut, node, p)).collect();
+                    assert_eq!(seen.len(), m, "{node} sees a bare majority in {cut:?}");
+                    assert!(seen.contains(node));
+                    // Its majority is contiguous on the ring around it.
+                    let ring = cut.ring.as_ref().unwrap();
+                    let at = ring.iter().position(|x| x == node).unwrap();
+                    for k in 0..m {
+                        let p = &ring[(at + n - m / 2 + k) % n];
+                        assert!(seen.contains(p), "{node} sees ring neighbour {p}");
+                    }
+                    majorities.insert(seen);
+                }
+                assert_eq!(majorities.len(), n, "no two nodes see the same majority");
+                if m % 2 == 1 {
+                    assert_symmetric(&cut);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn majorities_ring_on_five_is_the_pentagram() {
+        // Each node sees its two ring neighbours and drops the two across.
+        let cut = majorities_ring(&names(5), 7);
+        let ring = cut.ring.clone().unwrap();
+        for i in 0..5 {
+            let across = sorted(&[ring[(i + 2) % 5].clone(), ring[(i + 3) % 5].clone()]);
+            assert_eq!(cut.grudge[&ring[i]], across);
+        }
+        assert_eq!(cut.rule_count(), 10);
+    }
+
+    #[test]
+    fn bridge_node_sees_both_sides_which_cannot_talk() {
+        for n in [3, 6] {
+            let all = names(n);
+            let mut bridges = BTreeSet::new();
+            for draw in 0..40 {
+                let cut = bridge(&all, draw);
+                assert_eq!(cut, bridge(&all, draw), "same draw, same cut");
+                let b = cut.bridge.clone().unwrap();
+                assert!(!cut.grudge.contains_key(&b), "the bridge drops nothing");
+                for node in &all {
+                    assert!(!drops(&cut, node, &b), "{node} drops the bridge");
+                }
+                let c = cut.components.clone().unwrap();
+                assert_eq!(c.len(), 2);
+                assert_eq!(c[0].len(), n / 2);
+                assert_eq!(c[1].len(), n - n / 2 - 1);
+                assert_symmetric(&cut);
+                assert_no_self(&cut);
+                assert_components(&cut, &all);
+                bridges.insert(b);
+            }
+            assert!(bridges.len() > 1, "draws move the bridge");
+        }
+        let two = bridge(&names(2), 0);
+        assert!(
+            two.grudge.is_empty(),
+            "two nodes and a bridge: nothing to cut"
+        );
+    }
+
+    #[test]
+    fn one_way_targets_drop_everyone_and_nobody_drops_them() {
+        let all = names(6);
+        let cut = one_way(&all, &v(&["n4"]));
+        assert_eq!(cut.nodes, v(&["n4"]));
+        assert_eq!(cut.components, None);
+        assert_eq!(cut.grudge.len(), 1);
+        assert_eq!(cut.grudge["n4"], v(&["n1", "n2", "n3", "n5", "n6"]));
+        assert_eq!(cut.rule_count(), 5);
+
+        let three = names(3);
+        let cut = one_way(&three, &v(&["n1", "n3"]));
+        assert_eq!(cut.grudge["n1"], v(&["n2", "n3"]));
+        assert_eq!(cut.grudge["n3"], v(&["n1", "n2"]));
+        assert!(!cut.grudge.contains_key("n2"));
+        assert!(drops(&cut, "n1", "n2") && !drops(&cut, "n2", "n1"));
+    }
+
+    #[test]
+    fn cut_dispatches_and_is_deterministic_per_draw() {
+        let all = names(6);
+        let t = v(&["n3"]);
+        for shape in [
+            Shape::Isolate,
+            Shape::Halves,
+            Shape::MajoritiesRing,
+            Shape::Bridge,
+            Shape::OneWay,
+        ] {
+            for draw in [0, 1, u64::MAX] {
+                assert_eq!(cut(shape, &all, &t, draw), cut(shape, &all, &t, draw));
+                assert!(!cut(shape, &all, &t, draw).grudge.is_empty(), "{shape:?}");
+            }
+        }
+        assert_eq!(cut(Shape::Isolate, &all, &t, 9), isolate(&all, &t));
+        assert_eq!(cut(Shape::Halves, &all, &t, 9), halves(&all, 9));
+    }
+
+    fn node(name: &str, last: u8, port: u16) -> NodeInfo {
+        NodeInfo {
+            name: name.into(),
+            ip: std::net::Ipv4Addr::new(10, 77, 3, last),
+            port,
+            bus_port: port + 10000,
+        }
+    }
+
+    #[test]
+    fn restore_input_declares_only_the_run_chain() {
+        let me = node("n1", 11, 6379);
+        let (a, b) = (node("n2", 12, 6379), node("n3", 13, 6380));
+        let all = restore_input("FL-abc123", &me, &[&a, &b], Ports::All);
+        assert_eq!(
+            all,
+            "*filter\n:FL-abc123 - [0:0]\n\
+             -A FL-abc123 -s 10.77.3.12/32 -j DROP\n\
+             -A FL-abc123 -s 10.77.3.13/32 -j DROP\nCOMMIT\n"
+        );
+        let bus = restore_input("FL-abc123", &me, &[&a, &b], Ports::Bus);
+        assert!(bus.contains("-s 10.77.3.12/32 -p tcp -m multiport --ports 16379 -j DROP\n"));
+        assert!(bus.contains("-s 10.77.3.13/32 -p tcp -m multiport --ports 16379,16380 -j DROP\n"));
+        let client = restore_input("FL-abc123", &me, &[&a], Ports::Client);
+        assert!(client.contains("-s 10.77.3.12/32 -p tcp -m multiport --ports 6379 -j DROP\n"));
+        assert_eq!(
+            restore_input("FL-abc123", &me, &[], Ports::All),
+            "*filter\n:FL-abc123 - [0:0]\nCOMMIT\n",
+            "no peers: the chain is only emptied"
+        );
+        for text in [all, bus, client] {
+            assert!(
+                !text.contains("INPUT"),
+                "the restore never names a built-in chain"
+            );
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Faults on server processes: kill (SIGKILL, restart at heal) and pause (SIGSTOP,
+//! SIGCONT at heal).
+
+use serde_json::{json, Value};
+
+use crate::fault::{Applied, BoxFuture, Ctx, Fault, Heal, Outcome};
+use crate::spec::{NodeFaultSpec, Target};
+use crate::target;
+
+/// Which signal pair a process fault uses.
+#[derive(Clone, Copy)]
+enum Kind {
+    Kill,
+    Pause,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Kill => "kill",
+            Kind::Pause => "pause",
+        }
+    }
+
+    fn heal_name(self) -> &'static str {
+        match self {
+            Kind::Kill => "restart",
+            Kind::Pause => "resume",
+        }
+    }
+}
+
+/// SIGKILL the target nodes' servers; the heal restarts them with the same config and
+/// nodes.conf.
+pub struct Kill(NodeFaultSpec);
+
+impl Kill {
+    /// A kill fault.
+    pub fn new(spec: NodeFaultSpec) -> Kill {
+        Kill(spec)
+    }
+}
+
+/// SIGSTOP the target nodes' servers; the heal sends SIGCONT.
+pub struct Pause(NodeFaultSpec);
+
+impl Pause {
+    /// A pause fault.
+    pub fn new(spec: NodeFaultSpec) -> Pause {
+        Pause(spec)
+    }
+}
+
+impl Fault for Kill {
+    fn name(&self) -> &'static str {
+        Kind::Kill.name()
+    }
+    fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
+        Box::pin(apply(Kind::Kill, &self.0, ctx, draw))
+    }
+}
+
+impl Fault for Pause {
+    fn name(&self) -> &'static str {
+        Kind::Pause.name()
+    }
+    fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
+        Box::pin(apply(Kind::Pause, &self.0, ctx, draw))
+    }
+}
+
+async fn apply(kind: Kind, spec: &NodeFaultSpec, ctx: &Ctx, draw: u64) -> Applied {
+    let params = json!({ "target": spec.target.to_string() });
+    let roles = match spec.target {
+        Target::Primaries | Target::Replicas => match ctx.roles().await {
+            Ok(r) => Some(r),
+            Err(e) => return Applied::failed(params, e),
+        },
+        _ => None,
+    };
+    let count = spec.count.map(|c| c.get() as usize);
+    let nodes = match target::resolve(&spec.target, count, &ctx.names(), roles.as_ref(), draw) {
+        Ok(n) => n,
+        Err(e) => return Applied::failed(params, e),
+    };
+    let mut done = Vec::new();
+    let mut errors = Vec::new();
+    for node in &nodes {
+        let result = match kind {
+            Kind::Kill => ctx.control.kill(node),
+            Kind::Pause => ctx.control.pause(node),
+        };
+        match result {
+            Ok(()) => done.push(node.clone()),
+            Err(e) => errors.push(format!("{node}: {e:#}")),
+        }
+    }
+    let value = json!({ "target": spec.target.to_string(), "nodes": nodes, "done": done });
+    let heal: Option<Box<dyn Heal>> = (!done.is_empty()).then(|| {
+        Box::new(Undo {
+            kind,
+            nodes: done.clone(),
+        }) as Box<dyn Heal>
+    });
+    let (outcome, error) = match (done.is_empty(), errors.is_empty()) {
+        (_, true) => (Outcome::Ok, None),
+        (true, false) => (Outcome::Fail, Some(errors.join("; "))),
+        (false, false) => (Outcome::Info, Some(errors.join("; "))),
+    };
+    Applied {
+        outcome,
+        value,
+        error,
+        heal,
+    }
+}
+
+/// Restarts or resumes the nodes a kill or pause hit.
+struct Undo {
+    kind: Kind,
+    nodes: Vec<String>,
+}
+
+impl Heal for Undo {
+    fn name(&self) -> &'static str {
+        self.kind.heal_name()
+    }
+
+    fn heal<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Value, String>> {
+        Box::pin(async move {
+            let mut errors = Vec::new();
+            for node in &self.nodes {
+                let result = match self.kind {
+                    Kind::Kill => ctx.control.restart(node),
+                    Kind::Pause => ctx.control.resume(node),
+                };
+                if let Err(e) = result {
+                    errors.push(format!("{node}: {e:#}"));
+                }
+            }
+            if errors.is_empty() {
+                Ok(json!({ "nodes": self.nodes }))
+            } else {
+                Err(errors.join("; "))
+            }
+        })
+    }
+}

@@ -1,0 +1,155 @@
+//! Who is primary right now, as the nodes themselves say.
+//!
+//! Every node is asked for `CLUSTER NODES` at once, with a short time-out (paused, killed
+//! and partitioned nodes must not hold a fault up); each node's role is what most of the
+//! answering views say. Faults that target `primaries` or `replicas`, and failovers, read
+//! this snapshot.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use faultline_history::ClusterView;
+use redis::AsyncConnectionConfig;
+
+use crate::control::NodeInfo;
+use crate::target::node_order;
+
+/// Roles at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Roles {
+    /// Primaries, in name order.
+    pub primaries: Vec<String>,
+    /// Replicas, in name order.
+    pub replicas: Vec<String>,
+    /// Primary -> its replicas, in name order.
+    pub replicas_of: BTreeMap<String, Vec<String>>,
+}
+
+impl Roles {
+    /// Roles from `(node, primary it replicates)` pairs (`None` = primary).
+    pub fn from_pairs(pairs: &[(&str, Option<&str>)]) -> Roles {
+        let mut roles = Roles::default();
+        for (node, primary) in pairs {
+            match primary {
+                None => roles.primaries.push(node.to_string()),
+                Some(p) => {
+                    roles.replicas.push(node.to_string());
+                    roles
+                        .replicas_of
+                        .entry(p.to_string())
+                        .or_default()
+                        .push(node.to_string());
+                }
+            }
+        }
+        roles.primaries.sort_by_key(|x| node_order(x));
+        roles.replicas.sort_by_key(|x| node_order(x));
+        for v in roles.replicas_of.values_mut() {
+            v.sort_by_key(|x| node_order(x));
+        }
+        roles
+    }
+}
+
+/// Asks one node for its `CLUSTER NODES` text.
+///
+/// # Errors
+/// Connection failure, time-out or error reply, as text.
+pub async fn cluster_nodes(node: &NodeInfo, timeout: Duration) -> Result<String, String> {
+    let fetch = async {
+        let client =
+            redis::Client::open(format!("redis://{}/", node.addr())).map_err(|e| e.to_string())?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| e.to_string())?;
+        redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async::<String>(&mut conn)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    tokio::time::timeout(timeout * 2, fetch)
+        .await
+        .unwrap_or_else(|_| Err("timed out".into()))
+}
+
+/// Roles by majority of the views that answer within `timeout`.
+///
+/// # Errors
+/// If no node answers.
+pub async fn observe(nodes: &[NodeInfo], timeout: Duration) -> Result<Roles, String> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for node in nodes {
+        let node = node.clone();
+        tasks.spawn(async move { cluster_nodes(&node, timeout).await });
+    }
+    let by_addr: HashMap<String, String> =
+        nodes.iter().map(|n| (n.addr(), n.name.clone())).collect();
+    // node -> (role -> votes); a role is None for primary or Some(primary name).
+    let mut votes: BTreeMap<String, HashMap<Option<String>, usize>> = BTreeMap::new();
+    let mut errors = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let text = match joined {
+            Ok(Ok(text)) => text,
+            Ok(Err(e)) => {
+                errors.push(e);
+                continue;
+            }
+            Err(e) => {
+                errors.push(e.to_string());
+                continue;
+            }
+        };
+        let Ok(view) = ClusterView::parse(&text) else {
+            continue;
+        };
+        let id_to_name: HashMap<&str, &String> = view
+            .nodes
+            .iter()
+            .filter_map(|l| by_addr.get(&l.addr).map(|n| (l.id.as_str(), n)))
+            .collect();
+        for line in &view.nodes {
+            let Some(name) = id_to_name.get(line.id.as_str()) else {
+                continue;
+            };
+            let role = if line.is_primary() {
+                None
+            } else if let Some(p) = line.primary_id.as_deref().and_then(|p| id_to_name.get(p)) {
+                Some((*p).clone())
+            } else {
+                continue;
+            };
+            *votes
+                .entry((*name).clone())
+                .or_default()
+                .entry(role)
+                .or_default() += 1;
+        }
+    }
+    if votes.is_empty() {
+        return Err(format!(
+            "no node answered CLUSTER NODES ({})",
+            errors.join("; ")
+        ));
+    }
+    let pairs: Vec<(String, Option<String>)> = votes
+        .into_iter()
+        .map(|(node, roles)| {
+            let role = roles
+                .into_iter()
+                .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)))
+                .map(|(r, _)| r)
+                .unwrap_or(None);
+            (node, role)
+        })
+        .collect();
+    let borrowed: Vec<(&str, Option<&str>)> = pairs
+        .iter()
+        .map(|(n, p)| (n.as_str(), p.as_deref()))
+        .collect();
+    Ok(Roles::from_pairs(&borrowed))
+}

@@ -1,0 +1,315 @@
+//! The `nemesis:` section of a scenario: which faults, how often, against whom.
+//!
+//! ```yaml
+//! nemesis:
+//!   interval_s: 10      # from the start of one fault to the start of the next
+//!   duration_s: 5       # how long a fault holds before it is healed
+//!   start_after_s: 5    # quiet time before the first fault
+//!   faults:
+//!     - kind: partition
+//!       shape: isolate  # isolate | halves | majorities-ring | bridge | one-way
+//!       target: primaries
+//!       count: 1
+//!       ports: all      # all | bus | client
+//!     - kind: kill
+//!     - kind: pause
+//!       target: replicas
+//!     - kind: failover
+//!       mode: default   # default | force | takeover
+//! ```
+
+use std::fmt;
+
+use faultline_history::bounds::{Bounded, NonNegativeF64, PositiveF64};
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// Every fault kind, for help text and `--nemesis`.
+pub const FAULT_KINDS: &[&str] = &["partition", "kill", "pause", "failover"];
+
+/// The scenario's nemesis.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NemesisSpec {
+    /// Seconds from the start of one fault to the start of the next.
+    #[serde(default = "ten")]
+    pub interval_s: PositiveF64,
+    /// Seconds a fault holds before it is healed (failovers are not healed).
+    #[serde(default = "five")]
+    pub duration_s: PositiveF64,
+    /// Seconds of undisturbed workload before the first fault.
+    #[serde(default = "five_nn")]
+    pub start_after_s: NonNegativeF64,
+    /// The faults to draw from, one per interval, chosen by the run's seed.
+    pub faults: Vec<FaultSpec>,
+}
+
+fn ten() -> PositiveF64 {
+    PositiveF64(10.0)
+}
+fn five() -> PositiveF64 {
+    PositiveF64(5.0)
+}
+fn five_nn() -> NonNegativeF64 {
+    NonNegativeF64(5.0)
+}
+
+impl NemesisSpec {
+    /// Faults of the named kinds, each with its defaults (the `--nemesis` override).
+    ///
+    /// # Errors
+    /// Names the unknown kind and lists the known ones.
+    pub fn from_kinds(kinds: &str) -> Result<NemesisSpec, String> {
+        let mut faults = Vec::new();
+        for kind in kinds.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+            faults.push(match kind {
+                "partition" => FaultSpec::Partition(PartitionSpec::default()),
+                "kill" => FaultSpec::Kill(NodeFaultSpec::default()),
+                "pause" => FaultSpec::Pause(NodeFaultSpec::default()),
+                "failover" => FaultSpec::Failover(FailoverSpec::default()),
+                other => {
+                    return Err(format!(
+                        "unknown fault {other:?}; choose from {}",
+                        FAULT_KINDS.join(", ")
+                    ))
+                }
+            });
+        }
+        if faults.is_empty() {
+            return Err("name at least one fault".into());
+        }
+        Ok(NemesisSpec {
+            interval_s: ten(),
+            duration_s: five(),
+            start_after_s: five_nn(),
+            faults,
+        })
+    }
+}
+
+/// One kind of fault with its parameters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum FaultSpec {
+    /// Cut network links between nodes (iptables inside the node namespaces).
+    Partition(PartitionSpec),
+    /// SIGKILL a server; restart it (same config, same nodes.conf) at heal.
+    Kill(NodeFaultSpec),
+    /// SIGSTOP a server; SIGCONT it at heal.
+    Pause(NodeFaultSpec),
+    /// `CLUSTER FAILOVER` on a replica of a chosen primary.
+    Failover(FailoverSpec),
+}
+
+impl FaultSpec {
+    /// The kind's name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FaultSpec::Partition(_) => "partition",
+            FaultSpec::Kill(_) => "kill",
+            FaultSpec::Pause(_) => "pause",
+            FaultSpec::Failover(_) => "failover",
+        }
+    }
+}
+
+/// How a partition divides the nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Shape {
+    /// Each target node alone, cut off from every other node.
+    #[default]
+    Isolate,
+    /// A random minority and majority.
+    Halves,
+    /// Every node sees a majority, and no two nodes the same one.
+    MajoritiesRing,
+    /// Two halves, and one node that sees both.
+    Bridge,
+    /// Target nodes stop receiving from every other node; the others still receive
+    /// from them (asymmetric).
+    OneWay,
+}
+
+/// Which traffic a partition cuts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ports {
+    /// Everything between the nodes.
+    #[default]
+    All,
+    /// Only the cluster bus (gossip, failover votes).
+    Bus,
+    /// Only the client port (which also carries replication).
+    Client,
+}
+
+/// A partition.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionSpec {
+    /// How the nodes are divided.
+    #[serde(default)]
+    pub shape: Shape,
+    /// For `isolate` and `one-way`: which nodes (default one).
+    #[serde(default)]
+    pub target: Target,
+    /// Draw this many of the target's nodes (default: all of them, or one for `one`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<Bounded<1, 1000>>,
+    /// Which traffic is cut.
+    #[serde(default)]
+    pub ports: Ports,
+}
+
+/// A fault on server processes (kill, pause).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeFaultSpec {
+    /// Which nodes (default one).
+    #[serde(default)]
+    pub target: Target,
+    /// Draw this many of the target's nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<Bounded<1, 1000>>,
+}
+
+/// How `CLUSTER FAILOVER` is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailoverMode {
+    /// Coordinated with the primary (it must be reachable).
+    #[default]
+    Default,
+    /// Without the primary's agreement, still with the other primaries' votes.
+    Force,
+    /// Without any votes: the replica bumps the epoch itself.
+    Takeover,
+}
+
+impl FailoverMode {
+    /// The argument `CLUSTER FAILOVER` takes, if any.
+    pub fn arg(self) -> Option<&'static str> {
+        match self {
+            FailoverMode::Default => None,
+            FailoverMode::Force => Some("FORCE"),
+            FailoverMode::Takeover => Some("TAKEOVER"),
+        }
+    }
+}
+
+/// A manual failover.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailoverSpec {
+    /// How the failover is asked.
+    #[serde(default)]
+    pub mode: FailoverMode,
+    /// The primary whose replica is promoted: one of these is drawn (default primaries).
+    #[serde(default = "primaries")]
+    pub target: Target,
+    /// Seconds to wait for the replica to show itself as primary in CLUSTER NODES.
+    #[serde(default = "ten")]
+    pub timeout_s: PositiveF64,
+}
+
+fn primaries() -> Target {
+    Target::Primaries
+}
+
+impl Default for FailoverSpec {
+    fn default() -> Self {
+        FailoverSpec {
+            mode: FailoverMode::Default,
+            target: Target::Primaries,
+            timeout_s: ten(),
+        }
+    }
+}
+
+/// A set of nodes, resolved when the fault fires (roles change during a run).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Target {
+    /// One node.
+    #[default]
+    One,
+    /// The largest set short of half.
+    Minority,
+    /// The smallest set over half.
+    Majority,
+    /// Nodes that are primaries right now.
+    Primaries,
+    /// Nodes that are replicas right now.
+    Replicas,
+    /// Every node.
+    All,
+    /// These nodes, by name.
+    Nodes(Vec<String>),
+}
+
+impl Target {
+    const NAMES: &'static str =
+        "one, minority, majority, primaries, replicas, all, or a list of node names";
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::One => f.write_str("one"),
+            Target::Minority => f.write_str("minority"),
+            Target::Majority => f.write_str("majority"),
+            Target::Primaries => f.write_str("primaries"),
+            Target::Replicas => f.write_str("replicas"),
+            Target::All => f.write_str("all"),
+            Target::Nodes(n) => write!(f, "[{}]", n.join(", ")),
+        }
+    }
+}
+
+impl Serialize for Target {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Target::Nodes(n) => n.serialize(s),
+            other => s.serialize_str(&other.to_string()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Target;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(Target::NAMES)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Target, E> {
+                Ok(match v {
+                    "one" => Target::One,
+                    "minority" => Target::Minority,
+                    "majority" => Target::Majority,
+                    "primaries" => Target::Primaries,
+                    "replicas" => Target::Replicas,
+                    "all" => Target::All,
+                    other => {
+                        return Err(E::custom(format!(
+                            "unknown target {other:?}; use {}",
+                            Target::NAMES
+                        )))
+                    }
+                })
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Target, A::Error> {
+                let mut names = Vec::new();
+                while let Some(n) = seq.next_element::<String>()? {
+                    names.push(n);
+                }
+                if names.is_empty() {
+                    return Err(de::Error::custom("a node list needs at least one node"));
+                }
+                Ok(Target::Nodes(names))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

@@ -1,0 +1,93 @@
+//! The orchestrator's side of faults: [`faultline_nemeses::Control`] over a backend.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use anyhow::{anyhow, Result};
+use faultline_nemeses::{Control, NodeInfo};
+
+use crate::backend::Backend;
+
+/// Cluster bus port: client port + 10000 (nodes set no `cluster-port`).
+pub const BUS_OFFSET: u16 = 10000;
+
+/// Lets faults kill, pause, restart nodes and run commands in their namespaces, through
+/// the run's backend, which the orchestrator shares with it.
+pub struct BackendControl {
+    run_id: String,
+    nodes: Vec<NodeInfo>,
+    backend: Arc<Mutex<Box<dyn Backend>>>,
+}
+
+impl BackendControl {
+    /// Controls for the nodes of `backend`.
+    pub fn new(run_id: &str, backend: Arc<Mutex<Box<dyn Backend>>>) -> BackendControl {
+        let nodes = lock(&backend)
+            .nodes()
+            .iter()
+            .map(|n| NodeInfo {
+                name: n.name.clone(),
+                ip: n.ip,
+                port: n.port,
+                bus_port: n.port + BUS_OFFSET,
+            })
+            .collect();
+        BackendControl {
+            run_id: run_id.to_string(),
+            nodes,
+            backend,
+        }
+    }
+
+    fn index(&self, node: &str) -> Result<usize> {
+        self.nodes
+            .iter()
+            .position(|n| n.name == node)
+            .ok_or_else(|| anyhow!("no node named {node:?}"))
+    }
+}
+
+/// Locks the shared backend; a panic elsewhere does not make it unusable for teardown.
+pub fn lock(backend: &Mutex<Box<dyn Backend>>) -> MutexGuard<'_, Box<dyn Backend>> {
+    backend.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Control for BackendControl {
+    fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    fn nodes(&self) -> &[NodeInfo] {
+        &self.nodes
+    }
+
+    fn kill(&self, node: &str) -> Result<()> {
+        let i = self.index(node)?;
+        lock(&self.backend).kill(i)
+    }
+
+    fn restart(&self, node: &str) -> Result<()> {
+        let i = self.index(node)?;
+        lock(&self.backend).start(i)
+    }
+
+    fn pause(&self, node: &str) -> Result<()> {
+        let i = self.index(node)?;
+        lock(&self.backend).pause(i, true)
+    }
+
+    fn resume(&self, node: &str) -> Result<()> {
+        let i = self.index(node)?;
+        lock(&self.backend).pause(i, false)
+    }
+
+    fn exec_in_netns(
+        &self,
+        node: &str,
+        program: &str,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Result<String> {
+        let i = self.index(node)?;
+        lock(&self.backend).exec_in_netns(i, program, args, stdin)
+    }
+}
