@@ -53,6 +53,27 @@ impl Layout {
     }
 }
 
+/// Starts every node of `backend` and forms the cluster `layout` describes, until every
+/// node agrees (see [`Admin::form`]). Returns the admin connections, ready for later
+/// agreement checks.
+///
+/// # Errors
+/// A server that cannot start or dies, or no agreement by `deadline`.
+pub async fn start_and_form(
+    backend: &mut dyn Backend,
+    layout: &Layout,
+    deadline: Instant,
+) -> Result<Admin> {
+    crate::backend::start_all(backend)?;
+    let mut admin = Admin::new(backend.nodes());
+    admin.wait_up(backend, deadline).await?;
+    admin
+        .form(layout, deadline)
+        .await
+        .context("forming the cluster")?;
+    Ok(admin)
+}
+
 /// Admin connections to every node, and the node ids once known.
 pub struct Admin {
     nodes: Vec<NodeSpec>,

@@ -88,6 +88,11 @@ impl Control for BackendControl {
         stdin: Option<&str>,
     ) -> Result<String> {
         let i = self.index(node)?;
-        lock(&self.backend).exec_in_netns(i, program, args, stdin)
+        // Only the prefix is read under the lock: commands in several namespaces overlap.
+        let prefix = lock(&self.backend).netns_exec_prefix(i);
+        let mut full: Vec<&str> = prefix[1..].iter().map(String::as_str).collect();
+        full.push(program);
+        full.extend_from_slice(args);
+        crate::sys::run_with_stdin(&prefix[0], &full, stdin)
     }
 }

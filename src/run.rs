@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use faultline_history::Recorder;
+use faultline_history::{Op, OpType, Process, Recorder};
 use faultline_nemeses::runner::heal_one;
 use faultline_nemeses::{Ctx, Nemesis, NemesisSpec};
 use faultline_workloads::{ClientConfig, ClusterClient, Counters, SetSpec, SetWorkload};
@@ -24,7 +24,7 @@ use tracing::{info, warn};
 
 use crate::backend::{self, BackendPlan};
 use crate::cli::RunArgs;
-use crate::cluster::{Admin, Layout};
+use crate::cluster::{start_and_form, Layout};
 use crate::control::{lock, BackendControl};
 use crate::exit::{self, Failure};
 use crate::flavor::{self, Flavor};
@@ -259,25 +259,20 @@ async fn execute(
             .join(", ")
     );
 
-    backend::start_all(backend.as_mut())?;
     let form_deadline =
         Instant::now() + Duration::from_secs_f64(scenario.cluster.form_timeout_s.get());
     let layout = Layout::new(
         scenario.cluster.primaries.get() as usize,
         scenario.cluster.replicas.get() as usize,
     );
-    let mut admin = Admin::new(&nodes);
-    let formed = async {
-        admin.wait_up(backend.as_mut(), form_deadline).await?;
-        admin.form(&layout, form_deadline).await
+    let formed = tokio::select! {
+        r = start_and_form(backend.as_mut(), &layout, form_deadline) => Some(r?),
+        _ = interrupt.cancelled() => None,
     };
-    tokio::select! {
-        r = formed => r.context("forming the cluster")?,
-        _ = interrupt.cancelled() => {
-            backend.teardown()?;
-            return Ok(json!({ "form": t0.elapsed().as_secs_f64() }));
-        }
-    }
+    let Some(mut admin) = formed else {
+        backend.teardown()?;
+        return Ok(json!({ "form": t0.elapsed().as_secs_f64() }));
+    };
     let formed_at = t0.elapsed().as_secs_f64();
     info!("cluster formed and agreed in {formed_at:.2}s");
     // From here on faults share the backend with the orchestrator.
@@ -420,5 +415,15 @@ fn spawn_progress(
 /// Flushes every partition rule the run may have left, whatever the schedule's state:
 /// the final phase must see the whole network.
 async fn heal_partitions(ctx: &Ctx, recorder: &Recorder) {
-    let _ = (ctx, recorder);
+    let invoke = recorder.record(Op::new(Process::Nemesis, OpType::Invoke, "heal-all"));
+    let mut done = invoke.complete(OpType::Ok);
+    match faultline_nemeses::partition::heal_all(ctx).await {
+        Ok(v) => done.value = v,
+        Err(e) => {
+            warn!("final heal: {e}");
+            done.kind = OpType::Info;
+            done.error = Some(e);
+        }
+    }
+    recorder.record(done);
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use faultline_history::bounds::{Bounded, NonNegativeF64, PositiveF64};
-use faultline_nemeses::spec::{FaultSpec, Target};
+use faultline_nemeses::spec::{FaultSpec, Shape, Target};
 pub use faultline_nemeses::NemesisSpec;
 
 /// The scenario `faultline run` uses when given no file.
@@ -362,6 +362,21 @@ impl Scenario {
         };
         let n = self.node_count();
         for (i, fault) in nemesis.faults.iter().enumerate() {
+            if let FaultSpec::Partition(p) = fault {
+                let divides_all = !matches!(p.shape, Shape::Isolate | Shape::OneWay);
+                if divides_all && (p.target != Target::One || p.count.is_some()) {
+                    let field = format!("nemesis.faults[{i}]");
+                    let hint = if p.count.is_some() { "count" } else { "target" };
+                    let (line, column) = locate(text, &field, Some(hint)).unwrap_or((0, 0));
+                    return Err(ScenarioError::Invalid {
+                        file: file.to_string(),
+                        line,
+                        column,
+                        field: Some(format!("{field}.{hint}")),
+                        message: "target and count choose nodes for the isolate and one-way shapes; this shape divides every node".into(),
+                    });
+                }
+            }
             let target = match fault {
                 FaultSpec::Partition(p) => &p.target,
                 FaultSpec::Kill(k) | FaultSpec::Pause(k) => &k.target,
@@ -527,6 +542,24 @@ mod tests {
     }
 
     #[test]
+    fn every_shipped_scenario_is_valid() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(
+                    Some(s.name.as_str()),
+                    path.file_stem().and_then(|x| x.to_str())
+                );
+                seen += 1;
+            }
+        }
+        assert!(seen >= 4, "only {seen} scenarios found in {dir}");
+    }
+
+    #[test]
     fn builtin_is_valid() {
         let s = Scenario::builtin();
         assert_eq!(s.name, "smoke");
@@ -598,6 +631,11 @@ mod tests {
         let e = err("nemesis:\n  faults:\n    - kind: kill\n      target: [n7]\n");
         assert!(e.contains("s.yaml:4:"), "{e}");
         assert!(e.contains("no node \"n7\""), "{e}");
+        let e = err(
+            "nemesis:\n  faults:\n    - kind: partition\n      shape: halves\n      count: 2\n",
+        );
+        assert!(e.starts_with("s.yaml:5:"), "{e}");
+        assert!(e.contains("divides every node"), "{e}");
         let e = err("nemesis:\n  faults:\n    - kind: kill\n      targets: one\n");
         assert!(e.contains("unknown field `targets`"), "{e}");
     }

@@ -16,8 +16,8 @@ impl<const MIN: u64, const MAX: u64> Bounded<MIN, MAX> {
 
 impl<'de, const MIN: u64, const MAX: u64> Deserialize<'de> for Bounded<MIN, MAX> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = i128::deserialize(d)?;
-        if v < i128::from(MIN) || v > i128::from(MAX) {
+        let v = i64::deserialize(d)?;
+        if v < 0 || (v as u64) < MIN || (v as u64) > MAX {
             return Err(serde::de::Error::custom(format!(
                 "must be between {MIN} and {MAX}, got {v}"
             )));

@@ -5,9 +5,11 @@
 //! draw to a [`Cut`], so the same seed always cuts the same links.
 //!
 //! Applying writes every node's grudge into a chain the run owns, `FL-<run id>` in table
-//! `filter`, hooked first in INPUT once, with one exec per namespace: `iptables-restore
-//! --noflush`, where declaring the chain (`:FL-<id> - [0:0]`) flushes that chain and no
-//! other, and the whole input commits or nothing does. Every node is written, those with
+//! `filter`, hooked first in INPUT once, with one exec (a short `sh -c`) per namespace:
+//! `iptables-restore --noflush`, where declaring the chain (`:FL-<id> - [0:0]`) flushes
+//! that chain and no other and the whole input commits or nothing does, then the hook
+//! unless `iptables -C` finds it. The namespaces are written concurrently; `apply`
+//! returns once every one has answered. Every node is written, those with
 //! no grudge get an empty chain, so what is installed is exactly the recorded grudge even
 //! if an earlier heal failed somewhere.
 //!
@@ -33,13 +35,11 @@ use crate::target::{self, node_order};
 /// for a rule (a `-D` of a missing rule fails the whole commit), hence the shell.
 const INSTALL: &str = r#"iptables-restore -w --noflush && { iptables -w -C INPUT -j "$1" 2>/dev/null || iptables -w -I INPUT 1 -j "$1"; }"#;
 
-/// Flushes the chain named by `$1` if it exists and prints how many rules it held, or
-/// prints `absent`. Existence is read from the table's listing: the error text of
-/// `iptables -S <missing chain>` differs between iptables-nft and iptables-legacy.
-const FLUSH: &str = r#"rules=$(iptables -w -S) || exit 1
-printf '%s\n' "$rules" | grep -qxF -- "-N $1" || { echo absent; exit 0; }
-iptables -w -F "$1" || exit 1
-printf '%s\n' "$rules" | grep -c -- "^-A $1 " || true"#;
+/// Flushes the chain named by `$1` and prints `flushed`, or prints `absent` if there is no
+/// such chain (iptables-nft and iptables-legacy both say "No chain/target/match by that
+/// name"). One iptables call: listing the table first would double a heal's time.
+const FLUSH: &str = r#"if err=$(iptables -w -F "$1" 2>&1); then echo flushed
+else case $err in *"No chain"*) echo absent ;; *) echo "$err" >&2; exit 1 ;; esac; fi"#;
 
 /// For each node, the nodes whose packets it drops, in node order. A node that drops
 /// nothing is absent.
@@ -395,7 +395,7 @@ impl Heal for PartitionHeal {
 /// are skipped; killed or paused servers do not matter (iptables acts on the namespace).
 ///
 /// # Returns
-/// `{"nodes": [flushed nodes], "flushed": count, "removed": rules removed}`.
+/// `{"nodes": [nodes whose chain was flushed], "flushed": how many}`.
 ///
 /// # Errors
 /// The nodes where the chain could not be listed or flushed, with why.
@@ -408,25 +408,19 @@ async fn flush(ctx: &Ctx, nodes: Vec<String>) -> Result<Value, String> {
     let chain = chain_name(ctx.control.run_id());
     let jobs = nodes.into_iter().map(|n| (n, None)).collect();
     let mut flushed = Vec::new();
-    let mut removed = 0usize;
     let mut errors = Vec::new();
     for (node, result) in in_each(ctx, FLUSH, &chain, jobs).await {
-        match result {
-            Ok(out) if out.trim() == "absent" => {}
-            Ok(out) => match out.trim().parse::<usize>() {
-                Ok(n) => {
-                    removed += n;
-                    flushed.push(node);
-                }
-                Err(_) => errors.push(format!("{node}: unexpected output {:?}", out.trim())),
-            },
+        match result.as_deref().map(str::trim) {
+            Ok("flushed") => flushed.push(node),
+            Ok("absent") => {}
+            Ok(other) => errors.push(format!("{node}: unexpected output {other:?}")),
             Err(e) => errors.push(format!("{node}: {e}")),
         }
     }
     if !errors.is_empty() {
         return Err(format!("flushing {chain}: {}", errors.join("; ")));
     }
-    Ok(json!({ "nodes": flushed, "flushed": flushed.len(), "removed": removed }))
+    Ok(json!({ "nodes": flushed, "flushed": flushed.len() }))
 }
 
 /// Runs `sh -c script sh chain` in each job's node, with its stdin, all at once (each
@@ -738,5 +732,213 @@ mod tests {
                 "the restore never names a built-in chain"
             );
         }
+    }
+
+    /// One recorded exec: node, program and arguments, stdin.
+    type Exec = (String, Vec<String>, Option<String>);
+
+    /// A [`Control`](crate::Control) that records execs and answers them like iptables
+    /// would, failing in the nodes it is told to.
+    struct Fake {
+        nodes: Vec<NodeInfo>,
+        failing: Vec<String>,
+        /// What FLUSH prints per node (`flushed` or `absent`).
+        flush_says: String,
+        execs: std::sync::Mutex<Vec<Exec>>,
+    }
+
+    impl Fake {
+        fn ctx(n: u8, failing: &[&str], flush_says: &str) -> (Ctx, std::sync::Arc<Fake>) {
+            let fake = std::sync::Arc::new(Fake {
+                nodes: (1..=n)
+                    .map(|i| node(&format!("n{i}"), 10 + i, 6379))
+                    .collect(),
+                failing: v(failing),
+                flush_says: flush_says.into(),
+                execs: Default::default(),
+            });
+            let ctx = Ctx {
+                control: fake.clone(),
+                query_timeout: std::time::Duration::from_millis(100),
+            };
+            (ctx, fake)
+        }
+
+        fn execs(&self) -> Vec<Exec> {
+            let mut e = self.execs.lock().unwrap().clone();
+            e.sort_by_key(|(n, _, _)| node_order(n));
+            e
+        }
+    }
+
+    impl crate::Control for Fake {
+        fn run_id(&self) -> &str {
+            "abc123"
+        }
+        fn nodes(&self) -> &[NodeInfo] {
+            &self.nodes
+        }
+        fn kill(&self, _: &str) -> anyhow::Result<()> {
+            anyhow::bail!("not here")
+        }
+        fn restart(&self, _: &str) -> anyhow::Result<()> {
+            anyhow::bail!("not here")
+        }
+        fn pause(&self, _: &str) -> anyhow::Result<()> {
+            anyhow::bail!("not here")
+        }
+        fn resume(&self, _: &str) -> anyhow::Result<()> {
+            anyhow::bail!("not here")
+        }
+        fn exec_in_netns(
+            &self,
+            node: &str,
+            program: &str,
+            args: &[&str],
+            stdin: Option<&str>,
+        ) -> anyhow::Result<String> {
+            assert_eq!(program, "sh");
+            let mut all = vec![program.to_string()];
+            all.extend(args.iter().map(|a| a.to_string()));
+            self.execs
+                .lock()
+                .unwrap()
+                .push((node.into(), all, stdin.map(String::from)));
+            if self.failing.iter().any(|f| f == node) {
+                anyhow::bail!("iptables-restore: line 3 failed");
+            }
+            Ok(if args[1] == FLUSH {
+                format!("{}\n", self.flush_says)
+            } else {
+                String::new()
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn apply_writes_every_node_once_and_records_the_exact_cut() {
+        let (ctx, fake) = Fake::ctx(3, &[], "flushed");
+        let p = Partition::new(PartitionSpec {
+            shape: Shape::Isolate,
+            target: Target::Nodes(v(&["n2"])),
+            count: None,
+            ports: Ports::Bus,
+        });
+        let applied = p.apply(&ctx, 5).await;
+        assert_eq!(applied.outcome, Outcome::Ok);
+        assert_eq!(applied.error, None);
+        assert_eq!(
+            applied.value,
+            json!({
+                "shape": "isolate",
+                "ports": "bus",
+                "target": "[n2]",
+                "mechanism": "iptables",
+                "nodes": ["n2"],
+                "components": [["n2"], ["n1", "n3"]],
+                "grudge": {"n1": ["n2"], "n2": ["n1", "n3"], "n3": ["n2"]},
+                "rules": 4,
+            })
+        );
+        let execs = fake.execs();
+        assert_eq!(execs.len(), 3, "one exec per namespace");
+        for (node, args, _) in &execs {
+            assert_eq!(args[..2], ["sh", "-c"], "{node}");
+            assert_eq!(args[2], INSTALL);
+            assert_eq!(args[4], "FL-abc123", "the chain is the script's $1");
+        }
+        assert_eq!(
+            execs[1].2.as_deref(),
+            Some(
+                "*filter\n:FL-abc123 - [0:0]\n\
+                 -A FL-abc123 -s 10.77.3.11/32 -p tcp -m multiport --ports 16379 -j DROP\n\
+                 -A FL-abc123 -s 10.77.3.13/32 -p tcp -m multiport --ports 16379 -j DROP\n\
+                 COMMIT\n"
+            )
+        );
+
+        let heal = applied.heal.expect("heal");
+        assert_eq!(heal.name(), "heal");
+        let healed = heal.heal(&ctx).await.unwrap();
+        assert_eq!(healed, json!({"nodes": ["n1", "n2", "n3"], "flushed": 3}));
+        let flushes: Vec<_> = fake
+            .execs()
+            .into_iter()
+            .filter(|(_, a, _)| a[2] == FLUSH)
+            .collect();
+        assert_eq!(flushes.len(), 3, "one flush per namespace");
+        assert!(flushes.iter().all(|(_, _, stdin)| stdin.is_none()));
+    }
+
+    #[tokio::test]
+    async fn one_way_still_empties_the_other_nodes_chains() {
+        let (ctx, fake) = Fake::ctx(3, &[], "flushed");
+        let applied = Partition::new(PartitionSpec {
+            shape: Shape::OneWay,
+            target: Target::Nodes(v(&["n3"])),
+            count: None,
+            ports: Ports::All,
+        })
+        .apply(&ctx, 0)
+        .await;
+        assert_eq!(applied.outcome, Outcome::Ok);
+        assert_eq!(applied.value["grudge"], json!({"n3": ["n1", "n2"]}));
+        assert!(applied.value.get("components").is_none());
+        let execs = fake.execs();
+        assert_eq!(
+            execs[0].2.as_deref(),
+            Some("*filter\n:FL-abc123 - [0:0]\nCOMMIT\n"),
+            "n1 drops nothing, and is made to"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_namespace_that_refuses_makes_it_info_and_the_heal_covers_everyone() {
+        let (ctx, _fake) = Fake::ctx(3, &["n3"], "absent");
+        let applied = Partition::new(PartitionSpec {
+            shape: Shape::Halves,
+            ..PartitionSpec::default()
+        })
+        .apply(&ctx, 1)
+        .await;
+        assert_eq!(applied.outcome, Outcome::Info);
+        let error = applied.error.clone().unwrap();
+        assert!(error.starts_with("n3: "), "{error}");
+        assert!(applied.value["failed"]["n3"].is_string());
+        assert_eq!(applied.value["target"], "all");
+        // The heal reaches every node; n3 still refuses, so the heal says so.
+        let err = applied.heal.unwrap().heal(&ctx).await.unwrap_err();
+        assert!(err.contains("n3: ") && !err.contains("n1: "), "{err}");
+    }
+
+    #[tokio::test]
+    async fn nothing_to_cut_or_no_such_node_fails_without_touching_anything() {
+        let (ctx, fake) = Fake::ctx(1, &[], "absent");
+        let applied = Partition::new(PartitionSpec::default())
+            .apply(&ctx, 0)
+            .await;
+        assert_eq!(applied.outcome, Outcome::Fail);
+        assert!(applied.heal.is_none());
+        assert!(applied.error.unwrap().contains("nothing to cut"));
+
+        let (ctx3, _) = Fake::ctx(3, &[], "absent");
+        let applied = Partition::new(PartitionSpec {
+            target: Target::Nodes(v(&["n9"])),
+            ..PartitionSpec::default()
+        })
+        .apply(&ctx3, 0)
+        .await;
+        assert_eq!(applied.outcome, Outcome::Fail);
+        assert!(applied.error.unwrap().contains("n9"));
+        assert_eq!(applied.value["shape"], "isolate");
+        assert!(fake.execs().is_empty());
+    }
+
+    #[tokio::test]
+    async fn heal_all_skips_namespaces_without_the_chain() {
+        let (ctx, fake) = Fake::ctx(3, &[], "absent");
+        let healed = heal_all(&ctx).await.unwrap();
+        assert_eq!(healed, json!({"nodes": [], "flushed": 0}));
+        assert_eq!(fake.execs().len(), 3, "every namespace is asked");
     }
 }

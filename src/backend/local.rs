@@ -269,16 +269,13 @@ impl Backend for LocalBackend {
         Ok(())
     }
 
-    fn exec_in_netns(
-        &self,
-        index: usize,
-        program: &str,
-        args: &[&str],
-        stdin: Option<&str>,
-    ) -> Result<String> {
-        let mut full = vec!["netns", "exec", self.nodes[index].netns.as_str(), program];
-        full.extend_from_slice(args);
-        sys::run_with_stdin("ip", &full, stdin)
+    fn netns_exec_prefix(&self, index: usize) -> Vec<String> {
+        vec![
+            "ip".into(),
+            "netns".into(),
+            "exec".into(),
+            self.nodes[index].netns.clone(),
+        ]
     }
 
     fn teardown(&mut self) -> Result<()> {

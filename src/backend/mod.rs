@@ -80,18 +80,10 @@ pub trait Backend: Send {
     /// If the node is not running or the signal fails.
     fn pause(&mut self, node: usize, pause: bool) -> Result<()>;
 
-    /// Runs `program args...` inside the node's network namespace with `stdin`, returning
-    /// its stdout.
-    ///
-    /// # Errors
-    /// If it cannot run or exits non-zero (with its stderr).
-    fn exec_in_netns(
-        &self,
-        node: usize,
-        program: &str,
-        args: &[&str],
-        stdin: Option<&str>,
-    ) -> Result<String>;
+    /// The command prefix that runs a program inside the node's network namespace
+    /// (`ip netns exec <ns>` here; a container backend would enter the container's).
+    /// Faults run iptables through it, without holding the backend.
+    fn netns_exec_prefix(&self, node: usize) -> Vec<String>;
 
     /// Stops every process and removes every namespace, link and file the run created
     /// outside its run directory. Safe to call more than once.
