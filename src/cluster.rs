@@ -65,7 +65,10 @@ pub async fn start_and_form(
     deadline: Instant,
 ) -> Result<Admin> {
     crate::backend::start_all(backend)?;
-    let mut admin = Admin::new(backend.nodes());
+    let bus_ports = (0..backend.nodes().len())
+        .map(|i| backend.announced_bus_port(i))
+        .collect();
+    let mut admin = Admin::new(backend.nodes()).with_bus_ports(bus_ports);
     admin.wait_up(backend, deadline).await?;
     admin
         .form(layout, deadline)
@@ -81,6 +84,8 @@ pub struct Admin {
     /// Node id -> node name, filled in by [`Admin::learn_ids`].
     names: HashMap<String, String>,
     ids: Vec<String>,
+    /// Bus ports the nodes announce, where not client port + 10000 (bus proxy).
+    bus_ports: Vec<Option<u16>>,
 }
 
 impl Admin {
@@ -91,7 +96,16 @@ impl Admin {
             conns: vec![None; nodes.len()],
             names: HashMap::new(),
             ids: Vec::new(),
+            bus_ports: vec![None; nodes.len()],
         }
+    }
+
+    /// The same admin, meeting nodes at these announced bus ports (`None`: client port
+    /// + 10000) with `CLUSTER MEET ip port bus-port`.
+    pub fn with_bus_ports(mut self, ports: Vec<Option<u16>>) -> Admin {
+        self.bus_ports = ports;
+        self.bus_ports.resize(self.nodes.len(), None);
+        self
     }
 
     /// Sends one command to node `i`, reconnecting if needed.
@@ -183,15 +197,12 @@ impl Admin {
         for i in 1..self.nodes.len() {
             for j in 0..i {
                 let peer = self.nodes[j].clone();
-                let _: String = self
-                    .cmd(
-                        i,
-                        redis::cmd("CLUSTER")
-                            .arg("MEET")
-                            .arg(peer.ip.to_string())
-                            .arg(peer.port),
-                    )
-                    .await?;
+                let mut meet = redis::cmd("CLUSTER");
+                meet.arg("MEET").arg(peer.ip.to_string()).arg(peer.port);
+                if let Some(bus) = self.bus_ports[j] {
+                    meet.arg(bus);
+                }
+                let _: String = self.cmd(i, &meet).await?;
             }
         }
         tracing::debug!("formation: every pair of nodes met");

@@ -21,16 +21,21 @@ pub struct BackendControl {
 impl BackendControl {
     /// Controls for the nodes of `backend`.
     pub fn new(run_id: &str, backend: Arc<Mutex<Box<dyn Backend>>>) -> BackendControl {
-        let nodes = lock(&backend)
+        let guard = lock(&backend);
+        let nodes = guard
             .nodes()
             .iter()
-            .map(|n| NodeInfo {
+            .enumerate()
+            .map(|(i, n)| NodeInfo {
                 name: n.name.clone(),
                 ip: n.ip,
                 port: n.port,
-                bus_port: n.port + BUS_OFFSET,
+                // Through the bus proxy, peers reach a node at its announced bus port:
+                // that is the port a `ports: bus` partition must cut.
+                bus_port: guard.announced_bus_port(i).unwrap_or(n.port + BUS_OFFSET),
             })
             .collect();
+        drop(guard);
         BackendControl {
             run_id: run_id.to_string(),
             nodes,

@@ -13,8 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use faultline_history::{Op, OpType, Process, Recorder};
-use faultline_nemeses::runner::heal_one;
+use faultline_history::Recorder;
+use faultline_nemeses::proxy::{BusMode, BusProxy};
+use faultline_nemeses::runner::{heal_one, record_heal};
 use faultline_nemeses::{Ctx, Nemesis, NemesisSpec};
 use faultline_workloads::{ClientConfig, ClusterClient, Counters, SetSpec, SetWorkload};
 use serde_json::json;
@@ -79,6 +80,10 @@ pub async fn command(args: RunArgs) -> Result<u8, Failure> {
         "flavor": scenario.flavor.to_string(),
         "server_version": version,
         "backend": backend_label(scenario.backend),
+        "bus": match scenario.cluster.bus {
+            BusMode::Direct => "direct",
+            BusMode::Proxy => "proxy",
+        },
         "seed": scenario.seed(),
         "nodes": scenario.node_count(),
         "interrupted": interrupted,
@@ -249,6 +254,28 @@ async fn execute(
             keep: args.keep,
         },
     )?;
+    // With `bus: proxy` every node announces the proxy's port as its bus port, and the
+    // proxy must be listening before the nodes meet.
+    let bus_proxy = match scenario.cluster.bus {
+        BusMode::Direct => None,
+        BusMode::Proxy => {
+            let proxy_nodes = backend::route_bus_through_proxy(backend.as_mut())?;
+            let proxy = BusProxy::start(proxy_nodes)
+                .await
+                .context("starting the cluster bus proxy")?;
+            proxy.register(run_id.as_str());
+            info!(
+                "cluster bus through the proxy: {}",
+                proxy
+                    .listen_addrs()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            Some(proxy)
+        }
+    };
     let nodes = backend.nodes().to_vec();
     info!(
         "network ready: {}",
@@ -270,6 +297,9 @@ async fn execute(
         _ = interrupt.cancelled() => None,
     };
     let Some(mut admin) = formed else {
+        if let Some(p) = &bus_proxy {
+            p.shutdown().await;
+        }
         backend.teardown()?;
         return Ok(json!({ "form": t0.elapsed().as_secs_f64() }));
     };
@@ -347,7 +377,22 @@ async fn execute(
             heal_one(heal.as_ref(), &nemesis_ctx, &recorder).await;
         }
         if nemesis.is_some() {
-            heal_partitions(&nemesis_ctx, &recorder).await;
+            // Whatever the schedule's state, the final phase must see the whole network.
+            record_heal(
+                "heal-all",
+                &recorder,
+                faultline_nemeses::partition::heal_all(&nemesis_ctx),
+            )
+            .await;
+            if bus_proxy.is_some() {
+                // ... and the whole bus: rules removed, held messages released.
+                record_heal(
+                    "heal-bus",
+                    &recorder,
+                    faultline_nemeses::proxy::fault::heal_all(&nemesis_ctx),
+                )
+                .await;
+            }
         }
         let converge = Duration::from_secs_f64(scenario.cluster.converge_timeout_s.get());
         let agreed = tokio::select! {
@@ -370,6 +415,21 @@ async fn execute(
     let ops_done_at = t0.elapsed().as_secs_f64();
     recorder.close().context("writing the history")?;
 
+    // The proxy's sockets live in the node namespaces: close them before those go.
+    if let Some(p) = &bus_proxy {
+        let stats = p.shutdown().await;
+        info!(
+            "bus proxy: {} messages ({} delayed, {} held, {} dropped), {} connections",
+            stats.frames, stats.delayed, stats.held, stats.dropped, stats.connections_accepted
+        );
+        if args.keep {
+            notes.push(
+                "--keep: the bus proxy stopped with faultline, so the kept nodes' cluster bus \
+                 (announced at the proxy's port) no longer connects"
+                    .into(),
+            );
+        }
+    }
     let mut backend = lock(&backend);
     if let Some(exit) = backend.exited() {
         notes.push(format!("a server process died during the run: {exit}"));
@@ -410,20 +470,4 @@ fn spawn_progress(
             );
         }
     })
-}
-
-/// Flushes every partition rule the run may have left, whatever the schedule's state:
-/// the final phase must see the whole network.
-async fn heal_partitions(ctx: &Ctx, recorder: &Recorder) {
-    let invoke = recorder.record(Op::new(Process::Nemesis, OpType::Invoke, "heal-all"));
-    let mut done = invoke.complete(OpType::Ok);
-    match faultline_nemeses::partition::heal_all(ctx).await {
-        Ok(v) => done.value = v,
-        Err(e) => {
-            warn!("final heal: {e}");
-            done.kind = OpType::Info;
-            done.error = Some(e);
-        }
-    }
-    recorder.record(done);
 }

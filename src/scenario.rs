@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use faultline_history::bounds::{Bounded, NonNegativeF64, PositiveF64};
+use faultline_nemeses::proxy::BusMode;
 use faultline_nemeses::spec::{FaultSpec, Shape, Target};
 pub use faultline_nemeses::NemesisSpec;
 
@@ -157,6 +158,14 @@ pub struct ClusterSpec {
     /// Server binary to run instead of the flavor's default (a user's own build).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binary: Option<PathBuf>,
+    /// How nodes reach each other's cluster bus: `direct`, or `proxy` (through the
+    /// harness, which the bus-* faults need).
+    #[serde(default, skip_serializing_if = "is_direct")]
+    pub bus: BusMode,
+}
+
+fn is_direct(bus: &BusMode) -> bool {
+    *bus == BusMode::Direct
 }
 
 fn three() -> Bounded<1, 100> {
@@ -185,6 +194,7 @@ impl Default for ClusterSpec {
             form_timeout_s: form_timeout(),
             converge_timeout_s: converge_timeout(),
             binary: None,
+            bus: BusMode::Direct,
         }
     }
 }
@@ -377,27 +387,51 @@ impl Scenario {
                     });
                 }
             }
-            let target = match fault {
-                FaultSpec::Partition(p) => &p.target,
-                FaultSpec::Kill(k) | FaultSpec::Pause(k) => &k.target,
-                FaultSpec::Failover(f) => &f.target,
+            let bus_fault = matches!(
+                fault,
+                FaultSpec::BusDelay(_) | FaultSpec::BusDrop(_) | FaultSpec::BusHold(_)
+            );
+            if bus_fault && self.cluster.bus != BusMode::Proxy {
+                let field = format!("nemesis.faults[{i}]");
+                let (line, column) = locate(text, &field, Some(fault.kind())).unwrap_or((0, 0));
+                return Err(ScenarioError::Invalid {
+                    file: file.to_string(),
+                    line,
+                    column,
+                    field: Some(format!("{field}.kind")),
+                    message: format!(
+                        "{} acts on the cluster bus proxy: add `bus: proxy` under `cluster:`",
+                        fault.kind()
+                    ),
+                });
+            }
+            let targets: Vec<(&str, &Target)> = match fault {
+                FaultSpec::Partition(p) => vec![("target", &p.target)],
+                FaultSpec::Kill(k) | FaultSpec::Pause(k) => vec![("target", &k.target)],
+                FaultSpec::Failover(f) => vec![("target", &f.target)],
+                FaultSpec::BusDelay(b) => vec![("from", &b.from), ("to", &b.to)],
+                FaultSpec::BusDrop(b) => vec![("from", &b.from), ("to", &b.to)],
+                FaultSpec::BusHold(b) => vec![("from", &b.from), ("to", &b.to)],
             };
-            if let Target::Nodes(names) = target {
-                let valid = |name: &str| {
-                    name.strip_prefix('n')
-                        .and_then(|d| d.parse::<usize>().ok())
-                        .is_some_and(|k| k >= 1 && k <= n && name == format!("n{k}"))
-                };
-                if let Some(bad) = names.iter().find(|x| !valid(x)) {
-                    let field = format!("nemesis.faults[{i}].target");
-                    let (line, column) = locate(text, &field, Some(bad.as_str())).unwrap_or((0, 0));
-                    return Err(ScenarioError::Invalid {
-                        file: file.to_string(),
-                        line,
-                        column,
-                        field: Some(field),
-                        message: format!("no node {bad:?}: this cluster has n1 to n{n}"),
-                    });
+            for (key, target) in targets {
+                if let Target::Nodes(names) = target {
+                    let valid = |name: &str| {
+                        name.strip_prefix('n')
+                            .and_then(|d| d.parse::<usize>().ok())
+                            .is_some_and(|k| k >= 1 && k <= n && name == format!("n{k}"))
+                    };
+                    if let Some(bad) = names.iter().find(|x| !valid(x)) {
+                        let field = format!("nemesis.faults[{i}].{key}");
+                        let (line, column) =
+                            locate(text, &field, Some(bad.as_str())).unwrap_or((0, 0));
+                        return Err(ScenarioError::Invalid {
+                            file: file.to_string(),
+                            line,
+                            column,
+                            field: Some(field),
+                            message: format!("no node {bad:?}: this cluster has n1 to n{n}"),
+                        });
+                    }
                 }
             }
         }

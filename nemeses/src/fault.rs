@@ -104,5 +104,8 @@ pub fn build(spec: &FaultSpec) -> Box<dyn Fault> {
         FaultSpec::Kill(s) => Box::new(crate::process::Kill::new(s.clone())),
         FaultSpec::Pause(s) => Box::new(crate::process::Pause::new(s.clone())),
         FaultSpec::Failover(s) => Box::new(crate::failover::Failover::new(s.clone())),
+        FaultSpec::BusDelay(s) => Box::new(crate::proxy::fault::BusDelay::new(s.clone())),
+        FaultSpec::BusDrop(s) => Box::new(crate::proxy::fault::BusDrop::new(s.clone())),
+        FaultSpec::BusHold(s) => Box::new(crate::proxy::fault::BusHold::new(s.clone())),
     }
 }

@@ -15,6 +15,7 @@ pub mod failover;
 pub mod fault;
 pub mod partition;
 pub mod process;
+pub mod proxy;
 pub mod roles;
 pub mod runner;
 pub mod schedule;

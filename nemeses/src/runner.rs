@@ -109,8 +109,19 @@ impl Nemesis {
 
 /// Heals one fault, recording it.
 pub async fn heal_one(heal: &dyn Heal, ctx: &Ctx, recorder: &Recorder) {
-    let invoke = recorder.record(Op::new(Process::Nemesis, OpType::Invoke, heal.name()));
-    let result = heal.heal(ctx).await;
+    record_heal(heal.name(), recorder, heal.heal(ctx)).await;
+}
+
+/// Records a healing action `f` around `action`: an invoke, then `ok` with what it did or
+/// `info` with why it may not have worked. The final phase uses it for its sweeps
+/// (`heal-all` partitions, `heal-bus`) as well.
+pub async fn record_heal(
+    f: &str,
+    recorder: &Recorder,
+    action: impl std::future::Future<Output = Result<Value, String>>,
+) {
+    let invoke = recorder.record(Op::new(Process::Nemesis, OpType::Invoke, f));
+    let result = action.await;
     let mut done = invoke.complete(if result.is_ok() {
         OpType::Ok
     } else {
@@ -118,11 +129,11 @@ pub async fn heal_one(heal: &dyn Heal, ctx: &Ctx, recorder: &Recorder) {
     });
     match result {
         Ok(v) => {
-            info!("nemesis: {} {v}", heal.name());
+            info!("nemesis: {f} {v}");
             done.value = v;
         }
         Err(e) => {
-            warn!("nemesis: {} failed: {e}", heal.name());
+            warn!("nemesis: {f} failed: {e}");
             done.error = Some(e);
         }
     }

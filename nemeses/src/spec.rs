@@ -24,8 +24,18 @@ use faultline_history::bounds::{Bounded, NonNegativeF64, PositiveF64};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
+pub use crate::proxy::spec::{BusDelaySpec, BusDropSpec, BusHoldSpec};
+
 /// Every fault kind, for help text and `--nemesis`.
-pub const FAULT_KINDS: &[&str] = &["partition", "kill", "pause", "failover"];
+pub const FAULT_KINDS: &[&str] = &[
+    "partition",
+    "kill",
+    "pause",
+    "failover",
+    "bus-delay",
+    "bus-drop",
+    "bus-hold",
+];
 
 /// The scenario's nemesis.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,6 +77,9 @@ impl NemesisSpec {
                 "kill" => FaultSpec::Kill(NodeFaultSpec::default()),
                 "pause" => FaultSpec::Pause(NodeFaultSpec::default()),
                 "failover" => FaultSpec::Failover(FailoverSpec::default()),
+                "bus-delay" => FaultSpec::BusDelay(BusDelaySpec::default()),
+                "bus-drop" => FaultSpec::BusDrop(BusDropSpec::default()),
+                "bus-hold" => FaultSpec::BusHold(BusHoldSpec::default()),
                 other => {
                     return Err(format!(
                         "unknown fault {other:?}; choose from {}",
@@ -99,6 +112,12 @@ pub enum FaultSpec {
     Pause(NodeFaultSpec),
     /// `CLUSTER FAILOVER` on a replica of a chosen primary.
     Failover(FailoverSpec),
+    /// Delay cluster bus messages by link and type (needs `cluster.bus: proxy`).
+    BusDelay(BusDelaySpec),
+    /// Drop cluster bus messages by link and type (needs `cluster.bus: proxy`).
+    BusDrop(BusDropSpec),
+    /// Hold cluster bus messages until healed (needs `cluster.bus: proxy`).
+    BusHold(BusHoldSpec),
 }
 
 impl FaultSpec {
@@ -109,6 +128,9 @@ impl FaultSpec {
             FaultSpec::Kill(_) => "kill",
             FaultSpec::Pause(_) => "pause",
             FaultSpec::Failover(_) => "failover",
+            FaultSpec::BusDelay(_) => "bus-delay",
+            FaultSpec::BusDrop(_) => "bus-drop",
+            FaultSpec::BusHold(_) => "bus-hold",
         }
     }
 }

@@ -41,6 +41,10 @@ struct LocalNode {
     spec: NodeSpec,
     netns: String,
     conf: PathBuf,
+    /// The config as the flavor wrote it, before any announce lines.
+    base_config: String,
+    /// The bus port the node announces, when its bus goes through the proxy.
+    announced_bus_port: Option<u16>,
     data_dir: PathBuf,
     log_dir: PathBuf,
     child: Option<Child>,
@@ -154,12 +158,14 @@ impl LocalBackend {
                 data_dir: abs(&data_dir)?,
                 log_file: abs(&log_dir.join("server.log"))?,
             });
-            fs::write(&conf, text).with_context(|| format!("writing {}", conf.display()))?;
+            fs::write(&conf, &text).with_context(|| format!("writing {}", conf.display()))?;
             self.specs.push(spec.clone());
             self.nodes.push(LocalNode {
                 spec,
                 netns,
                 conf,
+                base_config: text,
+                announced_bus_port: None,
                 data_dir,
                 log_dir,
                 child: None,
@@ -276,6 +282,26 @@ impl Backend for LocalBackend {
             "exec".into(),
             self.nodes[index].netns.clone(),
         ]
+    }
+
+    fn netns_path(&self, index: usize) -> Option<PathBuf> {
+        Some(Path::new("/run/netns").join(&self.nodes[index].netns))
+    }
+
+    fn announce_bus_port(&mut self, index: usize, port: u16) -> Result<()> {
+        let node = &mut self.nodes[index];
+        let text = format!(
+            "{}{}",
+            node.base_config,
+            crate::flavor::announce_config(node.spec.ip, port)
+        );
+        fs::write(&node.conf, text).with_context(|| format!("writing {}", node.conf.display()))?;
+        node.announced_bus_port = Some(port);
+        Ok(())
+    }
+
+    fn announced_bus_port(&self, index: usize) -> Option<u16> {
+        self.nodes[index].announced_bus_port
     }
 
     fn teardown(&mut self) -> Result<()> {

@@ -85,6 +85,28 @@ pub trait Backend: Send {
     /// Faults run iptables through it, without holding the backend.
     fn netns_exec_prefix(&self, node: usize) -> Vec<String>;
 
+    /// The node's network namespace as a file (`/run/netns/<name>`), for code that makes
+    /// sockets inside it (the bus proxy); `None` if the node has no namespace of its own.
+    fn netns_path(&self, _node: usize) -> Option<PathBuf> {
+        None
+    }
+
+    /// Makes the node announce `port` as its cluster bus port (and its own address), so
+    /// its peers connect there instead of its real bus port. Takes effect at the next
+    /// [`Backend::start`]; call it before the node first starts.
+    ///
+    /// # Errors
+    /// If the backend cannot (the default) or the config cannot be rewritten.
+    fn announce_bus_port(&mut self, _node: usize, _port: u16) -> Result<()> {
+        anyhow::bail!("this backend cannot route the cluster bus through a proxy")
+    }
+
+    /// The bus port the node announces, if [`Backend::announce_bus_port`] set one:
+    /// formation then passes it to `CLUSTER MEET`.
+    fn announced_bus_port(&self, _node: usize) -> Option<u16> {
+        None
+    }
+
     /// Stops every process and removes every namespace, link and file the run created
     /// outside its run directory. Safe to call more than once.
     ///
@@ -105,6 +127,38 @@ pub fn create(name: BackendName, plan: BackendPlan) -> Result<Box<dyn Backend>> 
     match name {
         BackendName::Local => Ok(Box::new(local::LocalBackend::create(plan)?)),
     }
+}
+
+/// The bus proxy listens here, on each node's own address: real bus port + 1000 (17379).
+pub const PROXY_PORT_OFFSET: u16 = 1000;
+
+/// Routes every node's cluster bus through a proxy: each node announces its bus port
+/// (client port + 10000) plus [`PROXY_PORT_OFFSET`], and the returned nodes tell the proxy
+/// to listen there, inside the node's namespace, and forward to the real bus port. Call
+/// before the nodes start; then start the proxy with the result
+/// (`faultline_nemeses::proxy::BusProxy::start`) before forming the cluster.
+///
+/// # Errors
+/// If the backend cannot announce a bus port.
+pub fn route_bus_through_proxy(
+    backend: &mut dyn Backend,
+) -> Result<Vec<faultline_nemeses::proxy::ProxyNode>> {
+    let mut out = Vec::new();
+    for i in 0..backend.nodes().len() {
+        let node = backend.nodes()[i].clone();
+        let bus_port = node.port + crate::control::BUS_OFFSET;
+        let proxy_port = bus_port + PROXY_PORT_OFFSET;
+        backend.announce_bus_port(i, proxy_port)?;
+        out.push(faultline_nemeses::proxy::ProxyNode {
+            name: node.name,
+            ip: node.ip,
+            port: node.port,
+            bus_port,
+            proxy_port,
+            netns: backend.netns_path(i),
+        });
+    }
+    Ok(out)
 }
 
 /// Starts every node.

@@ -121,6 +121,17 @@ pub fn common_config(node: &NodeConfig) -> String {
     c
 }
 
+/// Extra config lines that make a node announce `bus_port` as its cluster bus port (it
+/// still listens on client port + 10000): peers, gossip and `CLUSTER MEET ... bus_port`
+/// then reach whoever listens on `bus_port` (the bus proxy). The node's address is
+/// announced too: the proxy's onward connections reach the node from the node's own
+/// address, and without `cluster-announce-ip` a node takes a peer's address from its
+/// connection (`nodeIp2String`), so it would record every peer at its own address.
+/// Redis 7.0+ and Valkey 8+ read both settings alike.
+pub fn announce_config(ip: std::net::Ipv4Addr, bus_port: u16) -> String {
+    format!("cluster-announce-ip {ip}\ncluster-announce-bus-port {bus_port}\n")
+}
+
 fn quote(p: &Path) -> String {
     format!("\"{}\"", p.display().to_string().replace('"', "\\\""))
 }
@@ -159,6 +170,15 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn announce_lines_name_the_address_and_bus_port() {
+        let text = announce_config("10.77.3.12".parse().unwrap(), 17379);
+        assert_eq!(
+            text,
+            "cluster-announce-ip 10.77.3.12\ncluster-announce-bus-port 17379\n"
+        );
     }
 
     #[test]
