@@ -389,7 +389,10 @@ impl Scenario {
             }
             let bus_fault = matches!(
                 fault,
-                FaultSpec::BusDelay(_) | FaultSpec::BusDrop(_) | FaultSpec::BusHold(_)
+                FaultSpec::BusDelay(_)
+                    | FaultSpec::BusDrop(_)
+                    | FaultSpec::BusHold(_)
+                    | FaultSpec::FailoverWhileHeld(_)
             );
             if bus_fault && self.cluster.bus != BusMode::Proxy {
                 let field = format!("nemesis.faults[{i}]");
@@ -412,6 +415,9 @@ impl Scenario {
                 FaultSpec::BusDelay(b) => vec![("from", &b.from), ("to", &b.to)],
                 FaultSpec::BusDrop(b) => vec![("from", &b.from), ("to", &b.to)],
                 FaultSpec::BusHold(b) => vec![("from", &b.from), ("to", &b.to)],
+                FaultSpec::FailoverWhileHeld(f) => {
+                    vec![("shard", &f.shard), ("observer", &f.observer)]
+                }
             };
             for (key, target) in targets {
                 if let Target::Nodes(names) = target {

@@ -104,21 +104,7 @@ impl Failover {
             };
         }
         let timeout = Duration::from_secs_f64(spec.timeout_s.get());
-        let promoted = loop {
-            if let Ok(text) = cluster_nodes(&node, ctx.query_timeout).await {
-                if ClusterView::parse(&text)
-                    .ok()
-                    .and_then(|v| v.myself().map(|m| m.is_primary()))
-                    .unwrap_or(false)
-                {
-                    break true;
-                }
-            }
-            if started.elapsed() >= timeout {
-                break false;
-            }
-            tokio::time::sleep(POLL).await;
-        };
+        let promoted = wait_promoted(&node, started, timeout, ctx.query_timeout).await;
         value["promoted"] = json!(promoted);
         value["took_ms"] = json!(started.elapsed().as_millis() as u64);
         if promoted {
@@ -142,9 +128,34 @@ impl Failover {
     }
 }
 
+/// Polls `node`'s own CLUSTER NODES until it calls itself primary, or until `timeout`
+/// has passed since `started`. Returns whether it did.
+pub(crate) async fn wait_promoted(
+    node: &crate::control::NodeInfo,
+    started: Instant,
+    timeout: Duration,
+    query_timeout: Duration,
+) -> bool {
+    loop {
+        if let Ok(text) = cluster_nodes(node, query_timeout).await {
+            if ClusterView::parse(&text)
+                .ok()
+                .and_then(|v| v.myself().map(|m| m.is_primary()))
+                .unwrap_or(false)
+            {
+                return true;
+            }
+        }
+        if started.elapsed() >= timeout {
+            return false;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// Sends `CLUSTER FAILOVER [mode]`; `Ok(reply)` or `Err(error text)`, where errors that are
 /// not replies from the server start with `connection:`.
-async fn send_failover(
+pub(crate) async fn send_failover(
     addr: &str,
     mode: Option<&str>,
     timeout: Duration,

@@ -25,6 +25,7 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 pub use crate::proxy::spec::{BusDelaySpec, BusDropSpec, BusHoldSpec};
+pub use crate::proxy::stale_failover::FailoverWhileHeldSpec;
 
 /// Every fault kind, for help text and `--nemesis`.
 pub const FAULT_KINDS: &[&str] = &[
@@ -35,6 +36,7 @@ pub const FAULT_KINDS: &[&str] = &[
     "bus-delay",
     "bus-drop",
     "bus-hold",
+    "failover-while-held",
 ];
 
 /// The scenario's nemesis.
@@ -80,6 +82,9 @@ impl NemesisSpec {
                 "bus-delay" => FaultSpec::BusDelay(BusDelaySpec::default()),
                 "bus-drop" => FaultSpec::BusDrop(BusDropSpec::default()),
                 "bus-hold" => FaultSpec::BusHold(BusHoldSpec::default()),
+                "failover-while-held" => {
+                    FaultSpec::FailoverWhileHeld(FailoverWhileHeldSpec::default())
+                }
                 other => {
                     return Err(format!(
                         "unknown fault {other:?}; choose from {}",
@@ -118,6 +123,9 @@ pub enum FaultSpec {
     BusDrop(BusDropSpec),
     /// Hold cluster bus messages until healed (needs `cluster.bus: proxy`).
     BusHold(BusHoldSpec),
+    /// A failover fired while a PONG from the replica to an observer is held (needs
+    /// `cluster.bus: proxy`; seeds 000 and 002).
+    FailoverWhileHeld(FailoverWhileHeldSpec),
 }
 
 impl FaultSpec {
@@ -131,6 +139,7 @@ impl FaultSpec {
             FaultSpec::BusDelay(_) => "bus-delay",
             FaultSpec::BusDrop(_) => "bus-drop",
             FaultSpec::BusHold(_) => "bus-hold",
+            FaultSpec::FailoverWhileHeld(_) => "failover-while-held",
         }
     }
 }

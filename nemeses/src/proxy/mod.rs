@@ -15,6 +15,8 @@
 //! - [`netns`]: sockets made inside a node's network namespace.
 //! - [`spec`], [`fault`]: the scenario's `bus: proxy` and the `bus-delay`, `bus-drop` and
 //!   `bus-hold` faults.
+//! - [`stale_failover`]: `failover-while-held`, a failover fired while a PONG from the
+//!   node about to be promoted is held for an observer (seeds 000 and 002).
 //!
 //! How traffic flows, for node B at 10.77.N.12 (the same in every namespace):
 //!
@@ -39,6 +41,7 @@ pub mod link;
 pub mod netns;
 pub mod rule;
 pub mod spec;
+pub mod stale_failover;
 pub mod stats;
 
 pub use bus_proxy::{BusProxy, ProxyNode, Removed};
