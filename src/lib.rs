@@ -22,6 +22,7 @@ pub mod doctor;
 pub mod exit;
 pub mod flavor;
 pub mod ledger;
+pub mod observer;
 pub mod run;
 pub mod scenario;
 pub mod store;

@@ -30,6 +30,7 @@ use crate::control::{lock, BackendControl};
 use crate::exit::{self, Failure};
 use crate::flavor::{self, Flavor};
 use crate::ledger::{Ledger, RunId};
+use crate::observer::Observer;
 use crate::scenario::{BackendName, FlavorName, Scenario};
 use crate::store::{self, HISTORY_FILE, SCENARIO_FILE};
 use crate::{analyze, sys};
@@ -305,6 +306,13 @@ async fn execute(
     };
     let formed_at = t0.elapsed().as_secs_f64();
     info!("cluster formed and agreed in {formed_at:.2}s");
+    let observer = Observer::start(
+        &nodes,
+        &run_dir.join(faultline_history::TOPOLOGY_FILE),
+        t0,
+        crate::observer::DEFAULT_INTERVAL,
+    )
+    .context("starting the topology observer")?;
     // From here on faults share the backend with the orchestrator.
     let backend = Arc::new(Mutex::new(backend));
     let nemesis_ctx = Ctx {
@@ -411,6 +419,15 @@ async fn execute(
         if let Some(r) = reads {
             info!("final reads: {} keys read, {} unread", r.read, r.unread);
         }
+    }
+    match observer.stop().await {
+        Ok(stats) => info!(
+            "topology: {} views ({} failed), {:.1} per second per node",
+            stats.observations,
+            stats.errors,
+            stats.rate_per_node()
+        ),
+        Err(e) => notes.push(format!("topology observer: {e:#}")),
     }
     let ops_done_at = t0.elapsed().as_secs_f64();
     recorder.close().context("writing the history")?;

@@ -16,12 +16,51 @@ pub trait Checker: Send + Sync {
     /// Unique across the registry.
     fn name(&self) -> &'static str;
 
+    /// The inputs the checker cannot work without. When one of them is absent from the
+    /// run (its file was never written, as in a history recorded before topology
+    /// observation existed), [`crate::check`] skips the checker and says so in a note,
+    /// rather than letting an absent file turn every such run unknown.
+    fn needs(&self) -> &'static [Input] {
+        &[]
+    }
+
     /// Checks `run`.
     ///
     /// # Returns
-    /// The verdict and details. A checker that finds nothing it knows how to check
-    /// answers [`Validity::Unknown`] with a `reason`, never valid.
+    /// The verdict and details. A checker whose inputs are present but say too little to
+    /// decide answers [`Validity::Unknown`] with a `reason`, never valid.
     fn check(&self, run: &RunData) -> CheckerResult;
+}
+
+/// One of a run's input files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Input {
+    /// `history.jsonl`.
+    History,
+    /// `topology.jsonl`.
+    Topology,
+    /// `logs/<node>/server.log`.
+    NodeLogs,
+}
+
+impl Input {
+    /// The file as a person would look for it.
+    pub fn file(self) -> &'static str {
+        match self {
+            Input::History => "history.jsonl",
+            Input::Topology => "topology.jsonl",
+            Input::NodeLogs => "logs/<node>/server.log",
+        }
+    }
+
+    /// Whether `run` has this input.
+    pub fn present_in(self, run: &RunData) -> bool {
+        match self {
+            Input::History => run.history_present,
+            Input::Topology => run.topology_present,
+            Input::NodeLogs => run.logs_present,
+        }
+    }
 }
 
 /// One checker's verdict and the evidence behind it.

@@ -1,4 +1,4 @@
-//! faultline's checkers: a run's history (and, later, its topology log) in, verdicts out.
+//! faultline's checkers: a run's history, topology log and node logs in, verdicts out.
 //!
 //! Pure and fast: no async, no networking, no I/O except reading a run directory's files,
 //! so `faultline analyze` re-checks a stored run exactly as the live run was checked.
@@ -6,28 +6,61 @@
 //! Module map:
 //! - [`validity`]: [`Validity`], the three-valued verdict (valid / invalid / unknown), and
 //!   how verdicts combine (the worst wins).
-//! - [`run_data`]: [`RunData`], everything checkers read about a run, and [`load_run`],
-//!   which reads it from a run directory.
-//! - [`checker`]: the [`Checker`] trait and its [`CheckerResult`].
+//! - [`run_data`]: [`RunData`], everything checkers read about a run (history, topology
+//!   observations, node logs, tolerances), and [`load_run`], which reads it from a run
+//!   directory.
+//! - [`tolerances`]: [`Tolerances`], how long an anomaly must last to count.
+//! - [`checker`]: the [`Checker`] trait, its [`CheckerResult`], and the [`Input`]s a
+//!   checker needs (a checker whose input file is absent is skipped, with a note).
 //! - [`registry`]: [`all`] checkers and [`check`], which runs them. A new checker is one
 //!   file here plus one line in [`all`].
 //! - [`results`]: [`Results`], the contents of `results.json`, with a terminal summary.
-//! - [`lost_writes`]: [`LostWrites`], the set workload's lost-write checker.
-//! - `fast_hash` (private): the hasher behind the checkers' big maps.
+//! - The checkers, one file each:
+//!   - [`lost_writes`]: [`LostWrites`], the set workload's lost-write checker (history);
+//!   - [`replication_loop`]: [`ReplicationLoop`], replica-of cycles in a view (topology);
+//!   - [`slot_coverage`]: [`SlotCoverage`], slots with no primary or two (topology);
+//!   - [`split_brain`]: [`SplitBrain`], two nodes primary for the same slots in their own
+//!     views, and writes both acknowledged (topology, history);
+//!   - [`convergence`]: [`Convergence`], every view agreeing after the final heal
+//!     (topology, history);
+//!   - [`failover`]: [`FailoverOutcomes`], manual failovers refused or never done
+//!     (history);
+//!   - [`log_pattern`]: [`LogPattern`], known-bug signatures in node logs (logs).
+//! - [`key_slot`]: the hash slot of a key (CRC16), for checkers that map writes to shards.
+//! - Private: `views` (the topology log parsed once per checker, node names from `myself`
+//!   lines, slot-range helpers), `episodes` (how long one observer showed one anomaly),
+//!   `fast_hash` (the hasher behind the checkers' big maps).
 
 #![warn(missing_docs)]
 
 pub mod checker;
+pub mod convergence;
+mod episodes;
+pub mod failover;
 mod fast_hash;
+pub mod key_slot;
+pub mod log_pattern;
 pub mod lost_writes;
 pub mod registry;
+pub mod replication_loop;
 pub mod results;
 pub mod run_data;
+pub mod slot_coverage;
+pub mod split_brain;
+pub mod tolerances;
 pub mod validity;
+mod views;
 
-pub use checker::{Checker, CheckerResult};
+pub use checker::{Checker, CheckerResult, Input};
+pub use convergence::Convergence;
+pub use failover::FailoverOutcomes;
+pub use log_pattern::LogPattern;
 pub use lost_writes::LostWrites;
 pub use registry::{all, check};
+pub use replication_loop::ReplicationLoop;
 pub use results::Results;
-pub use run_data::{load_run, LoadError, RunData};
+pub use run_data::{load_run, LoadError, NodeLog, RunData};
+pub use slot_coverage::SlotCoverage;
+pub use split_brain::SplitBrain;
+pub use tolerances::Tolerances;
 pub use validity::Validity;

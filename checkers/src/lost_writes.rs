@@ -50,6 +50,10 @@ impl Checker for LostWrites {
         NAME
     }
 
+    fn needs(&self) -> &'static [crate::Input] {
+        &[crate::Input::History]
+    }
+
     fn check(&self, run: &RunData) -> CheckerResult {
         if !run.history_present {
             return CheckerResult::unknown("no history.jsonl in the run");

@@ -5,23 +5,45 @@
 use std::collections::BTreeMap;
 use std::panic::{self, AssertUnwindSafe};
 
-use crate::{Checker, CheckerResult, LostWrites, Results, RunData};
+use crate::{
+    Checker, CheckerResult, Convergence, FailoverOutcomes, LogPattern, LostWrites, ReplicationLoop,
+    Results, RunData, SlotCoverage, SplitBrain,
+};
 
 /// Every checker, in the order they run. `faultline run` and `faultline analyze` both use
 /// this list, so a stored run is re-checked exactly as a live one.
 pub fn all() -> Vec<Box<dyn Checker>> {
-    vec![Box::new(LostWrites)]
+    vec![
+        Box::new(LostWrites),
+        Box::new(ReplicationLoop),
+        Box::new(SlotCoverage),
+        Box::new(SplitBrain),
+        Box::new(Convergence),
+        Box::new(FailoverOutcomes),
+        Box::new(LogPattern),
+    ]
 }
 
 /// Runs `checkers` over `run` and combines their verdicts into [`Results`], carrying the
 /// run's loading notes along.
+///
+/// A checker whose [`Checker::needs`] names an input the run does not have is skipped:
+/// it is left out of the results and one note per missing input names the checkers it
+/// kept from running. (So `faultline analyze` of a history recorded before topology
+/// observation existed still gives the lost-writes verdict, rather than an unknown from
+/// every topology checker; a run with no checker left is unknown, as always.)
 ///
 /// A checker that panics is a bug in faultline, not evidence about the server: as in
 /// Jepsen's `check-safe`, it is reported as unknown with the panic message under `error`,
 /// and the other checkers still run.
 pub fn check(run: &RunData, checkers: &[Box<dyn Checker>]) -> Results {
     let mut out = BTreeMap::new();
+    let mut skipped: BTreeMap<crate::Input, Vec<&'static str>> = BTreeMap::new();
     for checker in checkers {
+        if let Some(missing) = checker.needs().iter().find(|i| !i.present_in(run)) {
+            skipped.entry(*missing).or_default().push(checker.name());
+            continue;
+        }
         let result = panic::catch_unwind(AssertUnwindSafe(|| checker.check(run))).unwrap_or_else(
             |payload| {
                 let message = payload
@@ -35,7 +57,15 @@ pub fn check(run: &RunData, checkers: &[Box<dyn Checker>]) -> Results {
         );
         out.insert(checker.name().to_string(), result);
     }
-    Results::new(out, run.notes.clone())
+    let mut notes = run.notes.clone();
+    for (input, names) in skipped {
+        notes.push(format!(
+            "skipped (no {} in the run): {}",
+            input.file(),
+            names.join(", ")
+        ));
+    }
+    Results::new(out, notes)
 }
 
 #[cfg(test)]
@@ -69,7 +99,17 @@ mod tests {
         let names: Vec<_> = all().iter().map(|c| c.name()).collect();
         let unique: HashSet<_> = names.iter().collect();
         assert_eq!(names.len(), unique.len(), "{names:?}");
-        assert!(names.contains(&"lost-writes"));
+        for name in [
+            "lost-writes",
+            "replication-loop",
+            "slot-coverage",
+            "split-brain",
+            "convergence",
+            "failover",
+            "log-pattern",
+        ] {
+            assert!(names.contains(&name), "{name} missing from {names:?}");
+        }
     }
 
     #[test]
@@ -107,5 +147,62 @@ mod tests {
         assert_eq!(p.valid, Validity::Unknown);
         assert!(p.details["error"].as_str().unwrap().contains("boom"));
         assert_eq!(r.checkers["a"].valid, Validity::Valid);
+    }
+
+    struct NeedsTopology;
+    impl Checker for NeedsTopology {
+        fn name(&self) -> &'static str {
+            "needs-topology"
+        }
+        fn needs(&self) -> &'static [crate::Input] {
+            &[crate::Input::Topology]
+        }
+        fn check(&self, _: &RunData) -> CheckerResult {
+            CheckerResult::unknown("would make every history-only run unknown")
+        }
+    }
+
+    #[test]
+    fn a_checker_whose_input_is_absent_is_skipped_with_a_note() {
+        let checkers: Vec<Box<dyn Checker>> = vec![
+            Box::new(NeedsTopology),
+            Box::new(Fixed("a", Validity::Valid)),
+        ];
+        let r = check(&RunData::from_history(Vec::new()), &checkers);
+        assert_eq!(r.valid, Validity::Valid);
+        assert!(!r.checkers.contains_key("needs-topology"));
+        assert_eq!(
+            r.notes,
+            vec!["skipped (no topology.jsonl in the run): needs-topology".to_string()]
+        );
+        let r = check(&RunData::from_topology(Vec::new()), &checkers);
+        assert_eq!(r.valid, Validity::Unknown);
+        assert!(r.notes.is_empty());
+        // Every registered checker skipped: nothing was checked, so unknown.
+        let r = check(&RunData::default(), &all());
+        assert!(r.checkers.is_empty());
+        assert_eq!(r.valid, Validity::Unknown);
+        assert_eq!(r.notes.len(), 3, "{:?}", r.notes);
+    }
+
+    #[test]
+    fn a_history_only_run_keeps_its_lost_writes_verdict() {
+        let line = |s: &str| serde_json::from_str::<faultline_history::Op>(s).unwrap();
+        let history = vec![
+            line(
+                r#"{"index":0,"time_ns":1,"process":0,"type":"invoke","f":"add","key":"s","value":1}"#,
+            ),
+            line(
+                r#"{"index":1,"time_ns":2,"process":0,"type":"ok","f":"add","key":"s","value":1}"#,
+            ),
+            line(r#"{"index":2,"time_ns":3,"process":0,"type":"invoke","f":"read","key":"s"}"#),
+            line(
+                r#"{"index":3,"time_ns":4,"process":0,"type":"ok","f":"read","key":"s","value":[1]}"#,
+            ),
+        ];
+        let r = check(&RunData::from_history(history), &all());
+        assert_eq!(r.valid, Validity::Valid, "{}", r.summary());
+        let names: Vec<&str> = r.checkers.keys().map(String::as_str).collect();
+        assert_eq!(names, ["failover", "lost-writes"]);
     }
 }

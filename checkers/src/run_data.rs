@@ -3,29 +3,60 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use faultline_history::{read_jsonl, Op, ReadError};
+use faultline_history::{read_jsonl, Observation, Op, ReadError, TOPOLOGY_FILE};
+
+use crate::Tolerances;
 
 /// The history file's name inside a run directory.
 pub const HISTORY_FILE: &str = "history.jsonl";
 
-/// Every file [`load_run`] knows how to read. A run directory needs at least one of them;
+/// The directory holding one subdirectory per node, each with the node's `server.log`.
+pub const LOGS_DIR: &str = "logs";
+
+/// A node's log file name inside `logs/<node>/`.
+pub const SERVER_LOG: &str = "server.log";
+
+/// Every input [`load_run`] knows how to read. A run directory needs at least one of them;
 /// error messages list them so a user who points `faultline analyze` at the wrong place
 /// learns what it looks for.
-pub const KNOWN_INPUTS: &[&str] = &[HISTORY_FILE];
+pub const KNOWN_INPUTS: &[&str] = &[HISTORY_FILE, TOPOLOGY_FILE, "logs/<node>/server.log"];
+
+/// One node's server log, as lines.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeLog {
+    /// The node (`n1`): the name of its directory under `logs/`.
+    pub node: String,
+    /// The lines, in file order (line `i` is line number `i + 1`); bytes that are not
+    /// UTF-8 are replaced, so a binary blob in a crash report cannot hide the rest.
+    pub lines: Vec<String>,
+}
 
 /// The inputs of one run, as the checkers see them.
 ///
 /// Each input sits in its own field with a flag saying whether its file was there at all,
 /// so a checker can tell "this run recorded nothing of that kind" from "the file is
-/// missing" and answer unknown rather than valid. New inputs (the topology log) become new
-/// fields; build values with [`RunData::from_history`] or `..RunData::default()` so that
-/// adding one breaks no caller.
+/// missing": the registry skips a checker whose inputs are absent (see
+/// [`crate::Checker::needs`]), and a checker whose inputs are present but say too little
+/// answers unknown, never valid. Build values with [`RunData::from_history`],
+/// [`RunData::from_topology`] or `..RunData::default()` so that adding an input breaks no
+/// caller.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunData {
     /// Every op of `history.jsonl`, in file order (which is `index` order).
     pub history: Vec<Op>,
     /// Whether `history.jsonl` existed. An empty file still counts as present.
     pub history_present: bool,
+    /// Every observation of `topology.jsonl`, in file order (per observer, that is time
+    /// order; observers interleave).
+    pub topology: Vec<Observation>,
+    /// Whether `topology.jsonl` existed. An empty file still counts as present.
+    pub topology_present: bool,
+    /// Each node's `logs/<node>/server.log`, by node name order.
+    pub logs: Vec<NodeLog>,
+    /// Whether at least one `logs/<node>/server.log` existed.
+    pub logs_present: bool,
+    /// How long an anomaly must last to count, and the other bounds checkers judge by.
+    pub tolerances: Tolerances,
     /// Things a person should know about how the inputs were read, such as a torn last
     /// line a killed run left behind. They end up in `results.json`.
     pub notes: Vec<String>,
@@ -38,8 +69,34 @@ impl RunData {
         RunData {
             history,
             history_present: true,
-            notes: Vec::new(),
+            ..RunData::default()
         }
+    }
+
+    /// A run made of an in-memory topology log, for tests.
+    pub fn from_topology(topology: Vec<Observation>) -> RunData {
+        RunData {
+            topology,
+            topology_present: true,
+            ..RunData::default()
+        }
+    }
+
+    /// Builder: adds a history to a run.
+    pub fn with_history(mut self, history: Vec<Op>) -> RunData {
+        self.history = history;
+        self.history_present = true;
+        self
+    }
+
+    /// Builder: adds a node's log, given as text.
+    pub fn with_log(mut self, node: &str, text: &str) -> RunData {
+        self.logs.push(NodeLog {
+            node: node.to_string(),
+            lines: text.lines().map(str::to_string).collect(),
+        });
+        self.logs_present = true;
+        self
     }
 }
 
@@ -71,7 +128,8 @@ pub enum LoadError {
     Read(#[from] ReadError),
 }
 
-/// Reads a stored run's inputs from `dir`.
+/// Reads a stored run's inputs from `dir`: `history.jsonl`, `topology.jsonl` and
+/// `logs/<node>/server.log`, each optional. Tolerances are the defaults.
 ///
 /// A torn last line (what a killed run leaves) is skipped and recorded in
 /// [`RunData::notes`]; the rest of the file is still checked.
@@ -87,26 +145,89 @@ pub fn load_run(dir: &Path) -> Result<RunData, LoadError> {
         });
     }
     let mut run = RunData::default();
-    match read_jsonl::<Op>(&dir.join(HISTORY_FILE)) {
-        Ok(file) => {
-            run.history = file.records;
-            run.history_present = true;
-            if let Some(torn) = file.skipped {
-                run.notes.push(format!(
-                    "{HISTORY_FILE}:{}: torn last line skipped ({})",
-                    torn.line, torn.message
-                ));
-            }
-        }
-        Err(ReadError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e.into()),
+    if let Some(history) = read_optional::<Op>(dir, HISTORY_FILE, &mut run.notes)? {
+        run.history = history;
+        run.history_present = true;
     }
-    if !run.history_present {
+    if let Some(topology) = read_optional::<Observation>(dir, TOPOLOGY_FILE, &mut run.notes)? {
+        run.topology = topology;
+        run.topology_present = true;
+    }
+    run.logs = read_logs(&dir.join(LOGS_DIR))?;
+    run.logs_present = !run.logs.is_empty();
+    if !run.history_present && !run.topology_present && !run.logs_present {
         return Err(LoadError::NothingToCheck {
             dir: dir.to_path_buf(),
         });
     }
     Ok(run)
+}
+
+/// Reads `dir/name` as JSONL, or `None` if there is no such file. A torn last line
+/// becomes a note.
+fn read_optional<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    name: &str,
+    notes: &mut Vec<String>,
+) -> Result<Option<Vec<T>>, LoadError> {
+    match read_jsonl::<T>(&dir.join(name)) {
+        Ok(file) => {
+            if let Some(torn) = file.skipped {
+                notes.push(format!(
+                    "{name}:{}: torn last line skipped ({})",
+                    torn.line, torn.message
+                ));
+            }
+            Ok(Some(file.records))
+        }
+        Err(ReadError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reads `logs/<node>/server.log` for every node directory that has one, in name order.
+fn read_logs(logs: &Path) -> Result<Vec<NodeLog>, LoadError> {
+    let entries = match std::fs::read_dir(logs) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(ReadError::Io {
+                path: logs.to_path_buf(),
+                source,
+            }
+            .into())
+        }
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path().join(SERVER_LOG);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                continue
+            }
+            Err(source) => return Err(ReadError::Io { path, source }.into()),
+        };
+        out.push(NodeLog {
+            node: entry.file_name().to_string_lossy().into_owned(),
+            lines: String::from_utf8_lossy(&bytes)
+                .lines()
+                .map(str::to_string)
+                .collect(),
+        });
+    }
+    out.sort_by(|a, b| node_order(&a.node).cmp(&node_order(&b.node)));
+    Ok(out)
+}
+
+/// `n2` before `n10`: by name length, then by name.
+pub(crate) fn node_order(name: &str) -> (usize, &str) {
+    (name.len(), name)
 }
 
 #[cfg(test)]
@@ -184,6 +305,60 @@ pub(crate) mod tests {
             LoadError::Read(ReadError::BadLine { line: 2, .. })
         ));
         assert!(err.to_string().contains("history.jsonl:2:"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    const OBSERVATION: &str = r#"{"time_ns":5,"observer":"n1","error":"timed out"}"#;
+
+    #[test]
+    fn a_topology_only_directory_loads_and_a_torn_last_line_is_a_note() {
+        let dir = temp_dir("topology-only");
+        std::fs::write(
+            dir.join(TOPOLOGY_FILE),
+            format!("{OBSERVATION}\n{OBSERVATION}\n{{\"time_ns\":9,\"obs"),
+        )
+        .unwrap();
+        let run = load_run(&dir).unwrap();
+        assert!(run.topology_present && !run.history_present && !run.logs_present);
+        assert_eq!(run.topology.len(), 2);
+        assert_eq!(run.topology[0].error.as_deref(), Some("timed out"));
+        assert!(
+            run.notes[0].starts_with("topology.jsonl:3: torn last line"),
+            "{:?}",
+            run.notes
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn node_logs_are_read_in_node_order_and_dirs_without_a_log_are_ignored() {
+        let dir = temp_dir("logs");
+        for node in ["n10", "n2", "n1", "empty"] {
+            std::fs::create_dir_all(dir.join(LOGS_DIR).join(node)).unwrap();
+            if node != "empty" {
+                std::fs::write(
+                    dir.join(LOGS_DIR).join(node).join(SERVER_LOG),
+                    format!("{node} a\n{node} b\n"),
+                )
+                .unwrap();
+            }
+        }
+        let run = load_run(&dir).unwrap();
+        assert!(run.logs_present && !run.history_present && !run.topology_present);
+        let nodes: Vec<&str> = run.logs.iter().map(|l| l.node.as_str()).collect();
+        assert_eq!(nodes, ["n1", "n2", "n10"]);
+        assert_eq!(run.logs[2].lines, ["n10 a", "n10 b"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn nothing_to_check_names_every_input() {
+        let dir = temp_dir("names");
+        std::fs::create_dir_all(dir.join(LOGS_DIR).join("n1")).unwrap();
+        let err = load_run(&dir).unwrap_err().to_string();
+        for input in KNOWN_INPUTS {
+            assert!(err.contains(input), "{err}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! - `history.jsonl`: every operation a client or nemesis invoked and how it completed
 //!   ([`Op`]), in the Jepsen sense of invoke / ok / fail / info.
-//! - `topology.jsonl`: raw cluster views seen by the topology observer (later issues).
+//! - `topology.jsonl`: raw `CLUSTER NODES` replies the topology observer saw
+//!   ([`topology::Observation`]), failed polls included.
 //!
 //! Module map:
 //! - [`op`]: the [`Op`] record and its parts ([`OpType`], [`Process`], [`Redirect`]).
@@ -26,3 +27,5 @@ pub use recorder::Recorder;
 pub mod bounds;
 pub mod cluster_nodes;
 pub use cluster_nodes::{ClusterView, NodeLine};
+pub mod topology;
+pub use topology::{JsonlAppender, Observation, TOPOLOGY_FILE};

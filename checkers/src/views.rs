@@ -1,0 +1,337 @@
+//! The topology log parsed once for the topology checkers: each observer's views in time
+//! order, and the names of the nodes behind the ids.
+
+use std::collections::{BTreeMap, HashMap};
+
+use faultline_history::{ClusterView, Observation};
+
+use crate::run_data::node_order;
+
+/// One poll of one observer, parsed.
+pub(crate) enum Sample<'a> {
+    /// The node answered with a view that parses.
+    View {
+        /// When the reply arrived.
+        time_ns: u64,
+        /// The raw reply, for excerpts.
+        text: &'a str,
+        /// The parsed reply.
+        view: ClusterView,
+    },
+    /// The poll failed, or the reply did not parse: nothing is known about this moment,
+    /// so it ends every episode of this observer ("consecutive observations").
+    Failed {
+        /// When the failure was seen.
+        time_ns: u64,
+    },
+}
+
+impl Sample<'_> {
+    pub(crate) fn time_ns(&self) -> u64 {
+        match self {
+            Sample::View { time_ns, .. } | Sample::Failed { time_ns } => *time_ns,
+        }
+    }
+}
+
+/// One node's polls, in time order.
+pub(crate) struct ObserverViews<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) samples: Vec<Sample<'a>>,
+}
+
+/// Node id -> node name, learned from each observer's own `myself` line.
+#[derive(Debug, Default)]
+pub(crate) struct Names {
+    by_id: HashMap<String, String>,
+}
+
+impl Names {
+    /// The node's name, or the first 8 characters of its id for a node no observer
+    /// called itself (a node that was never polled, or an id it had before a reset).
+    pub(crate) fn of(&self, id: &str) -> String {
+        self.by_id
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| id.chars().take(8).collect())
+    }
+
+    /// The names of several ids, in node order.
+    pub(crate) fn sorted<'s, I: IntoIterator<Item = &'s str>>(&self, ids: I) -> Vec<String> {
+        let mut names: Vec<String> = ids.into_iter().map(|id| self.of(id)).collect();
+        names.sort_by(|a, b| node_order(a).cmp(&node_order(b)));
+        names
+    }
+}
+
+/// Every observer's parsed polls.
+pub(crate) struct Views<'a> {
+    /// Observers in node order.
+    pub(crate) observers: Vec<ObserverViews<'a>>,
+    pub(crate) names: Names,
+    /// Polls with a reply that parsed.
+    pub(crate) ok: usize,
+    /// Polls that failed.
+    pub(crate) failed: usize,
+    /// Replies that did not parse (counted as failed polls too).
+    pub(crate) unparsed: usize,
+}
+
+impl<'a> Views<'a> {
+    /// Parses every observation, grouping by observer and sorting each group by time.
+    pub(crate) fn parse(topology: &'a [Observation]) -> Views<'a> {
+        let mut by_observer: BTreeMap<(usize, &'a str), Vec<Sample<'a>>> = BTreeMap::new();
+        let mut names = Names::default();
+        let (mut ok, mut failed, mut unparsed) = (0, 0, 0);
+        for o in topology {
+            let sample = match (o.cluster_nodes.as_deref(), o.view()) {
+                (Some(text), Some(Ok(view))) => {
+                    if let Some(me) = view.myself() {
+                        names
+                            .by_id
+                            .entry(me.id.clone())
+                            .or_insert_with(|| o.observer.clone());
+                    }
+                    ok += 1;
+                    Sample::View {
+                        time_ns: o.time_ns,
+                        text,
+                        view,
+                    }
+                }
+                (_, Some(Err(_))) => {
+                    unparsed += 1;
+                    failed += 1;
+                    Sample::Failed { time_ns: o.time_ns }
+                }
+                _ => {
+                    failed += 1;
+                    Sample::Failed { time_ns: o.time_ns }
+                }
+            };
+            by_observer
+                .entry(node_order(&o.observer))
+                .or_default()
+                .push(sample);
+        }
+        let observers = by_observer
+            .into_iter()
+            .map(|((_, name), mut samples)| {
+                samples.sort_by_key(Sample::time_ns);
+                ObserverViews { name, samples }
+            })
+            .collect();
+        Views {
+            observers,
+            names,
+            ok,
+            failed,
+            unparsed,
+        }
+    }
+
+    /// The details every topology checker reports about its input.
+    pub(crate) fn input_counts(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "observers": self.observers.iter().map(|o| o.name).collect::<Vec<_>>(),
+            "observations": self.ok + self.failed,
+            "failed_observations": self.failed,
+        });
+        if self.unparsed > 0 {
+            v["unparsed_observations"] = self.unparsed.into();
+        }
+        v
+    }
+}
+
+/// The lines of a raw reply that describe the given node ids, trimmed.
+pub(crate) fn lines_about(text: &str, ids: &[&str]) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| ids.iter().any(|id| l.starts_with(id)))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A whole raw reply as lines, at most `max` of them.
+pub(crate) fn trimmed(text: &str, max: usize) -> Vec<String> {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut out: Vec<String> = lines.iter().take(max).map(|l| l.to_string()).collect();
+    if lines.len() > max {
+        out.push(format!("... {} more lines", lines.len() - max));
+    }
+    out
+}
+
+/// `12.345 s`, a time on the run's clock for summaries.
+pub(crate) fn secs(ns: u64) -> String {
+    format!("{:.3} s", ns as f64 / 1e9)
+}
+
+/// Whole milliseconds between two times, rounded.
+pub(crate) fn millis(from_ns: u64, to_ns: u64) -> u64 {
+    (to_ns.saturating_sub(from_ns) + 500_000) / 1_000_000
+}
+
+/// Slot ranges as Redis prints them: `0-5460 5461`.
+pub(crate) fn ranges_text(ranges: &[(u16, u16)]) -> String {
+    ranges
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Sorts and merges overlapping or adjacent ranges.
+pub(crate) fn normalize(mut ranges: Vec<(u16, u16)>) -> Vec<(u16, u16)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(u16, u16)> = Vec::with_capacity(ranges.len());
+    for (a, b) in ranges {
+        match out.last_mut() {
+            Some(last) if u32::from(a) <= u32::from(last.1) + 1 => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
+/// The slots in both of two normalized range lists.
+pub(crate) fn intersect(x: &[(u16, u16)], y: &[(u16, u16)]) -> Vec<(u16, u16)> {
+    let mut out = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < x.len() && j < y.len() {
+        let a = x[i].0.max(y[j].0);
+        let b = x[i].1.min(y[j].1);
+        if a <= b {
+            out.push((a, b));
+        }
+        if x[i].1 < y[j].1 {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    out
+}
+
+/// How many slots the ranges hold.
+pub(crate) fn slot_count(ranges: &[(u16, u16)]) -> u64 {
+    ranges
+        .iter()
+        .map(|&(a, b)| u64::from(b) - u64::from(a) + 1)
+        .sum()
+}
+
+/// Whether a slot lies in normalized ranges.
+pub(crate) fn contains(ranges: &[(u16, u16)], slot: u16) -> bool {
+    ranges.iter().any(|&(a, b)| a <= slot && slot <= b)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Node ids for hand-written views: `id(1)` is 40 hex characters.
+    pub(crate) fn id(n: u8) -> String {
+        format!("{n:x}").repeat(40)[..40].to_string()
+    }
+
+    /// A 3x1 view as node `me` sees it, in the real `CLUSTER NODES` format: n1..n3
+    /// primaries with a third of the slots each, n4..n6 their replicas. `edit` changes
+    /// lines by node number before they are printed.
+    pub(crate) fn view_3x1(me: u8, edit: &dyn Fn(u8, &mut Line)) -> String {
+        let mut out = String::new();
+        for n in 1..=6u8 {
+            let mut line = if n <= 3 {
+                let (a, b) = [(0, 5460), (5461, 10922), (10923, 16383)][usize::from(n - 1)];
+                Line {
+                    flags: "master".into(),
+                    primary: None,
+                    epoch: u64::from(n),
+                    slots: format!("{a}-{b}"),
+                }
+            } else {
+                Line {
+                    flags: "slave".into(),
+                    primary: Some(n - 3),
+                    epoch: u64::from(n - 3),
+                    slots: String::new(),
+                }
+            };
+            edit(n, &mut line);
+            let flags = if n == me {
+                format!("myself,{}", line.flags)
+            } else {
+                line.flags.clone()
+            };
+            let primary = line.primary.map_or("-".to_string(), id);
+            out.push_str(&format!(
+                "{} 10.77.0.{}:6379@16379 {flags} {primary} 0 1426238317239 {} connected {}\n",
+                id(n),
+                10 + n,
+                line.epoch,
+                line.slots
+            ));
+        }
+        out
+    }
+
+    /// The editable parts of one line.
+    pub(crate) struct Line {
+        pub(crate) flags: String,
+        pub(crate) primary: Option<u8>,
+        pub(crate) epoch: u64,
+        pub(crate) slots: String,
+    }
+
+    /// Observations of every node at `t` ms, each seeing the healthy 3x1 cluster.
+    pub(crate) fn healthy_round(t_ms: u64) -> Vec<Observation> {
+        (1..=6)
+            .map(|n| Observation::reply(t_ms * 1_000_000, format!("n{n}"), view_3x1(n, &|_, _| {})))
+            .collect()
+    }
+
+    #[test]
+    fn range_helpers() {
+        assert_eq!(
+            normalize(vec![(5, 9), (0, 4), (20, 30), (25, 26)]),
+            vec![(0, 9), (20, 30)]
+        );
+        assert_eq!(
+            intersect(&[(0, 10), (20, 30)], &[(5, 25)]),
+            vec![(5, 10), (20, 25)]
+        );
+        assert_eq!(slot_count(&[(0, 16383)]), 16384);
+        assert_eq!(ranges_text(&[(0, 5460), (7, 7)]), "0-5460 7");
+        assert!(contains(&[(3, 4)], 4) && !contains(&[(3, 4)], 5));
+        assert_eq!(millis(1_000_000, 44_600_000), 44);
+    }
+
+    #[test]
+    fn names_come_from_myself_lines_and_unknown_ids_are_shortened() {
+        let a = format!(
+            "{} 10.0.0.1:6379@16379 myself,master - 0 0 1 connected 0-16383",
+            id(1)
+        );
+        let obs = vec![
+            Observation::reply(1, "n1", a),
+            Observation::failed(2, "n2", "x"),
+        ];
+        let views = Views::parse(&obs);
+        assert_eq!(views.names.of(&id(1)), "n1");
+        assert_eq!(views.names.of(&id(2)), "22222222");
+        assert_eq!(views.ok, 1);
+        assert_eq!(views.failed, 1);
+        assert_eq!(views.observers.len(), 2);
+    }
+}
