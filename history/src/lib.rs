@@ -11,6 +11,7 @@
 //! - [`op`]: the [`Op`] record and its parts ([`OpType`], [`Process`], [`Redirect`]).
 //! - [`reader`]: reads a JSONL log back, tolerating the torn last line a killed run leaves.
 //! - [`recorder`]: the single writer that numbers, timestamps and appends ops.
+//! - [`appender`]: [`JsonlAppender`], JSON lines flushed while a run goes.
 //! - [`bounds`]: self-checking scalars for scenario files ([`bounds::Bounded`], ...).
 //! - [`cluster_nodes`]: parses a raw `CLUSTER NODES` reply into a [`ClusterView`].
 //!
@@ -24,8 +25,10 @@ pub mod recorder;
 pub use op::{Op, OpType, Process, Redirect};
 pub use reader::{read_jsonl, JsonlFile, ReadError, Skipped};
 pub use recorder::Recorder;
+pub mod appender;
 pub mod bounds;
 pub mod cluster_nodes;
 pub use cluster_nodes::{ClusterView, NodeLine};
 pub mod topology;
-pub use topology::{JsonlAppender, Observation, TOPOLOGY_FILE};
+pub use appender::JsonlAppender;
+pub use topology::{Observation, TOPOLOGY_FILE};

@@ -46,27 +46,10 @@ impl Failover {
         let spec = &self.0;
         let mode = spec.mode.arg().unwrap_or("DEFAULT");
         let params = json!({ "mode": mode, "target": spec.target.to_string() });
-        let roles = match ctx.roles().await {
-            Ok(r) => r,
+        let (primary, replica, _) = match pick_shard(ctx, &spec.target, draw).await {
+            Ok(shard) => shard,
             Err(e) => return Applied::failed(params, e),
         };
-        // Candidate primaries: the target's nodes that are primaries with a replica.
-        let names = ctx.names();
-        let wanted = match target::resolve(&spec.target, None, &names, Some(&roles), draw) {
-            Ok(n) => n,
-            Err(e) => return Applied::failed(params, e),
-        };
-        let with_replicas: Vec<&String> = wanted
-            .iter()
-            .filter(|p| roles.replicas_of.get(*p).is_some_and(|r| !r.is_empty()))
-            .collect();
-        if with_replicas.is_empty() {
-            return Applied::failed(params, format!("no primary among {wanted:?} has a replica"));
-        }
-        let mut rng = StdRng::seed_from_u64(draw);
-        let primary = with_replicas[rng.random_range(0..with_replicas.len())].clone();
-        let replicas = &roles.replicas_of[&primary];
-        let replica = replicas[rng.random_range(0..replicas.len())].clone();
         let Some(node) = ctx
             .control
             .nodes()
@@ -126,6 +109,33 @@ impl Failover {
             }
         }
     }
+}
+
+/// Draws the shard a failover acts on: a primary among `target`'s nodes that has a
+/// replica right now, and one of its replicas. Returns `(primary, replica, all its
+/// replicas)`.
+///
+/// # Errors
+/// When no node answers, or no targeted primary has a replica.
+pub(crate) async fn pick_shard(
+    ctx: &Ctx,
+    target: &crate::spec::Target,
+    draw: u64,
+) -> Result<(String, String, Vec<String>), String> {
+    let roles = ctx.roles().await?;
+    let wanted = target::resolve(target, None, &ctx.names(), Some(&roles), draw)?;
+    let with_replicas: Vec<&String> = wanted
+        .iter()
+        .filter(|p| roles.replicas_of.get(*p).is_some_and(|r| !r.is_empty()))
+        .collect();
+    if with_replicas.is_empty() {
+        return Err(format!("no primary among {wanted:?} has a replica"));
+    }
+    let mut rng = StdRng::seed_from_u64(draw);
+    let primary = with_replicas[rng.random_range(0..with_replicas.len())].clone();
+    let replicas = roles.replicas_of[&primary].clone();
+    let replica = replicas[rng.random_range(0..replicas.len())].clone();
+    Ok((primary, replica, replicas))
 }
 
 /// Polls `node`'s own CLUSTER NODES until it calls itself primary, or until `timeout`

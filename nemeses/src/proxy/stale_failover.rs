@@ -23,7 +23,7 @@ use super::fault::BusHeal;
 use super::frame::MsgType;
 use super::rule::{Match, Opener, Rule, Verdict};
 use super::spec::DelayMs;
-use crate::failover::{send_failover, wait_promoted};
+use crate::failover::{pick_shard, send_failover, wait_promoted};
 use crate::fault::{Applied, BoxFuture, Ctx, Fault, Outcome};
 use crate::spec::{FailoverMode, Target};
 use crate::target;
@@ -117,27 +117,14 @@ impl FailoverWhileHeld {
                 "failover-while-held needs `bus: proxy` under `cluster:`",
             );
         };
-        let roles = match ctx.roles().await {
-            Ok(r) => r,
+        let (primary, replica, replicas) = match pick_shard(ctx, &spec.shard, draw).await {
+            Ok(shard) => shard,
             Err(e) => return Applied::failed(value, e),
         };
         let names = ctx.names();
-        let wanted = match target::resolve(&spec.shard, None, &names, Some(&roles), draw) {
-            Ok(n) => n,
-            Err(e) => return Applied::failed(value, e),
-        };
-        let shards: Vec<&String> = wanted
-            .iter()
-            .filter(|p| roles.replicas_of.get(*p).is_some_and(|r| !r.is_empty()))
-            .collect();
-        let Some(&primary) = shards.get((draw % shards.len().max(1) as u64) as usize) else {
-            return Applied::failed(value, format!("no primary among {wanted:?} has a replica"));
-        };
-        let replicas = &roles.replicas_of[primary];
-        let replica = replicas[(draw / 7 % replicas.len() as u64) as usize].clone();
         let outside: Vec<String> = names
             .iter()
-            .filter(|n| *n != primary && !replicas.contains(n))
+            .filter(|n| **n != primary && !replicas.contains(n))
             .cloned()
             .collect();
         let observer = match target::resolve(
