@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{assert_nothing_left, cluster_lock, require_root};
+use common::{assert_nothing_left, cluster_lock, with_cluster_lock};
 use faultline::backend::{self, Backend, BackendPlan, NodeSpec};
 use faultline::cluster::{start_and_form, Admin, Layout};
 use faultline::control::{lock, BackendControl};
@@ -189,18 +189,6 @@ impl Drop for Cluster {
             eprintln!("teardown: {e:#}");
         }
     }
-}
-
-/// Runs a test body on its own runtime, one cluster at a time. Servers are forked from
-/// this thread, which outlives the body (their PDEATHSIG is tied to it).
-fn with_cluster_lock<F: std::future::Future<Output = ()>>(body: F) {
-    require_root();
-    let _one_at_a_time = cluster_lock();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(body);
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{assert_nothing_left, cluster_lock, code, faultline, require_root, text};
+use common::{assert_nothing_left, code, faultline, text, with_cluster_lock};
 use faultline::backend::{self, Backend, BackendPlan, NodeSpec};
 use faultline::cluster::{start_and_form, Admin, Layout};
 use faultline::flavor::{self, Flavor};
@@ -97,18 +97,6 @@ impl Drop for Cluster {
             eprintln!("teardown: {e:#}");
         }
     }
-}
-
-/// Runs a test body on its own runtime, one cluster at a time. Servers are forked from
-/// this thread, which outlives the body (their PDEATHSIG is tied to it).
-fn with_cluster_lock<F: std::future::Future<Output = ()>>(body: F) {
-    require_root();
-    let _one_at_a_time = cluster_lock();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(body);
 }
 
 /// The run's topology log, by observer.

@@ -154,3 +154,15 @@ pub fn scenario(name: &str) -> String {
 pub fn results(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap()
 }
+
+/// Runs a test body on its own runtime, one cluster at a time. Servers are forked from
+/// this thread, which outlives the body (their PDEATHSIG is tied to it).
+pub fn with_cluster_lock<F: std::future::Future<Output = ()>>(body: F) {
+    require_root();
+    let _one_at_a_time = cluster_lock();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(body);
+}
