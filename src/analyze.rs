@@ -20,6 +20,14 @@ pub fn check_dir(dir: &Path, run_meta: Option<Value>) -> Result<Results, Failure
         LoadError::Read(faultline_history::ReadError::Io { .. }) => Failure::from(e),
         other => Failure::bad_input(other),
     })?;
+    let mut run = run;
+    // A run written by `faultline run` carries its scenario: check with its tolerances.
+    let scenario_file = dir.join(crate::store::SCENARIO_FILE);
+    if scenario_file.exists() {
+        run.tolerances = crate::scenario::Scenario::load(&scenario_file)
+            .map_err(Failure::bad_input)?
+            .tolerances;
+    }
     let results = faultline_checkers::check(&run, &faultline_checkers::all());
     let path = dir.join(RESULTS_FILE);
     let meta = run_meta.or_else(|| {

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use faultline_checkers::Tolerances;
 pub use faultline_history::bounds::{Bounded, NonNegativeF64, PositiveF64};
 use faultline_nemeses::proxy::BusMode;
 use faultline_nemeses::spec::{FaultSpec, Shape, Target};
@@ -52,6 +53,15 @@ pub struct Scenario {
     /// Faults to inject while the workload runs; absent means none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nemesis: Option<NemesisSpec>,
+    /// How long an anomaly must last before a checker counts it (default: any length),
+    /// and the convergence bound. `faultline analyze` reads them back from the run's
+    /// scenario.yaml.
+    #[serde(default, skip_serializing_if = "is_default_tolerances")]
+    pub tolerances: Tolerances,
+}
+
+fn is_default_tolerances(t: &Tolerances) -> bool {
+    *t == Tolerances::default()
 }
 
 fn default_time_limit() -> PositiveF64 {
@@ -678,6 +688,15 @@ mod tests {
         assert!(e.contains("divides every node"), "{e}");
         let e = err("nemesis:\n  faults:\n    - kind: kill\n      targets: one\n");
         assert!(e.contains("unknown field `targets`"), "{e}");
+    }
+
+    #[test]
+    fn tolerances_parse_and_reject_unknown_keys() {
+        let s = Scenario::parse("tolerances:\n  slot_coverage_ms: 100\n", "s.yaml", "s").unwrap();
+        assert_eq!(s.tolerances.slot_coverage_ms, 100);
+        assert_eq!(s.tolerances.convergence_bound_ms, 30_000);
+        let e = err("tolerances:\n  slot_coverage: 100\n");
+        assert!(e.starts_with("s.yaml:2:"), "{e}");
     }
 
     #[test]

@@ -413,6 +413,20 @@ fn analyze_names_a_replication_loop_in_a_topology_only_directory() {
     assert_eq!(episode["nodes"], serde_json::json!(["n1", "n4"]));
     assert_eq!(episode["observer"], "n3");
     assert_eq!(results["checkers"]["slot-coverage"]["valid"], false);
+
+    // The run's scenario can tolerate short anomalies; analyze reads them back.
+    fs::write(
+        dir.path().join("scenario.yaml"),
+        "tolerances:\n  replication_loop_ms: 150\n  slot_coverage_ms: 150\n",
+    )
+    .unwrap();
+    let out = faultline().arg("analyze").arg(dir.path()).output().unwrap();
+    assert_eq!(
+        code(&out),
+        0,
+        "a 100 ms loop under a 150 ms tolerance: {}",
+        text(&out)
+    );
 }
 
 #[test]
