@@ -99,6 +99,7 @@ pub fn command() -> Result<u8, Failure> {
     checks.push(docker_check());
     if root {
         checks.push(netem_check());
+        checks.push(latency_check());
     }
 
     let mut ready = true;
@@ -234,6 +235,26 @@ fn netem_check() -> Check {
             "not available here ({problem}); latency and loss faults need a userspace delayer"
         ),
         fix: "nothing to do on this kernel; `modprobe sch_netem` where the module exists".into(),
+    }
+}
+
+/// Which latency mechanism `delay` faults use here, with NFQUEUE really exercised: a
+/// queue bound from a thread inside a scratch namespace receives a queued datagram.
+fn latency_check() -> Check {
+    let result = with_scratch_netns(faultline_nemeses::delay::delayer::self_test);
+    match result {
+        Ok(Ok(())) => Check {
+            level: Level::Ok,
+            what: "latency",
+            detail: "NFQUEUE delayer (a queue bound in a scratch namespace received and released a packet)".into(),
+            fix: String::new(),
+        },
+        Ok(Err(e)) | Err(e) => Check {
+            level: Level::Warn,
+            what: "latency",
+            detail: format!("none: NFQUEUE does not work here ({}); delay faults will fail", last_line(&e)),
+            fix: "load nfnetlink_queue and xt_NFQUEUE (modprobe), and run as root".into(),
+        },
     }
 }
 

@@ -392,6 +392,12 @@ async fn execute(
                 faultline_nemeses::partition::heal_all(&nemesis_ctx),
             )
             .await;
+            record_heal(
+                "heal-delay",
+                &recorder,
+                faultline_nemeses::delay::heal_all(&nemesis_ctx),
+            )
+            .await;
             if bus_proxy.is_some() {
                 // ... and the whole bus: rules removed, held messages released.
                 record_heal(

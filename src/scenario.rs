@@ -428,6 +428,8 @@ impl Scenario {
                 FaultSpec::FailoverWhileHeld(f) => {
                     vec![("shard", &f.shard), ("observer", &f.observer)]
                 }
+                FaultSpec::Delay(d) => vec![("from", &d.from), ("to", &d.to)],
+                FaultSpec::Loss(l) => vec![("from", &l.from), ("to", &l.to)],
             };
             for (key, target) in targets {
                 if let Target::Nodes(names) = target {

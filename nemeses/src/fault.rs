@@ -107,6 +107,8 @@ pub fn build(spec: &FaultSpec) -> Box<dyn Fault> {
         FaultSpec::BusDelay(s) => Box::new(crate::proxy::fault::BusDelay::new(s.clone())),
         FaultSpec::BusDrop(s) => Box::new(crate::proxy::fault::BusDrop::new(s.clone())),
         FaultSpec::BusHold(s) => Box::new(crate::proxy::fault::BusHold::new(s.clone())),
+        FaultSpec::Delay(s) => Box::new(crate::delay::Delay::new(s.clone())),
+        FaultSpec::Loss(s) => Box::new(crate::delay::Loss::new(s.clone())),
         FaultSpec::FailoverWhileHeld(s) => Box::new(
             crate::proxy::stale_failover::FailoverWhileHeld::new(s.clone()),
         ),

@@ -4,13 +4,14 @@
 //! - [`spec`]: the scenario's `nemesis:` section (faults, targets, shapes, ports).
 //! - [`control`]: [`Control`], what the orchestrator lets faults do to nodes.
 //! - [`fault`]: the [`Fault`] / [`Heal`] interface and the registry ([`fault::build`]).
-//! - [`partition`], [`process`] (kill, pause), [`failover`]: the faults.
+//! - [`partition`], [`process`] (kill, pause), [`failover`], [`delay`] (delay, loss): the faults.
 //! - [`target`], [`roles`]: which nodes a target means right now.
 //! - [`schedule`]: the seeded plan; [`runner`]: fires it, records every fault, heals.
 //!
 //! Faults know nothing of namespaces or containers; they act through [`Control`].
 
 pub mod control;
+pub mod delay;
 pub mod failover;
 pub mod fault;
 pub mod partition;

@@ -24,6 +24,7 @@ use faultline_history::bounds::{Bounded, NonNegativeF64, PositiveF64};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
+pub use crate::delay::{DelaySpec, LossSpec};
 pub use crate::proxy::spec::{BusDelaySpec, BusDropSpec, BusHoldSpec};
 pub use crate::proxy::stale_failover::FailoverWhileHeldSpec;
 
@@ -37,6 +38,8 @@ pub const FAULT_KINDS: &[&str] = &[
     "bus-drop",
     "bus-hold",
     "failover-while-held",
+    "delay",
+    "loss",
 ];
 
 /// The scenario's nemesis.
@@ -85,6 +88,8 @@ impl NemesisSpec {
                 "failover-while-held" => {
                     FaultSpec::FailoverWhileHeld(FailoverWhileHeldSpec::default())
                 }
+                "delay" => FaultSpec::Delay(DelaySpec::default()),
+                "loss" => FaultSpec::Loss(LossSpec::default()),
                 other => {
                     return Err(format!(
                         "unknown fault {other:?}; choose from {}",
@@ -126,6 +131,10 @@ pub enum FaultSpec {
     /// A failover fired while a PONG from the replica to an observer is held (needs
     /// `cluster.bus: proxy`; seeds 000 and 002).
     FailoverWhileHeld(FailoverWhileHeldSpec),
+    /// Delay packets on links between nodes (NFQUEUE delayer in the senders' namespaces).
+    Delay(DelaySpec),
+    /// Drop a share of packets on links between nodes (iptables statistic).
+    Loss(LossSpec),
 }
 
 impl FaultSpec {
@@ -140,6 +149,8 @@ impl FaultSpec {
             FaultSpec::BusDrop(_) => "bus-drop",
             FaultSpec::BusHold(_) => "bus-hold",
             FaultSpec::FailoverWhileHeld(_) => "failover-while-held",
+            FaultSpec::Delay(_) => "delay",
+            FaultSpec::Loss(_) => "loss",
         }
     }
 }
