@@ -232,7 +232,7 @@ fn netem_check() -> Check {
         level: Level::Warn,
         what: "tc netem",
         detail: format!(
-            "not available here ({problem}); latency and loss faults need a userspace delayer"
+            "not available here ({problem}); delay and loss faults use the NFQUEUE delayer and iptables statistic"
         ),
         fix: "nothing to do on this kernel; `modprobe sch_netem` where the module exists".into(),
     }

@@ -389,8 +389,10 @@ fn loss_drops_about_its_share_and_heal_restores_it() {
     });
 }
 
-/// Not an assertion: what the delayer costs at 0 ms against no delayer (printed).
+/// Not an assertion: what the delayer costs at 0 ms against no delayer (printed). Run
+/// with `cargo test --release --test delay -- --ignored --nocapture`.
 #[test]
+#[ignore = "measurement; run with --ignored --nocapture"]
 fn measure_delayer_overhead_at_zero_delay() {
     with_cluster_lock(async {
         let c = Cluster::up(3).await;
