@@ -8,6 +8,7 @@
 //! - [`flavor`]: server kinds (redis, valkey): binary, version, config dialect.
 //! - [`cluster`]: forming a cluster and waiting for agreement.
 //! - [`control`]: what faults may do to nodes, over the backend.
+//! - [`observer`]: the topology observer (every node's CLUSTER NODES into topology.jsonl).
 //! - [`store`]: run directories; [`ledger`]: what each run created, for teardown and clean.
 //! - [`doctor`], [`clean`], [`bench`]: the other subcommands; [`sys`]: system tool wrappers.
 
