@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::{assert_nothing_left, with_cluster_lock};
 use faultline::backend::{self, Backend, BackendPlan};
-use faultline::cluster::{Admin, Layout};
+use faultline::cluster::{start_and_form, Layout};
 use faultline::control::{lock, BackendControl};
 use faultline::flavor::{self, Flavor};
 use faultline::ledger::RunId;
@@ -57,12 +57,8 @@ impl Cluster {
             },
         )
         .unwrap();
-        backend::start_all(backend.as_mut()).unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        let mut admin = Admin::new(backend.nodes());
-        admin.wait_up(backend.as_mut(), deadline).await.unwrap();
-        admin
-            .form(&Layout::new(primaries, 0), deadline)
+        start_and_form(backend.as_mut(), &Layout::new(primaries, 0), deadline)
             .await
             .unwrap();
         let backend = Arc::new(Mutex::new(backend));
