@@ -25,7 +25,9 @@
 //!     (topology, history);
 //!   - [`failover`]: [`FailoverOutcomes`], manual failovers refused or never done
 //!     (history);
-//!   - [`log_pattern`]: [`LogPattern`], known-bug signatures in node logs (logs).
+//!   - [`log_pattern`]: [`LogPattern`], known-bug signatures in node logs (logs);
+//!   - [`bouncing_redirects`]: [`BouncingRedirects`], clients sent back and forth between
+//!     nodes: redirect cycles, long chains, ping-pong (history).
 //! - [`key_slot`]: the hash slot of a key (CRC16), for checkers that map writes to shards.
 //! - Private: `views` (the topology log parsed once per checker, node names from `myself`
 //!   lines, slot-range helpers), `episodes` (how long one observer showed one anomaly),
@@ -33,6 +35,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bouncing_redirects;
 pub mod checker;
 pub mod convergence;
 mod episodes;
@@ -51,6 +54,7 @@ pub mod tolerances;
 pub mod validity;
 mod views;
 
+pub use bouncing_redirects::BouncingRedirects;
 pub use checker::{Checker, CheckerResult, Input};
 pub use convergence::Convergence;
 pub use failover::FailoverOutcomes;

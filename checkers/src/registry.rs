@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::panic::{self, AssertUnwindSafe};
 
 use crate::{
-    Checker, CheckerResult, Convergence, FailoverOutcomes, LogPattern, LostWrites, ReplicationLoop,
-    Results, RunData, SlotCoverage, SplitBrain,
+    BouncingRedirects, Checker, CheckerResult, Convergence, FailoverOutcomes, LogPattern,
+    LostWrites, ReplicationLoop, Results, RunData, SlotCoverage, SplitBrain,
 };
 
 /// Every checker, in the order they run. `faultline run` and `faultline analyze` both use
@@ -21,6 +21,7 @@ pub fn all() -> Vec<Box<dyn Checker>> {
         Box::new(Convergence),
         Box::new(FailoverOutcomes),
         Box::new(LogPattern),
+        Box::new(BouncingRedirects),
     ]
 }
 
@@ -107,6 +108,7 @@ mod tests {
             "convergence",
             "failover",
             "log-pattern",
+            "bouncing-redirects",
         ] {
             assert!(names.contains(&name), "{name} missing from {names:?}");
         }
@@ -203,6 +205,6 @@ mod tests {
         let r = check(&RunData::from_history(history), &all());
         assert_eq!(r.valid, Validity::Valid, "{}", r.summary());
         let names: Vec<&str> = r.checkers.keys().map(String::as_str).collect();
-        assert_eq!(names, ["failover", "lost-writes"]);
+        assert_eq!(names, ["bouncing-redirects", "failover", "lost-writes"]);
     }
 }

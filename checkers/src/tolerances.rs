@@ -23,6 +23,13 @@ pub struct Tolerances {
     pub convergence_bound_ms: u64,
     /// `log-pattern`: how close in time the lines of a two-line signature must be.
     pub log_pattern_window_ms: u64,
+    /// `bouncing-redirects`: the most moving hops (MOVED, ASK, REDIRECT) one op may follow
+    /// before its chain counts as too long.
+    pub redirect_chain_max: u64,
+    /// `bouncing-redirects`: two consecutive ops of one process this close (ms), the second
+    /// sent back along a hop of the first, are ping-pong; also how far apart findings may
+    /// be and still belong to one episode.
+    pub redirect_pingpong_window_ms: u64,
 }
 
 impl Default for Tolerances {
@@ -37,6 +44,12 @@ impl Default for Tolerances {
             // for a slow log without pairing unrelated events (failovers are >= 2 x
             // node-timeout apart).
             log_pattern_window_ms: 2_000,
+            // A stale slot map after a failover plus a slot in migration is two hops
+            // (MOVED, then ASK); one more is slack for a map two changes behind.
+            redirect_chain_max: 3,
+            // Same-direction failovers are >= 2 x node-timeout apart, so a legitimate
+            // failback reverses a hop seconds later, not within one.
+            redirect_pingpong_window_ms: 1_000,
         }
     }
 }
