@@ -205,23 +205,24 @@ fn netns_check() -> Check {
 }
 
 fn netem_check() -> Check {
+    // What a `delay` or `loss` fault does with `mechanism: auto`: a prio root with its own
+    // band, netem on that band.
     let result = with_scratch_netns(|ns| {
-        sys::ip(&["-n", ns, "link", "set", "lo", "up"]).and_then(|_| {
-            sys::run(
-                "ip",
-                &[
-                    "netns", "exec", ns, "tc", "qdisc", "add", "dev", "lo", "root", "netem",
-                    "delay", "1ms",
-                ],
-            )
-        })
+        let tc = |args: &[&str]| {
+            let mut full = vec!["netns", "exec", ns, "tc", "qdisc", "add", "dev", "lo"];
+            full.extend_from_slice(args);
+            sys::run("ip", &full)
+        };
+        sys::ip(&["-n", ns, "link", "set", "lo", "up"])
+            .and_then(|_| tc(&["root", "handle", "1:", "prio", "bands", "5"]))
+            .and_then(|_| tc(&["parent", "1:4", "handle", "40:", "netem", "delay", "1ms"]))
     });
     let problem = match result {
         Ok(Ok(_)) => {
             return Check {
                 level: Level::Ok,
                 what: "tc netem",
-                detail: "works: latency and loss faults can use netem".into(),
+                detail: "works (prio + netem): delay and loss faults use netem".into(),
                 fix: String::new(),
             }
         }
@@ -232,9 +233,9 @@ fn netem_check() -> Check {
         level: Level::Warn,
         what: "tc netem",
         detail: format!(
-            "not available here ({problem}); delay and loss faults use the NFQUEUE delayer and iptables statistic"
+            "not available here ({problem}); delay and loss faults with `mechanism: auto` use the NFQUEUE delayer and iptables statistic"
         ),
-        fix: "nothing to do on this kernel; `modprobe sch_netem` where the module exists".into(),
+        fix: "nothing to do on this kernel; `modprobe sch_prio sch_netem` where the modules exist".into(),
     }
 }
 
@@ -258,13 +259,15 @@ fn latency_check() -> Check {
     }
 }
 
+/// The last line of an error, kept short; when it quotes a failed command, the command's
+/// own words (after its last `: `) are what a person needs.
 fn last_line(text: &str) -> String {
-    text.lines()
-        .last()
-        .unwrap_or("")
-        .chars()
-        .take(120)
-        .collect()
+    let line = text.lines().last().unwrap_or("");
+    let line = match line.rsplit_once("): ") {
+        Some((_, said)) if !said.trim().is_empty() => said,
+        _ => line,
+    };
+    line.chars().take(160).collect()
 }
 
 fn docker_check() -> Check {

@@ -23,7 +23,7 @@ use faultline::control::{lock, BackendControl};
 use faultline::flavor::{self, Flavor};
 use faultline::ledger::RunId;
 use faultline::scenario::{BackendName, FlavorName, Persistence};
-use faultline_nemeses::delay::{self, delayer, Delay, DelaySpec, Loss, LossSpec};
+use faultline_nemeses::delay::{self, delayer, Delay, DelaySpec, Loss, LossSpec, Mechanism};
 use faultline_nemeses::proxy::spec::{DelayMs, Probability};
 use faultline_nemeses::spec::{Ports, Target};
 use faultline_nemeses::{Applied, Ctx, Fault, NodeInfo, Outcome};
@@ -231,6 +231,9 @@ fn delay_fault(from: &str, to: &str, ports: Ports, delay_ms: DelayMs) -> Delay {
         both_ways: false,
         ports,
         delay_ms,
+        // These tests pin the fallback; `auto_picks_netem_or_says_why_not` covers the
+        // choice.
+        mechanism: Mechanism::Fallback,
     })
 }
 
@@ -333,6 +336,7 @@ fn delay_slows_exactly_the_delayed_link_and_heal_restores_it() {
             both_ways: true,
             ports: Ports::All,
             delay_ms: DelayMs { min: 50, max: 150 },
+            mechanism: Mechanism::Fallback,
         });
         let applied = jitter.apply(&c.ctx, 11).await;
         ok(&applied);
@@ -367,6 +371,7 @@ fn loss_drops_about_its_share_and_heal_restores_it() {
             both_ways: false,
             ports: Ports::Client,
             probability: Probability(0.5),
+            mechanism: Mechanism::Fallback,
         });
         let applied = fault.apply(&c.ctx, 3).await;
         ok(&applied);
@@ -381,6 +386,64 @@ fn loss_drops_about_its_share_and_heal_restores_it() {
         assert_eq!(c.delay_rules("n1"), 0);
         let got = connects(&n1, n3.ip, n3.port, 50, timeout);
         assert_eq!(got, 50, "after heal");
+        c.finish();
+    });
+}
+
+/// `mechanism: auto` uses netem where the kernel has it and says why not where it has not
+/// (then the delayer runs); `mechanism: netem` fails on a kernel without it, naming the
+/// kernel's complaint, and leaves nothing behind. Either way the link is slow.
+#[test]
+fn auto_picks_netem_or_says_why_not() {
+    with_cluster_lock(async {
+        let c = Cluster::up(2).await;
+        let (n1, n2) = (c.netns("n1"), c.node("n2"));
+        let mut spec = DelaySpec {
+            from: Target::Nodes(vec!["n1".into()]),
+            to: Target::Nodes(vec!["n2".into()]),
+            ports: Ports::Client,
+            delay_ms: DelayMs { min: 150, max: 150 },
+            ..DelaySpec::default()
+        };
+        let applied = Delay::new(spec.clone()).apply(&c.ctx, 1).await;
+        ok(&applied);
+        let netem = applied.value["mechanism"] == "netem";
+        if netem {
+            assert_eq!(applied.value["seeded"], false);
+            let qdiscs = c.in_netns("n1", &["tc", "qdisc", "show"]);
+            assert!(qdiscs.contains("netem"), "{qdiscs}");
+        } else {
+            assert_eq!(applied.value["mechanism"], "nfqueue");
+            let why = applied.value["netem_unavailable"].as_str().unwrap_or("");
+            assert!(!why.is_empty(), "{}", applied.value);
+            eprintln!("netem unavailable here: {why}");
+        }
+        for (connect, ping) in fresh_pings(&n1, n2.ip, n2.port, 3) {
+            assert!(connect >= Duration::from_millis(150), "connect {connect:?}");
+            assert!(ping >= Duration::from_millis(150), "ping {ping:?}");
+        }
+        applied.heal.unwrap().heal(&c.ctx).await.unwrap();
+        for (connect, ping) in fresh_pings(&n1, n2.ip, n2.port, 3) {
+            assert!(
+                connect + ping < Duration::from_millis(100),
+                "healed: {connect:?} {ping:?}"
+            );
+        }
+
+        spec.mechanism = Mechanism::Netem;
+        let forced = Delay::new(spec).apply(&c.ctx, 2).await;
+        if netem {
+            ok(&forced);
+            forced.heal.unwrap().heal(&c.ctx).await.unwrap();
+        } else {
+            assert_eq!(forced.outcome, Outcome::Fail, "{}", forced.value);
+            let error = forced.error.clone().unwrap_or_default();
+            assert!(error.contains("tc netem is not available here"), "{error}");
+            assert!(forced.heal.is_none());
+        }
+        let qdiscs = c.in_netns("n1", &["tc", "qdisc", "show"]);
+        assert!(!qdiscs.contains("prio 1:"), "{qdiscs}");
+        assert_eq!(c.delay_rules("n1"), 0);
         c.finish();
     });
 }

@@ -10,28 +10,33 @@
 //!       both_ways: false    # also from `to` to `from`
 //!       ports: client       # all (default) | bus | client
 //!       delay_ms: [50, 150] # fixed (100, the default) or uniform per packet
+//!       mechanism: auto     # auto (default) | netem | fallback
 //!     - kind: loss
 //!       to: one
 //!       probability: 0.5    # chance each packet is dropped (default 0.5)
 //! ```
 //!
-//! Mechanism. This kernel has no `sch_netem`, so latency is the **NFQUEUE delayer**: in
+//! Mechanism. Where the kernel has `sch_netem`, [`netem`]: a prio qdisc with the fault's
+//! own band, netem on it and u32 filters for the links, in each sender's namespace. Where
+//! it has not (these machines), with `mechanism: auto`, latency is the **NFQUEUE delayer**: in
 //! each *sender's* namespace, rules in a chain the run owns, `FL-<id>-delay` in table
 //! `filter`, hooked from OUTPUT, send the link's packets (`-d <peer>/32`, with `ports` the
 //! same `-p tcp -m multiport --ports` match as partitions) to queue [`QUEUE_NUM`] with
 //! `--queue-bypass`, and a harness thread inside that namespace holds each packet for its
 //! drawn delay ([`delayer`]). Loss needs no userspace: `-m statistic --mode random
 //! --probability p -j DROP` in the same chain (the kernel's random, not the seed). Every
-//! op records `mechanism` (`nfqueue` or `iptables-statistic`), the links, ports,
-//! parameters and rule count. netem (prio qdisc + per-destination filters) where it exists
-//! is future work; the mechanism is always recorded, so a run says which one ran.
+//! op records `mechanism` (`netem`, `nfqueue` or `iptables-statistic`; with
+//! `netem_unavailable`, the kernel's words, when `auto` fell back), the links, ports,
+//! parameters and rule count, so a run says which one ran.
 //!
 //! Healing flushes the chain in the nodes the fault wrote, then stops their delayers,
 //! which accept everything still held. [`heal_all`] does that for every node of the run.
 
 pub mod delayer;
+pub mod netem;
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -43,6 +48,7 @@ use crate::spec::{Ports, Target};
 use crate::target;
 
 pub use delayer::QUEUE_NUM;
+pub use netem::{Band, Mechanism};
 
 /// Mixed into the step's draw for `to`, so it is chosen independently of `from`.
 const TO_SALT: u64 = 0x746f_5f6e_6f64_6573;
@@ -96,6 +102,10 @@ pub struct DelaySpec {
     /// seed; a range reorders packets.
     #[serde(default = "hundred")]
     pub delay_ms: DelayMs,
+    /// netem where the kernel has it (`auto`, the default), `netem` only, or `fallback`
+    /// (the NFQUEUE delayer) only.
+    #[serde(default, skip_serializing_if = "Mechanism::is_auto")]
+    pub mechanism: Mechanism,
 }
 
 impl Default for DelaySpec {
@@ -106,6 +116,7 @@ impl Default for DelaySpec {
             both_ways: false,
             ports: Ports::All,
             delay_ms: hundred(),
+            mechanism: Mechanism::Auto,
         }
     }
 }
@@ -129,6 +140,10 @@ pub struct LossSpec {
     /// Chance each packet is dropped, in (0, 1] (default 0.5).
     #[serde(default = "half")]
     pub probability: Probability,
+    /// netem where the kernel has it (`auto`, the default), `netem` only, or `fallback`
+    /// (iptables `statistic`) only.
+    #[serde(default, skip_serializing_if = "Mechanism::is_auto")]
+    pub mechanism: Mechanism,
 }
 
 impl Default for LossSpec {
@@ -139,6 +154,7 @@ impl Default for LossSpec {
             both_ways: false,
             ports: Ports::All,
             probability: half(),
+            mechanism: Mechanism::Auto,
         }
     }
 }
@@ -211,6 +227,9 @@ struct Plan<'a> {
     to: &'a Target,
     both_ways: bool,
     ports: Ports,
+    mechanism: Mechanism,
+    /// The fault's band and netem arguments, should netem run.
+    netem: (Band, String),
 }
 
 /// `delay`.
@@ -245,6 +264,8 @@ impl Fault for Delay {
             to: &s.to,
             both_ways: s.both_ways,
             ports: s.ports,
+            mechanism: s.mechanism,
+            netem: (Band::Delay, netem::delay_args(s.delay_ms)),
         };
         Box::pin(apply(
             plan,
@@ -288,6 +309,8 @@ impl Fault for Loss {
             to: &s.to,
             both_ways: s.both_ways,
             ports: s.ports,
+            mechanism: s.mechanism,
+            netem: (Band::Loss, netem::loss_args(s.probability.0)),
         };
         Box::pin(apply(
             plan,
@@ -343,6 +366,45 @@ async fn apply(
     let senders: Vec<String> = by_sender.keys().cloned().collect();
     value["senders"] = json!(senders);
     let run_id = ctx.control.run_id().to_string();
+    let infos = ctx.control.nodes();
+    // Each sender with the peers it sends to.
+    let senders_peers: Vec<(NodeInfo, Vec<NodeInfo>)> = senders
+        .iter()
+        .filter_map(|s| {
+            let me = infos.iter().find(|n| &n.name == s)?;
+            let to = &by_sender[s];
+            let peers = infos.iter().filter(|p| to.contains(&p.name)).cloned();
+            Some((me.clone(), peers.collect()))
+        })
+        .collect();
+
+    if plan.mechanism != Mechanism::Fallback {
+        let (band, args) = &plan.netem;
+        match try_netem(ctx, &senders_peers, plan.ports, *band, args).await {
+            NetemTry::Installed(results) => {
+                value["mechanism"] = json!("netem");
+                value["netem"] = json!(args);
+                value["seeded"] = json!(false);
+                let heal = LinkHeal {
+                    nodes: senders,
+                    band: Some(*band),
+                };
+                return applied(value, results, heal);
+            }
+            NetemTry::Unavailable(why) if plan.mechanism == Mechanism::Auto => {
+                value["netem_unavailable"] = json!(why);
+            }
+            NetemTry::Unavailable(why) => {
+                return Applied::failed(
+                    value,
+                    format!(
+                        "tc netem is not available here ({why}); use `mechanism: auto` or \
+                         `fallback`"
+                    ),
+                );
+            }
+        }
+    }
 
     // Delayers first: a rule must never queue to a queue nobody reads (the bypass would
     // let the packets through undelayed, silently).
@@ -367,25 +429,90 @@ async fn apply(
     }
 
     let chain = chain_name(&run_id);
-    let infos = ctx.control.nodes();
-    let jobs: Vec<(String, Option<String>)> = senders
+    let jobs = senders_peers
         .iter()
-        .filter_map(|s| {
-            let me = infos.iter().find(|n| &n.name == s)?;
-            let to = &by_sender[s];
-            let peers: Vec<&NodeInfo> = infos.iter().filter(|p| to.contains(&p.name)).collect();
-            Some((
-                s.clone(),
-                Some(restore_input(&chain, me, &peers, plan.ports, action)),
-            ))
+        .map(|(me, peers)| {
+            let peers: Vec<&NodeInfo> = peers.iter().collect();
+            let input = restore_input(&chain, me, &peers, plan.ports, action);
+            (me.name.clone(), Some(input))
         })
         .collect();
     let results = in_each(ctx, INSTALL, &chain, jobs).await;
+    let heal = LinkHeal {
+        nodes: senders,
+        band: None,
+    };
+    applied(value, results, heal)
+}
+
+/// What trying netem in the senders came to.
+enum NetemTry {
+    /// Every sender ran the install script (each result says how it went).
+    Installed(Vec<(String, Result<String, String>)>),
+    /// The kernel lacks prio or netem: the kernel's words. Nothing was left behind.
+    Unavailable(String),
+}
+
+/// Set once a sender's kernel said it has no netem: the kernel is the same for every
+/// namespace, so later faults fall back without asking again.
+static NETEM_MISSING: OnceLock<String> = OnceLock::new();
+
+async fn try_netem(
+    ctx: &Ctx,
+    senders_peers: &[(NodeInfo, Vec<NodeInfo>)],
+    ports: Ports,
+    band: Band,
+    args: &str,
+) -> NetemTry {
+    if let Some(why) = NETEM_MISSING.get() {
+        return NetemTry::Unavailable(why.clone());
+    }
+    let jobs = senders_peers
+        .iter()
+        .map(|(me, peers)| {
+            let peers: Vec<&NodeInfo> = peers.iter().collect();
+            let script = netem::install_script(me, &peers, ports, band, args);
+            (me.name.clone(), Some(script))
+        })
+        .collect();
+    let results = in_each(ctx, RUN_STDIN, "", jobs).await;
+    let missing = results.iter().find_map(|(_, r)| {
+        r.as_ref()
+            .ok()
+            .and_then(|out| out.trim().strip_prefix(netem::UNAVAILABLE))
+            .map(|why| why.trim().to_string())
+    });
+    match missing {
+        None => NetemTry::Installed(results),
+        Some(why) => {
+            // One kernel: either every sender has netem or none has, so nothing was
+            // installed; heal the band anyway in case a sender differed.
+            let jobs = senders_peers
+                .iter()
+                .map(|(me, _)| (me.name.clone(), Some(netem::heal_script(band))))
+                .collect();
+            in_each(ctx, RUN_STDIN, "", jobs).await;
+            let _ = NETEM_MISSING.set(why.clone());
+            NetemTry::Unavailable(why)
+        }
+    }
+}
+
+/// Runs the script given on stdin.
+const RUN_STDIN: &str = "exec sh -s";
+
+/// The fault's outcome from each sender's result: ok when every sender took its rules,
+/// info (with the failures under `failed`) when any did not; healed either way.
+fn applied(
+    mut value: Value,
+    results: Vec<(String, Result<String, String>)>,
+    heal: LinkHeal,
+) -> Applied {
     let failed: BTreeMap<String, String> = results
         .into_iter()
         .filter_map(|(node, r)| r.err().map(|e| (node, e)))
         .collect();
-    let heal: Box<dyn Heal> = Box::new(LinkHeal { nodes: senders });
+    let heal: Box<dyn Heal> = Box::new(heal);
     let (outcome, error) = if failed.is_empty() {
         (Outcome::Ok, None)
     } else {
@@ -405,9 +532,12 @@ async fn apply(
     }
 }
 
-/// Undoes one delay or loss: flushes the chain in the senders, stops their delayers.
+/// Undoes one delay or loss: removes its netem band, or flushes the chain in the senders
+/// and stops their delayers.
 pub struct LinkHeal {
     nodes: Vec<String>,
+    /// The netem band the fault used; `None` for the fallback.
+    band: Option<Band>,
 }
 
 impl Heal for LinkHeal {
@@ -416,7 +546,14 @@ impl Heal for LinkHeal {
     }
 
     fn heal<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Value, String>> {
-        Box::pin(heal_nodes(ctx, self.nodes.clone()))
+        match self.band {
+            Some(band) => Box::pin(heal_netem(
+                ctx,
+                self.nodes.clone(),
+                netem::heal_script(band),
+            )),
+            None => Box::pin(heal_nodes(ctx, self.nodes.clone())),
+        }
     }
 }
 
@@ -430,7 +567,33 @@ impl Heal for LinkHeal {
 /// # Errors
 /// The nodes where the chain could not be flushed (delayers are stopped regardless).
 pub async fn heal_all(ctx: &Ctx) -> Result<Value, String> {
-    heal_nodes(ctx, ctx.names()).await
+    let mut value = heal_nodes(ctx, ctx.names()).await?;
+    if NETEM_MISSING.get().is_none() {
+        let netem = heal_netem(ctx, ctx.names(), netem::HEAL_ALL.to_string()).await?;
+        value["netem"] = netem;
+    }
+    Ok(value)
+}
+
+/// Runs a netem heal script in `nodes`: `{"netem_nodes": [nodes where it touched a device]}`.
+async fn heal_netem(ctx: &Ctx, nodes: Vec<String>, script: String) -> Result<Value, String> {
+    let jobs = nodes
+        .iter()
+        .map(|n| (n.clone(), Some(script.clone())))
+        .collect();
+    let mut touched = Vec::new();
+    let mut errors = Vec::new();
+    for (node, result) in in_each(ctx, RUN_STDIN, "", jobs).await {
+        match result {
+            Ok(out) if out.trim().is_empty() => {}
+            Ok(_) => touched.push(node),
+            Err(e) => errors.push(format!("{node}: {e}")),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(format!("removing netem: {}", errors.join("; ")));
+    }
+    Ok(json!({ "mechanism": "netem", "netem_nodes": touched }))
 }
 
 async fn heal_nodes(ctx: &Ctx, nodes: Vec<String>) -> Result<Value, String> {
