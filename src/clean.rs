@@ -102,7 +102,7 @@ pub fn command(args: &CleanArgs) -> Result<u8, Failure> {
             actions.push(format!("would remove link {link} (no ledger)"));
             continue;
         }
-        match sys::ip(&["link", "del", &link]) {
+        match sys::delete_link(&link) {
             Ok(_) => actions.push(format!("deleted link {link} (no ledger)")),
             Err(e) => {
                 failed = true;

@@ -206,7 +206,7 @@ impl Ledger {
         let links = sys::host_links().unwrap_or_default();
         for link in &self.host_links {
             if links.contains(link) {
-                match sys::ip(&["link", "del", link]) {
+                match sys::delete_link(link) {
                     Ok(_) => done.push(format!("deleted link {link}")),
                     Err(e) => done.push(format!("could not delete link {link}: {e:#}")),
                 }

@@ -47,6 +47,17 @@ pub fn ip(args: &[&str]) -> Result<String> {
     run("ip", args)
 }
 
+/// Deletes a host link. A link that is already gone counts as deleted: deleting a namespace
+/// destroys its veth peers asynchronously, so a host end listed a moment ago may vanish
+/// before `ip link del` reaches it.
+pub fn delete_link(name: &str) -> Result<()> {
+    match ip(&["link", "del", name]) {
+        Ok(_) => Ok(()),
+        Err(e) if format!("{e:#}").contains("Cannot find device") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// `ip -n NETNS -batch -` fed with `lines`: several changes inside one namespace in one exec.
 pub fn ip_batch(netns: &str, lines: &[String]) -> Result<()> {
     run_with_stdin("ip", &["-n", netns, "-batch", "-"], Some(&lines.join("\n")))?;

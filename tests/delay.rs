@@ -418,7 +418,12 @@ fn auto_picks_netem_or_says_why_not() {
             assert!(!why.is_empty(), "{}", applied.value);
             eprintln!("netem unavailable here: {why}");
         }
-        for (connect, ping) in fresh_pings(&n1, n2.ip, n2.port, 3) {
+        let slow = fresh_pings(&n1, n2.ip, n2.port, 3);
+        eprintln!(
+            "{} 150 ms, n1->n2 (connect, ping): {slow:?}",
+            applied.value["mechanism"]
+        );
+        for (connect, ping) in slow {
             assert!(connect >= Duration::from_millis(150), "connect {connect:?}");
             assert!(ping >= Duration::from_millis(150), "ping {ping:?}");
         }

@@ -169,8 +169,9 @@ pub fn install_script(
     s
 }
 
-/// The script that undoes one fault's band in a node: its filters and its netem go, the
-/// root qdisc stays for the other band. Prints the devices it touched.
+/// The script that undoes one fault's band in a node: its filters and its netem go; the
+/// root qdisc goes too unless the other band still has filters. Prints the devices it
+/// touched.
 pub fn heal_script(band: Band) -> String {
     let b = band.number();
     format!(
@@ -178,6 +179,7 @@ pub fn heal_script(band: Band) -> String {
          tc qdisc show dev \"$dev\" 2>/dev/null | grep -q '^qdisc prio 1: root' || continue\n\
          tc filter del dev \"$dev\" parent 1: prio {b} 2>/dev/null\n\
          tc qdisc del dev \"$dev\" parent 1:{b} handle {b}0: 2>/dev/null\n\
+         [ -z \"$(tc filter show dev \"$dev\" parent 1:)\" ] && tc qdisc del dev \"$dev\" root\n\
          echo \"$dev\"\ndone\n"
     )
 }
@@ -245,7 +247,8 @@ mod tests {
         let h = heal_script(Band::Loss);
         assert!(h.contains("tc filter del dev \"$dev\" parent 1: prio 5"));
         assert!(h.contains("parent 1:5 handle 50:"));
-        assert!(!h.contains("root\n"));
+        // The root goes only once no filter of either band is left.
+        assert!(h.contains("[ -z \"$(tc filter show dev \"$dev\" parent 1:)\" ] && tc qdisc del dev \"$dev\" root"));
     }
 
     #[test]
