@@ -248,7 +248,9 @@ mod tests {
         assert!(h.contains("tc filter del dev \"$dev\" parent 1: prio 5"));
         assert!(h.contains("parent 1:5 handle 50:"));
         // The root goes only once no filter of either band is left.
-        assert!(h.contains("[ -z \"$(tc filter show dev \"$dev\" parent 1:)\" ] && tc qdisc del dev \"$dev\" root"));
+        assert!(h.contains(
+            "[ -z \"$(tc filter show dev \"$dev\" parent 1:)\" ] && tc qdisc del dev \"$dev\" root"
+        ));
     }
 
     #[test]
