@@ -4,7 +4,9 @@
 //! - [`cli`]: the command line; [`exit`]: exit codes.
 //! - [`scenario`]: scenario files, validated on load.
 //! - [`run`]: the orchestrator of one run; [`analyze`]: checking a run directory.
-//! - [`backend`]: where nodes run (local: namespaces on this machine).
+//! - [`backend`]: where nodes run (local: namespaces on this machine; docker: containers).
+//! - [`rootfs`]: server versions the host lacks: offline-built Debian roots and images;
+//!   [`server`]: which binary (host or root filesystem) a run starts.
 //! - [`flavor`]: server kinds (redis, valkey): binary, version, config dialect.
 //! - [`cluster`]: forming a cluster and waiting for agreement.
 //! - [`control`]: what faults may do to nodes, over the backend.
@@ -24,8 +26,10 @@ pub mod exit;
 pub mod flavor;
 pub mod ledger;
 pub mod observer;
+pub mod rootfs;
 pub mod run;
 pub mod scenario;
+pub mod server;
 pub mod store;
 pub mod sys;
 

@@ -32,6 +32,7 @@ use crate::flavor::{self, Flavor};
 use crate::ledger::{Ledger, RunId};
 use crate::observer::Observer;
 use crate::scenario::{BackendName, FlavorName, Scenario};
+use crate::server::Server;
 use crate::store::{self, HISTORY_FILE, SCENARIO_FILE};
 use crate::{analyze, sys};
 
@@ -43,8 +44,8 @@ pub async fn command(args: RunArgs) -> Result<u8, Failure> {
     let scenario = load_scenario(&args)?;
     preflight()?;
     let flavor: Arc<dyn Flavor> = Arc::from(flavor::by_name(scenario.flavor));
-    let binary = resolve_binary(&scenario, flavor.as_ref())?;
-    let version = flavor.version(&binary)?;
+    let server = Server::resolve(&scenario, flavor.as_ref())?;
+    let version = server.version.clone();
 
     let run_dir = store::create_run_dir(&args.store, &scenario.name)?;
     std::fs::write(run_dir.join(SCENARIO_FILE), scenario.to_yaml())
@@ -67,7 +68,7 @@ pub async fn command(args: RunArgs) -> Result<u8, Failure> {
 
     let mut notes = Vec::new();
     let timings = execute(
-        &scenario, &args, &run_dir, &run_id, flavor, binary, &interrupt, &mut notes,
+        &scenario, &args, &run_dir, &run_id, flavor, &server, &interrupt, &mut notes,
     )
     .await?;
     let interrupted = interrupt.is_cancelled();
@@ -158,7 +159,7 @@ fn preflight() -> Result<()> {
     Ok(())
 }
 
-fn resolve_binary(scenario: &Scenario, flavor: &dyn Flavor) -> Result<PathBuf> {
+pub(crate) fn resolve_binary(scenario: &Scenario, flavor: &dyn Flavor) -> Result<PathBuf> {
     let name = scenario
         .cluster
         .binary
@@ -191,6 +192,7 @@ pub fn which(name: &Path) -> Option<PathBuf> {
 fn backend_label(b: BackendName) -> &'static str {
     match b {
         BackendName::Local => "local",
+        BackendName::Docker => "docker",
     }
 }
 
@@ -232,7 +234,7 @@ async fn execute(
     run_dir: &Path,
     run_id: &RunId,
     flavor: Arc<dyn Flavor>,
-    binary: PathBuf,
+    server: &Server,
     interrupt: &CancellationToken,
     notes: &mut Vec<String>,
 ) -> Result<serde_json::Value> {
@@ -249,9 +251,10 @@ async fn execute(
             run_dir: run_dir.to_path_buf(),
             node_names: names,
             flavor,
-            binary,
+            binary: server.binary.clone(),
             node_timeout_ms: scenario.cluster.node_timeout_ms.get(),
             persistence: scenario.cluster.persistence,
+            rootfs: server.rootfs.clone(),
             keep: args.keep,
         },
     )?;

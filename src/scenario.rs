@@ -115,6 +115,8 @@ pub enum BackendName {
     /// Server processes in per-node network namespaces on this machine.
     #[default]
     Local,
+    /// Containers on a per-run Docker network, from `faultline/<flavor>:<version>` images.
+    Docker,
 }
 
 impl BackendName {
@@ -125,7 +127,8 @@ impl BackendName {
     pub fn parse(s: &str) -> Result<BackendName, String> {
         match s {
             "local" => Ok(BackendName::Local),
-            _ => Err(format!("unknown backend {s:?}; choose one of local")),
+            "docker" => Ok(BackendName::Docker),
+            _ => Err(format!("unknown backend {s:?}; choose one of local, docker")),
         }
     }
 }
@@ -168,6 +171,12 @@ pub struct ClusterSpec {
     /// Server binary to run instead of the flavor's default (a user's own build).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binary: Option<PathBuf>,
+    /// Server version to run (`8.1.1`), or a Debian suite to take it from (`sid`): the
+    /// host's binary if its version matches, else a cached root filesystem (image, for the
+    /// docker backend) built offline when missing. Absent: the host's binary (docker: an
+    /// image of the host binary's version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// How nodes reach each other's cluster bus: `direct`, or `proxy` (through the
     /// harness, which the bus-* faults need).
     #[serde(default, skip_serializing_if = "is_direct")]
@@ -204,6 +213,7 @@ impl Default for ClusterSpec {
             form_timeout_s: form_timeout(),
             converge_timeout_s: converge_timeout(),
             binary: None,
+            version: None,
             bus: BusMode::Direct,
         }
     }

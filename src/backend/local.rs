@@ -368,7 +368,7 @@ fn abs(p: &Path) -> Result<PathBuf> {
     std::path::absolute(p).with_context(|| format!("resolving {}", p.display()))
 }
 
-fn tail(path: &Path, lines: usize) -> String {
+pub(crate) fn tail(path: &Path, lines: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     let mut out = all[all.len().saturating_sub(lines)..].join("\n");
@@ -378,14 +378,14 @@ fn tail(path: &Path, lines: usize) -> String {
     out
 }
 
-fn subnet_lock() -> Result<Flock<File>> {
+pub(crate) fn subnet_lock() -> Result<Flock<File>> {
     fs::create_dir_all(STATE_DIR)?;
     let file = File::create(Path::new(STATE_DIR).join("subnet.lock"))?;
     Flock::lock(file, FlockArg::LockExclusive)
         .map_err(|(_, e)| anyhow::anyhow!("locking subnet.lock: {e}"))
 }
 
-fn subnet_prefix() -> Result<String> {
+pub(crate) fn subnet_prefix() -> Result<String> {
     let prefix =
         std::env::var("FAULTLINE_SUBNET_PREFIX").unwrap_or_else(|_| DEFAULT_SUBNET_PREFIX.into());
     let ok = prefix.split('.').count() == 2 && prefix.split('.').all(|o| o.parse::<u8>().is_ok());
@@ -397,7 +397,7 @@ fn subnet_prefix() -> Result<String> {
 
 /// A /24 under `prefix` that overlaps no address or route on this machine, starting from a
 /// spot derived from the run id so concurrent runs tend not to probe the same ones.
-fn free_subnet(prefix: &str, id: &RunId) -> Result<u8> {
+pub(crate) fn free_subnet(prefix: &str, id: &RunId) -> Result<u8> {
     let mut taken = Vec::new();
     for args in [
         &["-4", "-o", "addr", "show"][..],

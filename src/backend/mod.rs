@@ -3,6 +3,7 @@
 //!
 //! Adding one (containers, say) is one file here plus one line in [`create`].
 
+pub mod docker;
 pub mod local;
 
 use std::net::Ipv4Addr;
@@ -49,6 +50,9 @@ pub struct BackendPlan {
     pub node_timeout_ms: u64,
     /// Persistence mode.
     pub persistence: Persistence,
+    /// The server's root filesystem when it is not the host's: the docker backend runs its
+    /// image, the local backend chroots into its tree. `binary` is then a path inside it.
+    pub rootfs: Option<crate::rootfs::RootFs>,
     /// Leave everything running at the end (and do not tie servers' lives to ours).
     pub keep: bool,
 }
@@ -126,6 +130,7 @@ pub trait Backend: Send {
 pub fn create(name: BackendName, plan: BackendPlan) -> Result<Box<dyn Backend>> {
     match name {
         BackendName::Local => Ok(Box::new(local::LocalBackend::create(plan)?)),
+        BackendName::Docker => Ok(Box::new(docker::DockerBackend::create(plan)?)),
     }
 }
 
