@@ -100,4 +100,12 @@ impl Control for BackendControl {
         full.extend_from_slice(args);
         crate::sys::run_with_stdin(&prefix[0], &full, stdin)
     }
+
+    fn netns_path(&self, node: &str) -> std::path::PathBuf {
+        let path = self
+            .index(node)
+            .ok()
+            .and_then(|i| lock(&self.backend).netns_path(i));
+        path.unwrap_or_else(|| faultline_nemeses::delay::delayer::node_netns(&self.run_id, node))
+    }
 }

@@ -12,7 +12,7 @@
 //! - [`control`]: what faults may do to nodes, over the backend.
 //! - [`observer`]: the topology observer (every node's CLUSTER NODES into topology.jsonl).
 //! - [`store`]: run directories; [`ledger`]: what each run created, for teardown and clean.
-//! - [`doctor`], [`clean`], [`bench`]: the other subcommands; [`sys`]: system tool wrappers.
+//! - [`doctor`], [`clean`], [`bench`], [`matrix`]: the other subcommands; [`sys`]: system tool wrappers.
 
 pub mod analyze;
 pub mod backend;
@@ -25,6 +25,7 @@ pub mod doctor;
 pub mod exit;
 pub mod flavor;
 pub mod ledger;
+pub mod matrix;
 pub mod observer;
 pub mod rootfs;
 pub mod run;
@@ -78,6 +79,7 @@ pub fn main() -> ExitCode {
             Command::Doctor => doctor::command(),
             Command::Clean(args) => clean::command(&args),
             Command::Bench(args) => bench::command(args).await,
+            Command::Matrix(args) => matrix::command(args).await,
         }
     });
     // Nothing left on the runtime needs waiting for (the history is closed, the backend

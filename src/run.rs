@@ -42,6 +42,29 @@ use crate::{analyze, sys};
 /// Bad input (254) for an unusable scenario or override; harness error (255) otherwise.
 pub async fn command(args: RunArgs) -> Result<u8, Failure> {
     let scenario = load_scenario(&args)?;
+    let outcome = run_scenario(scenario, &args).await?;
+    Ok(exit::for_validity(outcome.results.valid))
+}
+
+/// What one run left: where, with which server, and the verdicts (for `faultline matrix`).
+pub struct RunOutcome {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// The server version that ran.
+    pub version: String,
+    /// The verdicts, as written to results.json.
+    pub results: faultline_checkers::Results,
+    /// Wall-clock seconds, start to verdict.
+    pub seconds: f64,
+}
+
+/// Runs a loaded, resolved scenario (`args` gives the store and `--keep`; its overrides
+/// are not applied here), prints the verdicts and returns them.
+///
+/// # Errors
+/// Bad input (254) for an unusable scenario; harness error (255) otherwise.
+pub async fn run_scenario(scenario: Scenario, args: &RunArgs) -> Result<RunOutcome, Failure> {
+    let started = std::time::Instant::now();
     preflight()?;
     let flavor: Arc<dyn Flavor> = Arc::from(flavor::by_name(scenario.flavor));
     let server = Server::resolve(&scenario, flavor.as_ref())?;
@@ -68,7 +91,7 @@ pub async fn command(args: RunArgs) -> Result<u8, Failure> {
 
     let mut notes = Vec::new();
     let timings = execute(
-        &scenario, &args, &run_dir, &run_id, flavor, &server, &interrupt, &mut notes,
+        &scenario, args, &run_dir, &run_id, flavor, &server, &interrupt, &mut notes,
     )
     .await?;
     let interrupted = interrupt.is_cancelled();
@@ -82,6 +105,8 @@ pub async fn command(args: RunArgs) -> Result<u8, Failure> {
         "flavor": scenario.flavor.to_string(),
         "server_version": version,
         "backend": backend_label(scenario.backend),
+        "image": server.rootfs.as_ref().filter(|_| scenario.backend == BackendName::Docker).map(|r| r.image.clone()),
+        "rootfs": server.rootfs.as_ref().filter(|_| scenario.backend == BackendName::Local).map(|r| r.tree.clone()),
         "bus": match scenario.cluster.bus {
             BusMode::Direct => "direct",
             BusMode::Proxy => "proxy",
@@ -98,7 +123,12 @@ pub async fn command(args: RunArgs) -> Result<u8, Failure> {
         println!("note: {note}");
     }
     println!("run directory: {}", run_dir.display());
-    Ok(exit::for_validity(results.valid))
+    Ok(RunOutcome {
+        run_dir,
+        version,
+        results,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 fn load_scenario(args: &RunArgs) -> Result<Scenario, Failure> {

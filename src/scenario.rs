@@ -128,7 +128,9 @@ impl BackendName {
         match s {
             "local" => Ok(BackendName::Local),
             "docker" => Ok(BackendName::Docker),
-            _ => Err(format!("unknown backend {s:?}; choose one of local, docker")),
+            _ => Err(format!(
+                "unknown backend {s:?}; choose one of local, docker"
+            )),
         }
     }
 }

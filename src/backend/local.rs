@@ -15,6 +15,10 @@
 //! sets the host's FORWARD policy to DROP, and br_netfilter applies it to bridged frames)
 //! can touch node-to-node traffic, and so that the run needs no rule in the host at all.
 //! Deleting the namespaces deletes every link with them.
+//!
+//! With a root filesystem in the plan (a server version the host lacks), each server is
+//! started chrooted into it, in a private mount namespace of its own (see
+//! [`super::chroot`]); the network namespace is the same.
 
 use std::fs::{self, File};
 use std::net::Ipv4Addr;
@@ -26,6 +30,7 @@ use std::process::{Child, Command, Stdio};
 use anyhow::{bail, Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 
+use super::chroot::Chroot;
 use super::{Backend, BackendPlan, NodeSpec};
 use crate::flavor::NodeConfig;
 use crate::ledger::{Ledger, RunId, STATE_DIR};
@@ -192,6 +197,10 @@ impl Backend for LocalBackend {
         }
         let ns = File::open(Path::new("/run/netns").join(&node.netns))
             .with_context(|| format!("opening namespace {}", node.netns))?;
+        let chroot = match &self.plan.rootfs {
+            Some(r) => Some(Chroot::new(&r.tree, &self.plan.run_dir)?),
+            None => None,
+        };
         let console = File::create(node.log_dir.join("console.log"))?;
         let mut cmd = Command::new(&binary);
         cmd.arg(abs(&node.conf)?)
@@ -206,6 +215,9 @@ impl Backend for LocalBackend {
         unsafe {
             cmd.pre_exec(move || {
                 nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)?;
+                if let Some(c) = &chroot {
+                    c.enter()?;
+                }
                 if !keep {
                     // If faultline dies (even by SIGKILL) its servers die with it. This ties
                     // the server to the *thread* that forks it, so nodes are only ever

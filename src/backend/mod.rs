@@ -3,6 +3,7 @@
 //!
 //! Adding one (containers, say) is one file here plus one line in [`create`].
 
+pub mod chroot;
 pub mod docker;
 pub mod local;
 
