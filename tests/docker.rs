@@ -131,3 +131,42 @@ fn matrix_over_three_versions_tabulates_verdicts_and_leaves_nothing() {
         assert_no_docker_left(id);
     }
 }
+
+#[test]
+fn local_backend_chroots_into_a_root_filesystem_for_a_version_the_host_lacks() {
+    require_root();
+    let _one_at_a_time = cluster_lock();
+    let store = tempfile::tempdir().unwrap();
+    let out = faultline()
+        .args([
+            "matrix",
+            &common::scenario("smoke.yaml"),
+            "--targets",
+            "valkey:8.1.1",
+            "--backend",
+            "local",
+            "--time-limit",
+            "3",
+            "--store",
+        ])
+        .arg(store.path())
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert_eq!(code(&out), 0, "{all}");
+    let dir = common::run_dir(&String::from_utf8_lossy(&out.stdout));
+    let r = results(&dir);
+    assert_eq!(r["run"]["server_version"], "8.1.1", "{r}");
+    assert_eq!(r["run"]["backend"], "local", "{r}");
+    assert!(
+        r["run"]["rootfs"]
+            .as_str()
+            .unwrap()
+            .ends_with("valkey-8.1.1"),
+        "{r}"
+    );
+    let log = std::fs::read_to_string(dir.join("logs/n1/server.log")).unwrap();
+    assert!(log.contains("version=8.1.1"), "{log}");
+    let id = common::run_id(&String::from_utf8_lossy(&out.stderr));
+    assert_nothing_left(&id, &dir);
+}
