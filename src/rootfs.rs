@@ -61,11 +61,16 @@ impl RootFs {
     /// If no suite is known for the version, or the build fails.
     pub fn ensure(flavor: &str, version: &str, docker: bool) -> Result<RootFs> {
         let cache = Self::cache_dir();
+        // An image the user built (docker/Dockerfile.*) needs no root filesystem.
+        if docker && !SUITE_NAMES.contains(&version) && image_exists(&image_name(flavor, version)) {
+            return Ok(Self::at(&cache, flavor, version));
+        }
         let suite = match suite_for(&cache, flavor, version) {
             Some(s) => s,
             None => bail!(
                 "no Debian suite is known to carry {flavor} {version}; name a suite instead \
-                 ({flavor}:{}) or install that version on the host",
+                 ({flavor}:{}) or install that version on the host, or build \
+                 faultline/{flavor}:{version} from docker/Dockerfile.{flavor}",
                 SUITE_NAMES.join(format!(", {flavor}:").as_str())
             ),
         };
@@ -85,6 +90,31 @@ impl RootFs {
             bail!("suite {suite} now carries {flavor} {version_built}, not {version}");
         }
         Ok(Self::at(&cache, flavor, &version_built))
+    }
+
+    /// One line for `faultline doctor`: which versions are cached, where.
+    pub fn describe_cache() -> String {
+        let cache = Self::cache_dir();
+        let mut built: Vec<String> = std::fs::read_dir(&cache)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        let stem = name.strip_suffix(".tar")?;
+                        (!stem.starts_with("base-")).then(|| stem.replacen('-', ":", 1))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        built.sort();
+        if built.is_empty() {
+            format!(
+                "none cached in {} yet (built on first use by docker/build-rootfs)",
+                cache.display()
+            )
+        } else {
+            format!("{} in {}", built.join(", "), cache.display())
+        }
     }
 
     fn at(cache: &Path, flavor: &str, version: &str) -> RootFs {
