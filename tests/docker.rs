@@ -5,7 +5,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::{assert_nothing_left, cluster_lock, code, faultline, require_root, results, text};
 
@@ -169,4 +170,115 @@ fn local_backend_chroots_into_a_root_filesystem_for_a_version_the_host_lacks() {
     assert!(log.contains("version=8.1.1"), "{log}");
     let id = common::run_id(&String::from_utf8_lossy(&out.stderr));
     assert_nothing_left(&id, &dir);
+}
+
+#[test]
+fn a_sigkilled_docker_run_leaves_containers_that_clean_removes() {
+    require_root();
+    let _one_at_a_time = cluster_lock();
+    let store = tempfile::tempdir().unwrap();
+    let mut child = faultline()
+        .args([
+            "run",
+            "--backend",
+            "docker",
+            "--time-limit",
+            "120",
+            "--store",
+        ])
+        .arg(store.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let history = store.path().join("latest").join("history.jsonl");
+    while !std::fs::metadata(&history).is_ok_and(|m| m.len() > 10_000) {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the workload never started"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "faultline ended early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let dir = std::fs::canonicalize(store.path().join("latest")).unwrap();
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let id = common::run_id(&String::from_utf8_lossy(&out.stderr));
+
+    // Containers do not die with faultline: they are the ledger's and clean's business.
+    let names = docker_names(&["ps", "--format", "{{.Names}}"]);
+    assert!(names.contains(&format!("fl-{id}-n1")), "{names:?}");
+    let out = faultline().args(["clean", "--run", &id]).output().unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("removed container fl-{id}-n1")),
+        "{}",
+        text(&out)
+    );
+    assert_nothing_left(&id, &dir);
+    assert_no_docker_left(&id);
+}
+
+#[test]
+fn clean_removes_labelled_containers_and_networks_of_runs_without_a_ledger() {
+    require_root();
+    let _one_at_a_time = cluster_lock();
+    // A run that died before writing its ledger: only the labels tell.
+    let id = "0fdead";
+    let label = format!("faultline.run={id}");
+    let net = format!("fl-{id}");
+    let made = Command::new("docker")
+        .args(["network", "create", "--internal", "--label", &label, &net])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text(&made));
+    // The image (built offline, or taken from the cache at once).
+    let built = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/docker/build-rootfs"))
+        .args(["redis", "bookworm"])
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", text(&built));
+    let image = String::from_utf8_lossy(&built.stdout).trim().to_string();
+    let made = Command::new("docker")
+        .args([
+            "create",
+            "--name",
+            &format!("fl-{id}-n1"),
+            "--label",
+            &label,
+        ])
+        .args(["--network", &net, &image, "sleep", "1"])
+        .output()
+        .unwrap();
+    if !made.status.success() {
+        let _ = Command::new("docker")
+            .args(["network", "rm", &net])
+            .output();
+        panic!(
+            "{} (run the docker matrix test first to build the image)",
+            text(&made)
+        );
+    }
+    let out = faultline().args(["clean", "--run", id]).output().unwrap();
+    let all = text(&out);
+    assert_eq!(code(&out), 0, "{all}");
+    assert!(
+        all.contains(&format!("removed container fl-{id}-n1 (no ledger)")),
+        "{all}"
+    );
+    assert!(
+        all.contains(&format!("removed Docker network {net} (no ledger)")),
+        "{all}"
+    );
+    assert_no_docker_left(id);
+}
+
+fn docker_names(args: &[&str]) -> Vec<String> {
+    let out = Command::new("docker").args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
