@@ -59,7 +59,7 @@ pub fn command() -> Result<u8, Failure> {
         "apt-get install iptables (partition faults use it)",
         false,
     ));
-    for name in [FlavorName::Redis, FlavorName::Valkey] {
+    for name in [FlavorName::Redis, FlavorName::Valkey, FlavorName::Garnet] {
         let f = flavor::by_name(name);
         let check = match run::which(f.default_binary().as_ref()) {
             Some(path) => match f.version(&path) {

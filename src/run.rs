@@ -66,7 +66,8 @@ pub struct RunOutcome {
 pub async fn run_scenario(scenario: Scenario, args: &RunArgs) -> Result<RunOutcome, Failure> {
     let started = std::time::Instant::now();
     preflight()?;
-    let flavor: Arc<dyn Flavor> = Arc::from(flavor::by_name(scenario.flavor));
+    let flavor: Arc<dyn Flavor> =
+        Arc::from(flavor::for_cluster(scenario.flavor, &scenario.cluster));
     let server = Server::resolve(&scenario, flavor.as_ref())?;
     let version = server.version.clone();
 

@@ -144,14 +144,16 @@ impl DockerBackend {
             fs::create_dir_all(&log_dir)
                 .with_context(|| format!("creating {}", log_dir.display()))?;
             let conf = data_dir.join("server.conf");
-            let text = self.plan.flavor.config(&NodeConfig {
+            let node_config = NodeConfig {
                 ip,
                 port: super::local::CLIENT_PORT,
                 node_timeout_ms: self.plan.node_timeout_ms,
                 persistence: self.plan.persistence,
                 data_dir: data_dir.clone(),
                 log_file: log_dir.join("server.log"),
-            });
+            };
+            let text = self.plan.flavor.config(&node_config);
+            let server_args = self.plan.flavor.args(&conf, &node_config);
             fs::write(&conf, &text).with_context(|| format!("writing {}", conf.display()))?;
 
             self.ledger.containers.push(sandbox.clone());
@@ -181,26 +183,29 @@ impl DockerBackend {
             .with_context(|| format!("starting {sandbox}"))?;
             let sandbox_pid =
                 container_pid(&sandbox)?.with_context(|| format!("{sandbox} is not running"))?;
-            docker(&[
+            let network = format!("container:{sandbox}");
+            let volume = format!("{run_dir}:{run_dir}");
+            let workdir = data_dir.display().to_string();
+            let mut create = vec![
                 "create",
                 "--name",
                 &container,
                 "--network",
-                &format!("container:{sandbox}"),
+                &network,
                 "--label",
                 &label,
                 "--label",
                 &node_label,
                 "-v",
-                &format!("{run_dir}:{run_dir}"),
+                &volume,
                 "-w",
-                &data_dir.display().to_string(),
+                &workdir,
                 "--entrypoint",
                 &binary,
                 &self.image,
-                &conf.display().to_string(),
-            ])
-            .with_context(|| format!("creating {container}"))?;
+            ];
+            create.extend(server_args.iter().map(String::as_str));
+            docker(&create).with_context(|| format!("creating {container}"))?;
             let spec = NodeSpec {
                 name: name.clone(),
                 ip,

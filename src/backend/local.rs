@@ -44,6 +44,8 @@ pub const CLIENT_PORT: u16 = 6379;
 
 struct LocalNode {
     spec: NodeSpec,
+    /// The server's arguments (the config file's path, or a flavor's flags).
+    args: Vec<String>,
     netns: String,
     conf: PathBuf,
     /// The config as the flavor wrote it, before any announce lines.
@@ -155,18 +157,21 @@ impl LocalBackend {
             fs::create_dir_all(&log_dir)
                 .with_context(|| format!("creating {}", log_dir.display()))?;
             let conf = data_dir.join("server.conf");
-            let text = self.plan.flavor.config(&NodeConfig {
+            let node_config = NodeConfig {
                 ip,
                 port: CLIENT_PORT,
                 node_timeout_ms: self.plan.node_timeout_ms,
                 persistence: self.plan.persistence,
                 data_dir: abs(&data_dir)?,
                 log_file: abs(&log_dir.join("server.log"))?,
-            });
+            };
+            let text = self.plan.flavor.config(&node_config);
+            let args = self.plan.flavor.args(&abs(&conf)?, &node_config);
             fs::write(&conf, &text).with_context(|| format!("writing {}", conf.display()))?;
             self.specs.push(spec.clone());
             self.nodes.push(LocalNode {
                 spec,
+                args,
                 netns,
                 conf,
                 base_config: text,
@@ -203,7 +208,7 @@ impl Backend for LocalBackend {
         };
         let console = File::create(node.log_dir.join("console.log"))?;
         let mut cmd = Command::new(&binary);
-        cmd.arg(abs(&node.conf)?)
+        cmd.args(&node.args)
             .current_dir(&node.data_dir)
             .stdin(Stdio::null())
             .stdout(console.try_clone()?)
