@@ -115,6 +115,13 @@ pub async fn command(args: MatrixArgs) -> Result<u8, Failure> {
     };
     let mut cells = Vec::new();
     for target in &targets {
+        if cells
+            .iter()
+            .any(|c| matches!(c, Cell::Ran(o) if o.interrupted))
+        {
+            cells.push(Cell::Failed("not run: the matrix was interrupted".into()));
+            continue;
+        }
         let mut scenario = base.clone();
         scenario.flavor = target.flavor;
         scenario.cluster.version = target.version.clone();

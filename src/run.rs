@@ -56,6 +56,8 @@ pub struct RunOutcome {
     pub results: faultline_checkers::Results,
     /// Wall-clock seconds, start to verdict.
     pub seconds: f64,
+    /// Ctrl-C cut the run short (a matrix stops there).
+    pub interrupted: bool,
 }
 
 /// Runs a loaded, resolved scenario (`args` gives the store and `--keep`; its overrides
@@ -129,6 +131,7 @@ pub async fn run_scenario(scenario: Scenario, args: &RunArgs) -> Result<RunOutco
         version,
         results,
         seconds: started.elapsed().as_secs_f64(),
+        interrupted,
     })
 }
 
