@@ -32,7 +32,10 @@ impl BackendControl {
                 port: n.port,
                 // Through the bus proxy, peers reach a node at its announced bus port:
                 // that is the port a `ports: bus` partition must cut.
-                bus_port: guard.announced_bus_port(i).unwrap_or(n.port + BUS_OFFSET),
+                // Garnet gossips on its client port (`Backend::bus_port`).
+                bus_port: guard
+                    .announced_bus_port(i)
+                    .unwrap_or_else(|| guard.bus_port(i).unwrap_or(n.port + BUS_OFFSET)),
             })
             .collect();
         drop(guard);

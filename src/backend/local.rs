@@ -317,6 +317,10 @@ impl Backend for LocalBackend {
         Ok(())
     }
 
+    fn bus_port(&self, index: usize) -> Option<u16> {
+        Some(self.plan.flavor.bus_port(self.specs[index].port))
+    }
+
     fn announced_bus_port(&self, index: usize) -> Option<u16> {
         self.nodes[index].announced_bus_port
     }

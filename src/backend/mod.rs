@@ -106,6 +106,12 @@ pub trait Backend: Send {
         anyhow::bail!("this backend cannot route the cluster bus through a proxy")
     }
 
+    /// Where the node's cluster bus listens, when the flavor says (Garnet: the client
+    /// port); `None` means client port + 10000.
+    fn bus_port(&self, _node: usize) -> Option<u16> {
+        None
+    }
+
     /// The bus port the node announces, if [`Backend::announce_bus_port`] set one:
     /// formation then passes it to `CLUSTER MEET`.
     fn announced_bus_port(&self, _node: usize) -> Option<u16> {
@@ -152,6 +158,12 @@ pub fn route_bus_through_proxy(
     let mut out = Vec::new();
     for i in 0..backend.nodes().len() {
         let node = backend.nodes()[i].clone();
+        if backend.bus_port(i) == Some(node.port) {
+            anyhow::bail!(
+                "cluster.bus: proxy needs a separate cluster bus port; this flavor (Garnet) \
+                 gossips on its client port"
+            );
+        }
         let bus_port = node.port + crate::control::BUS_OFFSET;
         let proxy_port = bus_port + PROXY_PORT_OFFSET;
         backend.announce_bus_port(i, proxy_port)?;
