@@ -319,6 +319,7 @@ async fn bring_up(setup: &Setup, run_dir: &Path) -> Result<Box<dyn Backend>> {
             binary: setup.binary.clone(),
             node_timeout_ms: setup.cluster.node_timeout_ms.get(),
             persistence: setup.cluster.persistence,
+            rootfs: None,
             keep: false,
         },
     )?;

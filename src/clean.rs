@@ -2,7 +2,8 @@
 //!
 //! Two passes. First the ledgers (see [`crate::ledger`]) of runs whose faultline process is
 //! gone: everything they list goes. Then a sweep for names only a run could have made
-//! (`fl-<6 hex>-...` namespaces, `fl<6 hex>h` host links) whose run has no live owner, in
+//! (`fl-<6 hex>-...` namespaces, `fl<6 hex>h` host links, containers and Docker networks
+//! labelled `faultline.run=<6 hex>`) whose run has no live owner, in
 //! case a run died before writing its ledger. Resources of a run whose owner is still
 //! alive are never touched.
 
@@ -55,8 +56,8 @@ pub fn command(args: &CleanArgs) -> Result<u8, Failure> {
         };
         if args.dry_run {
             actions.push(format!(
-                "run {}{label}: would remove namespaces {:?}, links {:?}",
-                ledger.run_id, ledger.netns, ledger.host_links
+                "run {}{label}: would remove namespaces {:?}, links {:?}, containers {:?}, Docker networks {:?}",
+                ledger.run_id, ledger.netns, ledger.host_links, ledger.containers, ledger.docker_networks
             ));
             continue;
         }
@@ -108,6 +109,25 @@ pub fn command(args: &CleanArgs) -> Result<u8, Failure> {
                 failed = true;
                 actions.push(format!("could not delete link {link}: {e:#}"));
             }
+        }
+    }
+    // Containers and networks labelled with a run id, likewise (docker backend).
+    let (containers, networks) = crate::backend::docker::leftovers(&live, &wanted);
+    if args.dry_run {
+        actions.extend(
+            containers
+                .iter()
+                .map(|c| format!("would remove container {c} (no ledger)")),
+        );
+        actions.extend(
+            networks
+                .iter()
+                .map(|n| format!("would remove Docker network {n} (no ledger)")),
+        );
+    } else {
+        for line in crate::backend::docker::remove(&containers, &networks) {
+            failed |= line.starts_with("could not");
+            actions.push(format!("{line} (no ledger)"));
         }
     }
     if actions.is_empty() {

@@ -32,6 +32,8 @@ pub enum Command {
     Clean(CleanArgs),
     /// Measure the harness against plain tools on the same cluster.
     Bench(BenchArgs),
+    /// Run one scenario on several server versions and tabulate the verdicts.
+    Matrix(MatrixArgs),
 }
 
 /// `faultline run`.
@@ -44,7 +46,7 @@ pub struct RunArgs {
     #[arg(long, help_heading = "Overrides")]
     pub flavor: Option<String>,
 
-    /// Where nodes run: local (processes in network namespaces).
+    /// Where nodes run: local (processes in network namespaces) or docker (containers).
     #[arg(long, help_heading = "Overrides")]
     pub backend: Option<String>,
 
@@ -113,6 +115,31 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     pub startups: usize,
     /// Where the bench's own run directories go.
+    #[arg(long, value_name = "DIR", default_value = "store")]
+    pub store: PathBuf,
+}
+
+/// `faultline matrix`.
+#[derive(Debug, Args)]
+pub struct MatrixArgs {
+    /// Scenario file (YAML).
+    pub scenario: PathBuf,
+    /// Comma-separated FLAVOR[:VERSION] targets, e.g. redis:7.0.15,valkey:8.0.1,valkey:8.1.1.
+    /// VERSION may be a Debian suite (bookworm, bookworm-backports, trixie, sid); without
+    /// one the host's binary runs. Versions the host lacks run from root filesystems or
+    /// images built offline (cached under /var/cache/faultline/rootfs/).
+    #[arg(long, value_name = "LIST")]
+    pub targets: String,
+    /// Where nodes run: local or docker (overrides the scenario).
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// Seconds of workload per target (overrides the scenario's time_limit).
+    #[arg(long, value_name = "SECS")]
+    pub time_limit: Option<f64>,
+    /// Seed shared by every target (default: random, the same for all).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Store directory; runs go to STORE/<scenario>/, the table to STORE/matrix/<UTC timestamp>/.
     #[arg(long, value_name = "DIR", default_value = "store")]
     pub store: PathBuf,
 }

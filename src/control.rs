@@ -32,7 +32,10 @@ impl BackendControl {
                 port: n.port,
                 // Through the bus proxy, peers reach a node at its announced bus port:
                 // that is the port a `ports: bus` partition must cut.
-                bus_port: guard.announced_bus_port(i).unwrap_or(n.port + BUS_OFFSET),
+                // Garnet gossips on its client port (`Backend::bus_port`).
+                bus_port: guard
+                    .announced_bus_port(i)
+                    .unwrap_or_else(|| guard.bus_port(i).unwrap_or(n.port + BUS_OFFSET)),
             })
             .collect();
         drop(guard);
@@ -99,5 +102,13 @@ impl Control for BackendControl {
         full.push(program);
         full.extend_from_slice(args);
         crate::sys::run_with_stdin(&prefix[0], &full, stdin)
+    }
+
+    fn netns_path(&self, node: &str) -> std::path::PathBuf {
+        let path = self
+            .index(node)
+            .ok()
+            .and_then(|i| lock(&self.backend).netns_path(i));
+        path.unwrap_or_else(|| faultline_nemeses::delay::delayer::node_netns(&self.run_id, node))
     }
 }

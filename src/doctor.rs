@@ -59,7 +59,7 @@ pub fn command() -> Result<u8, Failure> {
         "apt-get install iptables (partition faults use it)",
         false,
     ));
-    for name in [FlavorName::Redis, FlavorName::Valkey] {
+    for name in [FlavorName::Redis, FlavorName::Valkey, FlavorName::Garnet] {
         let f = flavor::by_name(name);
         let check = match run::which(f.default_binary().as_ref()) {
             Some(path) => match f.version(&path) {
@@ -97,6 +97,26 @@ pub fn command() -> Result<u8, Failure> {
         false,
     ));
     checks.push(docker_check());
+    checks.push(tool_check(
+        "debootstrap",
+        "debootstrap",
+        &["--version"],
+        "apt-get install debootstrap (docker/build-rootfs builds server versions with it)",
+        false,
+    ));
+    checks.push(tool_check(
+        "nsenter",
+        "nsenter",
+        &["--version"],
+        "apt-get install util-linux (the docker backend's faults enter containers with it)",
+        false,
+    ));
+    checks.push(Check {
+        level: Level::Ok,
+        what: "root filesystems",
+        detail: crate::rootfs::RootFs::describe_cache(),
+        fix: String::new(),
+    });
     if root {
         checks.push(netem_check());
         checks.push(latency_check());

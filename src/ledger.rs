@@ -99,6 +99,12 @@ pub struct Ledger {
     /// Server processes started (pids may be stale after restarts; namespaces are the
     /// authority for what still runs).
     pub pids: Vec<i32>,
+    /// Docker containers (docker backend), removed before the networks they sit on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<String>,
+    /// Docker networks (docker backend).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub docker_networks: Vec<String>,
 }
 
 impl Ledger {
@@ -117,6 +123,8 @@ impl Ledger {
             netns: Vec::new(),
             host_links: Vec::new(),
             pids: Vec::new(),
+            containers: Vec::new(),
+            docker_networks: Vec::new(),
         };
         ledger.save()?;
         Ok(ledger)
@@ -194,6 +202,10 @@ impl Ledger {
                 done.push(format!("killed pid {pid} in {ns}"));
             }
         }
+        done.extend(crate::backend::docker::remove(
+            &self.containers,
+            &self.docker_networks,
+        ));
         let existing = sys::netns_list().unwrap_or_default();
         for ns in self.netns.iter().rev() {
             if existing.contains(ns) {

@@ -4,13 +4,15 @@
 //! - [`cli`]: the command line; [`exit`]: exit codes.
 //! - [`scenario`]: scenario files, validated on load.
 //! - [`run`]: the orchestrator of one run; [`analyze`]: checking a run directory.
-//! - [`backend`]: where nodes run (local: namespaces on this machine).
+//! - [`backend`]: where nodes run (local: namespaces on this machine; docker: containers).
+//! - [`rootfs`]: server versions the host lacks: offline-built Debian roots and images;
+//!   [`server`]: which binary (host or root filesystem) a run starts.
 //! - [`flavor`]: server kinds (redis, valkey): binary, version, config dialect.
 //! - [`cluster`]: forming a cluster and waiting for agreement.
 //! - [`control`]: what faults may do to nodes, over the backend.
 //! - [`observer`]: the topology observer (every node's CLUSTER NODES into topology.jsonl).
 //! - [`store`]: run directories; [`ledger`]: what each run created, for teardown and clean.
-//! - [`doctor`], [`clean`], [`bench`]: the other subcommands; [`sys`]: system tool wrappers.
+//! - [`doctor`], [`clean`], [`bench`], [`matrix`]: the other subcommands; [`sys`]: system tool wrappers.
 
 pub mod analyze;
 pub mod backend;
@@ -23,9 +25,12 @@ pub mod doctor;
 pub mod exit;
 pub mod flavor;
 pub mod ledger;
+pub mod matrix;
 pub mod observer;
+pub mod rootfs;
 pub mod run;
 pub mod scenario;
+pub mod server;
 pub mod store;
 pub mod sys;
 
@@ -74,6 +79,7 @@ pub fn main() -> ExitCode {
             Command::Doctor => doctor::command(),
             Command::Clean(args) => clean::command(&args),
             Command::Bench(args) => bench::command(args).await,
+            Command::Matrix(args) => matrix::command(args).await,
         }
     });
     // Nothing left on the runtime needs waiting for (the history is closed, the backend

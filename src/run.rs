@@ -32,6 +32,7 @@ use crate::flavor::{self, Flavor};
 use crate::ledger::{Ledger, RunId};
 use crate::observer::Observer;
 use crate::scenario::{BackendName, FlavorName, Scenario};
+use crate::server::Server;
 use crate::store::{self, HISTORY_FILE, SCENARIO_FILE};
 use crate::{analyze, sys};
 
@@ -41,10 +42,36 @@ use crate::{analyze, sys};
 /// Bad input (254) for an unusable scenario or override; harness error (255) otherwise.
 pub async fn command(args: RunArgs) -> Result<u8, Failure> {
     let scenario = load_scenario(&args)?;
+    let outcome = run_scenario(scenario, &args).await?;
+    Ok(exit::for_validity(outcome.results.valid))
+}
+
+/// What one run left: where, with which server, and the verdicts (for `faultline matrix`).
+pub struct RunOutcome {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// The server version that ran.
+    pub version: String,
+    /// The verdicts, as written to results.json.
+    pub results: faultline_checkers::Results,
+    /// Wall-clock seconds, start to verdict.
+    pub seconds: f64,
+    /// Ctrl-C cut the run short (a matrix stops there).
+    pub interrupted: bool,
+}
+
+/// Runs a loaded, resolved scenario (`args` gives the store and `--keep`; its overrides
+/// are not applied here), prints the verdicts and returns them.
+///
+/// # Errors
+/// Bad input (254) for an unusable scenario; harness error (255) otherwise.
+pub async fn run_scenario(scenario: Scenario, args: &RunArgs) -> Result<RunOutcome, Failure> {
+    let started = std::time::Instant::now();
     preflight()?;
-    let flavor: Arc<dyn Flavor> = Arc::from(flavor::by_name(scenario.flavor));
-    let binary = resolve_binary(&scenario, flavor.as_ref())?;
-    let version = flavor.version(&binary)?;
+    let flavor: Arc<dyn Flavor> =
+        Arc::from(flavor::for_cluster(scenario.flavor, &scenario.cluster));
+    let server = Server::resolve(&scenario, flavor.as_ref())?;
+    let version = server.version.clone();
 
     let run_dir = store::create_run_dir(&args.store, &scenario.name)?;
     std::fs::write(run_dir.join(SCENARIO_FILE), scenario.to_yaml())
@@ -67,7 +94,7 @@ pub async fn command(args: RunArgs) -> Result<u8, Failure> {
 
     let mut notes = Vec::new();
     let timings = execute(
-        &scenario, &args, &run_dir, &run_id, flavor, binary, &interrupt, &mut notes,
+        &scenario, args, &run_dir, &run_id, flavor, &server, &interrupt, &mut notes,
     )
     .await?;
     let interrupted = interrupt.is_cancelled();
@@ -81,6 +108,8 @@ pub async fn command(args: RunArgs) -> Result<u8, Failure> {
         "flavor": scenario.flavor.to_string(),
         "server_version": version,
         "backend": backend_label(scenario.backend),
+        "image": server.rootfs.as_ref().filter(|_| scenario.backend == BackendName::Docker).map(|r| r.image.clone()),
+        "rootfs": server.rootfs.as_ref().filter(|_| scenario.backend == BackendName::Local).map(|r| r.tree.clone()),
         "bus": match scenario.cluster.bus {
             BusMode::Direct => "direct",
             BusMode::Proxy => "proxy",
@@ -97,7 +126,13 @@ pub async fn command(args: RunArgs) -> Result<u8, Failure> {
         println!("note: {note}");
     }
     println!("run directory: {}", run_dir.display());
-    Ok(exit::for_validity(results.valid))
+    Ok(RunOutcome {
+        run_dir,
+        version,
+        results,
+        seconds: started.elapsed().as_secs_f64(),
+        interrupted,
+    })
 }
 
 fn load_scenario(args: &RunArgs) -> Result<Scenario, Failure> {
@@ -158,7 +193,7 @@ fn preflight() -> Result<()> {
     Ok(())
 }
 
-fn resolve_binary(scenario: &Scenario, flavor: &dyn Flavor) -> Result<PathBuf> {
+pub(crate) fn resolve_binary(scenario: &Scenario, flavor: &dyn Flavor) -> Result<PathBuf> {
     let name = scenario
         .cluster
         .binary
@@ -191,6 +226,7 @@ pub fn which(name: &Path) -> Option<PathBuf> {
 fn backend_label(b: BackendName) -> &'static str {
     match b {
         BackendName::Local => "local",
+        BackendName::Docker => "docker",
     }
 }
 
@@ -232,7 +268,7 @@ async fn execute(
     run_dir: &Path,
     run_id: &RunId,
     flavor: Arc<dyn Flavor>,
-    binary: PathBuf,
+    server: &Server,
     interrupt: &CancellationToken,
     notes: &mut Vec<String>,
 ) -> Result<serde_json::Value> {
@@ -249,9 +285,10 @@ async fn execute(
             run_dir: run_dir.to_path_buf(),
             node_names: names,
             flavor,
-            binary,
+            binary: server.binary.clone(),
             node_timeout_ms: scenario.cluster.node_timeout_ms.get(),
             persistence: scenario.cluster.persistence,
+            rootfs: server.rootfs.clone(),
             keep: args.keep,
         },
     )?;

@@ -77,11 +77,13 @@ pub enum FlavorName {
     Redis,
     /// Valkey (`valkey-server`).
     Valkey,
+    /// Garnet (`GarnetServer`; not obtainable on Debian, bring your own binary or image).
+    Garnet,
 }
 
 impl FlavorName {
     /// All flavors, for help text and errors.
-    pub const ALL: &'static [&'static str] = &["redis", "valkey"];
+    pub const ALL: &'static [&'static str] = &["redis", "valkey", "garnet"];
 
     /// Parses a name from the command line.
     ///
@@ -91,6 +93,7 @@ impl FlavorName {
         match s {
             "redis" => Ok(FlavorName::Redis),
             "valkey" => Ok(FlavorName::Valkey),
+            "garnet" => Ok(FlavorName::Garnet),
             _ => Err(format!(
                 "unknown flavor {s:?}; choose one of {}",
                 Self::ALL.join(", ")
@@ -104,6 +107,7 @@ impl fmt::Display for FlavorName {
         f.write_str(match self {
             FlavorName::Redis => "redis",
             FlavorName::Valkey => "valkey",
+            FlavorName::Garnet => "garnet",
         })
     }
 }
@@ -115,6 +119,8 @@ pub enum BackendName {
     /// Server processes in per-node network namespaces on this machine.
     #[default]
     Local,
+    /// Containers on a per-run Docker network, from `faultline/<flavor>:<version>` images.
+    Docker,
 }
 
 impl BackendName {
@@ -125,7 +131,10 @@ impl BackendName {
     pub fn parse(s: &str) -> Result<BackendName, String> {
         match s {
             "local" => Ok(BackendName::Local),
-            _ => Err(format!("unknown backend {s:?}; choose one of local")),
+            "docker" => Ok(BackendName::Docker),
+            _ => Err(format!(
+                "unknown backend {s:?}; choose one of local, docker"
+            )),
         }
     }
 }
@@ -168,6 +177,16 @@ pub struct ClusterSpec {
     /// Server binary to run instead of the flavor's default (a user's own build).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binary: Option<PathBuf>,
+    /// Server version to run (`8.1.1`), or a Debian suite to take it from (`sid`): the
+    /// host's binary if its version matches, else a cached root filesystem (image, for the
+    /// docker backend) built offline when missing. Absent: the host's binary (docker: an
+    /// image of the host binary's version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Garnet only: start nodes with `--clean-cluster-config` (a restarted node forgets its
+    /// cluster config instead of reloading a stale one; microsoft/garnet#1044).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub clean_cluster_config: bool,
     /// How nodes reach each other's cluster bus: `direct`, or `proxy` (through the
     /// harness, which the bus-* faults need).
     #[serde(default, skip_serializing_if = "is_direct")]
@@ -204,6 +223,8 @@ impl Default for ClusterSpec {
             form_timeout_s: form_timeout(),
             converge_timeout_s: converge_timeout(),
             binary: None,
+            version: None,
+            clean_cluster_config: false,
             bus: BusMode::Direct,
         }
     }

@@ -73,6 +73,7 @@ impl Cluster {
                 binary,
                 node_timeout_ms,
                 persistence: Persistence::None,
+                rootfs: None,
                 keep: false,
             },
         )

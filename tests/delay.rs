@@ -53,6 +53,7 @@ impl Cluster {
                 binary,
                 node_timeout_ms: 5000,
                 persistence: Persistence::None,
+                rootfs: None,
                 keep: false,
             },
         )

@@ -5,6 +5,7 @@
 //! the container's namespace instead, and the faults do not change.
 
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 
 /// One node, as faults address it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,4 +65,10 @@ pub trait Control: Send + Sync {
         args: &[&str],
         stdin: Option<&str>,
     ) -> anyhow::Result<String>;
+    /// The node's network namespace as a file, for code that works from a thread inside
+    /// it (the NFQUEUE delayer). The default is the local backend's `/run/netns/fl-<id>-<node>`;
+    /// a container backend names the container's (`/proc/<pid>/ns/net`).
+    fn netns_path(&self, node: &str) -> PathBuf {
+        crate::delay::delayer::node_netns(self.run_id(), node)
+    }
 }

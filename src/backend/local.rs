@@ -15,6 +15,10 @@
 //! sets the host's FORWARD policy to DROP, and br_netfilter applies it to bridged frames)
 //! can touch node-to-node traffic, and so that the run needs no rule in the host at all.
 //! Deleting the namespaces deletes every link with them.
+//!
+//! With a root filesystem in the plan (a server version the host lacks), each server is
+//! started chrooted into it, in a private mount namespace of its own (see
+//! [`super::chroot`]); the network namespace is the same.
 
 use std::fs::{self, File};
 use std::net::Ipv4Addr;
@@ -26,6 +30,7 @@ use std::process::{Child, Command, Stdio};
 use anyhow::{bail, Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 
+use super::chroot::Chroot;
 use super::{Backend, BackendPlan, NodeSpec};
 use crate::flavor::NodeConfig;
 use crate::ledger::{Ledger, RunId, STATE_DIR};
@@ -39,6 +44,8 @@ pub const CLIENT_PORT: u16 = 6379;
 
 struct LocalNode {
     spec: NodeSpec,
+    /// The server's arguments (the config file's path, or a flavor's flags).
+    args: Vec<String>,
     netns: String,
     conf: PathBuf,
     /// The config as the flavor wrote it, before any announce lines.
@@ -150,18 +157,21 @@ impl LocalBackend {
             fs::create_dir_all(&log_dir)
                 .with_context(|| format!("creating {}", log_dir.display()))?;
             let conf = data_dir.join("server.conf");
-            let text = self.plan.flavor.config(&NodeConfig {
+            let node_config = NodeConfig {
                 ip,
                 port: CLIENT_PORT,
                 node_timeout_ms: self.plan.node_timeout_ms,
                 persistence: self.plan.persistence,
                 data_dir: abs(&data_dir)?,
                 log_file: abs(&log_dir.join("server.log"))?,
-            });
+            };
+            let text = self.plan.flavor.config(&node_config);
+            let args = self.plan.flavor.args(&abs(&conf)?, &node_config);
             fs::write(&conf, &text).with_context(|| format!("writing {}", conf.display()))?;
             self.specs.push(spec.clone());
             self.nodes.push(LocalNode {
                 spec,
+                args,
                 netns,
                 conf,
                 base_config: text,
@@ -192,9 +202,13 @@ impl Backend for LocalBackend {
         }
         let ns = File::open(Path::new("/run/netns").join(&node.netns))
             .with_context(|| format!("opening namespace {}", node.netns))?;
+        let chroot = match &self.plan.rootfs {
+            Some(r) => Some(Chroot::new(&r.tree, &self.plan.run_dir)?),
+            None => None,
+        };
         let console = File::create(node.log_dir.join("console.log"))?;
         let mut cmd = Command::new(&binary);
-        cmd.arg(abs(&node.conf)?)
+        cmd.args(&node.args)
             .current_dir(&node.data_dir)
             .stdin(Stdio::null())
             .stdout(console.try_clone()?)
@@ -206,6 +220,9 @@ impl Backend for LocalBackend {
         unsafe {
             cmd.pre_exec(move || {
                 nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)?;
+                if let Some(c) = &chroot {
+                    c.enter()?;
+                }
                 if !keep {
                     // If faultline dies (even by SIGKILL) its servers die with it. This ties
                     // the server to the *thread* that forks it, so nodes are only ever
@@ -300,6 +317,10 @@ impl Backend for LocalBackend {
         Ok(())
     }
 
+    fn bus_port(&self, index: usize) -> Option<u16> {
+        Some(self.plan.flavor.bus_port(self.specs[index].port))
+    }
+
     fn announced_bus_port(&self, index: usize) -> Option<u16> {
         self.nodes[index].announced_bus_port
     }
@@ -368,7 +389,7 @@ fn abs(p: &Path) -> Result<PathBuf> {
     std::path::absolute(p).with_context(|| format!("resolving {}", p.display()))
 }
 
-fn tail(path: &Path, lines: usize) -> String {
+pub(crate) fn tail(path: &Path, lines: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     let mut out = all[all.len().saturating_sub(lines)..].join("\n");
@@ -378,14 +399,14 @@ fn tail(path: &Path, lines: usize) -> String {
     out
 }
 
-fn subnet_lock() -> Result<Flock<File>> {
+pub(crate) fn subnet_lock() -> Result<Flock<File>> {
     fs::create_dir_all(STATE_DIR)?;
     let file = File::create(Path::new(STATE_DIR).join("subnet.lock"))?;
     Flock::lock(file, FlockArg::LockExclusive)
         .map_err(|(_, e)| anyhow::anyhow!("locking subnet.lock: {e}"))
 }
 
-fn subnet_prefix() -> Result<String> {
+pub(crate) fn subnet_prefix() -> Result<String> {
     let prefix =
         std::env::var("FAULTLINE_SUBNET_PREFIX").unwrap_or_else(|_| DEFAULT_SUBNET_PREFIX.into());
     let ok = prefix.split('.').count() == 2 && prefix.split('.').all(|o| o.parse::<u8>().is_ok());
@@ -397,7 +418,7 @@ fn subnet_prefix() -> Result<String> {
 
 /// A /24 under `prefix` that overlaps no address or route on this machine, starting from a
 /// spot derived from the run id so concurrent runs tend not to probe the same ones.
-fn free_subnet(prefix: &str, id: &RunId) -> Result<u8> {
+pub(crate) fn free_subnet(prefix: &str, id: &RunId) -> Result<u8> {
     let mut taken = Vec::new();
     for args in [
         &["-4", "-o", "addr", "show"][..],

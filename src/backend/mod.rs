@@ -3,6 +3,8 @@
 //!
 //! Adding one (containers, say) is one file here plus one line in [`create`].
 
+pub mod chroot;
+pub mod docker;
 pub mod local;
 
 use std::net::Ipv4Addr;
@@ -49,6 +51,9 @@ pub struct BackendPlan {
     pub node_timeout_ms: u64,
     /// Persistence mode.
     pub persistence: Persistence,
+    /// The server's root filesystem when it is not the host's: the docker backend runs its
+    /// image, the local backend chroots into its tree. `binary` is then a path inside it.
+    pub rootfs: Option<crate::rootfs::RootFs>,
     /// Leave everything running at the end (and do not tie servers' lives to ours).
     pub keep: bool,
 }
@@ -101,6 +106,12 @@ pub trait Backend: Send {
         anyhow::bail!("this backend cannot route the cluster bus through a proxy")
     }
 
+    /// Where the node's cluster bus listens, when the flavor says (Garnet: the client
+    /// port); `None` means client port + 10000.
+    fn bus_port(&self, _node: usize) -> Option<u16> {
+        None
+    }
+
     /// The bus port the node announces, if [`Backend::announce_bus_port`] set one:
     /// formation then passes it to `CLUSTER MEET`.
     fn announced_bus_port(&self, _node: usize) -> Option<u16> {
@@ -126,6 +137,7 @@ pub trait Backend: Send {
 pub fn create(name: BackendName, plan: BackendPlan) -> Result<Box<dyn Backend>> {
     match name {
         BackendName::Local => Ok(Box::new(local::LocalBackend::create(plan)?)),
+        BackendName::Docker => Ok(Box::new(docker::DockerBackend::create(plan)?)),
     }
 }
 
@@ -146,6 +158,12 @@ pub fn route_bus_through_proxy(
     let mut out = Vec::new();
     for i in 0..backend.nodes().len() {
         let node = backend.nodes()[i].clone();
+        if backend.bus_port(i) == Some(node.port) {
+            anyhow::bail!(
+                "cluster.bus: proxy needs a separate cluster bus port; this flavor (Garnet) \
+                 gossips on its client port"
+            );
+        }
         let bus_port = node.port + crate::control::BUS_OFFSET;
         let proxy_port = bus_port + PROXY_PORT_OFFSET;
         backend.announce_bus_port(i, proxy_port)?;

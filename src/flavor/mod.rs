@@ -3,8 +3,11 @@
 //! A flavor knows its binary, how to read its version, and its config dialect. Adding one
 //! (a user's fork, say) is one file here plus one line in [`by_name`].
 
+mod garnet;
 mod redis;
 mod valkey;
+
+pub use garnet::Garnet;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -70,6 +73,24 @@ pub trait Flavor: Send + Sync {
     fn config(&self, node: &NodeConfig) -> String {
         common_config(node)
     }
+
+    /// The server's arguments, given the config file written from [`Flavor::config`] at
+    /// `conf` (Redis and Valkey: just that path; Garnet: flags).
+    fn args(&self, conf: &Path, _node: &NodeConfig) -> Vec<String> {
+        vec![conf.display().to_string()]
+    }
+
+    /// Where the node's peers reach its cluster bus: client port + 10000 for Redis and
+    /// Valkey (unless `cluster-port` is set); the client port itself for Garnet.
+    fn bus_port(&self, client_port: u16) -> u16 {
+        client_port + 10000
+    }
+
+    /// Whether replicas take over a failed primary on their own. When not (Garnet), only
+    /// the harness's failover fault promotes a replica.
+    fn automatic_failover(&self) -> bool {
+        true
+    }
 }
 
 /// The flavor registry.
@@ -77,6 +98,18 @@ pub fn by_name(name: FlavorName) -> Box<dyn Flavor> {
     match name {
         FlavorName::Redis => Box::new(redis::Redis),
         FlavorName::Valkey => Box::new(valkey::Valkey),
+        FlavorName::Garnet => Box::new(garnet::Garnet::default()),
+    }
+}
+
+/// The flavor with the scenario's flavor-specific choices applied
+/// (`cluster.clean_cluster_config` for Garnet).
+pub fn for_cluster(name: FlavorName, cluster: &crate::scenario::ClusterSpec) -> Box<dyn Flavor> {
+    match name {
+        FlavorName::Garnet => Box::new(garnet::Garnet {
+            clean_cluster_config: cluster.clean_cluster_config,
+        }),
+        other => by_name(other),
     }
 }
 

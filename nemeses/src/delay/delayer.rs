@@ -256,11 +256,18 @@ pub fn node_netns(run_id: &str, node: &str) -> PathBuf {
     PathBuf::from(format!("/run/netns/fl-{run_id}-{node}"))
 }
 
-/// Starts a delayer in `node` of run `run_id` and registers it.
+/// Starts a delayer in `node` of run `run_id`, inside the namespace at `netns`, and
+/// registers it.
 ///
 /// # Errors
 /// If one already runs there, or it cannot start (see [`Delayer::start`]).
-pub fn start(run_id: &str, node: &str, delay: DelayMs, seed: u64) -> Result<(), String> {
+pub fn start(
+    run_id: &str,
+    node: &str,
+    netns: &Path,
+    delay: DelayMs,
+    seed: u64,
+) -> Result<(), String> {
     let key = (run_id.to_string(), node.to_string());
     let mut reg = registry().lock().unwrap_or_else(|p| p.into_inner());
     if reg.contains_key(&key) {
@@ -268,8 +275,7 @@ pub fn start(run_id: &str, node: &str, delay: DelayMs, seed: u64) -> Result<(), 
             "{node}: a delayer already runs there (one delay fault at a time)"
         ));
     }
-    let path = node_netns(run_id, node);
-    let d = Delayer::start(&path, format!("fl-delay-{node}"), delay, seed)
+    let d = Delayer::start(netns, format!("fl-delay-{node}"), delay, seed)
         .map_err(|e| format!("{node}: {e}"))?;
     reg.insert(key, d);
     Ok(())

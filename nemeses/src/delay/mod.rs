@@ -410,11 +410,12 @@ async fn apply(
     // let the packets through undelayed, silently).
     if let Some(d) = delay {
         let (rid, ss) = (run_id.clone(), senders.clone());
+        let paths: Vec<_> = ss.iter().map(|n| ctx.control.netns_path(n)).collect();
         let started = tokio::task::spawn_blocking(move || {
             let mut errors = Vec::new();
-            for (i, node) in ss.iter().enumerate() {
+            for (i, (node, path)) in ss.iter().zip(paths).enumerate() {
                 let seed = draw ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-                if let Err(e) = delayer::start(&rid, node, d, seed) {
+                if let Err(e) = delayer::start(&rid, node, &path, d, seed) {
                     errors.push(e);
                 }
             }

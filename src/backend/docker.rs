@@ -1,0 +1,546 @@
+//! The docker backend: each node is a container on a per-run Docker network, running the
+//! server from a `faultline/<flavor>:<version>` image (see [`crate::rootfs`]).
+//!
+//! Layout for run `abc123` on subnet 10.77.N.0/24:
+//!
+//! ```text
+//! host:  bridge flabc123d 10.77.N.1   (Docker network fl-abc123, made by Docker)
+//!          |
+//!   fl-abc123-n1-net  10.77.N.11   sandbox: holds the node's network namespace (sleeps)
+//!   fl-abc123-n1      --network container:fl-abc123-n1-net, the server as its process
+//! ```
+//!
+//! Each node is two containers, like a pod: the sandbox owns the network namespace and
+//! never stops, so a killed and restarted server keeps its address *and* its namespace.
+//! Faults enter that namespace from the host (`nsenter -t <sandbox pid> -n`,
+//! `/proc/<pid>/ns/net`), so iptables partitions, the NFQUEUE delayer and the bus proxy's
+//! sockets work as with the local backend, the image needs no tools, and the proxy's
+//! listeners survive a node's restart. The run directory is bind-mounted at its own path,
+//! so configs, data and `logs/<node>/` read the same as with local.
+//!
+//! Docker's own rules let host <-> container and container <-> container traffic on the
+//! run's network through; the run adds no host rule of its own. Containers and the network
+//! carry the label `faultline.run=<id>`, are in the run's ledger before they exist, and
+//! are removed at teardown; `faultline clean` also removes labelled leftovers of dead runs.
+
+use std::collections::HashSet;
+use std::fs;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+
+use super::{Backend, BackendPlan, NodeSpec};
+use crate::flavor::NodeConfig;
+use crate::ledger::{Ledger, RunId};
+use crate::sys;
+
+/// The label every container and network of a run carries, valued with the run id.
+pub const RUN_LABEL: &str = "faultline.run";
+
+struct DockerNode {
+    spec: NodeSpec,
+    /// The server's container.
+    container: String,
+    /// The sandbox's pid on the host (its namespace is the node's).
+    sandbox_pid: i32,
+    /// The server's pid on the host while it runs.
+    pid: Option<i32>,
+    conf: PathBuf,
+    base_config: String,
+    announced_bus_port: Option<u16>,
+    data_dir: PathBuf,
+    log_dir: PathBuf,
+    paused: bool,
+}
+
+/// Nodes as Docker containers.
+pub struct DockerBackend {
+    plan: BackendPlan,
+    image: String,
+    ledger: Ledger,
+    network: String,
+    /// `10.77.N`, the run's /24 without its last octet.
+    subnet: String,
+    nodes: Vec<DockerNode>,
+    specs: Vec<NodeSpec>,
+    torn_down: bool,
+}
+
+impl DockerBackend {
+    /// Creates the run's network and each node's sandbox and server containers (not
+    /// started), and writes each node's config.
+    ///
+    /// # Errors
+    /// If the plan has no image, or any step fails; what was made so far is removed.
+    pub fn create(plan: BackendPlan) -> Result<DockerBackend> {
+        let Some(rootfs) = plan.rootfs.clone() else {
+            bail!("the docker backend needs an image (faultline/<flavor>:<version>)");
+        };
+        let mut plan = plan;
+        plan.run_dir = std::path::absolute(&plan.run_dir).context("resolving the run directory")?;
+        let ledger = Ledger::create(plan.run_id.clone(), &plan.run_dir, plan.keep)?;
+        let network = network_name(&plan.run_id);
+        let mut backend = DockerBackend {
+            plan,
+            image: rootfs.image,
+            ledger,
+            network,
+            subnet: String::new(),
+            nodes: Vec::new(),
+            specs: Vec::new(),
+            torn_down: false,
+        };
+        if let Err(e) = backend.provision() {
+            let _ = backend.teardown();
+            return Err(e);
+        }
+        Ok(backend)
+    }
+
+    fn provision(&mut self) -> Result<()> {
+        let id = self.plan.run_id.clone();
+        let label = format!("{RUN_LABEL}={id}");
+        {
+            // Choosing a subnet and claiming it must not race another run (of either
+            // backend) doing the same.
+            let _lock = super::local::subnet_lock()?;
+            let prefix = super::local::subnet_prefix()?;
+            let third = super::local::free_subnet(&prefix, &id)?;
+            let net = format!("{prefix}.{third}");
+            self.ledger.docker_networks.push(self.network.clone());
+            self.ledger.save()?;
+            docker(&[
+                "network",
+                "create",
+                "--driver",
+                "bridge",
+                "--subnet",
+                &format!("{net}.0/24"),
+                "--gateway",
+                &format!("{net}.1"),
+                "--label",
+                &label,
+                "-o",
+                &format!("com.docker.network.bridge.name=fl{id}d"),
+                &self.network,
+            ])
+            .context("creating the run's Docker network (is Docker running? `faultline doctor`)")?;
+            self.subnet = net;
+        }
+        let net = self.subnet.clone();
+        let run_dir = self.plan.run_dir.display().to_string();
+        let binary = self.plan.binary.display().to_string();
+        for (i, name) in self.plan.node_names.clone().iter().enumerate() {
+            let ip: Ipv4Addr = format!("{net}.{}", 11 + i)
+                .parse()
+                .context("node address")?;
+            let container = id.node_netns(name);
+            let sandbox = format!("{container}-net");
+            let data_dir = self.plan.run_dir.join("data").join(name);
+            let log_dir = self.plan.run_dir.join("logs").join(name);
+            fs::create_dir_all(&data_dir)
+                .with_context(|| format!("creating {}", data_dir.display()))?;
+            fs::create_dir_all(&log_dir)
+                .with_context(|| format!("creating {}", log_dir.display()))?;
+            let conf = data_dir.join("server.conf");
+            let node_config = NodeConfig {
+                ip,
+                port: super::local::CLIENT_PORT,
+                node_timeout_ms: self.plan.node_timeout_ms,
+                persistence: self.plan.persistence,
+                data_dir: data_dir.clone(),
+                log_file: log_dir.join("server.log"),
+            };
+            let text = self.plan.flavor.config(&node_config);
+            let server_args = self.plan.flavor.args(&conf, &node_config);
+            fs::write(&conf, &text).with_context(|| format!("writing {}", conf.display()))?;
+
+            self.ledger.containers.push(sandbox.clone());
+            self.ledger.containers.push(container.clone());
+            self.ledger.save()?;
+            let node_label = format!("faultline.node={name}");
+            docker(&[
+                "run",
+                "-d",
+                "--name",
+                &sandbox,
+                "--hostname",
+                name,
+                "--network",
+                &self.network,
+                "--ip",
+                &ip.to_string(),
+                "--label",
+                &label,
+                "--label",
+                &node_label,
+                "--entrypoint",
+                "sleep",
+                &self.image,
+                "infinity",
+            ])
+            .with_context(|| format!("starting {sandbox}"))?;
+            let sandbox_pid =
+                container_pid(&sandbox)?.with_context(|| format!("{sandbox} is not running"))?;
+            let network = format!("container:{sandbox}");
+            let volume = format!("{run_dir}:{run_dir}");
+            let workdir = data_dir.display().to_string();
+            let mut create = vec![
+                "create",
+                "--name",
+                &container,
+                "--network",
+                &network,
+                "--label",
+                &label,
+                "--label",
+                &node_label,
+                "-v",
+                &volume,
+                "-w",
+                &workdir,
+                "--entrypoint",
+                &binary,
+                &self.image,
+            ];
+            create.extend(server_args.iter().map(String::as_str));
+            docker(&create).with_context(|| format!("creating {container}"))?;
+            let spec = NodeSpec {
+                name: name.clone(),
+                ip,
+                port: super::local::CLIENT_PORT,
+            };
+            self.specs.push(spec.clone());
+            self.nodes.push(DockerNode {
+                spec,
+                container,
+                sandbox_pid,
+                pid: None,
+                conf,
+                base_config: text,
+                announced_bus_port: None,
+                data_dir,
+                log_dir,
+                paused: false,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Backend for DockerBackend {
+    fn nodes(&self) -> &[NodeSpec] {
+        &self.specs
+    }
+
+    fn start(&mut self, index: usize) -> Result<()> {
+        let node = &mut self.nodes[index];
+        if node.pid.is_some_and(sys::pid_alive) {
+            bail!("{} is already running", node.spec.name);
+        }
+        docker(&["start", &node.container])
+            .with_context(|| format!("starting {}", node.container))?;
+        node.pid = container_pid(&node.container)?;
+        if node.pid.is_none() {
+            bail!(
+                "{} exited at once; last lines of {}:\n{}",
+                node.spec.name,
+                node.log_dir.join("server.log").display(),
+                super::local::tail(&node.log_dir.join("server.log"), 15)
+            );
+        }
+        Ok(())
+    }
+
+    fn exited(&mut self) -> Option<String> {
+        for node in &mut self.nodes {
+            if let Some(pid) = node.pid {
+                if !sys::pid_alive(pid) {
+                    node.pid = None;
+                    let log = node.log_dir.join("server.log");
+                    let status = docker(&[
+                        "inspect",
+                        "-f",
+                        "{{.State.ExitCode}} {{.State.Error}}",
+                        &node.container,
+                    ])
+                    .unwrap_or_default();
+                    let console = docker_logs(&node.container);
+                    return Some(format!(
+                        "{} exited (exit code {}); last lines of {}:\n{}{}",
+                        node.spec.name,
+                        status.trim(),
+                        log.display(),
+                        super::local::tail(&log, 15),
+                        last_lines(&console, 5)
+                    ));
+                }
+            }
+        }
+        None
+    }
+
+    fn kill(&mut self, index: usize) -> Result<()> {
+        let node = &mut self.nodes[index];
+        if node.pid.take().is_none() {
+            bail!("{} is not running", node.spec.name);
+        }
+        docker(&["kill", "-s", "KILL", &node.container])
+            .with_context(|| format!("killing {}", node.spec.name))?;
+        docker(&["wait", &node.container])?;
+        node.paused = false;
+        Ok(())
+    }
+
+    fn pause(&mut self, index: usize, pause: bool) -> Result<()> {
+        let node = &mut self.nodes[index];
+        let Some(pid) = node.pid else {
+            bail!("{} is not running", node.spec.name);
+        };
+        let signal = if pause {
+            nix::sys::signal::Signal::SIGSTOP
+        } else {
+            nix::sys::signal::Signal::SIGCONT
+        };
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+            .with_context(|| format!("sending {signal} to {}", node.spec.name))?;
+        node.paused = pause;
+        Ok(())
+    }
+
+    fn netns_exec_prefix(&self, index: usize) -> Vec<String> {
+        vec![
+            "nsenter".into(),
+            "-t".into(),
+            self.nodes[index].sandbox_pid.to_string(),
+            "-n".into(),
+        ]
+    }
+
+    fn netns_path(&self, index: usize) -> Option<PathBuf> {
+        Some(PathBuf::from(format!(
+            "/proc/{}/ns/net",
+            self.nodes[index].sandbox_pid
+        )))
+    }
+
+    fn announce_bus_port(&mut self, index: usize, port: u16) -> Result<()> {
+        let node = &mut self.nodes[index];
+        let text = format!(
+            "{}{}",
+            node.base_config,
+            crate::flavor::announce_config(node.spec.ip, port)
+        );
+        fs::write(&node.conf, text).with_context(|| format!("writing {}", node.conf.display()))?;
+        node.announced_bus_port = Some(port);
+        Ok(())
+    }
+
+    fn bus_port(&self, index: usize) -> Option<u16> {
+        Some(self.plan.flavor.bus_port(self.specs[index].port))
+    }
+
+    fn announced_bus_port(&self, index: usize) -> Option<u16> {
+        self.nodes[index].announced_bus_port
+    }
+
+    fn teardown(&mut self) -> Result<()> {
+        if self.torn_down {
+            return Ok(());
+        }
+        self.torn_down = true;
+        for node in &mut self.nodes {
+            if node.pid.take().is_some() {
+                let _ = docker(&["kill", "-s", "KILL", &node.container]);
+            }
+            let console = docker_logs(&node.container);
+            let _ = fs::write(node.log_dir.join("console.log"), console);
+            let _ = fs::copy(
+                node.data_dir.join("nodes.conf"),
+                node.log_dir.join("nodes.conf"),
+            );
+        }
+        let problems: Vec<String> = self
+            .ledger
+            .release()
+            .into_iter()
+            .filter(|line| line.starts_with("could not"))
+            .collect();
+        if !problems.is_empty() {
+            bail!(
+                "teardown of run {} left things behind: {}; run `faultline clean`",
+                self.plan.run_id,
+                problems.join("; ")
+            );
+        }
+        Ok(())
+    }
+
+    fn keep_notice(&self) -> String {
+        let addrs: Vec<String> = self
+            .specs
+            .iter()
+            .map(|s| format!("{} {}", s.name, s.addr()))
+            .collect();
+        format!(
+            "cluster of run {} kept running in Docker: {}\n  node shells: docker exec -it {} sh\n  remove it with: faultline clean --run {}",
+            self.plan.run_id,
+            addrs.join(", "),
+            self.plan.run_id.node_netns("n1"),
+            self.plan.run_id
+        )
+    }
+}
+
+impl Drop for DockerBackend {
+    /// The last line of defence (errors, panics): nothing of the run outlives it unless
+    /// `--keep` was asked for.
+    fn drop(&mut self) {
+        if !self.plan.keep {
+            if let Err(e) = self.teardown() {
+                eprintln!("faultline: {e:#}");
+            }
+        }
+    }
+}
+
+/// The run's Docker network: `fl-<id>`.
+pub fn network_name(id: &RunId) -> String {
+    format!("{}-{id}", crate::ledger::NAME_PREFIX)
+}
+
+/// Removes containers (force: running ones are killed) and then networks; returns what it
+/// did, failures starting with "could not". Names that do not exist are skipped, so this
+/// is safe to call for a half-made run and more than once.
+pub fn remove(containers: &[String], networks: &[String]) -> Vec<String> {
+    let mut done = Vec::new();
+    if containers.is_empty() && networks.is_empty() {
+        return done;
+    }
+    let existing = list(&["ps", "-a", "--format", "{{.Names}}"]);
+    let gone: Vec<&String> = containers
+        .iter()
+        .rev()
+        .filter(|c| existing.contains(*c))
+        .collect();
+    if !gone.is_empty() {
+        let mut args = vec!["rm", "-f", "-v"];
+        args.extend(gone.iter().map(|s| s.as_str()));
+        match docker(&args) {
+            Ok(_) => done.extend(gone.iter().map(|c| format!("removed container {c}"))),
+            Err(e) => done.push(format!("could not remove containers: {e:#}")),
+        }
+    }
+    let existing = list(&["network", "ls", "--format", "{{.Name}}"]);
+    for net in networks.iter().filter(|n| existing.contains(*n)) {
+        match docker(&["network", "rm", net]) {
+            Ok(_) => done.push(format!("removed Docker network {net}")),
+            Err(e) => done.push(format!("could not remove Docker network {net}: {e:#}")),
+        }
+    }
+    done
+}
+
+/// Containers and networks labelled with a run id that is not in `live` (and is wanted):
+/// leftovers of runs that died before their ledger was written or released. Returns
+/// `(containers, networks, run ids)`; empty when Docker is absent.
+pub fn leftovers(
+    live: &HashSet<RunId>,
+    wanted: &dyn Fn(&RunId) -> bool,
+) -> (Vec<String>, Vec<String>) {
+    let keep = |line: &str| -> Option<String> {
+        let (name, id) = line.split_once(' ')?;
+        let id = RunId::parse(id.trim())?;
+        (!live.contains(&id) && wanted(&id)).then(|| name.to_string())
+    };
+    let filter = format!("label={RUN_LABEL}");
+    let containers = list(&[
+        "ps",
+        "-a",
+        "--filter",
+        &filter,
+        "--format",
+        &format!("{{{{.Names}}}} {{{{.Label \"{RUN_LABEL}\"}}}}"),
+    ])
+    .iter()
+    .filter_map(|l| keep(l))
+    .collect();
+    let networks = list(&[
+        "network",
+        "ls",
+        "--filter",
+        &filter,
+        "--format",
+        &format!("{{{{.Name}}}} {{{{.Label \"{RUN_LABEL}\"}}}}"),
+    ])
+    .iter()
+    .filter_map(|l| keep(l))
+    .collect();
+    (containers, networks)
+}
+
+fn docker(args: &[&str]) -> Result<String> {
+    sys::run("docker", args)
+}
+
+fn list(args: &[&str]) -> Vec<String> {
+    docker(args)
+        .map(|out| {
+            out.lines()
+                .map(str::to_string)
+                .filter(|l| !l.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The host pid of a container's process, `None` if it is not running.
+fn container_pid(name: &str) -> Result<Option<i32>> {
+    let out = docker(&["inspect", "-f", "{{.State.Pid}}", name])?;
+    let pid: i32 = out
+        .trim()
+        .parse()
+        .with_context(|| format!("docker inspect {name}: pid {out:?}"))?;
+    Ok((pid > 0).then_some(pid))
+}
+
+fn docker_logs(name: &str) -> String {
+    std::process::Command::new("docker")
+        .args(["logs", name])
+        .output()
+        .map(|o| {
+            let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
+            s.push_str(&String::from_utf8_lossy(&o.stderr));
+            s
+        })
+        .unwrap_or_default()
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    let mut out = all[all.len().saturating_sub(n)..].join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_the_run_id() {
+        let id = RunId::parse("0a1b2c").unwrap();
+        assert_eq!(network_name(&id), "fl-0a1b2c");
+        assert_eq!(id.node_netns("n2"), "fl-0a1b2c-n2");
+        assert!(format!("fl{id}d").len() <= 15);
+    }
+
+    #[test]
+    fn last_lines_keeps_the_tail() {
+        assert_eq!(last_lines("a\nb\nc", 2), "b\nc\n");
+        assert_eq!(last_lines("", 2), "");
+    }
+}
