@@ -430,6 +430,7 @@ impl Scenario {
                 }
                 FaultSpec::Delay(d) => vec![("from", &d.from), ("to", &d.to)],
                 FaultSpec::Loss(l) => vec![("from", &l.from), ("to", &l.to)],
+                FaultSpec::MigrateSlots(m) => vec![("from", &m.from)],
             };
             for (key, target) in targets {
                 if let Target::Nodes(names) = target {

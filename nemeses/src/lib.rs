@@ -4,7 +4,8 @@
 //! - [`spec`]: the scenario's `nemesis:` section (faults, targets, shapes, ports).
 //! - [`control`]: [`Control`], what the orchestrator lets faults do to nodes.
 //! - [`fault`]: the [`Fault`] / [`Heal`] interface and the registry ([`fault::build`]).
-//! - [`partition`], [`process`] (kill, pause), [`failover`], [`delay`] (delay, loss): the faults.
+//! - [`partition`], [`process`] (kill, pause), [`failover`], [`delay`] (delay, loss),
+//!   [`migrate_slots`] (slot migration with ASK windows): the faults.
 //! - [`target`], [`roles`]: which nodes a target means right now.
 //! - [`schedule`]: the seeded plan; [`runner`]: fires it, records every fault, heals.
 //!
@@ -14,6 +15,7 @@ pub mod control;
 pub mod delay;
 pub mod failover;
 pub mod fault;
+pub mod migrate_slots;
 pub mod partition;
 pub mod process;
 pub mod proxy;

@@ -25,6 +25,7 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 pub use crate::delay::{DelaySpec, LossSpec};
+pub use crate::migrate_slots::MigrateSlotsSpec;
 pub use crate::proxy::spec::{BusDelaySpec, BusDropSpec, BusHoldSpec};
 pub use crate::proxy::stale_failover::FailoverWhileHeldSpec;
 
@@ -40,6 +41,7 @@ pub const FAULT_KINDS: &[&str] = &[
     "failover-while-held",
     "delay",
     "loss",
+    "migrate-slots",
 ];
 
 /// The scenario's nemesis.
@@ -90,6 +92,7 @@ impl NemesisSpec {
                 }
                 "delay" => FaultSpec::Delay(DelaySpec::default()),
                 "loss" => FaultSpec::Loss(LossSpec::default()),
+                "migrate-slots" => FaultSpec::MigrateSlots(MigrateSlotsSpec::default()),
                 other => {
                     return Err(format!(
                         "unknown fault {other:?}; choose from {}",
@@ -135,6 +138,8 @@ pub enum FaultSpec {
     Delay(DelaySpec),
     /// Drop a share of packets on links between nodes (iptables statistic).
     Loss(LossSpec),
+    /// Move a range of slots between primaries under load (ASK redirects for real).
+    MigrateSlots(MigrateSlotsSpec),
 }
 
 impl FaultSpec {
@@ -151,6 +156,7 @@ impl FaultSpec {
             FaultSpec::FailoverWhileHeld(_) => "failover-while-held",
             FaultSpec::Delay(_) => "delay",
             FaultSpec::Loss(_) => "loss",
+            FaultSpec::MigrateSlots(_) => "migrate-slots",
         }
     }
 }
