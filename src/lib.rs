@@ -6,7 +6,8 @@
 //! - [`run`]: the orchestrator of one run; [`analyze`]: checking a run directory.
 //! - [`backend`]: where nodes run (local: namespaces on this machine).
 //! - [`flavor`]: server kinds (redis, valkey): binary, version, config dialect.
-//! - [`cluster`]: forming a cluster and waiting for agreement.
+//! - [`cluster`]: forming a cluster and waiting for agreement; [`standalone`]: the same for
+//!   one primary with replicas (`mode: standalone`); [`formed`]: either, once joined.
 //! - [`control`]: what faults may do to nodes, over the backend.
 //! - [`observer`]: the topology observer (every node's CLUSTER NODES into topology.jsonl).
 //! - [`store`]: run directories; [`ledger`]: what each run created, for teardown and clean.
@@ -22,10 +23,12 @@ pub mod control;
 pub mod doctor;
 pub mod exit;
 pub mod flavor;
+pub mod formed;
 pub mod ledger;
 pub mod observer;
 pub mod run;
 pub mod scenario;
+pub mod standalone;
 pub mod store;
 pub mod sys;
 

@@ -17,7 +17,9 @@ use faultline_history::Recorder;
 use faultline_nemeses::proxy::{BusMode, BusProxy};
 use faultline_nemeses::runner::{heal_one, record_heal};
 use faultline_nemeses::{Ctx, Nemesis, NemesisSpec};
-use faultline_workloads::{ClientConfig, ClusterClient, Counters, SetSpec, SetWorkload};
+use faultline_workloads::{
+    ClientConfig, ClusterClient, Counters, KeyClient, SetSpec, SetWorkload, StandaloneClient,
+};
 use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -25,13 +27,14 @@ use tracing::{info, warn};
 
 use crate::backend::{self, BackendPlan};
 use crate::cli::RunArgs;
-use crate::cluster::{start_and_form, Layout};
+use crate::cluster::Layout;
 use crate::control::{lock, BackendControl};
 use crate::exit::{self, Failure};
 use crate::flavor::{self, Flavor};
+use crate::formed::Formed;
 use crate::ledger::{Ledger, RunId};
 use crate::observer::Observer;
-use crate::scenario::{BackendName, FlavorName, Scenario};
+use crate::scenario::{BackendName, FlavorName, Mode, Scenario};
 use crate::store::{self, HISTORY_FILE, SCENARIO_FILE};
 use crate::{analyze, sys};
 
@@ -248,7 +251,10 @@ async fn execute(
             run_id: run_id.clone(),
             run_dir: run_dir.to_path_buf(),
             node_names: names,
-            flavor,
+            flavor: match scenario.mode {
+                Mode::Cluster => flavor,
+                Mode::Standalone => Arc::new(flavor::standalone::Standalone(flavor)),
+            },
             binary,
             node_timeout_ms: scenario.cluster.node_timeout_ms.get(),
             persistence: scenario.cluster.persistence,
@@ -294,7 +300,7 @@ async fn execute(
         scenario.cluster.replicas.get() as usize,
     );
     let formed = tokio::select! {
-        r = start_and_form(backend.as_mut(), &layout, form_deadline) => Some(r?),
+        r = Formed::start(scenario.mode, backend.as_mut(), &layout, form_deadline) => Some(r?),
         _ = interrupt.cancelled() => None,
     };
     let Some(mut admin) = formed else {
@@ -306,11 +312,14 @@ async fn execute(
     };
     let formed_at = t0.elapsed().as_secs_f64();
     info!("cluster formed and agreed in {formed_at:.2}s");
-    let observer = Observer::start(
+    let observer = Observer::start_with(
         &nodes,
         &run_dir.join(faultline_history::TOPOLOGY_FILE),
         t0,
-        crate::observer::DEFAULT_INTERVAL,
+        crate::observer::ObserverConfig {
+            standalone: scenario.mode == Mode::Standalone,
+            ..Default::default()
+        },
     )
     .context("starting the topology observer")?;
     // From here on faults share the backend with the orchestrator.
@@ -320,20 +329,32 @@ async fn execute(
         query_timeout: Duration::from_millis(500),
     };
 
-    let client = Arc::new(ClusterClient::new(
-        ClientConfig {
-            op_timeout: Duration::from_millis(scenario.workload.op_timeout_ms.get()),
-            ..ClientConfig::default()
-        },
-        &nodes
-            .iter()
-            .map(|n| (n.name.clone(), n.addr()))
-            .collect::<Vec<_>>(),
-    ));
-    client
-        .refresh_slots()
-        .await
-        .context("reading the slot map")?;
+    let client_config = ClientConfig {
+        op_timeout: Duration::from_millis(scenario.workload.op_timeout_ms.get()),
+        ..ClientConfig::default()
+    };
+    let node_addrs: Vec<(String, String)> =
+        nodes.iter().map(|n| (n.name.clone(), n.addr())).collect();
+    let mut standalone_client = None;
+    let client: Arc<dyn KeyClient> = match scenario.mode {
+        Mode::Cluster => {
+            let c = ClusterClient::new(client_config, &node_addrs);
+            c.refresh_slots().await.context("reading the slot map")?;
+            Arc::new(c)
+        }
+        Mode::Standalone => {
+            let c = Arc::new(StandaloneClient::new(
+                client_config,
+                &node_addrs,
+                &nodes[0].addr(),
+            ));
+            c.find_primary()
+                .await
+                .map_err(|e| anyhow!("finding the primary: {e}"))?;
+            standalone_client = Some(c.clone());
+            c
+        }
+    };
     let workload = SetWorkload::new(SetSpec {
         keys: scenario.workload.keys.get() as usize,
         concurrency: scenario.workload.concurrency.get() as usize,
@@ -410,7 +431,7 @@ async fn execute(
         }
         let converge = Duration::from_secs_f64(scenario.cluster.converge_timeout_s.get());
         let agreed = tokio::select! {
-            r = admin.wait_agreed(None, Instant::now() + converge) => Some(r),
+            r = admin.wait_agreed(Instant::now() + converge) => Some(r),
             _ = interrupt.cancelled() => None,
         };
         if let Some(Err(e)) = agreed {
@@ -419,12 +440,15 @@ async fn execute(
         }
         let budget = Duration::from_secs_f64(scenario.workload.final_read_timeout_s.get());
         let reads = tokio::select! {
-            r = workload.final_reads(&client, &recorder, budget) => Some(r),
+            r = workload.final_reads(client.as_ref(), &recorder, budget) => Some(r),
             _ = interrupt.cancelled() => None,
         };
         if let Some(r) = reads {
             info!("final reads: {} keys read, {} unread", r.read, r.unread);
         }
+    }
+    if let Some(c) = &standalone_client {
+        crate::standalone::note_capa(&c.capa_replies(), notes);
     }
     match observer.stop().await {
         Ok(stats) => info!(

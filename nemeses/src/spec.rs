@@ -28,6 +28,7 @@ pub use crate::delay::{DelaySpec, LossSpec};
 pub use crate::migrate_slots::MigrateSlotsSpec;
 pub use crate::proxy::spec::{BusDelaySpec, BusDropSpec, BusHoldSpec};
 pub use crate::proxy::stale_failover::FailoverWhileHeldSpec;
+pub use crate::standalone_failover::StandaloneFailoverSpec;
 
 /// Every fault kind, for help text and `--nemesis`.
 pub const FAULT_KINDS: &[&str] = &[
@@ -42,6 +43,7 @@ pub const FAULT_KINDS: &[&str] = &[
     "delay",
     "loss",
     "migrate-slots",
+    "standalone-failover",
 ];
 
 /// The scenario's nemesis.
@@ -93,6 +95,9 @@ impl NemesisSpec {
                 "delay" => FaultSpec::Delay(DelaySpec::default()),
                 "loss" => FaultSpec::Loss(LossSpec::default()),
                 "migrate-slots" => FaultSpec::MigrateSlots(MigrateSlotsSpec::default()),
+                "standalone-failover" => {
+                    FaultSpec::StandaloneFailover(StandaloneFailoverSpec::default())
+                }
                 other => {
                     return Err(format!(
                         "unknown fault {other:?}; choose from {}",
@@ -140,6 +145,9 @@ pub enum FaultSpec {
     Loss(LossSpec),
     /// Move a range of slots between primaries under load (ASK redirects for real).
     MigrateSlots(MigrateSlotsSpec),
+    /// `FAILOVER TO host port [FORCE] TIMEOUT ms` on a standalone primary (needs
+    /// `mode: standalone`; seed 003).
+    StandaloneFailover(StandaloneFailoverSpec),
 }
 
 impl FaultSpec {
@@ -157,6 +165,7 @@ impl FaultSpec {
             FaultSpec::Delay(_) => "delay",
             FaultSpec::Loss(_) => "loss",
             FaultSpec::MigrateSlots(_) => "migrate-slots",
+            FaultSpec::StandaloneFailover(_) => "standalone-failover",
         }
     }
 }

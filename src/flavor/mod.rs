@@ -4,6 +4,7 @@
 //! (a user's fork, say) is one file here plus one line in [`by_name`].
 
 mod redis;
+pub mod standalone;
 mod valkey;
 
 use std::path::{Path, PathBuf};
