@@ -334,11 +334,13 @@ mod tests {
         assert_eq!(r.valid, Validity::Valid, "{r:?}");
         let mut looped = healthy;
         looped.push(at(60, 1, Some(2)));
+        looped.push(at(70, 2, Some(1)));
+        looped.push(at(80, 1, Some(2)));
         looped.push(at(100, 1, None));
         let r = ReplicationLoop.check(&RunData::from_topology(looped.clone()));
         assert_eq!(r.valid, Validity::Invalid, "{r:?}");
         assert_eq!(r.details["episodes"][0]["cycle"], "n1 -> n2 -> n1");
-        assert_eq!(r.details["episodes"][0]["duration_ms"], 40);
+        assert_eq!(r.details["episodes"][0]["duration_ms"], 10);
         // Slot checkers have no CLUSTER NODES view to judge: skipped, never valid.
         let all = crate::check(&RunData::from_topology(looped), &crate::all());
         for name in ["slot-coverage", "split-brain", "convergence"] {

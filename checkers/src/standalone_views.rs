@@ -2,11 +2,14 @@
 //! replica-of graph the observations in force at each moment describe.
 //!
 //! A standalone node speaks only for itself: `role:slave` with `master_host:master_port`
-//! says whom it replicates. So the graph at time t is built from every node's latest
-//! observation at or before t (a failed poll removes that node's edge: nothing is known).
-//! A cycle in it (A replica of B and B replica of A, a node replica of itself, a longer
-//! ring) is a replication loop, from the observation that closed it to the one that broke
-//! it. Lines name the observer's own address (`addr`), which ties addresses to names.
+//! says whom it replicates. Nodes are polled at different instants, so "A replica of B"
+//! seen at t1 and "B replica of A" seen at t2 prove nothing about one moment: B may have
+//! changed between them (a clean FAILOVER looks exactly like that to a 50 ms poll). A
+//! claim is known to hold from the first to the last of consecutive polls that show it
+//! (a poll that shows something else, or fails, ends it). A cycle among claims known to
+//! hold at one same instant (A replica of B and B replica of A, a node replica of itself,
+//! a longer ring) is a replication loop, for as long as all of them are known to hold.
+//! Lines name the observer's own address (`addr`), which ties addresses to names.
 //!
 //! One two-node cycle is the FAILOVER command's own hand-over, not a loop: in
 //! `failover-in-progress` the old primary has already made itself a replica of the target,
@@ -51,14 +54,14 @@ pub fn replica_of(text: &str) -> Option<String> {
 pub struct LoopEpisode {
     /// Names (or addresses of nodes no observer is) in replica-of order, smallest first.
     pub cycle: Vec<String>,
-    /// The observation that closed the cycle.
+    /// From when every claim of the cycle is known to hold.
     pub first_ns: u64,
-    /// The observation that broke it, or the last observation of the log.
+    /// Until when every claim of the cycle is known to hold.
     pub last_ns: u64,
-    /// Whether it was broken before the log ended.
+    /// Whether a node of the cycle was polled again afterwards (with another answer).
     pub cleared: bool,
     /// A FAILOVER hand-over (two nodes, one of them `failover-in-progress` towards the
-    /// other when the cycle closed), not a replication loop.
+    /// other), not a replication loop.
     pub handover: bool,
 }
 
@@ -73,7 +76,18 @@ pub struct Loops {
     pub failed: usize,
 }
 
-/// Sweeps the observations in time order, keeping each node's latest claim.
+/// One node's claim, known to hold from `start_ns` to `end_ns` (consecutive polls).
+#[derive(Debug, Clone)]
+struct Claim {
+    start_ns: u64,
+    end_ns: u64,
+    /// Whom it replicates (a name, or an address no observer has).
+    of: String,
+    /// `failover-in-progress` in any poll of the run.
+    failover: bool,
+}
+
+/// Finds every replication loop among claims known to hold at one same instant.
 pub fn find_loops(topology: &[Observation]) -> Loops {
     let mut obs: Vec<&Observation> = topology
         .iter()
@@ -90,68 +104,100 @@ pub fn find_loops(topology: &[Observation]) -> Loops {
             .map_or_else(|| addr.to_string(), |n| n.to_string())
     };
     let mut out = Loops::default();
-    // observer -> the name it replicates.
-    let mut edges: BTreeMap<String, String> = BTreeMap::new();
-    // Nodes whose latest observation says `failover-in-progress`.
-    let mut in_failover: BTreeSet<String> = BTreeSet::new();
-    // node set -> (cycle order, first seen, hand-over).
-    let mut open: BTreeMap<BTreeSet<String>, (Vec<String>, u64, bool)> = BTreeMap::new();
-    let mut last_ns = 0;
+    // node -> its replica-of claims, in time order; and the node's last poll.
+    let mut claims: BTreeMap<String, Vec<Claim>> = BTreeMap::new();
+    let mut last_poll: HashMap<String, u64> = HashMap::new();
+    // node -> whether its previous poll extends its last claim.
+    let mut extends: HashMap<String, bool> = HashMap::new();
     for o in obs {
-        last_ns = o.time_ns;
-        match &o.info_replication {
+        last_poll.insert(o.observer.clone(), o.time_ns);
+        let claim = match &o.info_replication {
             Some(text) => {
                 out.ok += 1;
-                if info_fields(text).get("master_failover_state").copied()
-                    == Some("failover-in-progress")
-                {
-                    in_failover.insert(o.observer.clone());
-                } else {
-                    in_failover.remove(&o.observer);
-                }
-                match replica_of(text) {
-                    Some(addr) => edges.insert(o.observer.clone(), resolve(&addr)),
-                    None => edges.remove(&o.observer),
-                };
+                replica_of(text).map(|addr| {
+                    let failover = info_fields(text).get("master_failover_state").copied()
+                        == Some("failover-in-progress");
+                    (resolve(&addr), failover)
+                })
             }
             None => {
                 out.failed += 1;
-                edges.remove(&o.observer);
-                in_failover.remove(&o.observer);
+                None
+            }
+        };
+        let list = claims.entry(o.observer.clone()).or_default();
+        let continues = extends.get(&o.observer).copied().unwrap_or(false);
+        match claim {
+            Some((of, failover)) => {
+                match list.last_mut() {
+                    Some(c) if continues && c.of == of => {
+                        c.end_ns = o.time_ns;
+                        c.failover |= failover;
+                    }
+                    _ => list.push(Claim {
+                        start_ns: o.time_ns,
+                        end_ns: o.time_ns,
+                        of,
+                        failover,
+                    }),
+                }
+                extends.insert(o.observer.clone(), true);
+            }
+            None => {
+                extends.insert(o.observer.clone(), false);
             }
         }
-        let now: BTreeMap<BTreeSet<String>, Vec<String>> = cycles(&edges)
-            .into_iter()
-            .map(|c| (c.iter().cloned().collect(), c))
+    }
+    // A loop can only begin where a claim begins: look at every such instant.
+    let mut starts: Vec<u64> = claims.values().flatten().map(|c| c.start_ns).collect();
+    starts.sort_unstable();
+    starts.dedup();
+    // node set -> episodes (first, last, cycle, handover), merged when they overlap.
+    let mut found: BTreeMap<BTreeSet<String>, Vec<(u64, u64, Vec<String>, bool)>> = BTreeMap::new();
+    for t in starts {
+        let active: BTreeMap<&String, &Claim> = claims
+            .iter()
+            .filter_map(|(n, list)| {
+                list.iter()
+                    .find(|c| c.start_ns <= t && t <= c.end_ns)
+                    .map(|c| (n, c))
+            })
             .collect();
-        let closed: Vec<BTreeSet<String>> = open
-            .keys()
-            .filter(|k| !now.contains_key(*k))
-            .cloned()
+        let edges: BTreeMap<String, String> = active
+            .iter()
+            .map(|(n, c)| ((*n).clone(), c.of.clone()))
             .collect();
-        for k in closed {
-            let (cycle, first_ns, handover) = open.remove(&k).unwrap_or_default();
+        for cycle in cycles(&edges) {
+            let involved: Vec<&Claim> = cycle
+                .iter()
+                .filter_map(|n| active.get(n).copied())
+                .collect();
+            let first = involved.iter().map(|c| c.start_ns).max().unwrap_or(t);
+            let last = involved.iter().map(|c| c.end_ns).min().unwrap_or(t);
+            let handover = cycle.len() == 2 && involved.iter().any(|c| c.failover);
+            let list = found.entry(cycle.iter().cloned().collect()).or_default();
+            match list.last_mut() {
+                Some(e) if first <= e.1 => {
+                    e.1 = e.1.max(last);
+                    e.3 |= handover;
+                }
+                _ => list.push((first, last, cycle, handover)),
+            }
+        }
+    }
+    for (set, list) in found {
+        for (first_ns, last_ns, cycle, handover) in list {
+            let cleared = set
+                .iter()
+                .any(|n| last_poll.get(n).is_some_and(|&p| p > last_ns));
             out.episodes.push(LoopEpisode {
                 cycle,
                 first_ns,
-                last_ns: o.time_ns,
-                cleared: true,
+                last_ns,
+                cleared,
                 handover,
             });
         }
-        for (k, c) in now {
-            let handover = c.len() == 2 && c.iter().any(|n| in_failover.contains(n));
-            open.entry(k).or_insert((c, o.time_ns, handover));
-        }
-    }
-    for (_, (cycle, first_ns, handover)) in open {
-        out.episodes.push(LoopEpisode {
-            cycle,
-            first_ns,
-            last_ns,
-            cleared: false,
-            handover,
-        });
     }
     out.episodes.sort_by_key(|e| e.first_ns);
     out
@@ -220,13 +266,31 @@ mod tests {
     }
 
     #[test]
-    fn two_nodes_replicas_of_each_other_at_once_are_a_loop_until_one_changes() {
+    fn claims_seen_at_different_instants_are_no_loop_unless_both_are_known_to_hold() {
+        // A clean failover seen by 50 ms polls: n1 demoted at 60, n2 last seen as a
+        // replica at 40 and as primary at 90. Nothing proves both at one instant.
         let obs = vec![
             at(0, 1, primary()),
             at(0, 2, replica(1)),
-            at(50, 1, replica(2)), // closes n1 -> n2 -> n1
-            at(100, 3, replica(1)),
+            at(40, 2, replica(1)),
+            at(60, 1, replica(2)),
+            at(90, 2, primary()),
+            at(110, 1, replica(2)),
+        ];
+        assert!(find_loops(&obs).episodes.is_empty());
+    }
+
+    #[test]
+    fn two_nodes_replicas_of_each_other_at_once_are_a_loop_while_both_hold() {
+        let obs = vec![
+            at(0, 1, primary()),
+            at(0, 2, replica(1)),
+            at(50, 1, replica(2)),
+            at(60, 2, replica(1)),
+            at(100, 1, replica(2)),
+            at(110, 2, replica(1)),
             at(150, 2, primary()), // breaks it
+            at(160, 1, replica(2)),
         ];
         let l = find_loops(&obs);
         assert_eq!(
@@ -234,7 +298,7 @@ mod tests {
             vec![LoopEpisode {
                 cycle: vec!["n1".into(), "n2".into()],
                 first_ns: 50_000_000,
-                last_ns: 150_000_000,
+                last_ns: 110_000_000,
                 cleared: true,
                 handover: false,
             }]
@@ -248,12 +312,17 @@ mod tests {
             at(0, 1, primary()),
             at(0, 2, replica(1)),
             at(50, 1, demoted.to_string()), // n1 hands over to n2, still a replica
+            at(55, 1, demoted.to_string()),
+            at(60, 2, replica(1)),
             at(70, 2, primary()),
         ];
         let l = find_loops(&obs);
-        assert_eq!(l.episodes.len(), 1);
+        assert_eq!(l.episodes.len(), 1, "{:?}", l.episodes);
         assert!(l.episodes[0].handover, "{:?}", l.episodes);
-        assert_eq!(l.episodes[0].last_ns, 70_000_000);
+        assert_eq!(
+            (l.episodes[0].first_ns, l.episodes[0].last_ns),
+            (50_000_000, 55_000_000)
+        );
     }
 
     #[test]
@@ -268,12 +337,16 @@ mod tests {
             at(0, 1, replica(2)),
             at(0, 2, replica(3)),
             at(0, 3, replica(1)),
+            at(30, 1, replica(2)),
+            at(30, 2, replica(3)),
+            at(30, 3, replica(1)),
             Observation::failed(40_000_000, "n2", "timed out").with_addr("10.0.0.2:6379"),
+            at(50, 2, replica(3)),
         ];
         let l = find_loops(&obs);
-        assert_eq!(l.episodes.len(), 1);
+        assert_eq!(l.episodes.len(), 1, "{:?}", l.episodes);
         assert_eq!(l.episodes[0].cycle, vec!["n1", "n2", "n3"]);
-        assert_eq!(l.episodes[0].last_ns, 40_000_000);
+        assert_eq!(l.episodes[0].last_ns, 30_000_000);
         assert!(l.episodes[0].cleared);
         assert_eq!(l.failed, 1);
     }
