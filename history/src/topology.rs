@@ -1,7 +1,8 @@
 //! `topology.jsonl`: what each node said the cluster looked like, over time.
 //!
 //! The topology observer asks every node for `CLUSTER NODES` every few tens of
-//! milliseconds and appends each reply, raw, as one [`Observation`]. Checkers parse the
+//! milliseconds and appends each reply, raw, as one [`Observation`] (in `mode: standalone`,
+//! `INFO replication` instead, as `info_replication` with the node's `addr`). Checkers parse the
 //! text later ([`crate::ClusterView`]); keeping it raw means a parser fix re-checks old
 //! runs, and a person can read the exact reply a verdict rests on.
 //!
