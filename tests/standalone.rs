@@ -65,6 +65,7 @@ fn standalone_failover_under_load_records_redirect_hops_and_ends_valid() {
     let r = results(&run.dir);
     assert_eq!(r["checkers"]["lost-writes"]["valid"], true, "{r}");
     assert_eq!(r["checkers"]["replication-loop"]["valid"], true, "{r}");
+    assert_eq!(r["checkers"]["failover"]["valid"], true, "{r}");
     // Slot checkers have nothing to judge in a standalone run: skipped, not valid.
     assert!(r["checkers"].get("slot-coverage").is_none(), "{r}");
     assert_nothing_left(&run.id, &run.dir);
