@@ -419,6 +419,19 @@ async fn execute(
                 faultline_nemeses::delay::heal_all(&nemesis_ctx),
             )
             .await;
+            if scenario.nemesis.as_ref().is_some_and(|n| {
+                n.faults
+                    .iter()
+                    .any(|f| matches!(f, faultline_nemeses::FaultSpec::MigrateSlots(_)))
+            }) {
+                // ... and no slot left MIGRATING / IMPORTING for the final reads.
+                record_heal(
+                    "settle-slots",
+                    &recorder,
+                    faultline_nemeses::migrate_slots::heal_all(&nemesis_ctx),
+                )
+                .await;
+            }
             if bus_proxy.is_some() {
                 // ... and the whole bus: rules removed, held messages released.
                 record_heal(

@@ -152,8 +152,8 @@ pub fn find_loops(topology: &[Observation]) -> Loops {
     let mut starts: Vec<u64> = claims.values().flatten().map(|c| c.start_ns).collect();
     starts.sort_unstable();
     starts.dedup();
-    // node set -> episodes (first, last, cycle, handover), merged when they overlap.
-    let mut found: BTreeMap<BTreeSet<String>, Vec<(u64, u64, Vec<String>, bool)>> = BTreeMap::new();
+    // node set -> its episodes, merged when they overlap (`cleared` is set at the end).
+    let mut found: BTreeMap<BTreeSet<String>, Vec<LoopEpisode>> = BTreeMap::new();
     for t in starts {
         let active: BTreeMap<&String, &Claim> = claims
             .iter()
@@ -177,26 +177,26 @@ pub fn find_loops(topology: &[Observation]) -> Loops {
             let handover = cycle.len() == 2 && involved.iter().any(|c| c.failover);
             let list = found.entry(cycle.iter().cloned().collect()).or_default();
             match list.last_mut() {
-                Some(e) if first <= e.1 => {
-                    e.1 = e.1.max(last);
-                    e.3 |= handover;
+                Some(e) if first <= e.last_ns => {
+                    e.last_ns = e.last_ns.max(last);
+                    e.handover |= handover;
                 }
-                _ => list.push((first, last, cycle, handover)),
+                _ => list.push(LoopEpisode {
+                    cycle,
+                    first_ns: first,
+                    last_ns: last,
+                    cleared: false,
+                    handover,
+                }),
             }
         }
     }
     for (set, list) in found {
-        for (first_ns, last_ns, cycle, handover) in list {
-            let cleared = set
+        for mut e in list {
+            e.cleared = set
                 .iter()
-                .any(|n| last_poll.get(n).is_some_and(|&p| p > last_ns));
-            out.episodes.push(LoopEpisode {
-                cycle,
-                first_ns,
-                last_ns,
-                cleared,
-                handover,
-            });
+                .any(|n| last_poll.get(n).is_some_and(|&p| p > e.last_ns));
+            out.episodes.push(e);
         }
     }
     out.episodes.sort_by_key(|e| e.first_ns);

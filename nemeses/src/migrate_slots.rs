@@ -14,7 +14,8 @@
 //! `MIGRATING`/`IMPORTING` for the final reads. A slot whose step failed is finished (its
 //! remaining keys moved, `SETSLOT NODE` everywhere) or, when none of its keys had moved,
 //! rolled back (`SETSLOT STABLE`); if neither works the fault returns a [`Heal`]
-//! (`settle-slots`) that retries, and the final phase runs it before the final reads.
+//! (`settle-slots`) that retries. The final phase of a run that migrates slots also sweeps
+//! every primary for markers left behind ([`heal_all`]) before the final reads.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -250,11 +251,7 @@ impl MigrateSlots {
         value["settled"] = json!(settled.as_ref().map_or_else(|e| e.clone(), Clone::clone));
         let heal: Option<Box<dyn Heal>> = match settled {
             Ok(_) => None,
-            Err(_) => Some(Box::new(Settle {
-                plan: plan.clone(),
-                spec: spec.clone(),
-                slot,
-            })),
+            Err(_) => Some(Box::new(Settle)),
         };
         Applied {
             // Some slots may have moved: the cluster did change, partly.
@@ -558,6 +555,14 @@ impl<'p> Mover<'p> {
             }
             return Ok(format!("slot {slot} rolled back (no key had moved)"));
         }
+        // MIGRATE's RESTORE-ASKING only lands on a target that imports the slot.
+        let _ = redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg("IMPORTING")
+            .arg(&self.plan.source.id)
+            .query_async::<()>(&mut target)
+            .await;
         let keys = self.move_keys(slot).await.map_err(|(_, e)| e)?;
         self.hand_over(slot).await?;
         Ok(format!(
@@ -567,12 +572,8 @@ impl<'p> Mover<'p> {
     }
 }
 
-/// Finishes or rolls back a slot a migration left half-moved.
-struct Settle {
-    plan: Plan,
-    spec: MigrateSlotsSpec,
-    slot: u16,
-}
+/// Finishes or rolls back whatever a migration left half-moved ([`heal_all`]).
+struct Settle;
 
 impl Heal for Settle {
     fn name(&self) -> &'static str {
@@ -580,17 +581,172 @@ impl Heal for Settle {
     }
 
     fn heal<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Value, String>> {
-        Box::pin(async move {
-            let mover = Mover::connect(&self.plan, &self.spec, ctx.query_timeout).await?;
-            let done = mover.settle(self.slot).await?;
-            Ok(json!({ "slot": self.slot, "settled": done }))
-        })
+        Box::pin(heal_all(ctx))
     }
+}
+
+/// One `[slot->-id]` (migrating) or `[slot-<-id]` (importing) marker of a node's own line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Marker {
+    slot: u16,
+    /// `true` for migrating (the node gives), `false` for importing (it takes).
+    migrating: bool,
+    /// The other side's node id.
+    peer: String,
+}
+
+/// The markers on the `myself` line of a raw `CLUSTER NODES` reply.
+fn markers(text: &str) -> Vec<Marker> {
+    let Some(me) = text.lines().find(|l| {
+        l.split_whitespace()
+            .nth(2)
+            .is_some_and(|f| f.contains("myself"))
+    }) else {
+        return Vec::new();
+    };
+    me.split_whitespace()
+        .filter_map(|w| w.strip_prefix('[')?.strip_suffix(']'))
+        .filter_map(|m| {
+            let (slot, migrating, peer) = if let Some((a, b)) = m.split_once("->-") {
+                (a, true, b)
+            } else {
+                let (a, b) = m.split_once("-<-")?;
+                (a, false, b)
+            };
+            Some(Marker {
+                slot: slot.parse().ok()?,
+                migrating,
+                peer: peer.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Leaves no slot `MIGRATING` or `IMPORTING` on any primary: a slot whose target already
+/// holds some of its keys is finished (the rest moved, `SETSLOT NODE` everywhere), any
+/// other is rolled back (`SETSLOT STABLE` on both sides); an importing marker whose source
+/// does not migrate is cleared. The final phase runs it before the final reads when the
+/// scenario migrates slots, so an interrupted migration never reaches them.
+///
+/// # Errors
+/// If no node answers, or a slot could not be settled (the others are still tried).
+pub async fn heal_all(ctx: &Ctx) -> Result<Value, String> {
+    let roles = ctx.roles().await?;
+    let nodes = ctx.control.nodes();
+    let mut primaries: Vec<(Primary, Vec<Marker>)> = Vec::new();
+    for name in &roles.primaries {
+        let Some(info) = nodes.iter().find(|n| &n.name == name).cloned() else {
+            continue;
+        };
+        let text = cluster_nodes(&info, ctx.query_timeout)
+            .await
+            .map_err(|e| format!("{name}: CLUSTER NODES: {e}"))?;
+        let view = ClusterView::parse(&text).map_err(|e| format!("{name}: {e}"))?;
+        let Some(me) = view.myself() else { continue };
+        primaries.push((
+            Primary {
+                info,
+                id: me.id.clone(),
+                slots: me.slots.clone(),
+            },
+            markers(&text),
+        ));
+    }
+    let spec = MigrateSlotsSpec::default();
+    let mut settled = Vec::new();
+    let mut errors = Vec::new();
+    for (source, marks) in &primaries {
+        for m in marks.iter().filter(|m| m.migrating) {
+            let Some((target, _)) = primaries.iter().find(|(p, _)| p.id == m.peer) else {
+                errors.push(format!(
+                    "slot {}: {} migrates it to {}, which is no primary",
+                    m.slot, source.info.name, m.peer
+                ));
+                continue;
+            };
+            let plan = Plan {
+                source: source.clone(),
+                target: target.clone(),
+                others: primaries
+                    .iter()
+                    .map(|(p, _)| p.clone())
+                    .filter(|p| p.id != source.id && p.id != target.id)
+                    .collect(),
+                first: m.slot,
+                last: m.slot,
+            };
+            let done = match Mover::connect(&plan, &spec, ctx.query_timeout).await {
+                Ok(mover) => mover.settle(m.slot).await,
+                Err(e) => Err(e),
+            };
+            match done {
+                Ok(d) => settled.push(d),
+                Err(e) => errors.push(format!("slot {}: {e}", m.slot)),
+            }
+        }
+    }
+    // Importing markers left without a migrating source.
+    for (target, marks) in &primaries {
+        for m in marks.iter().filter(|m| !m.migrating) {
+            let source_migrates = primaries.iter().any(|(p, pm)| {
+                p.id == m.peer && pm.iter().any(|x| x.migrating && x.slot == m.slot)
+            });
+            if source_migrates {
+                continue; // settled above
+            }
+            let r = async {
+                let mut conn = connect(&target.info.addr(), ctx.query_timeout).await?;
+                redis::cmd("CLUSTER")
+                    .arg("SETSLOT")
+                    .arg(m.slot)
+                    .arg("STABLE")
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(|e| error_text(&e))
+            }
+            .await;
+            match r {
+                Ok(()) => settled.push(format!(
+                    "slot {} no longer importing on {}",
+                    m.slot, target.info.name
+                )),
+                Err(e) => errors.push(format!("slot {} on {}: {e}", m.slot, target.info.name)),
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors.join("; "));
+    }
+    Ok(json!({ "settled": settled }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn markers_come_from_the_myself_line_only() {
+        let text = "aaa 10.0.0.1:6379@16379 myself,master - 0 0 1 connected 0-5460 [5461-<-bbb] [7->-ccc]\n\
+                    bbb 10.0.0.2:6379@16379 master - 0 0 2 connected 5461-10922 [5461->-aaa]\n";
+        assert_eq!(
+            markers(text),
+            vec![
+                Marker {
+                    slot: 5461,
+                    migrating: false,
+                    peer: "bbb".into()
+                },
+                Marker {
+                    slot: 7,
+                    migrating: true,
+                    peer: "ccc".into()
+                },
+            ]
+        );
+        assert!(
+            markers("aaa 10.0.0.1:6379@16379 myself,master - 0 0 1 connected 0-16383\n").is_empty()
+        );
+    }
 
     #[test]
     fn slots_are_a_count_or_a_range() {
