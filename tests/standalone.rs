@@ -5,10 +5,22 @@
 
 mod common;
 
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use common::{
     assert_nothing_left, cluster_lock, history, require_root, results, run_to_end, scenario,
+    with_cluster_lock,
 };
+use faultline::backend::{self, BackendPlan};
+use faultline::flavor::{self, standalone::Standalone, Flavor};
+use faultline::ledger::RunId;
+use faultline::observer::{Observer, ObserverConfig};
+use faultline::scenario::{BackendName, FlavorName, Persistence};
+use faultline_checkers::{Checker, ReplicationLoop, RunData, Validity};
 use faultline_history::{read_jsonl, Observation, OpType, Process, TOPOLOGY_FILE};
+use faultline_workloads::{ClientConfig, Outcome, StandaloneClient};
 
 #[test]
 fn standalone_failover_under_load_records_redirect_hops_and_ends_valid() {
@@ -69,4 +81,99 @@ fn standalone_failover_under_load_records_redirect_hops_and_ends_valid() {
     // Slot checkers have nothing to judge in a standalone run: skipped, not valid.
     assert!(r["checkers"].get("slot-coverage").is_none(), "{r}");
     assert_nothing_left(&run.id, &run.dir);
+}
+
+/// Two real Valkey nodes told to replicate each other: a replication loop for real. A
+/// client with `CLIENT CAPA redirect` is sent back and forth until the hop limit ends the
+/// op as `info` with `redirect limit`, and the loop checker finds the loop in the
+/// observer's INFO replication lines.
+#[test]
+fn nodes_replicating_each_other_bounce_clients_to_the_hop_limit_and_are_a_loop() {
+    with_cluster_lock(async {
+        let dir = tempfile::tempdir().unwrap();
+        let valkey: Arc<dyn Flavor> = Arc::from(flavor::by_name(FlavorName::Valkey));
+        let binary = faultline::run::which(Path::new(valkey.default_binary()))
+            .expect("valkey-server on PATH");
+        let run_id = RunId::random();
+        let mut backend = backend::create(
+            BackendName::Local,
+            BackendPlan {
+                run_id: run_id.clone(),
+                run_dir: dir.path().to_path_buf(),
+                node_names: vec!["n1".into(), "n2".into()],
+                flavor: Arc::new(Standalone(valkey)),
+                binary,
+                node_timeout_ms: 5000,
+                persistence: Persistence::None,
+                keep: false,
+            },
+        )
+        .unwrap();
+        backend::start_all(backend.as_mut()).unwrap();
+        let nodes = backend.nodes().to_vec();
+        let addrs: Vec<(String, String)> =
+            nodes.iter().map(|n| (n.name.clone(), n.addr())).collect();
+        // Wait for both to answer, then point each at the other.
+        for (i, n) in nodes.iter().enumerate() {
+            let other = &nodes[1 - i];
+            let client = redis::Client::open(format!("redis://{}/", n.addr())).unwrap();
+            let started = Instant::now();
+            let mut conn = loop {
+                match client.get_multiplexed_async_connection().await {
+                    Ok(c) => break c,
+                    Err(e) if started.elapsed() > Duration::from_secs(10) => panic!("{e}"),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            };
+            let _: () = redis::cmd("REPLICAOF")
+                .arg(other.ip.to_string())
+                .arg(other.port)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+        let observer = Observer::start_with(
+            &nodes,
+            &dir.path().join(TOPOLOGY_FILE),
+            Instant::now(),
+            ObserverConfig {
+                standalone: true,
+                ..ObserverConfig::default()
+            },
+        )
+        .unwrap();
+
+        let client = StandaloneClient::new(ClientConfig::default(), &addrs, &nodes[0].addr());
+        let mut cmd = redis::cmd("SADD");
+        cmd.arg("s").arg(1);
+        match client.execute(&cmd).await {
+            Outcome::Info {
+                error, redirects, ..
+            } => {
+                assert_eq!(error, "redirect limit");
+                assert_eq!(redirects.len(), ClientConfig::default().max_redirects + 1);
+                for pair in redirects.windows(2) {
+                    assert_eq!(pair[0].to, pair[1].from);
+                    assert_eq!(pair[0].from, pair[1].to, "A -> B -> A: {redirects:?}");
+                }
+                assert!(redirects
+                    .iter()
+                    .all(|r| r.kind == "REDIRECT" && r.slot.is_none()));
+            }
+            other => panic!("expected the hop limit, got {other:?}"),
+        }
+        assert!(client.capa_replies().values().all(|r| r == "OK"));
+
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        observer.stop().await.unwrap();
+        let topology = read_jsonl::<Observation>(&dir.path().join(TOPOLOGY_FILE))
+            .unwrap()
+            .records;
+        let r = ReplicationLoop.check(&RunData::from_topology(topology));
+        assert_eq!(r.valid, Validity::Invalid, "{r:?}");
+        assert_eq!(r.details["episodes"][0]["cycle"], "n1 -> n2 -> n1");
+
+        backend.teardown().unwrap();
+        assert_nothing_left(run_id.as_str(), dir.path());
+    });
 }
