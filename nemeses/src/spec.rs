@@ -16,6 +16,11 @@
 //!       target: replicas
 //!     - kind: failover
 //!       mode: default   # default | force | takeover
+//!     - kind: migrate-slots
+//!       slots: 64       # a count (from a slot holding keys) or [first, last]
+//!     - kind: standalone-failover   # mode: standalone only
+//!       force: false
+//!       timeout_ms: 5000
 //! ```
 
 use std::fmt;
