@@ -17,9 +17,7 @@ use faultline_history::Recorder;
 use faultline_nemeses::proxy::{BusMode, BusProxy};
 use faultline_nemeses::runner::{heal_one, record_heal};
 use faultline_nemeses::{Ctx, Nemesis, NemesisSpec};
-use faultline_workloads::{
-    ClientConfig, ClusterClient, Counters, KeyClient, SetSpec, SetWorkload, StandaloneClient,
-};
+use faultline_workloads::{ClientConfig, Counters, SetSpec, SetWorkload};
 use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -333,28 +331,8 @@ async fn execute(
         op_timeout: Duration::from_millis(scenario.workload.op_timeout_ms.get()),
         ..ClientConfig::default()
     };
-    let node_addrs: Vec<(String, String)> =
-        nodes.iter().map(|n| (n.name.clone(), n.addr())).collect();
-    let mut standalone_client = None;
-    let client: Arc<dyn KeyClient> = match scenario.mode {
-        Mode::Cluster => {
-            let c = ClusterClient::new(client_config, &node_addrs);
-            c.refresh_slots().await.context("reading the slot map")?;
-            Arc::new(c)
-        }
-        Mode::Standalone => {
-            let c = Arc::new(StandaloneClient::new(
-                client_config,
-                &node_addrs,
-                &nodes[0].addr(),
-            ));
-            c.find_primary()
-                .await
-                .map_err(|e| anyhow!("finding the primary: {e}"))?;
-            standalone_client = Some(c.clone());
-            c
-        }
-    };
+    let (client, standalone_client) =
+        crate::formed::workload_client(scenario.mode, client_config, &nodes).await?;
     let workload = SetWorkload::new(SetSpec {
         keys: scenario.workload.keys.get() as usize,
         concurrency: scenario.workload.concurrency.get() as usize,
