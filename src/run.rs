@@ -131,6 +131,9 @@ fn load_scenario(args: &RunArgs) -> Result<Scenario, Failure> {
             spec.start_after_s = old.start_after_s;
         }
         scenario.nemesis = Some(spec);
+        if let Some((_, _, message)) = scenario.mode_conflict() {
+            return Err(Failure::bad_input(anyhow!("--nemesis: {message}")));
+        }
     }
     if let Some(secs) = args.nemesis_interval {
         let Some(spec) = scenario.nemesis.as_mut() else {

@@ -484,35 +484,43 @@ impl Scenario {
     /// `mode: standalone` has one primary, no cluster bus and no cluster faults; the
     /// standalone failover needs it.
     fn check_mode(&self, text: &str, file: &str) -> Result<(), ScenarioError> {
-        let standalone = self.mode == Mode::Standalone;
-        let invalid = |field: String, hint: &str, message: String| {
-            let (line, column) = locate(text, &field, Some(hint)).unwrap_or((0, 0));
-            ScenarioError::Invalid {
-                file: file.to_string(),
-                line,
-                column,
-                field: Some(field),
-                message,
-            }
+        let Some((field, hint, message)) = self.mode_conflict() else {
+            return Ok(());
         };
+        let (line, column) = locate(text, &field, Some(&hint)).unwrap_or((0, 0));
+        Err(ScenarioError::Invalid {
+            file: file.to_string(),
+            line,
+            column,
+            field: Some(field),
+            message,
+        })
+    }
+
+    /// What in the scenario does not fit its `mode`, as (dotted field, word on its line,
+    /// message); also checked after `--nemesis` replaces the faults.
+    pub fn mode_conflict(&self) -> Option<(String, String, String)> {
+        let standalone = self.mode == Mode::Standalone;
         if standalone && self.cluster.primaries.get() != 1 {
-            return Err(invalid(
+            return Some((
                 "cluster.primaries".into(),
-                "primaries",
+                "primaries".into(),
                 "mode: standalone runs one primary: set `primaries: 1` under `cluster:`".into(),
             ));
         }
         if standalone && self.cluster.bus == BusMode::Proxy {
-            return Err(invalid(
+            return Some((
                 "cluster.bus".into(),
-                "bus",
+                "bus".into(),
                 "mode: standalone has no cluster bus: remove `bus: proxy`".into(),
             ));
         }
-        let Some(nemesis) = &self.nemesis else {
-            return Ok(());
-        };
-        for (i, fault) in nemesis.faults.iter().enumerate() {
+        for (i, fault) in self
+            .nemesis
+            .iter()
+            .flat_map(|n| n.faults.iter())
+            .enumerate()
+        {
             let standalone_only = matches!(fault, FaultSpec::StandaloneFailover(_));
             let cluster_only = matches!(
                 fault,
@@ -536,13 +544,13 @@ impl Scenario {
             } else {
                 continue;
             };
-            return Err(invalid(
+            return Some((
                 format!("nemesis.faults[{i}].kind"),
-                fault.kind(),
+                fault.kind().to_string(),
                 message,
             ));
         }
-        Ok(())
+        None
     }
 
     /// Fills in the seed (a fresh random one when absent).

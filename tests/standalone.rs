@@ -23,6 +23,25 @@ use faultline_history::{read_jsonl, Observation, OpType, Process, TOPOLOGY_FILE}
 use faultline_workloads::{ClientConfig, Outcome, StandaloneClient};
 
 #[test]
+fn a_fault_that_does_not_fit_the_mode_is_bad_input() {
+    let out = common::faultline()
+        .args([
+            "run",
+            &scenario("seed-003-valkey.yaml"),
+            "--nemesis",
+            "migrate-slots",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(common::code(&out), 254, "{}", common::text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("migrate-slots needs a cluster"),
+        "{}",
+        common::text(&out)
+    );
+}
+
+#[test]
 fn standalone_failover_under_load_records_redirect_hops_and_ends_valid() {
     require_root();
     let _one_at_a_time = cluster_lock();
