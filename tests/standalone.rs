@@ -196,3 +196,78 @@ fn nodes_replicating_each_other_bounce_clients_to_the_hop_limit_and_are_a_loop()
         assert_nothing_left(run_id.as_str(), dir.path());
     });
 }
+
+/// Reads may go to a replica: on a connection that declared `CLIENT CAPA redirect` and
+/// `READONLY`, Valkey's replica answers them itself (no `-REDIRECT`), while writes on the
+/// same client still go to the primary.
+#[test]
+fn reads_go_to_a_replica_and_writes_to_the_primary() {
+    with_cluster_lock(async {
+        let dir = tempfile::tempdir().unwrap();
+        let valkey: Arc<dyn Flavor> = Arc::from(flavor::by_name(FlavorName::Valkey));
+        let binary = faultline::run::which(Path::new(valkey.default_binary()))
+            .expect("valkey-server on PATH");
+        let run_id = RunId::random();
+        let mut backend = backend::create(
+            BackendName::Local,
+            BackendPlan {
+                run_id: run_id.clone(),
+                run_dir: dir.path().to_path_buf(),
+                node_names: vec!["n1".into(), "n2".into()],
+                flavor: Arc::new(Standalone(valkey)),
+                binary,
+                node_timeout_ms: 5000,
+                persistence: Persistence::None,
+                keep: false,
+            },
+        )
+        .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        faultline::standalone::start_and_form(backend.as_mut(), deadline)
+            .await
+            .unwrap();
+        let nodes = backend.nodes().to_vec();
+        let addrs: Vec<(String, String)> =
+            nodes.iter().map(|n| (n.name.clone(), n.addr())).collect();
+        let client = StandaloneClient::new(ClientConfig::default(), &addrs, &nodes[1].addr());
+        assert_eq!(client.find_primary().await.unwrap(), nodes[0].addr());
+
+        let mut add = redis::cmd("SADD");
+        add.arg("s").arg(7);
+        match client.execute(&add).await {
+            Outcome::Ok {
+                node, redirects, ..
+            } => {
+                assert_eq!(node.as_deref(), Some("n1"));
+                assert!(redirects.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut read = redis::cmd("SMEMBERS");
+        read.arg("s");
+        let started = Instant::now();
+        loop {
+            match client.execute_read(&read).await {
+                Outcome::Ok {
+                    node,
+                    redirects,
+                    value,
+                } => {
+                    assert_eq!(node.as_deref(), Some("n2"), "read on the replica");
+                    assert!(redirects.is_empty(), "{redirects:?}");
+                    if value != redis::Value::Array(vec![]) && value != redis::Value::Set(vec![]) {
+                        break; // replicated
+                    }
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "never replicated"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        backend.teardown().unwrap();
+        assert_nothing_left(run_id.as_str(), dir.path());
+    });
+}

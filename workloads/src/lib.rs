@@ -7,7 +7,8 @@
 //! - [`key_client`]: [`KeyClient`], what a workload needs of either client.
 //! - [`standalone`]: [`StandaloneClient`], for one primary with replicas (no cluster): it
 //!   sends `CLIENT CAPA redirect` (Valkey 8+), follows `-REDIRECT host:port`, records each
-//!   hop, and finds the primary again (INFO replication) after READONLY or a broken link.
+//!   hop, finds the primary again (INFO replication) after READONLY or a broken link, and
+//!   may send reads to replicas (`READONLY`).
 //! - [`set`]: the set workload (unique adds to a few keys, one final read per key).
 //!
 //! A workload drives a [`KeyClient`] and records every op through a

@@ -14,7 +14,7 @@
 //! to the node that calls itself primary.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -54,6 +54,10 @@ pub struct StandaloneClient {
     names: HashMap<String, String>,
     /// The node believed primary.
     primary: RwLock<String>,
+    /// Its replicas with their link up, as last learned: where reads may go.
+    replicas: RwLock<Vec<String>>,
+    /// Round-robin position over `replicas`.
+    next_replica: AtomicUsize,
     conns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Conn>>>>,
     generations: AtomicU64,
     /// Set after READONLY or a broken link: the primary may have moved.
@@ -71,6 +75,8 @@ impl StandaloneClient {
             nodes: nodes.to_vec(),
             names: nodes.iter().map(|(n, a)| (a.clone(), n.clone())).collect(),
             primary: RwLock::new(primary.to_string()),
+            replicas: RwLock::new(Vec::new()),
+            next_replica: AtomicUsize::new(0),
             conns: Mutex::new(HashMap::new()),
             generations: AtomicU64::new(0),
             stale: AtomicBool::new(false),
@@ -100,7 +106,8 @@ impl StandaloneClient {
     }
 
     /// Asks every node `INFO replication` and believes the one that calls itself primary
-    /// (the one with most connected replicas if several do). Returns its address.
+    /// (the one with most connected replicas if several do); its replicas whose link is up
+    /// become where [`StandaloneClient::execute_read`] reads. Returns its address.
     ///
     /// # Errors
     /// If no node calls itself primary.
@@ -108,6 +115,7 @@ impl StandaloneClient {
         *self.last_refresh.lock().unwrap() = Some(Instant::now());
         let mut best: Option<(usize, String)> = None;
         let mut seen = Vec::new();
+        let mut infos: Vec<(String, HashMap<String, String>)> = Vec::new();
         for (name, addr) in &self.nodes {
             let text = tokio::time::timeout(self.config.op_timeout, async {
                 let mut conn = self.connection(addr).await?.1;
@@ -123,6 +131,7 @@ impl StandaloneClient {
                 Ok(t) => {
                     let f = info_fields(&t);
                     let role = f.get("role").cloned().unwrap_or_default();
+                    infos.push((addr.clone(), f.clone()));
                     seen.push(format!("{name} {role}"));
                     if role == "master" {
                         let replicas = f
@@ -139,6 +148,21 @@ impl StandaloneClient {
         }
         match best {
             Some((_, addr)) => {
+                let replicas = infos
+                    .iter()
+                    .filter(|(_, f)| {
+                        let of = format!(
+                            "{}:{}",
+                            f.get("master_host").map_or("", String::as_str),
+                            f.get("master_port").map_or("", String::as_str)
+                        );
+                        f.get("role").map(String::as_str) == Some("slave")
+                            && f.get("master_link_status").map(String::as_str) == Some("up")
+                            && of == addr
+                    })
+                    .map(|(a, _)| a.clone())
+                    .collect();
+                *self.replicas.write().unwrap() = replicas;
                 *self.primary.write().unwrap() = addr.clone();
                 self.stale.store(false, Ordering::Relaxed);
                 Ok(addr)
@@ -163,11 +187,35 @@ impl StandaloneClient {
 
     /// Sends `cmd` to the believed primary, following `-REDIRECT`, within the op time-out.
     pub async fn execute(&self, cmd: &Cmd) -> Outcome {
+        self.execute_at(cmd, None).await
+    }
+
+    /// Sends a read-only `cmd` to one of the primary's replicas, round robin, on a
+    /// connection that declared `READONLY` (with `CLIENT CAPA redirect`, Valkey serves
+    /// reads there instead of redirecting them); to the primary when no replica is known.
+    /// A replica's answer may be stale: asynchronous replication.
+    pub async fn execute_read(&self, cmd: &Cmd) -> Outcome {
+        if self.stale.load(Ordering::Relaxed) {
+            self.maybe_refresh().await;
+        }
+        let replica = {
+            let replicas = self.replicas.read().unwrap();
+            (!replicas.is_empty()).then(|| {
+                let i = self.next_replica.fetch_add(1, Ordering::Relaxed);
+                replicas[i % replicas.len()].clone()
+            })
+        };
+        self.execute_at(cmd, replica).await
+    }
+
+    /// One op: at `replica` (read-only) or at the believed primary.
+    async fn execute_at(&self, cmd: &Cmd, replica: Option<String>) -> Outcome {
         if self.stale.load(Ordering::Relaxed) {
             self.maybe_refresh().await;
         }
         let mut trace = Trace::default();
-        let result = tokio::time::timeout(self.config.op_timeout, self.run(cmd, &mut trace)).await;
+        let result =
+            tokio::time::timeout(self.config.op_timeout, self.run(cmd, &mut trace, replica)).await;
         let Trace {
             redirects,
             node,
@@ -205,14 +253,20 @@ impl StandaloneClient {
         }
     }
 
-    async fn run(&self, cmd: &Cmd, trace: &mut Trace) -> Result<Value, Failure> {
-        let mut target = self.primary();
+    async fn run(
+        &self,
+        cmd: &Cmd,
+        trace: &mut Trace,
+        replica: Option<String>,
+    ) -> Result<Value, Failure> {
+        let readonly = replica.is_some();
+        let mut target = replica.unwrap_or_else(|| self.primary());
         loop {
             if trace.redirects.len() > self.config.max_redirects {
                 return Err(Failure::Unknown("redirect limit".into()));
             }
             trace.node = Some(self.name_of(&target));
-            let (generation, mut conn) = match self.connection(&target).await {
+            let (generation, mut conn) = match self.connection_for(&target, readonly).await {
                 Ok(c) => c,
                 Err(e) => {
                     self.stale.store(true, Ordering::Relaxed);
@@ -248,7 +302,7 @@ impl StandaloneClient {
                     return Err(Failure::Certain(error_text(&err)));
                 }
                 None => {
-                    self.drop_connection(&target, generation);
+                    self.drop_connection(&conn_key(&target, readonly), generation);
                     self.stale.store(true, Ordering::Relaxed);
                     return Err(Failure::Unknown(error_text(&err)));
                 }
@@ -258,11 +312,21 @@ impl StandaloneClient {
 
     /// The node's connection, opened (with `CLIENT CAPA redirect`) if there is none.
     async fn connection(&self, addr: &str) -> Result<(u64, MultiplexedConnection), String> {
+        self.connection_for(addr, false).await
+    }
+
+    /// The node's connection for writes, or for reads on a replica (`readonly`: it also
+    /// declared `READONLY`).
+    async fn connection_for(
+        &self,
+        addr: &str,
+        readonly: bool,
+    ) -> Result<(u64, MultiplexedConnection), String> {
         let cell = self
             .conns
             .lock()
             .unwrap()
-            .entry(addr.to_string())
+            .entry(conn_key(addr, readonly))
             .or_insert_with(|| {
                 Arc::new(tokio::sync::Mutex::new(Conn {
                     generation: 0,
@@ -297,6 +361,15 @@ impl StandaloneClient {
             Ok(Err(e)) => return Err(e.to_string()),
             Err(_) => return Err("CLIENT CAPA redirect: timed out".into()),
         };
+        if readonly && answer == "OK" {
+            // Refused (a server without the capability): reads are then redirected, or
+            // answered READONLY, and the op says so.
+            let _ = tokio::time::timeout(
+                self.config.connect_timeout,
+                redis::cmd("READONLY").query_async::<String>(&mut conn),
+            )
+            .await;
+        }
         self.capa
             .lock()
             .unwrap()
@@ -322,6 +395,15 @@ impl StandaloneClient {
 impl KeyClient for StandaloneClient {
     fn execute<'a>(&'a self, _key: &'a [u8], cmd: &'a Cmd) -> BoxFuture<'a, Outcome> {
         Box::pin(StandaloneClient::execute(self, cmd))
+    }
+}
+
+/// Connections for reads on replicas (`READONLY`) are kept apart from the others.
+fn conn_key(addr: &str, readonly: bool) -> String {
+    if readonly {
+        format!("readonly {addr}")
+    } else {
+        addr.to_string()
     }
 }
 
