@@ -6,6 +6,7 @@
 mod common;
 
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -270,4 +271,140 @@ fn reads_go_to_a_replica_and_writes_to_the_primary() {
         backend.teardown().unwrap();
         assert_nothing_left(run_id.as_str(), dir.path());
     });
+}
+
+/// Seed 003's window made long (measurement, not a pass/fail): every packet from the
+/// primary to its replica is delayed 300 ms, so FAILOVER's hand-over (the old primary,
+/// already a replica, connecting to send `PSYNC FAILOVER`) lasts several round trips.
+/// Clients that believe the old primary and clients that believe the target write all
+/// along; printed: the failover's states and every redirect chain seen.
+/// `cargo test --test standalone seed_003_window -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn seed_003_window_stretched_by_a_delayed_link() {
+    use faultline::control::BackendControl;
+    use faultline_nemeses::delay::Delay;
+    use faultline_nemeses::spec::{DelaySpec, Ports, Target};
+    use faultline_nemeses::standalone_failover::{StandaloneFailover, StandaloneFailoverSpec};
+    use faultline_nemeses::{Ctx, Fault};
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    with_cluster_lock(async {
+        let dir = tempfile::tempdir().unwrap();
+        let valkey: Arc<dyn Flavor> = Arc::from(flavor::by_name(FlavorName::Valkey));
+        let binary = faultline::run::which(Path::new(valkey.default_binary())).unwrap();
+        let run_id = RunId::random();
+        let mut backend = backend::create(
+            BackendName::Local,
+            BackendPlan {
+                run_id: run_id.clone(),
+                run_dir: dir.path().to_path_buf(),
+                node_names: vec!["n1".into(), "n2".into()],
+                flavor: Arc::new(Standalone(valkey)),
+                binary,
+                node_timeout_ms: 5000,
+                persistence: Persistence::None,
+                keep: false,
+            },
+        )
+        .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        faultline::standalone::start_and_form(backend.as_mut(), deadline)
+            .await
+            .unwrap();
+        let nodes = backend.nodes().to_vec();
+        let addrs: Vec<(String, String)> =
+            nodes.iter().map(|n| (n.name.clone(), n.addr())).collect();
+        let backend = Arc::new(Mutex::new(backend));
+        let ctx = Ctx {
+            control: Arc::new(BackendControl::new(run_id.as_str(), backend.clone())),
+            query_timeout: Duration::from_millis(500),
+        };
+        let delay = Delay::new(DelaySpec {
+            from: Target::Nodes(vec!["n1".into()]),
+            to: Target::Nodes(vec!["n2".into()]),
+            both_ways: false,
+            ports: Ports::All,
+            delay_ms: serde_json::from_str("300").unwrap(),
+        });
+        let applied = delay.apply(&ctx, 1).await;
+        println!("delay: {:?} {}", applied.outcome, applied.value);
+
+        let chains: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for (i, start) in [0usize, 0, 1, 1].into_iter().enumerate() {
+            // Clients of the first kind keep what they learn; those of the second start
+            // at the target for every op, as a client that has not heard of the failover
+            // yet, so some arrive during the hand-over.
+            let fresh = start == 1;
+            let config = ClientConfig {
+                op_timeout: Duration::from_secs(10),
+                ..ClientConfig::default()
+            };
+            let first = nodes[start].addr();
+            let addrs = addrs.clone();
+            let (chains, stop) = (chains.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut client = StandaloneClient::new(config.clone(), &addrs, &first);
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if fresh {
+                        client = StandaloneClient::new(config.clone(), &addrs, &first);
+                    }
+                    let mut add = redis::cmd("SADD");
+                    add.arg(format!("k{i}")).arg(n);
+                    n += 1;
+                    let (kind, redirects) = match client.execute(&add).await {
+                        Outcome::Ok { redirects, .. } => ("ok", redirects),
+                        Outcome::Fail {
+                            redirects, error, ..
+                        } => {
+                            println!("fail: {error}");
+                            ("fail", redirects)
+                        }
+                        Outcome::Info {
+                            redirects, error, ..
+                        } => {
+                            println!("info: {error}");
+                            ("info", redirects)
+                        }
+                    };
+                    if !redirects.is_empty() {
+                        let mut chain = vec![client.name_of(&redirects[0].from)];
+                        chain.extend(redirects.iter().map(|r| client.name_of(&r.to)));
+                        *chains
+                            .lock()
+                            .unwrap()
+                            .entry(format!("{kind} {}", chain.join(" -> ")))
+                            .or_default() += 1;
+                    }
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let failover = StandaloneFailover::new(StandaloneFailoverSpec {
+            timeout_ms: faultline_history::bounds::Bounded(10_000),
+            ..StandaloneFailoverSpec::default()
+        });
+        let done = failover.apply(&ctx, 1).await;
+        println!("failover: {:?} {}", done.outcome, done.value);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        println!(
+            "redirect chains (outcome, chain: ops): {:#?}",
+            chains.lock().unwrap()
+        );
+        let _ = faultline_nemeses::delay::heal_all(&ctx).await;
+        lock_teardown(&backend);
+        assert_nothing_left(run_id.as_str(), dir.path());
+    });
+}
+
+fn lock_teardown(backend: &std::sync::Mutex<Box<dyn faultline::backend::Backend>>) {
+    faultline::control::lock(backend).teardown().unwrap();
 }
