@@ -1,10 +1,12 @@
 //! Standalone mode (`mode: standalone`): one primary and its replicas, no cluster.
 //!
 //! Nodes run without `cluster-enabled`; n1 is the primary and every other node is told
-//! `REPLICAOF <n1> <port>`. Formation waits until the primary counts every replica, each
-//! replica reports `master_link_status:up`, and each replica's offset has caught up with
-//! the primary's. The final phase asks for the same of whichever node is primary by then
-//! (a standalone FAILOVER moves the role).
+//! `REPLICAOF <n1> <port>`, then `CONFIG REWRITE`, so a replica killed and restarted by a
+//! fault comes back as a replica. Formation waits until one node is primary, every other
+//! reaches it through `master_host:master_port` links that are up (directly, or through a
+//! replica: after `FAILOVER TO`, the other replicas stay with the old primary, which now
+//! replicates the new one), and each replica's offset has caught up with the primary's.
+//! The final phase asks for the same of whichever node is primary by then.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -49,6 +51,13 @@ pub async fn start_and_form(
             .await
             .with_context(|| format!("REPLICAOF {} on {}", primary.name, replica.name))?;
         tracing::debug!("{} is replica of {}", replica.name, primary.name);
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        // Keep the role across a restart (a kill fault): the config file says whom to follow.
+        admin
+            .cmd::<String>(i, redis::cmd("CONFIG").arg("REWRITE"))
+            .await
+            .with_context(|| format!("CONFIG REWRITE on {}", node.name))?;
     }
     let mut s = StandaloneAdmin { admin, nodes };
     s.wait_agreed(deadline)
@@ -107,19 +116,43 @@ impl StandaloneAdmin {
         };
         let primary = &self.nodes[p];
         let offset = infos[p].get("master_repl_offset").cloned();
+        let index_of: HashMap<String, usize> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.addr(), i))
+            .collect();
         for (i, f) in infos.iter().enumerate().filter(|(i, _)| *i != p) {
             let name = &self.nodes[i].name;
-            let host = f.get("master_host").map(String::as_str);
-            let port = f.get("master_port").and_then(|p| p.parse::<u16>().ok());
-            if host != Some(&primary.ip.to_string()) || port != Some(primary.port) {
-                return Some(format!(
-                    "{name} replicates {host:?}:{port:?}, not {} ({})",
-                    primary.name,
-                    primary.addr()
-                ));
+            // Each replica reaches the primary through replicas (after a FAILOVER the
+            // other replicas stay with the old primary, which now replicates the new one).
+            let mut at = i;
+            for _ in 0..self.nodes.len() {
+                if at == p {
+                    break;
+                }
+                let g = &infos[at];
+                let of = format!(
+                    "{}:{}",
+                    g.get("master_host").map_or("?", String::as_str),
+                    g.get("master_port").map_or("?", String::as_str)
+                );
+                let Some(&next) = index_of.get(&of) else {
+                    return Some(format!(
+                        "{} replicates {of}, no node of this run",
+                        self.nodes[at].name
+                    ));
+                };
+                if g.get("master_link_status").map(String::as_str) != Some("up") {
+                    return Some(format!(
+                        "{}: link to {} not up",
+                        self.nodes[at].name, self.nodes[next].name
+                    ));
+                }
+                at = next;
             }
-            if f.get("master_link_status").map(String::as_str) != Some("up") {
-                return Some(format!("{name}: link to {} not up", primary.name));
+            if at != p {
+                return Some(format!("{name} does not reach {} (a loop)", primary.name));
             }
             if f.get("slave_repl_offset") != offset.as_ref() {
                 return Some(format!(

@@ -7,7 +7,8 @@
 //! (`failover-in-progress`) and becomes a replica; clients that sent `CLIENT CAPA redirect`
 //! are then sent `-REDIRECT` to the new primary. valkey-io/valkey#821 (seed 003, fixed by
 //! #871 before 8.0.0) bounced them between the two while the new primary was still a
-//! replica; the workload records each hop.
+//! replica; the workload records each hop. After a promotion both nodes get
+//! `CONFIG REWRITE`, as Sentinel does, so a later kill and restart keeps their new roles.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -181,6 +182,17 @@ impl StandaloneFailover {
             .and_then(|f| f.get("role").cloned());
         let promoted = new_role.as_deref() == Some("master");
         value["promoted"] = json!(promoted);
+        if promoted {
+            // As Sentinel does after a failover: the config files follow the new roles, so
+            // a node restarted by a later kill fault comes back in its current role.
+            let mut rewritten = Vec::new();
+            for n in [&old, &new] {
+                if config_rewrite(n, ctx.query_timeout).await.is_ok() {
+                    rewritten.push(n.name.clone());
+                }
+            }
+            value["config_rewritten"] = json!(rewritten);
+        }
         let (outcome, error) = match (promoted, finished) {
             (true, _) => (Outcome::Ok, None),
             // Like the cluster failover: answered OK, never promoted (FAILOVER aborted at
@@ -206,6 +218,24 @@ impl StandaloneFailover {
             heal: None,
         }
     }
+}
+
+/// `CONFIG REWRITE` on one node.
+async fn config_rewrite(node: &NodeInfo, timeout: Duration) -> Result<(), String> {
+    let client =
+        redis::Client::open(format!("redis://{}/", node.addr())).map_err(|e| e.to_string())?;
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout));
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(|e| e.to_string())?;
+    redis::cmd("CONFIG")
+        .arg("REWRITE")
+        .query_async::<()>(&mut conn)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Sends the `FAILOVER` command to the old primary; `Err` texts that are not server
