@@ -8,7 +8,8 @@
 //! - [`rootfs`]: server versions the host lacks: offline-built Debian roots and images;
 //!   [`server`]: which binary (host or root filesystem) a run starts.
 //! - [`flavor`]: server kinds (redis, valkey): binary, version, config dialect.
-//! - [`cluster`]: forming a cluster and waiting for agreement.
+//! - [`cluster`]: forming a cluster and waiting for agreement; [`standalone`]: the same for
+//!   one primary with replicas (`mode: standalone`); [`formed`]: either, once joined.
 //! - [`control`]: what faults may do to nodes, over the backend.
 //! - [`observer`]: the topology observer (every node's CLUSTER NODES into topology.jsonl).
 //! - [`store`]: run directories; [`ledger`]: what each run created, for teardown and clean.
@@ -24,6 +25,7 @@ pub mod control;
 pub mod doctor;
 pub mod exit;
 pub mod flavor;
+pub mod formed;
 pub mod ledger;
 pub mod matrix;
 pub mod observer;
@@ -31,6 +33,7 @@ pub mod rootfs;
 pub mod run;
 pub mod scenario;
 pub mod server;
+pub mod standalone;
 pub mod store;
 pub mod sys;
 

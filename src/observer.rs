@@ -39,6 +39,9 @@ pub struct ObserverConfig {
     pub interval: Duration,
     /// The limit on one poll, connect included.
     pub timeout: Duration,
+    /// Standalone nodes (no cluster): poll `INFO replication` instead of `CLUSTER NODES`,
+    /// recorded as `info_replication`.
+    pub standalone: bool,
 }
 
 impl Default for ObserverConfig {
@@ -46,6 +49,7 @@ impl Default for ObserverConfig {
         ObserverConfig {
             interval: DEFAULT_INTERVAL,
             timeout: DEFAULT_TIMEOUT,
+            standalone: false,
         }
     }
 }
@@ -194,7 +198,7 @@ impl Observer {
             last_round.push(tokio::spawn(async move {
                 let mut conn = conn;
                 let mut s = NodeStats::default();
-                poll_once(&node, &mut conn, &log, t0, config.timeout, &mut s).await;
+                poll_once(&node, &mut conn, &log, t0, config, &mut s).await;
                 (node.name, s)
             }));
         }
@@ -231,23 +235,25 @@ async fn poll_loop(
             _ = stop.cancelled() => break,
             _ = tick.tick() => {}
         }
-        poll_once(&node, &mut conn, &log, t0, config.timeout, &mut stats).await;
+        poll_once(&node, &mut conn, &log, t0, config, &mut stats).await;
     }
     (stats, conn)
 }
 
-/// One poll: `CLUSTER NODES` within `timeout` (connecting first if needed), appended as
-/// one observation. Any failure drops the connection; the next poll opens a fresh one.
+/// One poll: `CLUSTER NODES` (or, standalone, `INFO replication`) within the time-out
+/// (connecting first if needed), appended as one observation. Any failure drops the
+/// connection; the next poll opens a fresh one.
 async fn poll_once(
     node: &NodeSpec,
     conn: &mut Option<MultiplexedConnection>,
     log: &JsonlAppender,
     t0: Instant,
-    timeout: Duration,
+    config: ObserverConfig,
     stats: &mut NodeStats,
 ) {
+    let timeout = config.timeout;
     let sent = Instant::now();
-    let reply = tokio::time::timeout(timeout, fetch(node, conn, timeout))
+    let reply = tokio::time::timeout(timeout, fetch(node, conn, timeout, config.standalone))
         .await
         .unwrap_or_else(|_| Err(format!("timed out after {} ms", timeout.as_millis())));
     let latency_us = sent.elapsed().as_micros() as u64;
@@ -257,12 +263,21 @@ async fn poll_once(
         Ok(text) => {
             stats.max_latency_us = stats.max_latency_us.max(latency_us);
             stats.total_latency_us += latency_us;
-            Observation::reply(time_ns, &node.name, text)
+            if config.standalone {
+                Observation::replication(time_ns, &node.name, text).with_addr(node.addr())
+            } else {
+                Observation::reply(time_ns, &node.name, text)
+            }
         }
         Err(e) => {
             *conn = None;
             stats.errors += 1;
-            Observation::failed(time_ns, &node.name, e)
+            let failed = Observation::failed(time_ns, &node.name, e);
+            if config.standalone {
+                failed.with_addr(node.addr())
+            } else {
+                failed
+            }
         }
     };
     log.append(&observation.with_latency_us(latency_us));
@@ -272,6 +287,7 @@ async fn fetch(
     node: &NodeSpec,
     conn: &mut Option<MultiplexedConnection>,
     timeout: Duration,
+    standalone: bool,
 ) -> Result<String, String> {
     if conn.is_none() {
         let client = redis::Client::open(format!("redis://{}/", node.addr()))
@@ -288,9 +304,12 @@ async fn fetch(
     let Some(c) = conn.as_mut() else {
         return Err("no connection".into());
     };
-    redis::cmd("CLUSTER")
-        .arg("NODES")
-        .query_async::<String>(c)
+    let cmd = if standalone {
+        redis::cmd("INFO").arg("replication").clone()
+    } else {
+        redis::cmd("CLUSTER").arg("NODES").clone()
+    };
+    cmd.query_async::<String>(c)
         .await
         .map_err(|e| e.to_string())
 }
@@ -365,6 +384,7 @@ mod tests {
             ObserverConfig {
                 interval: Duration::from_millis(20),
                 timeout: Duration::from_millis(100),
+                ..ObserverConfig::default()
             },
         )
         .unwrap();

@@ -17,7 +17,7 @@ use faultline_history::Recorder;
 use faultline_nemeses::proxy::{BusMode, BusProxy};
 use faultline_nemeses::runner::{heal_one, record_heal};
 use faultline_nemeses::{Ctx, Nemesis, NemesisSpec};
-use faultline_workloads::{ClientConfig, ClusterClient, Counters, SetSpec, SetWorkload};
+use faultline_workloads::{ClientConfig, Counters, SetSpec, SetWorkload};
 use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -25,13 +25,14 @@ use tracing::{info, warn};
 
 use crate::backend::{self, BackendPlan};
 use crate::cli::RunArgs;
-use crate::cluster::{start_and_form, Layout};
+use crate::cluster::Layout;
 use crate::control::{lock, BackendControl};
 use crate::exit::{self, Failure};
 use crate::flavor::{self, Flavor};
+use crate::formed::Formed;
 use crate::ledger::{Ledger, RunId};
 use crate::observer::Observer;
-use crate::scenario::{BackendName, FlavorName, Scenario};
+use crate::scenario::{BackendName, FlavorName, Mode, Scenario};
 use crate::server::Server;
 use crate::store::{self, HISTORY_FILE, SCENARIO_FILE};
 use crate::{analyze, sys};
@@ -165,6 +166,9 @@ fn load_scenario(args: &RunArgs) -> Result<Scenario, Failure> {
             spec.start_after_s = old.start_after_s;
         }
         scenario.nemesis = Some(spec);
+        if let Some((_, _, message)) = scenario.mode_conflict() {
+            return Err(Failure::bad_input(anyhow!("--nemesis: {message}")));
+        }
     }
     if let Some(secs) = args.nemesis_interval {
         let Some(spec) = scenario.nemesis.as_mut() else {
@@ -284,7 +288,10 @@ async fn execute(
             run_id: run_id.clone(),
             run_dir: run_dir.to_path_buf(),
             node_names: names,
-            flavor,
+            flavor: match scenario.mode {
+                Mode::Cluster => flavor,
+                Mode::Standalone => Arc::new(flavor::standalone::Standalone(flavor)),
+            },
             binary: server.binary.clone(),
             node_timeout_ms: scenario.cluster.node_timeout_ms.get(),
             persistence: scenario.cluster.persistence,
@@ -331,7 +338,7 @@ async fn execute(
         scenario.cluster.replicas.get() as usize,
     );
     let formed = tokio::select! {
-        r = start_and_form(backend.as_mut(), &layout, form_deadline) => Some(r?),
+        r = Formed::start(scenario.mode, backend.as_mut(), &layout, form_deadline) => Some(r?),
         _ = interrupt.cancelled() => None,
     };
     let Some(mut admin) = formed else {
@@ -343,11 +350,14 @@ async fn execute(
     };
     let formed_at = t0.elapsed().as_secs_f64();
     info!("cluster formed and agreed in {formed_at:.2}s");
-    let observer = Observer::start(
+    let observer = Observer::start_with(
         &nodes,
         &run_dir.join(faultline_history::TOPOLOGY_FILE),
         t0,
-        crate::observer::DEFAULT_INTERVAL,
+        crate::observer::ObserverConfig {
+            standalone: scenario.mode == Mode::Standalone,
+            ..Default::default()
+        },
     )
     .context("starting the topology observer")?;
     // From here on faults share the backend with the orchestrator.
@@ -357,20 +367,12 @@ async fn execute(
         query_timeout: Duration::from_millis(500),
     };
 
-    let client = Arc::new(ClusterClient::new(
-        ClientConfig {
-            op_timeout: Duration::from_millis(scenario.workload.op_timeout_ms.get()),
-            ..ClientConfig::default()
-        },
-        &nodes
-            .iter()
-            .map(|n| (n.name.clone(), n.addr()))
-            .collect::<Vec<_>>(),
-    ));
-    client
-        .refresh_slots()
-        .await
-        .context("reading the slot map")?;
+    let client_config = ClientConfig {
+        op_timeout: Duration::from_millis(scenario.workload.op_timeout_ms.get()),
+        ..ClientConfig::default()
+    };
+    let (client, standalone_client) =
+        crate::formed::workload_client(scenario.mode, client_config, &nodes).await?;
     let workload = SetWorkload::new(SetSpec {
         keys: scenario.workload.keys.get() as usize,
         concurrency: scenario.workload.concurrency.get() as usize,
@@ -435,6 +437,19 @@ async fn execute(
                 faultline_nemeses::delay::heal_all(&nemesis_ctx),
             )
             .await;
+            if scenario.nemesis.as_ref().is_some_and(|n| {
+                n.faults
+                    .iter()
+                    .any(|f| matches!(f, faultline_nemeses::FaultSpec::MigrateSlots(_)))
+            }) {
+                // ... and no slot left MIGRATING / IMPORTING for the final reads.
+                record_heal(
+                    "settle-slots",
+                    &recorder,
+                    faultline_nemeses::migrate_slots::heal_all(&nemesis_ctx),
+                )
+                .await;
+            }
             if bus_proxy.is_some() {
                 // ... and the whole bus: rules removed, held messages released.
                 record_heal(
@@ -447,7 +462,7 @@ async fn execute(
         }
         let converge = Duration::from_secs_f64(scenario.cluster.converge_timeout_s.get());
         let agreed = tokio::select! {
-            r = admin.wait_agreed(None, Instant::now() + converge) => Some(r),
+            r = admin.wait_agreed(Instant::now() + converge) => Some(r),
             _ = interrupt.cancelled() => None,
         };
         if let Some(Err(e)) = agreed {
@@ -456,12 +471,15 @@ async fn execute(
         }
         let budget = Duration::from_secs_f64(scenario.workload.final_read_timeout_s.get());
         let reads = tokio::select! {
-            r = workload.final_reads(&client, &recorder, budget) => Some(r),
+            r = workload.final_reads(client.as_ref(), &recorder, budget) => Some(r),
             _ = interrupt.cancelled() => None,
         };
         if let Some(r) = reads {
             info!("final reads: {} keys read, {} unread", r.read, r.unread);
         }
+    }
+    if let Some(c) = &standalone_client {
+        crate::standalone::note_capa(&c.capa_replies(), notes);
     }
     match observer.stop().await {
         Ok(stats) => info!(

@@ -32,6 +32,10 @@ pub struct Scenario {
     /// What the scenario is for, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// `cluster` (default), or `standalone`: one primary and `cluster.replicas` replicas
+    /// joined with REPLICAOF, no cluster mode.
+    #[serde(default, skip_serializing_if = "Mode::is_cluster")]
+    pub mode: Mode,
     /// Server kind.
     #[serde(default)]
     pub flavor: FlavorName,
@@ -109,6 +113,24 @@ impl fmt::Display for FlavorName {
             FlavorName::Valkey => "valkey",
             FlavorName::Garnet => "garnet",
         })
+    }
+}
+
+/// How the nodes are joined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// A Redis Cluster: `cluster.primaries` shards of one primary and its replicas.
+    #[default]
+    Cluster,
+    /// One primary and its replicas (REPLICAOF), no cluster mode: standalone failover,
+    /// `-REDIRECT` for clients that sent `CLIENT CAPA redirect` (seed 003).
+    Standalone,
+}
+
+impl Mode {
+    fn is_cluster(&self) -> bool {
+        *self == Mode::Cluster
     }
 }
 
@@ -393,6 +415,7 @@ impl Scenario {
             });
         }
         scenario.check_node_names(text, file)?;
+        scenario.check_mode(text, file)?;
         Ok(scenario)
     }
 
@@ -451,6 +474,8 @@ impl Scenario {
                 }
                 FaultSpec::Delay(d) => vec![("from", &d.from), ("to", &d.to)],
                 FaultSpec::Loss(l) => vec![("from", &l.from), ("to", &l.to)],
+                FaultSpec::MigrateSlots(m) => vec![("from", &m.from)],
+                FaultSpec::StandaloneFailover(f) => vec![("target", &f.target)],
             };
             for (key, target) in targets {
                 if let Target::Nodes(names) = target {
@@ -475,6 +500,78 @@ impl Scenario {
             }
         }
         Ok(())
+    }
+
+    /// `mode: standalone` has one primary, no cluster bus and no cluster faults; the
+    /// standalone failover needs it.
+    fn check_mode(&self, text: &str, file: &str) -> Result<(), ScenarioError> {
+        let Some((field, hint, message)) = self.mode_conflict() else {
+            return Ok(());
+        };
+        let (line, column) = locate(text, &field, Some(&hint)).unwrap_or((0, 0));
+        Err(ScenarioError::Invalid {
+            file: file.to_string(),
+            line,
+            column,
+            field: Some(field),
+            message,
+        })
+    }
+
+    /// What in the scenario does not fit its `mode`, as (dotted field, word on its line,
+    /// message); also checked after `--nemesis` replaces the faults.
+    pub fn mode_conflict(&self) -> Option<(String, String, String)> {
+        let standalone = self.mode == Mode::Standalone;
+        if standalone && self.cluster.primaries.get() != 1 {
+            return Some((
+                "cluster.primaries".into(),
+                "primaries".into(),
+                "mode: standalone runs one primary: set `primaries: 1` under `cluster:`".into(),
+            ));
+        }
+        if standalone && self.cluster.bus == BusMode::Proxy {
+            return Some((
+                "cluster.bus".into(),
+                "bus".into(),
+                "mode: standalone has no cluster bus: remove `bus: proxy`".into(),
+            ));
+        }
+        for (i, fault) in self
+            .nemesis
+            .iter()
+            .flat_map(|n| n.faults.iter())
+            .enumerate()
+        {
+            let standalone_only = matches!(fault, FaultSpec::StandaloneFailover(_));
+            let cluster_only = matches!(
+                fault,
+                FaultSpec::Failover(_)
+                    | FaultSpec::MigrateSlots(_)
+                    | FaultSpec::FailoverWhileHeld(_)
+                    | FaultSpec::BusDelay(_)
+                    | FaultSpec::BusDrop(_)
+                    | FaultSpec::BusHold(_)
+            );
+            let message = if standalone && cluster_only {
+                format!(
+                    "{} needs a cluster; this scenario has `mode: standalone`",
+                    fault.kind()
+                )
+            } else if !standalone && standalone_only {
+                format!(
+                    "{} needs `mode: standalone` (one primary with replicas)",
+                    fault.kind()
+                )
+            } else {
+                continue;
+            };
+            return Some((
+                format!("nemesis.faults[{i}].kind"),
+                fault.kind().to_string(),
+                message,
+            ));
+        }
+        None
     }
 
     /// Fills in the seed (a fresh random one when absent).
@@ -711,6 +808,29 @@ mod tests {
         assert!(e.contains("divides every node"), "{e}");
         let e = err("nemesis:\n  faults:\n    - kind: kill\n      targets: one\n");
         assert!(e.contains("unknown field `targets`"), "{e}");
+    }
+
+    #[test]
+    fn standalone_mode_takes_one_primary_and_only_its_own_faults() {
+        let s = Scenario::parse(
+            "mode: standalone\ncluster:\n  primaries: 1\n  replicas: 2\nnemesis:\n  faults:\n    - kind: standalone-failover\n      force: true\n",
+            "t.yaml",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(s.mode, Mode::Standalone);
+        assert_eq!(s.node_count(), 3);
+        let e = err("mode: standalone\n");
+        assert!(e.contains("primaries: 1"), "{e}");
+        let e = err("mode: standalone\ncluster:\n  primaries: 1\nnemesis:\n  faults:\n    - kind: migrate-slots\n");
+        assert!(
+            e.contains("migrate-slots needs a cluster") && e.contains(":6:"),
+            "{e}"
+        );
+        let e = err("nemesis:\n  faults:\n    - kind: standalone-failover\n");
+        assert!(e.contains("needs `mode: standalone`"), "{e}");
+        let e = err("mode: sentinel\n");
+        assert!(e.contains("sentinel"), "{e}");
     }
 
     #[test]

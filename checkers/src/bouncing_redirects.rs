@@ -2,11 +2,13 @@
 //!
 //! Every client completion carries the redirect hops its client followed (`redirects`:
 //! kind, slot, from, to). Three shapes are findings:
-//! - **cycle**: one op's chain comes back to a node it already left (A to B to A): the
-//!   nodes disagree about who serves the key, and each sends the client to the other.
+//! - **cycle**: one op's chain takes the same hop twice (A to B to A to B): the nodes
+//!   disagree about who serves the key, and each keeps sending the client to the other.
 //!   Seed 003 (valkey-io/valkey#821) is this with `-REDIRECT` during a standalone
 //!   `FAILOVER`: the old primary redirects to the new one, which, still a replica, redirects
-//!   back.
+//!   back. A single return (A to B to A) is not a finding: a fixed Valkey 8.0.1 does that
+//!   once, legitimately, to an op that reaches the new primary mid-hand-over and is sent
+//!   back when the hand-over ends. Such chains are counted (`returns`).
 //! - **long chain**: more moving hops (MOVED, ASK, REDIRECT) in one op than
 //!   [`crate::Tolerances::redirect_chain_max`], or an op the client gave up on with
 //!   `redirect limit`.
@@ -114,17 +116,24 @@ fn moves(r: &Redirect) -> bool {
     matches!(r.kind.as_str(), "MOVED" | "ASK" | "REDIRECT") && r.from != r.to
 }
 
-/// The nodes of the first repeated visit in `hops`, if the chain comes back to a node.
+/// The nodes between the two takings of a hop the chain takes twice, if it does.
 fn cycle(hops: &[&Redirect]) -> Option<BTreeSet<String>> {
-    let first = hops.first()?;
-    let mut visited = vec![first.from.as_str()];
-    for hop in hops {
-        if let Some(at) = visited.iter().position(|n| *n == hop.to) {
-            return Some(visited[at..].iter().map(|s| s.to_string()).collect());
+    for (i, hop) in hops.iter().enumerate() {
+        if let Some(j) = hops[i + 1..]
+            .iter()
+            .position(|h| h.from == hop.from && h.to == hop.to)
+        {
+            return Some(nodes_of(&hops[i..=i + 1 + j]));
         }
-        visited.push(hop.to.as_str());
     }
     None
+}
+
+/// Whether the chain comes back to a node it left.
+fn returns(hops: &[&Redirect]) -> bool {
+    hops.iter()
+        .enumerate()
+        .any(|(i, h)| hops[..i].iter().any(|e| e.from == h.to))
 }
 
 /// A hop of `later` that reverses a hop of `earlier` (same slot, or both slot-less).
@@ -153,6 +162,7 @@ impl Checker for BouncingRedirects {
         let mut completions = 0u64;
         let mut redirected = 0u64;
         let mut longest = 0usize;
+        let mut returned = 0u64;
         let mut findings: Vec<Finding> = Vec::new();
         // Per process: the time and moving hops of its previous completion.
         let mut previous: HashMap<Process, (u64, Vec<&Redirect>)> = HashMap::new();
@@ -170,6 +180,9 @@ impl Checker for BouncingRedirects {
             }
             let hops: Vec<&Redirect> = op.redirects.iter().filter(|r| moves(r)).collect();
             longest = longest.max(hops.len());
+            if returns(&hops) {
+                returned += 1;
+            }
             let finding = |shape, nodes| Finding {
                 shape,
                 nodes,
@@ -236,6 +249,7 @@ impl Checker for BouncingRedirects {
             .with("ops_redirected", redirected)
             .with("redirects_by_kind", json!(by_kind))
             .with("longest_chain", longest)
+            .with("returns", returned)
             .with("chain_max", chain_max)
             .with(
                 "pingpong_window_ms",
@@ -384,6 +398,7 @@ mod tests {
         let bounce = vec![
             hop("REDIRECT", None, "a:1", "b:1"),
             hop("REDIRECT", None, "b:1", "a:1"),
+            hop("REDIRECT", None, "a:1", "b:1"),
         ];
         let r = check(vec![
             done(0, 10, 1, OpType::Ok, bounce.clone()),
@@ -400,6 +415,23 @@ mod tests {
         assert_eq!(first["processes"], json!(2));
         assert_eq!(first["from_s"], json!(0.01));
         assert_eq!(first["to_s"], json!(0.02));
+    }
+
+    #[test]
+    fn one_return_is_counted_not_judged() {
+        // A fixed server's hand-over: sent to the new primary, back once, served.
+        let r = check(vec![done(
+            0,
+            1,
+            1,
+            OpType::Ok,
+            vec![
+                hop("REDIRECT", None, "b:1", "a:1"),
+                hop("REDIRECT", None, "a:1", "b:1"),
+            ],
+        )]);
+        assert_eq!(r.valid, Validity::Valid, "{r:?}");
+        assert_eq!(r.details["returns"], json!(1));
     }
 
     #[test]

@@ -39,6 +39,10 @@ pub enum Input {
     History,
     /// `topology.jsonl`.
     Topology,
+    /// `CLUSTER NODES` views in `topology.jsonl`: absent from a `mode: standalone` run,
+    /// whose lines are `INFO replication`, so slot checkers are skipped rather than
+    /// calling a run with no slots valid.
+    ClusterViews,
     /// `logs/<node>/server.log`.
     NodeLogs,
 }
@@ -49,6 +53,7 @@ impl Input {
         match self {
             Input::History => "history.jsonl",
             Input::Topology => "topology.jsonl",
+            Input::ClusterViews => "CLUSTER NODES view in topology.jsonl (a standalone run)",
             Input::NodeLogs => "logs/<node>/server.log",
         }
     }
@@ -58,6 +63,9 @@ impl Input {
         match self {
             Input::History => run.history_present,
             Input::Topology => run.topology_present,
+            Input::ClusterViews => {
+                run.topology_present && !crate::standalone_views::is_standalone(&run.topology)
+            }
             Input::NodeLogs => run.logs_present,
         }
     }

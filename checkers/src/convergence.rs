@@ -140,7 +140,7 @@ impl Checker for Convergence {
     }
 
     fn needs(&self) -> &'static [Input] {
-        &[Input::Topology]
+        &[Input::Topology, Input::ClusterViews]
     }
 
     fn check(&self, run: &RunData) -> CheckerResult {

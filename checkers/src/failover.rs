@@ -30,8 +30,9 @@ use crate::{Checker, CheckerResult, RunData, Validity};
 /// The checker's name in `results.json`.
 pub const NAME: &str = "failover";
 
-/// The history's `f` for the failover faults: plain, and fired while a PONG is held.
-const FAILOVERS: &[&str] = &["failover", "failover-while-held"];
+/// The history's `f` for the failover faults: plain, fired while a PONG is held, and
+/// standalone `FAILOVER TO` (same outcome fields: reply, promoted, took_ms).
+const FAILOVERS: &[&str] = &["failover", "failover-while-held", "standalone-failover"];
 
 /// How many findings a result lists.
 const EXAMPLES: usize = 20;

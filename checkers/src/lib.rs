@@ -28,6 +28,8 @@
 //!   - [`log_pattern`]: [`LogPattern`], known-bug signatures in node logs (logs);
 //!   - [`bouncing_redirects`]: [`BouncingRedirects`], clients sent back and forth between
 //!     nodes: redirect cycles, long chains, ping-pong (history).
+//! - [`standalone_views`]: `mode: standalone` topology (`INFO replication` per node): the
+//!   replica-of graph the observations in force describe, and its cycles.
 //! - [`key_slot`]: the hash slot of a key (CRC16), for checkers that map writes to shards.
 //! - Private: `views` (the topology log parsed once per checker, node names from `myself`
 //!   lines, slot-range helpers), `episodes` (how long one observer showed one anomaly),
@@ -50,6 +52,7 @@ pub mod results;
 pub mod run_data;
 pub mod slot_coverage;
 pub mod split_brain;
+pub mod standalone_views;
 pub mod tolerances;
 pub mod validity;
 mod views;

@@ -13,7 +13,8 @@ use serde_json::{json, Map, Value};
 
 use crate::checker::Input;
 use crate::episodes::{self, Episode};
-use crate::views::{lines_about, Views};
+use crate::standalone_views;
+use crate::views::{lines_about, millis, secs, Views};
 use crate::{Checker, CheckerResult, RunData};
 
 /// The checker's name in `results.json`.
@@ -46,6 +47,9 @@ impl Checker for ReplicationLoop {
     }
 
     fn check(&self, run: &RunData) -> CheckerResult {
+        if standalone_views::is_standalone(&run.topology) {
+            return check_standalone(run);
+        }
         let views = Views::parse(&run.topology);
         let found = episodes::find(
             &views.observers,
@@ -87,6 +91,104 @@ impl Checker for ReplicationLoop {
             },
         )
     }
+}
+
+/// A standalone run (`INFO replication` lines): loops in the replica-of graph of the
+/// observations in force at each moment ([`standalone_views::find_loops`]).
+fn check_standalone(run: &RunData) -> CheckerResult {
+    let loops = standalone_views::find_loops(&run.topology);
+    let input = json!({
+        "mode": "standalone",
+        "observations": loops.ok + loops.failed,
+        "failed_observations": loops.failed,
+    });
+    if loops.ok == 0 {
+        return CheckerResult::unknown(
+            "topology.jsonl has no successful INFO replication observation: nothing to judge",
+        )
+        .with("input", input);
+    }
+    let tolerance_ms = run.tolerances.replication_loop_ms;
+    let (handovers, looped): (Vec<_>, Vec<_>) = loops.episodes.iter().partition(|e| e.handover);
+    let (kept, ignored): (Vec<_>, Vec<_>) = looped
+        .into_iter()
+        .partition(|e| millis(e.first_ns, e.last_ns) >= tolerance_ms);
+    let chain = |c: &[String]| {
+        let mut hops = c.to_vec();
+        hops.push(c[0].clone());
+        hops.join(" -> ")
+    };
+    let episodes: Vec<Value> = kept
+        .iter()
+        .take(20)
+        .map(|e| {
+            let mut nodes = e.cycle.clone();
+            nodes.sort();
+            json!({
+                "nodes": nodes,
+                "cycle": chain(&e.cycle),
+                "first_ns": e.first_ns,
+                "last_ns": e.last_ns,
+                "duration_ms": millis(e.first_ns, e.last_ns),
+                "ended": if e.cleared { "cleared" } else { "end of log" },
+            })
+        })
+        .collect();
+    let summary = match kept.first() {
+        None => {
+            let mut s = format!(
+                "no replication loop in {} INFO replication observations",
+                loops.ok
+            );
+            if !ignored.is_empty() {
+                s.push_str(&format!(
+                    " ({} shorter than {tolerance_ms} ms ignored)",
+                    ignored.len()
+                ));
+            }
+            let longest = handovers
+                .iter()
+                .map(|e| millis(e.first_ns, e.last_ns))
+                .max();
+            if let Some(longest) = longest {
+                s.push_str(&format!(
+                    "; {} FAILOVER hand-over(s) seen, longest {longest} ms",
+                    handovers.len()
+                ));
+            }
+            s
+        }
+        Some(e) => format!(
+            "{} replication loop episode(s): {} (replica of) for {} ms from {}",
+            kept.len(),
+            chain(&e.cycle),
+            millis(e.first_ns, e.last_ns),
+            secs(e.first_ns)
+        ),
+    };
+    let valid = if kept.is_empty() {
+        crate::Validity::Valid
+    } else {
+        crate::Validity::Invalid
+    };
+    CheckerResult::new(valid)
+        .with("summary", summary)
+        .with("episode_count", kept.len())
+        .with("ignored_shorter", ignored.len())
+        .with("tolerance_ms", tolerance_ms)
+        .with("episodes", episodes)
+        // FAILOVER's own hand-over (old primary already a replica of the target, which
+        // is still its replica): reported, not a loop.
+        .with("handover_count", handovers.len())
+        .with(
+            "handover_longest_ms",
+            handovers
+                .iter()
+                .map(|e| millis(e.first_ns, e.last_ns))
+                .max()
+                .unwrap_or(0),
+        )
+        .with("input", input)
 }
 
 /// Every replica-of cycle in a view, each as ids in replica-of order starting at its
@@ -215,6 +317,43 @@ mod tests {
         assert_eq!(r.details["ignored_shorter"], 1);
         run.tolerances.replication_loop_ms = 40;
         assert_eq!(ReplicationLoop.check(&run).valid, Validity::Invalid);
+    }
+
+    #[test]
+    fn standalone_replicas_of_each_other_are_a_loop_and_slot_checkers_skip() {
+        let info = |of: Option<u8>| match of {
+            None => "role:master\r\n".to_string(),
+            Some(p) => format!("role:slave\r\nmaster_host:10.0.0.{p}\r\nmaster_port:6379\r\n"),
+        };
+        let at = |ms: u64, n: u8, of| {
+            Observation::replication(ms * 1_000_000, format!("n{n}"), info(of))
+                .with_addr(format!("10.0.0.{n}:6379"))
+        };
+        let healthy = vec![at(0, 1, None), at(0, 2, Some(1)), at(50, 2, Some(1))];
+        let r = ReplicationLoop.check(&RunData::from_topology(healthy.clone()));
+        assert_eq!(r.valid, Validity::Valid, "{r:?}");
+        let mut looped = healthy;
+        looped.push(at(60, 1, Some(2)));
+        looped.push(at(70, 2, Some(1)));
+        looped.push(at(80, 1, Some(2)));
+        looped.push(at(100, 1, None));
+        let r = ReplicationLoop.check(&RunData::from_topology(looped.clone()));
+        assert_eq!(r.valid, Validity::Invalid, "{r:?}");
+        assert_eq!(r.details["episodes"][0]["cycle"], "n1 -> n2 -> n1");
+        assert_eq!(r.details["episodes"][0]["duration_ms"], 10);
+        // Slot checkers have no CLUSTER NODES view to judge: skipped, never valid.
+        let all = crate::check(&RunData::from_topology(looped), &crate::all());
+        for name in ["slot-coverage", "split-brain", "convergence"] {
+            assert!(
+                !all.checkers.contains_key(name),
+                "{name} ran on a standalone log"
+            );
+        }
+        assert!(
+            all.notes.iter().any(|n| n.contains("slot-coverage")),
+            "{:?}",
+            all.notes
+        );
     }
 
     #[test]

@@ -61,7 +61,7 @@ impl Checker for SlotCoverage {
     }
 
     fn needs(&self) -> &'static [Input] {
-        &[Input::Topology]
+        &[Input::Topology, Input::ClusterViews]
     }
 
     fn check(&self, run: &RunData) -> CheckerResult {

@@ -75,7 +75,7 @@ impl Checker for SplitBrain {
     }
 
     fn needs(&self) -> &'static [Input] {
-        &[Input::Topology]
+        &[Input::Topology, Input::ClusterViews]
     }
 
     fn check(&self, run: &RunData) -> CheckerResult {

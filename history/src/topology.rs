@@ -1,7 +1,8 @@
 //! `topology.jsonl`: what each node said the cluster looked like, over time.
 //!
 //! The topology observer asks every node for `CLUSTER NODES` every few tens of
-//! milliseconds and appends each reply, raw, as one [`Observation`]. Checkers parse the
+//! milliseconds and appends each reply, raw, as one [`Observation`] (in `mode: standalone`,
+//! `INFO replication` instead, as `info_replication` with the node's `addr`). Checkers parse the
 //! text later ([`crate::ClusterView`]); keeping it raw means a parser fix re-checks old
 //! runs, and a person can read the exact reply a verdict rests on.
 //!
@@ -34,6 +35,15 @@ pub struct Observation {
     /// The raw `CLUSTER NODES` reply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_nodes: Option<String>,
+    /// In standalone mode (no cluster), the raw `INFO replication` reply instead: who the
+    /// node says it replicates (`role`, `master_host`, `master_port`, `master_link_status`,
+    /// `master_failover_state`, its replicas). `{"time_ns","observer","info_replication"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info_replication: Option<String>,
+    /// The observer's own `ip:port`, on standalone lines: `INFO replication` names a
+    /// replica's primary by address only, so a checker needs it to tie names to addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
     /// Why there is no reply (connection refused, time-out, error reply).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -53,6 +63,8 @@ impl Observation {
             time_ns,
             observer: observer.into(),
             cluster_nodes: Some(text.into()),
+            info_replication: None,
+            addr: None,
             error: None,
             latency_us: None,
             extra: Map::new(),
@@ -65,10 +77,36 @@ impl Observation {
             time_ns,
             observer: observer.into(),
             cluster_nodes: None,
+            info_replication: None,
+            addr: None,
             error: Some(error.into()),
             latency_us: None,
             extra: Map::new(),
         }
+    }
+
+    /// A successful `INFO replication` poll of a standalone node.
+    pub fn replication(
+        time_ns: u64,
+        observer: impl Into<String>,
+        text: impl Into<String>,
+    ) -> Self {
+        Observation {
+            time_ns,
+            observer: observer.into(),
+            cluster_nodes: None,
+            info_replication: Some(text.into()),
+            addr: None,
+            error: None,
+            latency_us: None,
+            extra: Map::new(),
+        }
+    }
+
+    /// Builder: the observer's own address (standalone lines).
+    pub fn with_addr(mut self, addr: impl Into<String>) -> Self {
+        self.addr = Some(addr.into());
+        self
     }
 
     /// Builder: the request's round trip.
@@ -109,5 +147,18 @@ mod tests {
         let o: Observation = serde_json::from_str(extra).unwrap();
         assert_eq!(o.extra["round"], 4);
         assert_eq!(serde_json::to_string(&o).unwrap(), extra);
+    }
+
+    #[test]
+    fn standalone_lines_carry_info_replication_and_old_lines_still_read() {
+        let line = r#"{"time_ns":9,"observer":"n2","info_replication":"role:slave"}"#;
+        let o: Observation = serde_json::from_str(line).unwrap();
+        assert_eq!(o.info_replication.as_deref(), Some("role:slave"));
+        assert!(o.cluster_nodes.is_none() && o.view().is_none());
+        assert_eq!(serde_json::to_string(&o).unwrap(), line);
+        let r = Observation::replication(9, "n2", "role:slave");
+        assert_eq!(serde_json::to_string(&r).unwrap(), line);
+        let old: Observation = serde_json::from_str(r#"{"time_ns":5,"observer":"n3","cluster_nodes":"abc"}"#).unwrap();
+        assert!(old.info_replication.is_none());
     }
 }

@@ -109,6 +109,10 @@ pub fn build(spec: &FaultSpec) -> Box<dyn Fault> {
         FaultSpec::BusHold(s) => Box::new(crate::proxy::fault::BusHold::new(s.clone())),
         FaultSpec::Delay(s) => Box::new(crate::delay::Delay::new(s.clone())),
         FaultSpec::Loss(s) => Box::new(crate::delay::Loss::new(s.clone())),
+        FaultSpec::StandaloneFailover(s) => Box::new(
+            crate::standalone_failover::StandaloneFailover::new(s.clone()),
+        ),
+        FaultSpec::MigrateSlots(s) => Box::new(crate::migrate_slots::MigrateSlots::new(s.clone())),
         FaultSpec::FailoverWhileHeld(s) => Box::new(
             crate::proxy::stale_failover::FailoverWhileHeld::new(s.clone()),
         ),

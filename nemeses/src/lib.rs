@@ -4,7 +4,9 @@
 //! - [`spec`]: the scenario's `nemesis:` section (faults, targets, shapes, ports).
 //! - [`control`]: [`Control`], what the orchestrator lets faults do to nodes.
 //! - [`fault`]: the [`Fault`] / [`Heal`] interface and the registry ([`fault::build`]).
-//! - [`partition`], [`process`] (kill, pause), [`failover`], [`delay`] (delay, loss): the faults.
+//! - [`partition`], [`process`] (kill, pause), [`failover`], [`delay`] (delay, loss),
+//!   [`migrate_slots`] (slot migration with ASK windows), [`standalone_failover`]
+//!   (`FAILOVER TO` in `mode: standalone`): the faults.
 //! - [`target`], [`roles`]: which nodes a target means right now.
 //! - [`schedule`]: the seeded plan; [`runner`]: fires it, records every fault, heals.
 //!
@@ -14,6 +16,7 @@ pub mod control;
 pub mod delay;
 pub mod failover;
 pub mod fault;
+pub mod migrate_slots;
 pub mod partition;
 pub mod process;
 pub mod proxy;
@@ -21,6 +24,7 @@ pub mod roles;
 pub mod runner;
 pub mod schedule;
 pub mod spec;
+pub mod standalone_failover;
 pub mod target;
 
 pub use control::{Control, NodeInfo};

@@ -3,7 +3,8 @@
 //! Every node is asked for `CLUSTER NODES` at once, with a short time-out (paused, killed
 //! and partitioned nodes must not hold a fault up); each node's role is what most of the
 //! answering views say. Faults that target `primaries` or `replicas`, and failovers, read
-//! this snapshot.
+//! this snapshot. Standalone nodes (`mode: standalone`) refuse `CLUSTER NODES` ("cluster
+//! support disabled"); their roles come from each node's own `INFO replication` instead.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -77,6 +78,88 @@ pub async fn cluster_nodes(node: &NodeInfo, timeout: Duration) -> Result<String,
         .unwrap_or_else(|_| Err("timed out".into()))
 }
 
+/// `field:value` lines of an INFO section.
+pub fn info_fields(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.trim().split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Roles of standalone nodes, each from its own `INFO replication`: `role:master` is a
+/// primary, `role:slave` a replica of the node at `master_host:master_port`.
+///
+/// # Errors
+/// If no node answers.
+pub async fn observe_standalone(nodes: &[NodeInfo], timeout: Duration) -> Result<Roles, String> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for node in nodes {
+        let node = node.clone();
+        tasks.spawn(async move {
+            let fetch = async {
+                let client = redis::Client::open(format!("redis://{}/", node.addr()))
+                    .map_err(|e| e.to_string())?;
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout));
+                let mut conn = client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                redis::cmd("INFO")
+                    .arg("replication")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())
+            };
+            let text = tokio::time::timeout(timeout * 2, fetch)
+                .await
+                .unwrap_or_else(|_| Err("timed out".into()));
+            (node.name, text)
+        });
+    }
+    let by_addr: HashMap<String, String> =
+        nodes.iter().map(|n| (n.addr(), n.name.clone())).collect();
+    let mut pairs: Vec<(String, Option<String>)> = Vec::new();
+    let mut errors = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let Ok((name, text)) = joined else { continue };
+        let text = match text {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        let f = info_fields(&text);
+        match f.get("role").map(String::as_str) {
+            Some("master") => pairs.push((name, None)),
+            Some("slave") => {
+                let addr = format!(
+                    "{}:{}",
+                    f.get("master_host").map_or("", String::as_str),
+                    f.get("master_port").map_or("", String::as_str)
+                );
+                if let Some(p) = by_addr.get(&addr) {
+                    pairs.push((name, Some(p.clone())));
+                }
+            }
+            _ => {}
+        }
+    }
+    if pairs.is_empty() {
+        return Err(format!(
+            "no node answered INFO replication ({})",
+            errors.join("; ")
+        ));
+    }
+    let borrowed: Vec<(&str, Option<&str>)> = pairs
+        .iter()
+        .map(|(n, p)| (n.as_str(), p.as_deref()))
+        .collect();
+    Ok(Roles::from_pairs(&borrowed))
+}
+
 /// Roles by majority of the views that answer within `timeout`.
 ///
 /// # Errors
@@ -129,6 +212,13 @@ pub async fn observe(nodes: &[NodeInfo], timeout: Duration) -> Result<Roles, Str
                 .entry(role)
                 .or_default() += 1;
         }
+    }
+    if votes.is_empty()
+        && errors
+            .iter()
+            .any(|e| e.contains("cluster support disabled"))
+    {
+        return observe_standalone(nodes, timeout).await;
     }
     if votes.is_empty() {
         return Err(format!(

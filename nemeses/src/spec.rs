@@ -16,6 +16,11 @@
 //!       target: replicas
 //!     - kind: failover
 //!       mode: default   # default | force | takeover
+//!     - kind: migrate-slots
+//!       slots: 64       # a count (from a slot holding keys) or [first, last]
+//!     - kind: standalone-failover   # mode: standalone only
+//!       force: false
+//!       timeout_ms: 5000
 //! ```
 
 use std::fmt;
@@ -25,8 +30,10 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 pub use crate::delay::{DelaySpec, LossSpec};
+pub use crate::migrate_slots::MigrateSlotsSpec;
 pub use crate::proxy::spec::{BusDelaySpec, BusDropSpec, BusHoldSpec};
 pub use crate::proxy::stale_failover::FailoverWhileHeldSpec;
+pub use crate::standalone_failover::StandaloneFailoverSpec;
 
 /// Every fault kind, for help text and `--nemesis`.
 pub const FAULT_KINDS: &[&str] = &[
@@ -40,6 +47,8 @@ pub const FAULT_KINDS: &[&str] = &[
     "failover-while-held",
     "delay",
     "loss",
+    "migrate-slots",
+    "standalone-failover",
 ];
 
 /// The scenario's nemesis.
@@ -90,6 +99,10 @@ impl NemesisSpec {
                 }
                 "delay" => FaultSpec::Delay(DelaySpec::default()),
                 "loss" => FaultSpec::Loss(LossSpec::default()),
+                "migrate-slots" => FaultSpec::MigrateSlots(MigrateSlotsSpec::default()),
+                "standalone-failover" => {
+                    FaultSpec::StandaloneFailover(StandaloneFailoverSpec::default())
+                }
                 other => {
                     return Err(format!(
                         "unknown fault {other:?}; choose from {}",
@@ -135,6 +148,11 @@ pub enum FaultSpec {
     Delay(DelaySpec),
     /// Drop a share of packets on links between nodes (iptables statistic).
     Loss(LossSpec),
+    /// Move a range of slots between primaries under load (ASK redirects for real).
+    MigrateSlots(MigrateSlotsSpec),
+    /// `FAILOVER TO host port [FORCE] TIMEOUT ms` on a standalone primary (needs
+    /// `mode: standalone`; seed 003).
+    StandaloneFailover(StandaloneFailoverSpec),
 }
 
 impl FaultSpec {
@@ -151,6 +169,8 @@ impl FaultSpec {
             FaultSpec::FailoverWhileHeld(_) => "failover-while-held",
             FaultSpec::Delay(_) => "delay",
             FaultSpec::Loss(_) => "loss",
+            FaultSpec::MigrateSlots(_) => "migrate-slots",
+            FaultSpec::StandaloneFailover(_) => "standalone-failover",
         }
     }
 }

@@ -5,6 +5,7 @@
 
 mod garnet;
 mod redis;
+pub mod standalone;
 mod valkey;
 
 pub use garnet::Garnet;

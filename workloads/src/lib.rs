@@ -4,14 +4,23 @@
 //! - [`slots`]: key to hash slot (CRC16 and hash tags), and tags that land on a given slot.
 //! - [`client`]: [`ClusterClient`], which follows MOVED / ASK / TRYAGAIN / CLUSTERDOWN /
 //!   REDIRECT itself, records every hop, and classifies each outcome as ok, fail or info.
+//! - [`key_client`]: [`KeyClient`], what a workload needs of either client.
+//! - [`standalone`]: [`StandaloneClient`], for one primary with replicas (no cluster): it
+//!   sends `CLIENT CAPA redirect` (Valkey 8+), follows `-REDIRECT host:port`, records each
+//!   hop, finds the primary again (INFO replication) after READONLY or a broken link, and
+//!   may send reads to replicas (`READONLY`).
 //! - [`set`]: the set workload (unique adds to a few keys, one final read per key).
 //!
-//! A workload drives a [`ClusterClient`] and records every op through a
+//! A workload drives a [`KeyClient`] and records every op through a
 //! [`faultline_history::Recorder`]; it knows nothing of processes, namespaces or faults.
 
 pub mod client;
+pub mod key_client;
 pub mod set;
 pub mod slots;
+pub mod standalone;
 
 pub use client::{ClientConfig, ClusterClient, Outcome};
+pub use key_client::KeyClient;
 pub use set::{Counters, FinalReads, SetSpec, SetWorkload};
+pub use standalone::StandaloneClient;

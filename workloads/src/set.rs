@@ -13,7 +13,8 @@ use redis::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{ClusterClient, Outcome};
+use crate::client::Outcome;
+use crate::key_client::KeyClient;
 use crate::slots::{tag_for_slot, SLOTS};
 
 /// What the set workload does, resolved from the scenario.
@@ -106,7 +107,7 @@ impl SetWorkload {
     /// without its completion.
     pub async fn run(
         &self,
-        client: Arc<ClusterClient>,
+        client: Arc<dyn KeyClient>,
         recorder: Recorder,
         stop: CancellationToken,
         counters: Arc<Counters>,
@@ -173,7 +174,7 @@ impl SetWorkload {
     /// out. Every attempt is an op in the history.
     pub async fn final_reads(
         &self,
-        client: &ClusterClient,
+        client: &dyn KeyClient,
         recorder: &Recorder,
         budget: Duration,
     ) -> FinalReads {

@@ -1,0 +1,437 @@
+//! A client for one primary with replicas (no cluster mode), that follows Valkey's
+//! `-REDIRECT host:port` itself and reports every hop.
+//!
+//! Valkey 8+ answers a client that declared `CLIENT CAPA redirect` with `-REDIRECT` when it
+//! sends a write (or a read without `READONLY`) to a replica, instead of `-READONLY`; during a
+//! standalone `FAILOVER` the old primary does the same once it has become a replica. Seed 003
+//! (valkey-io/valkey#821, fixed by #871 before 8.0.0) is such clients bounced between the old
+//! and the new primary, so each hop is recorded in the op's `redirects` (kind `REDIRECT`, no
+//! slot), with the same hop limit as the cluster client.
+//!
+//! Outcomes follow the cluster client: an error reply (`READONLY`, `LOADING`, ...) is
+//! [`Outcome::Fail`]; a time-out or a broken connection after sending is [`Outcome::Info`].
+//! After `READONLY` or a broken link the client asks every node `INFO replication` and goes
+//! to the node that calls itself primary.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use faultline_history::Redirect;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Cmd, RedisError, Value};
+
+use crate::client::{ClientConfig, Outcome};
+use crate::key_client::{BoxFuture, KeyClient};
+
+/// One connection slot, replaced after it breaks.
+struct Conn {
+    generation: u64,
+    conn: Option<MultiplexedConnection>,
+}
+
+/// Per-op trace, outside the op's future so a time-out can still read it.
+#[derive(Default)]
+struct Trace {
+    redirects: Vec<Redirect>,
+    node: Option<String>,
+    in_doubt: bool,
+}
+
+enum Failure {
+    Certain(String),
+    Unknown(String),
+}
+
+/// Redirect-following client for one standalone primary and its replicas. Share it
+/// between tasks with an `Arc`.
+pub struct StandaloneClient {
+    config: ClientConfig,
+    /// `(name, ip:port)` of every node, in name order.
+    nodes: Vec<(String, String)>,
+    /// `ip:port` -> name.
+    names: HashMap<String, String>,
+    /// The node believed primary.
+    primary: RwLock<String>,
+    /// Its replicas with their link up, as last learned: where reads may go.
+    replicas: RwLock<Vec<String>>,
+    /// Round-robin position over `replicas`.
+    next_replica: AtomicUsize,
+    conns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Conn>>>>,
+    generations: AtomicU64,
+    /// Set after READONLY or a broken link: the primary may have moved.
+    stale: AtomicBool,
+    last_refresh: Mutex<Option<Instant>>,
+    /// Each node's answer to `CLIENT CAPA redirect` (`OK`, or the error), by name.
+    capa: Mutex<BTreeMap<String, String>>,
+}
+
+impl StandaloneClient {
+    /// A client for `nodes` (`(name, "ip:port")`), starting at `primary` (an address).
+    pub fn new(config: ClientConfig, nodes: &[(String, String)], primary: &str) -> Self {
+        StandaloneClient {
+            config,
+            nodes: nodes.to_vec(),
+            names: nodes.iter().map(|(n, a)| (a.clone(), n.clone())).collect(),
+            primary: RwLock::new(primary.to_string()),
+            replicas: RwLock::new(Vec::new()),
+            next_replica: AtomicUsize::new(0),
+            conns: Mutex::new(HashMap::new()),
+            generations: AtomicU64::new(0),
+            stale: AtomicBool::new(false),
+            last_refresh: Mutex::new(None),
+            capa: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The node name for an address, or the address itself.
+    pub fn name_of(&self, addr: &str) -> String {
+        self.names
+            .get(addr)
+            .cloned()
+            .unwrap_or_else(|| addr.to_string())
+    }
+
+    /// What each node answered to `CLIENT CAPA redirect` on the client's first connection
+    /// to it: `OK`, or the error (a server without the capability refuses it, and the
+    /// client goes on without: replicas then answer `-READONLY`).
+    pub fn capa_replies(&self) -> BTreeMap<String, String> {
+        self.capa.lock().unwrap().clone()
+    }
+
+    /// The node believed primary (`ip:port`).
+    pub fn primary(&self) -> String {
+        self.primary.read().unwrap().clone()
+    }
+
+    /// Asks every node `INFO replication` and believes the one that calls itself primary
+    /// (the one with most connected replicas if several do); its replicas whose link is up
+    /// become where [`StandaloneClient::execute_read`] reads. Returns its address.
+    ///
+    /// # Errors
+    /// If no node calls itself primary.
+    pub async fn find_primary(&self) -> Result<String, String> {
+        *self.last_refresh.lock().unwrap() = Some(Instant::now());
+        let mut best: Option<(usize, String)> = None;
+        let mut seen = Vec::new();
+        let mut infos: Vec<(String, HashMap<String, String>)> = Vec::new();
+        for (name, addr) in &self.nodes {
+            let text = tokio::time::timeout(self.config.op_timeout, async {
+                let mut conn = self.connection(addr).await?.1;
+                redis::cmd("INFO")
+                    .arg("replication")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .unwrap_or_else(|_| Err("timed out".into()));
+            match text {
+                Ok(t) => {
+                    let f = info_fields(&t);
+                    let role = f.get("role").cloned().unwrap_or_default();
+                    infos.push((addr.clone(), f.clone()));
+                    seen.push(format!("{name} {role}"));
+                    if role == "master" {
+                        let replicas = f
+                            .get("connected_slaves")
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0);
+                        if best.as_ref().is_none_or(|(r, _)| replicas > *r) {
+                            best = Some((replicas, addr.clone()));
+                        }
+                    }
+                }
+                Err(e) => seen.push(format!("{name}: {e}")),
+            }
+        }
+        match best {
+            Some((_, addr)) => {
+                let replicas = infos
+                    .iter()
+                    .filter(|(_, f)| {
+                        let of = format!(
+                            "{}:{}",
+                            f.get("master_host").map_or("", String::as_str),
+                            f.get("master_port").map_or("", String::as_str)
+                        );
+                        f.get("role").map(String::as_str) == Some("slave")
+                            && f.get("master_link_status").map(String::as_str) == Some("up")
+                            && of == addr
+                    })
+                    .map(|(a, _)| a.clone())
+                    .collect();
+                *self.replicas.write().unwrap() = replicas;
+                *self.primary.write().unwrap() = addr.clone();
+                self.stale.store(false, Ordering::Relaxed);
+                Ok(addr)
+            }
+            None => Err(format!(
+                "no node calls itself primary ({})",
+                seen.join("; ")
+            )),
+        }
+    }
+
+    async fn maybe_refresh(&self) {
+        let due = self
+            .last_refresh
+            .lock()
+            .unwrap()
+            .is_none_or(|t| t.elapsed() > Duration::from_millis(250));
+        if due {
+            let _ = self.find_primary().await;
+        }
+    }
+
+    /// Sends `cmd` to the believed primary, following `-REDIRECT`, within the op time-out.
+    pub async fn execute(&self, cmd: &Cmd) -> Outcome {
+        self.execute_at(cmd, None).await
+    }
+
+    /// Sends a read-only `cmd` to one of the primary's replicas, round robin, on a
+    /// connection that declared `READONLY` (with `CLIENT CAPA redirect`, Valkey serves
+    /// reads there instead of redirecting them); to the primary when no replica is known.
+    /// A replica's answer may be stale: asynchronous replication.
+    pub async fn execute_read(&self, cmd: &Cmd) -> Outcome {
+        if self.stale.load(Ordering::Relaxed) {
+            self.maybe_refresh().await;
+        }
+        let replica = {
+            let replicas = self.replicas.read().unwrap();
+            (!replicas.is_empty()).then(|| {
+                let i = self.next_replica.fetch_add(1, Ordering::Relaxed);
+                replicas[i % replicas.len()].clone()
+            })
+        };
+        self.execute_at(cmd, replica).await
+    }
+
+    /// One op: at `replica` (read-only) or at the believed primary.
+    async fn execute_at(&self, cmd: &Cmd, replica: Option<String>) -> Outcome {
+        if self.stale.load(Ordering::Relaxed) {
+            self.maybe_refresh().await;
+        }
+        let mut trace = Trace::default();
+        let result =
+            tokio::time::timeout(self.config.op_timeout, self.run(cmd, &mut trace, replica)).await;
+        let Trace {
+            redirects,
+            node,
+            in_doubt,
+        } = trace;
+        match result {
+            Ok(Ok(value)) => Outcome::Ok {
+                value,
+                node,
+                redirects,
+            },
+            Ok(Err(Failure::Certain(error))) => Outcome::Fail {
+                error,
+                node,
+                redirects,
+            },
+            Ok(Err(Failure::Unknown(error))) => Outcome::Info {
+                error,
+                node,
+                redirects,
+            },
+            Err(_) if in_doubt => {
+                self.stale.store(true, Ordering::Relaxed);
+                Outcome::Info {
+                    error: "timeout".into(),
+                    node,
+                    redirects,
+                }
+            }
+            Err(_) => Outcome::Fail {
+                error: "timeout before the command was sent".into(),
+                node,
+                redirects,
+            },
+        }
+    }
+
+    async fn run(
+        &self,
+        cmd: &Cmd,
+        trace: &mut Trace,
+        replica: Option<String>,
+    ) -> Result<Value, Failure> {
+        let readonly = replica.is_some();
+        let mut target = replica.unwrap_or_else(|| self.primary());
+        loop {
+            if trace.redirects.len() > self.config.max_redirects {
+                return Err(Failure::Unknown("redirect limit".into()));
+            }
+            trace.node = Some(self.name_of(&target));
+            let (generation, mut conn) = match self.connection_for(&target, readonly).await {
+                Ok(c) => c,
+                Err(e) => {
+                    self.stale.store(true, Ordering::Relaxed);
+                    return Err(Failure::Certain(format!("connect {target}: {e}")));
+                }
+            };
+            trace.in_doubt = true;
+            let err = match cmd.query_async::<Value>(&mut conn).await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            match err.code() {
+                Some("REDIRECT") => {
+                    trace.in_doubt = false;
+                    let Some(to) = err.detail().and_then(|d| d.split_whitespace().next()) else {
+                        return Err(Failure::Certain(error_text(&err)));
+                    };
+                    let to = to.to_string();
+                    trace.redirects.push(Redirect {
+                        kind: "REDIRECT".into(),
+                        slot: None,
+                        from: target.clone(),
+                        to: to.clone(),
+                    });
+                    *self.primary.write().unwrap() = to.clone();
+                    target = to;
+                }
+                Some(code) => {
+                    trace.in_doubt = false;
+                    if code == "READONLY" || code == "MASTERDOWN" {
+                        self.stale.store(true, Ordering::Relaxed);
+                    }
+                    return Err(Failure::Certain(error_text(&err)));
+                }
+                None => {
+                    self.drop_connection(&conn_key(&target, readonly), generation);
+                    self.stale.store(true, Ordering::Relaxed);
+                    return Err(Failure::Unknown(error_text(&err)));
+                }
+            }
+        }
+    }
+
+    /// The node's connection, opened (with `CLIENT CAPA redirect`) if there is none.
+    async fn connection(&self, addr: &str) -> Result<(u64, MultiplexedConnection), String> {
+        self.connection_for(addr, false).await
+    }
+
+    /// The node's connection for writes, or for reads on a replica (`readonly`: it also
+    /// declared `READONLY`).
+    async fn connection_for(
+        &self,
+        addr: &str,
+        readonly: bool,
+    ) -> Result<(u64, MultiplexedConnection), String> {
+        let cell = self
+            .conns
+            .lock()
+            .unwrap()
+            .entry(conn_key(addr, readonly))
+            .or_insert_with(|| {
+                Arc::new(tokio::sync::Mutex::new(Conn {
+                    generation: 0,
+                    conn: None,
+                }))
+            })
+            .clone();
+        let mut slot = cell.lock().await;
+        if let Some(conn) = &slot.conn {
+            return Ok((slot.generation, conn.clone()));
+        }
+        let client = redis::Client::open(format!("redis://{addr}/")).map_err(|e| e.to_string())?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.config.connect_timeout))
+            .set_response_timeout(None);
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| e.to_string())?;
+        // Capabilities belong to the connection: declare it on every new one.
+        let capa = tokio::time::timeout(
+            self.config.connect_timeout,
+            redis::cmd("CLIENT")
+                .arg("CAPA")
+                .arg("redirect")
+                .query_async::<String>(&mut conn),
+        )
+        .await;
+        let answer = match capa {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(e)) if e.code().is_some() => error_text(&e),
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err("CLIENT CAPA redirect: timed out".into()),
+        };
+        if readonly && answer == "OK" {
+            // Refused (a server without the capability): reads are then redirected, or
+            // answered READONLY, and the op says so.
+            let _ = tokio::time::timeout(
+                self.config.connect_timeout,
+                redis::cmd("READONLY").query_async::<String>(&mut conn),
+            )
+            .await;
+        }
+        self.capa
+            .lock()
+            .unwrap()
+            .entry(self.name_of(addr))
+            .or_insert(answer);
+        slot.generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        slot.conn = Some(conn.clone());
+        Ok((slot.generation, conn))
+    }
+
+    fn drop_connection(&self, addr: &str, generation: u64) {
+        let cell = self.conns.lock().unwrap().get(addr).cloned();
+        if let Some(cell) = cell {
+            if let Ok(mut slot) = cell.try_lock() {
+                if slot.generation == generation {
+                    slot.conn = None;
+                }
+            }
+        }
+    }
+}
+
+impl KeyClient for StandaloneClient {
+    fn execute<'a>(&'a self, _key: &'a [u8], cmd: &'a Cmd) -> BoxFuture<'a, Outcome> {
+        Box::pin(StandaloneClient::execute(self, cmd))
+    }
+}
+
+/// Connections for reads on replicas (`READONLY`) are kept apart from the others.
+fn conn_key(addr: &str, readonly: bool) -> String {
+    if readonly {
+        format!("readonly {addr}")
+    } else {
+        addr.to_string()
+    }
+}
+
+/// `field:value` lines of an INFO section.
+pub fn info_fields(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.trim().split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn error_text(err: &RedisError) -> String {
+    match (err.code(), err.detail()) {
+        (Some(code), Some(detail)) => format!("{code} {detail}"),
+        (Some(code), None) => code.to_string(),
+        _ => err.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_fields_split_on_the_first_colon() {
+        let f = info_fields("# Replication\r\nrole:slave\r\nmaster_host:10.0.0.1\r\nslave0:ip=10.0.0.2,port=6379,state=online\r\n");
+        assert_eq!(f["role"], "slave");
+        assert_eq!(f["master_host"], "10.0.0.1");
+        assert_eq!(f["slave0"], "ip=10.0.0.2,port=6379,state=online");
+    }
+}
