@@ -4,6 +4,7 @@
 //! - [`cli`]: the command line; [`exit`]: exit codes.
 //! - [`scenario`]: scenario files, validated on load.
 //! - [`run`]: the orchestrator of one run; [`analyze`]: checking a run directory.
+//! - [`report`]: report.html, PNG plots, junit.xml, the store index, the progress bar.
 //! - [`backend`]: where nodes run (local: namespaces on this machine).
 //! - [`flavor`]: server kinds (redis, valkey): binary, version, config dialect.
 //! - [`cluster`]: forming a cluster and waiting for agreement.
@@ -24,6 +25,7 @@ pub mod exit;
 pub mod flavor;
 pub mod ledger;
 pub mod observer;
+pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod store;
@@ -71,6 +73,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => run::command(args).await,
             Command::Analyze(args) => analyze::command(&args.run_dir),
+            Command::Report(args) => report::command(&args.run_dir),
             Command::Doctor => doctor::command(),
             Command::Clean(args) => clean::command(&args),
             Command::Bench(args) => bench::command(args).await,
