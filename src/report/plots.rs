@@ -96,10 +96,67 @@ fn secs(ns: u64) -> f64 {
     ns as f64 / 1e9
 }
 
-fn canvas(path: &Path) -> DrawingArea<BitMapBackend<'_>, Shift> {
+/// Pixels on the right of every plot for its key, so the key never hides data.
+const KEY_WIDTH: u32 = 210;
+
+type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+
+/// The whole picture, and its two parts: the chart and the key beside it.
+fn canvas(path: &Path) -> (Area<'_>, Area<'_>, Area<'_>) {
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     let _ = root.fill(&WHITE);
-    root
+    let (chart, key) = root.split_horizontally(SIZE.0 - KEY_WIDTH);
+    (root, chart, key)
+}
+
+/// How one key entry is drawn.
+#[derive(Debug, Clone, Copy)]
+enum Mark {
+    Fill(RGBColor),
+    Faded(RGBColor),
+    Band,
+    Line(RGBColor),
+    Dot(RGBColor),
+    Cross(RGBColor),
+    Triangle(RGBColor),
+    Outline(RGBColor),
+}
+
+/// Draws the key: one row per entry, from the top of the key area.
+fn draw_key(area: &Area<'_>, entries: &[(String, Mark)]) -> Result<()> {
+    for (i, (label, mark)) in entries.iter().enumerate() {
+        let y = 50 + i as i32 * 20;
+        let (x0, x1) = (6, 20);
+        match *mark {
+            Mark::Fill(c) => area.draw(&Rectangle::new([(x0, y - 5), (x1, y + 5)], c.filled())),
+            Mark::Faded(c) => area.draw(&Rectangle::new(
+                [(x0, y - 5), (x1, y + 5)],
+                c.mix(0.35).filled(),
+            )),
+            Mark::Band => area.draw(&Rectangle::new(
+                [(x0, y - 5), (x1, y + 5)],
+                BAND.mix(0.45).filled(),
+            )),
+            Mark::Line(c) => {
+                area.draw(&PathElement::new(vec![(x0, y), (x1, y)], c.stroke_width(2)))
+            }
+            Mark::Dot(c) => area.draw(&Circle::new((13, y), 4, c.filled())),
+            Mark::Cross(c) => area.draw(&Cross::new((13, y), 4, c.stroke_width(2))),
+            Mark::Triangle(c) => area.draw(&TriangleMarker::new((13, y), 5, c.filled())),
+            Mark::Outline(c) => area.draw(&Rectangle::new(
+                [(x0, y - 5), (x1, y + 5)],
+                c.stroke_width(2),
+            )),
+        }
+        .map_err(err)?;
+        area.draw(&Text::new(
+            label.clone(),
+            (x1 + 8, y - 7),
+            (FAMILY, 13).into_font().color(&BLACK),
+        ))
+        .map_err(err)?;
+    }
+    Ok(())
 }
 
 /// Writes every plot into `dir`; returns them in report order.
@@ -148,21 +205,14 @@ where
     X: Ranged<ValueType = f64>,
     Y: Ranged<ValueType = f64>,
 {
-    let mut first = true;
-    for b in bands {
-        let series = chart
-            .draw_series(std::iter::once(Rectangle::new(
+    chart
+        .draw_series(bands.iter().map(|b| {
+            Rectangle::new(
                 [(secs(b.start_ns), y.0), (secs(b.end_ns), y.1)],
                 BAND.mix(0.45).filled(),
-            )))
-            .map_err(err)?;
-        if first {
-            series
-                .label("fault in force")
-                .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], BAND.filled()));
-            first = false;
-        }
-    }
+            )
+        }))
+        .map_err(err)?;
     Ok(())
 }
 
@@ -170,7 +220,8 @@ where
 /// axis, thinned (see `downsample`) with every fail and info kept.
 fn latency(dir: &Path, h: &HistoryDigest, bands: &[Band], t_max: f64) -> Result<Plot> {
     let path = dir.join("latency.png");
-    let root = canvas(&path);
+    let (root, area, key_area) = canvas(&path);
+    let mut key: Vec<(String, Mark)> = Vec::new();
     let ms = |ns: u64| (ns as f64 / 1e6).max(0.01);
     let y_max = h
         .completions
@@ -185,7 +236,7 @@ fn latency(dir: &Path, h: &HistoryDigest, bands: &[Band], t_max: f64) -> Result<
         .fold(f64::INFINITY, f64::min)
         .min(y_max / 10.0)
         .max(0.01);
-    let mut chart = ChartBuilder::on(&root)
+    let mut chart = ChartBuilder::on(&area)
         .caption("Latency of every op", (FAMILY, 20))
         .margin(12)
         .x_label_area_size(40)
@@ -199,6 +250,9 @@ fn latency(dir: &Path, h: &HistoryDigest, bands: &[Band], t_max: f64) -> Result<
         .label_style((FAMILY, 13))
         .draw()
         .map_err(err)?;
+    if !bands.is_empty() {
+        key.push(("fault in force".into(), Mark::Band));
+    }
     draw_bands(&mut chart, bands, (y_min, y_max))?;
     let grid = Grid {
         columns: 600,
@@ -233,32 +287,36 @@ fn latency(dir: &Path, h: &HistoryDigest, bands: &[Band], t_max: f64) -> Result<
             };
             let size = if always { 3 } else { 2 };
             let style = base.filled();
-            match outcome {
-                OpType::Fail => chart
-                    .draw_series(
-                        keep.iter()
-                            .map(|&i| Cross::new(series[i], size, base.stroke_width(2))),
-                    )
-                    .map_err(err)?
-                    .label(format!("{f} {label} ({})", series.len()))
-                    .legend(move |(x, y)| Cross::new((x + 6, y), 4, base.stroke_width(2))),
-                OpType::Info => chart
-                    .draw_series(
-                        keep.iter()
-                            .map(|&i| TriangleMarker::new(series[i], size + 1, style)),
-                    )
-                    .map_err(err)?
-                    .label(format!("{f} {label} ({})", series.len()))
-                    .legend(move |(x, y)| TriangleMarker::new((x + 6, y), 5, style)),
-                _ => chart
-                    .draw_series(keep.iter().map(|&i| Circle::new(series[i], size, style)))
-                    .map_err(err)?
-                    .label(format!("{f} {label} ({})", series.len()))
-                    .legend(move |(x, y)| Circle::new((x + 6, y), 4, style)),
+            let mark = match outcome {
+                OpType::Fail => {
+                    chart
+                        .draw_series(
+                            keep.iter()
+                                .map(|&i| Cross::new(series[i], size, base.stroke_width(2))),
+                        )
+                        .map_err(err)?;
+                    Mark::Cross(base)
+                }
+                OpType::Info => {
+                    chart
+                        .draw_series(
+                            keep.iter()
+                                .map(|&i| TriangleMarker::new(series[i], size + 1, style)),
+                        )
+                        .map_err(err)?;
+                    Mark::Triangle(base)
+                }
+                _ => {
+                    chart
+                        .draw_series(keep.iter().map(|&i| Circle::new(series[i], size, style)))
+                        .map_err(err)?;
+                    Mark::Dot(base)
+                }
             };
+            key.push((format!("{f} {label} ({})", series.len()), mark));
         }
     }
-    legend(&mut chart)?;
+    draw_key(&key_area, &key)?;
     root.present().map_err(err)?;
     Ok(Plot {
         file: "latency.png",
@@ -270,28 +328,22 @@ fn latency(dir: &Path, h: &HistoryDigest, bands: &[Band], t_max: f64) -> Result<
     })
 }
 
-fn legend<'a, DB: DrawingBackend + 'a, X: Ranged, Y: Ranged>(
-    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
-) -> Result<()> {
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font((FAMILY, 13))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)
-}
-
 /// How wide a time bucket is for `t_max` seconds: about 200 buckets, at least 10 ms.
 fn bucket_for(t_max: f64) -> f64 {
-    (t_max / 200.0).max(0.01)
+    const NICE: [f64; 12] = [
+        0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
+    ];
+    let want = t_max / 200.0;
+    NICE.into_iter()
+        .find(|&b| b >= want)
+        .unwrap_or_else(|| (want / 60.0).ceil() * 60.0)
 }
 
 /// Completions per second over time by outcome.
 fn throughput(dir: &Path, h: &HistoryDigest, bands: &[Band], t_max: f64) -> Result<Plot> {
     let path = dir.join("throughput.png");
-    let root = canvas(&path);
+    let (root, area, key_area) = canvas(&path);
+    let mut key: Vec<(String, Mark)> = Vec::new();
     let bucket = bucket_for(t_max);
     let n = (t_max / bucket).ceil() as usize + 1;
     let mut counts = vec![[0u64; 3]; n];
@@ -310,7 +362,7 @@ fn throughput(dir: &Path, h: &HistoryDigest, bands: &[Band], t_max: f64) -> Resu
         .map(|&c| c as f64 / bucket)
         .fold(1.0, f64::max)
         * 1.1;
-    let mut chart = ChartBuilder::on(&root)
+    let mut chart = ChartBuilder::on(&area)
         .caption("Throughput", (FAMILY, 20))
         .margin(12)
         .x_label_area_size(40)
@@ -324,6 +376,9 @@ fn throughput(dir: &Path, h: &HistoryDigest, bands: &[Band], t_max: f64) -> Resu
         .label_style((FAMILY, 13))
         .draw()
         .map_err(err)?;
+    if !bands.is_empty() {
+        key.push(("fault in force".into(), Mark::Band));
+    }
     draw_bands(&mut chart, bands, (0.0, y_max))?;
     for (k, (label, color)) in [("ok", OK), ("fail", FAIL), ("info", INFO)]
         .into_iter()
@@ -341,13 +396,10 @@ fn throughput(dir: &Path, h: &HistoryDigest, bands: &[Band], t_max: f64) -> Resu
                     .map(|(i, c)| (i as f64 * bucket, c[k] as f64 / bucket)),
                 color.stroke_width(2),
             ))
-            .map_err(err)?
-            .label(format!("{label} ({total})"))
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(2))
-            });
+            .map_err(err)?;
+        key.push((format!("{label} ({total})"), Mark::Line(color)));
     }
-    legend(&mut chart)?;
+    draw_key(&key_area, &key)?;
     root.present().map_err(err)?;
     Ok(Plot {
         file: "throughput.png",
@@ -362,7 +414,8 @@ fn throughput(dir: &Path, h: &HistoryDigest, bands: &[Band], t_max: f64) -> Resu
 /// Redirect hops per second over time by kind.
 fn redirects(dir: &Path, h: &HistoryDigest, bands: &[Band], t_max: f64) -> Result<Plot> {
     let path = dir.join("redirects.png");
-    let root = canvas(&path);
+    let (root, area, key_area) = canvas(&path);
+    let mut key: Vec<(String, Mark)> = Vec::new();
     let bucket = bucket_for(t_max);
     let n = (t_max / bucket).ceil() as usize + 1;
     let kinds = h.redirect_kinds.len();
@@ -382,7 +435,7 @@ fn redirects(dir: &Path, h: &HistoryDigest, bands: &[Band], t_max: f64) -> Resul
     } else {
         "Redirects followed".to_string()
     };
-    let mut chart = ChartBuilder::on(&root)
+    let mut chart = ChartBuilder::on(&area)
         .caption(&caption, (FAMILY, 20))
         .margin(12)
         .x_label_area_size(40)
@@ -396,6 +449,9 @@ fn redirects(dir: &Path, h: &HistoryDigest, bands: &[Band], t_max: f64) -> Resul
         .label_style((FAMILY, 13))
         .draw()
         .map_err(err)?;
+    if !bands.is_empty() {
+        key.push(("fault in force".into(), Mark::Band));
+    }
     draw_bands(&mut chart, bands, (0.0, y_max))?;
     for (k, kind) in h.redirect_kinds.iter().enumerate() {
         let color = palette(k);
@@ -408,13 +464,10 @@ fn redirects(dir: &Path, h: &HistoryDigest, bands: &[Band], t_max: f64) -> Resul
                     .map(|(i, c)| (i as f64 * bucket, c[k] as f64 / bucket)),
                 color.stroke_width(2),
             ))
-            .map_err(err)?
-            .label(format!("{kind} ({total})"))
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(2))
-            });
+            .map_err(err)?;
+        key.push((format!("{kind} ({total})"), Mark::Line(color)));
     }
-    legend(&mut chart)?;
+    draw_key(&key_area, &key)?;
     root.present().map_err(err)?;
     Ok(Plot {
         file: "redirects.png",
@@ -450,14 +503,15 @@ fn topology_timeline(
     t_max: f64,
 ) -> Result<Plot> {
     let path = dir.join("topology.png");
-    let root = canvas(&path);
+    let (root, area, key_area) = canvas(&path);
+    let mut key: Vec<(String, Mark)> = Vec::new();
     let rows = t.rows.len().max(1) as f64;
     let labels: Vec<String> = t
         .rows
         .iter()
         .map(|r| format!("{} @{}", r.shard, r.observer))
         .collect();
-    let mut chart = ChartBuilder::on(&root)
+    let mut chart = ChartBuilder::on(&area)
         .caption(
             "Topology: who each observer believed primary, per shard",
             (FAMILY, 20),
@@ -500,6 +554,9 @@ fn topology_timeline(
             )))
             .map_err(err)?;
     }
+    if !bands.is_empty() {
+        key.push(("fault in force".into(), Mark::Band));
+    }
     draw_bands(&mut chart, bands, (0.0, rows))?;
     let color_of = |name: &str| -> RGBColor {
         let i = t.nodes.iter().position(|n| n == name).unwrap_or(0);
@@ -526,25 +583,20 @@ fn topology_timeline(
     }
     // Legend: one entry per node, plus the special states.
     for name in &t.nodes {
-        let c = color_of(name);
-        chart
-            .draw_series(std::iter::empty::<Rectangle<(f64, f64)>>())
-            .map_err(err)?
-            .label(format!("{name} primary"))
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
+        key.push((format!("{name} primary"), Mark::Fill(color_of(name))));
     }
-    chart
-        .draw_series(std::iter::empty::<Rectangle<(f64, f64)>>())
-        .map_err(err)?
-        .label("no owner (unowned slots)")
-        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], BLACK.filled()));
+    key.push((
+        "faded: owner flagged replica".to_string(),
+        Mark::Faded(RGBColor(60, 60, 60)),
+    ));
+    key.push(("no owner (unowned slots)".into(), Mark::Fill(BLACK)));
     // Episodes: outlined across every row of their observer.
     let mut labelled = std::collections::HashSet::new();
     for e in episodes {
         let color = if e.checker == "replication-loop" {
             FAIL
         } else {
-            RGBColor(0, 0, 0)
+            RGBColor(110, 0, 170)
         };
         let x0 = secs(e.first_ns);
         let x1 = secs(e.last_ns.max(e.first_ns + 20_000_000));
@@ -552,22 +604,18 @@ fn topology_timeline(
             if row.observer != e.observer {
                 continue;
             }
-            let series = chart
+            chart
                 .draw_series(std::iter::once(Rectangle::new(
                     [(x0, i as f64 + 0.02), (x1, i as f64 + 0.98)],
                     color.stroke_width(3),
                 )))
                 .map_err(err)?;
             if labelled.insert(e.checker.clone()) {
-                series
-                    .label(format!("{} episode", e.checker))
-                    .legend(move |(x, y)| {
-                        Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.stroke_width(3))
-                    });
+                key.push((format!("{} episode", e.checker), Mark::Outline(color)));
             }
         }
     }
-    legend(&mut chart)?;
+    draw_key(&key_area, &key)?;
     root.present().map_err(err)?;
     Ok(Plot {
         file: "topology.png",
