@@ -28,7 +28,7 @@ impl Grid {
 }
 
 fn scale(v: f64, (lo, hi): (f64, f64), n: usize) -> usize {
-    if !(hi > lo) || !v.is_finite() {
+    if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) || !v.is_finite() {
         return 0;
     }
     let f = ((v - lo) / (hi - lo) * n as f64).floor();
