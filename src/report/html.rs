@@ -23,7 +23,7 @@ h1{font-size:1.5em} h2{font-size:1.2em;border-bottom:1px solid #ccc;padding-bott
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left;vertical-align:top}
 th{background:#f4f4f4}pre{background:#f7f7f7;padding:.6em;overflow:auto;max-height:30em;font-size:.85em}
 figure{margin:1em 0}figcaption{font-size:.9em;color:#555}img{max-width:100%;height:auto;border:1px solid #eee}
-.missing{outline:3px solid #c62828}
+.missing{outline:3px solid #c62828}summary{cursor:pointer;color:#555;margin:.3em 0}#verdicts td:first-child{white-space:nowrap}
 ";
 
 /// Everything the page shows.
@@ -49,6 +49,15 @@ fn validity_class(v: Validity) -> &'static str {
         Validity::Valid => "valid",
         Validity::Invalid => "invalid",
         Validity::Unknown => "unknown",
+    }
+}
+
+/// Sort key: invalid first, then unknown, then valid.
+fn verdict_rank(v: Validity) -> u8 {
+    match v {
+        Validity::Invalid => 0,
+        Validity::Unknown => 1,
+        Validity::Valid => 2,
     }
 }
 
@@ -112,6 +121,8 @@ pub fn render(page: &Page) -> String {
         }
     );
     let _ = writeln!(out, "<h1>faultline run {}</h1>", escape(page.dir));
+    // The table of verdicts goes here, under the banner, once the checkers are ordered.
+    let verdicts_at = out.len();
 
     // The run's parameters.
     out.push_str("<section id=\"run\"><h2>Run</h2><table>\n");
@@ -191,7 +202,22 @@ pub fn render(page: &Page) -> String {
     if r.checkers.is_empty() {
         out.push_str("<p>No checker ran: nothing was checked.</p>\n");
     }
-    for (name, c) in &r.checkers {
+    // What went wrong first: invalid, then unknown, then valid; by name within each.
+    let mut ordered: Vec<_> = r.checkers.iter().collect();
+    ordered.sort_by_key(|(name, c)| (verdict_rank(c.valid), name.as_str()));
+    let mut verdicts = String::from("<table id=\"verdicts\">");
+    for (name, c) in &ordered {
+        let _ = write!(
+            verdicts,
+            "<tr><td><a href=\"#checker-{id}\">{id}</a></td><td><span class=\"badge {v}\">{v}</span></td><td>{}</td></tr>",
+            escape(&c.headline()),
+            id = escape(name),
+            v = validity_class(c.valid),
+        );
+    }
+    verdicts.push_str("</table>\n");
+    out.insert_str(verdicts_at, &verdicts);
+    for (name, c) in ordered {
         let _ = writeln!(
             out,
             "<section class=\"checker\" id=\"checker-{id}\" data-checker=\"{id}\" data-valid=\"{v}\">\
@@ -205,6 +231,13 @@ pub fn render(page: &Page) -> String {
             .iter()
             .filter(|(k, _)| k.as_str() != "summary")
             .partition(|(_, v)| !v.is_array() && !v.is_object());
+        // Evidence is open where it matters (invalid, unknown), folded where all is well.
+        let open = if c.valid == Validity::Valid {
+            ""
+        } else {
+            " open"
+        };
+        let _ = write!(out, "<details{open}><summary>counts and evidence</summary>");
         if !scalars.is_empty() {
             out.push_str("<table>");
             for (k, v) in scalars {
@@ -220,7 +253,7 @@ pub fn render(page: &Page) -> String {
         for (k, v) in blocks {
             let _ = writeln!(out, "<h4>{}</h4>{}", escape(k), json_block(v));
         }
-        out.push_str("</section>\n");
+        out.push_str("</details></section>\n");
     }
     out.push_str("</section>\n");
 

@@ -161,10 +161,27 @@ fn episodes(results: &Results) -> Vec<plots::Episode> {
                 observer: observer.into(),
                 first_ns: first,
                 last_ns: last,
+                slots: e["slots"].as_str().map(parse_ranges).unwrap_or_default(),
+                nodes: e["nodes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|n| n.as_str().map(str::to_string))
+                    .collect(),
             });
         }
     }
     out
+}
+
+/// `0-5460,6000` as inclusive ranges; parts that are not slot numbers are left out.
+fn parse_ranges(text: &str) -> Vec<(u16, u16)> {
+    text.split([',', ' '])
+        .filter_map(|part| {
+            let (a, b) = part.split_once('-').unwrap_or((part, part));
+            Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 /// `faultline report DIR`: rewrites the report and prints where it is. The exit code is
@@ -195,5 +212,15 @@ pub fn after_run(dir: &Path) {
             }
         }
         Err(e) => eprintln!("faultline: warning: no report: {:#}", e.error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ranges;
+
+    #[test]
+    fn slot_ranges_parse_and_junk_is_left_out() {
+        assert_eq!(parse_ranges("0-5460,6000, x-1"), [(0, 5460), (6000, 6000)]);
     }
 }

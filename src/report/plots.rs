@@ -491,6 +491,30 @@ pub struct Episode {
     pub first_ns: u64,
     /// Last poll showing it.
     pub last_ns: u64,
+    /// The slots it concerned, when the checker says (slot-coverage).
+    pub slots: Vec<(u16, u16)>,
+    /// The nodes it concerned (the cycle of a replication loop).
+    pub nodes: Vec<String>,
+}
+
+impl Episode {
+    /// Whether row `row` of the timeline shows this episode: the observer's rows for the
+    /// shards holding its slots, or owned (as the observer saw it) by one of its nodes.
+    fn marks(&self, row: &super::topology_digest::Row) -> bool {
+        if row.observer != self.observer {
+            return false;
+        }
+        if !self.slots.is_empty() {
+            return row.overlaps(&self.slots);
+        }
+        if !self.nodes.is_empty() {
+            return [self.first_ns, self.last_ns].iter().any(|&t| {
+                row.owner_at(t)
+                    .is_some_and(|o| self.nodes.iter().any(|n| n == o))
+            });
+        }
+        true
+    }
 }
 
 /// Per shard and observer, which node the observer believed primary, coloured by node;
@@ -593,20 +617,38 @@ fn topology_timeline(
     // Episodes: outlined across every row of their observer.
     let mut labelled = std::collections::HashSet::new();
     for e in episodes {
-        let color = if e.checker == "replication-loop" {
-            FAIL
+        // A loop's outline sits inside a slot-coverage one, so both show when they
+        // coincide (they do in the seed bugs: the loop leaves the shard's slots on a
+        // replica).
+        let (color, inset) = if e.checker == "replication-loop" {
+            (FAIL, 0.2)
         } else {
-            RGBColor(110, 0, 170)
+            (RGBColor(110, 0, 170), 0.02)
         };
         let x0 = secs(e.first_ns);
         let x1 = secs(e.last_ns.max(e.first_ns + 20_000_000));
-        for (i, row) in t.rows.iter().enumerate() {
-            if row.observer != e.observer {
-                continue;
-            }
+        let marked: Vec<usize> = t
+            .rows
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| e.marks(r))
+            .map(|(i, _)| i)
+            .collect();
+        // Nothing matched (a shard the first view did not have): the observer's rows.
+        let marked = if marked.is_empty() {
+            t.rows
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.observer == e.observer)
+                .map(|(i, _)| i)
+                .collect()
+        } else {
+            marked
+        };
+        for i in marked {
             chart
                 .draw_series(std::iter::once(Rectangle::new(
-                    [(x0, i as f64 + 0.02), (x1, i as f64 + 0.98)],
+                    [(x0, i as f64 + inset), (x1, i as f64 + 1.0 - inset)],
                     color.stroke_width(3),
                 )))
                 .map_err(err)?;

@@ -42,6 +42,8 @@ pub struct Segment {
 pub struct Row {
     /// The shard, as its slot ranges (`0-5460`).
     pub shard: String,
+    /// The same ranges as numbers, inclusive.
+    pub ranges: Vec<(u16, u16)>,
     /// The observer (`n3`).
     pub observer: String,
     /// Its beliefs in time order.
@@ -61,6 +63,27 @@ pub struct TopologyDigest {
     pub failed: u64,
     /// Notes on how the file was read.
     pub notes: Vec<String>,
+}
+
+impl Row {
+    /// Whether the shard holds any slot of `ranges`.
+    pub fn overlaps(&self, ranges: &[(u16, u16)]) -> bool {
+        self.ranges
+            .iter()
+            .any(|(a, b)| ranges.iter().any(|(c, d)| a <= d && c <= b))
+    }
+
+    /// The node the observer believed owned the shard at `time_ns`.
+    pub fn owner_at(&self, time_ns: u64) -> Option<&str> {
+        let s = self
+            .segments
+            .iter()
+            .find(|s| s.start_ns <= time_ns && time_ns <= s.end_ns)?;
+        match &s.belief {
+            Belief::Primary(n) | Belief::OwnerFlaggedReplica(n) => Some(n),
+            _ => None,
+        }
+    }
 }
 
 impl TopologyDigest {
@@ -93,7 +116,7 @@ impl TopologyDigest {
             views.push(view);
         }
         // Shards: the slot ranges of the first view with slots, grouped by owner.
-        let mut shards: Vec<(u16, String)> = Vec::new();
+        let mut shards: Vec<(u16, String, Vec<(u16, u16)>)> = Vec::new();
         if let Some(first) = views
             .iter()
             .flatten()
@@ -112,7 +135,7 @@ impl TopologyDigest {
                     })
                     .collect::<Vec<_>>()
                     .join(",");
-                shards.push((node.slots[0].0, label));
+                shards.push((node.slots[0].0, label, node.slots.clone()));
             }
             shards.sort();
         }
@@ -135,7 +158,7 @@ impl TopologyDigest {
                 digest.failed += 1;
             }
             let oi = observer_index[o.observer.as_str()];
-            for (si, (first_slot, label)) in shards.iter().enumerate() {
+            for (si, (first_slot, label, ranges)) in shards.iter().enumerate() {
                 let belief =
                     match view {
                         None => Belief::NoAnswer,
@@ -160,6 +183,7 @@ impl TopologyDigest {
                     };
                 let row = rows.entry((si, oi)).or_insert_with(|| Row {
                     shard: label.clone(),
+                    ranges: ranges.clone(),
                     observer: o.observer.clone(),
                     segments: Vec::new(),
                 });
