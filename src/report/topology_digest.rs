@@ -116,7 +116,8 @@ impl TopologyDigest {
             views.push(view);
         }
         // Shards: the slot ranges of the first view with slots, grouped by owner.
-        let mut shards: Vec<(u16, String, Vec<(u16, u16)>)> = Vec::new();
+        // (first slot, label, ranges) per shard.
+        let mut shards: Vec<Shard> = Vec::new();
         if let Some(first) = views
             .iter()
             .flatten()
@@ -209,6 +210,9 @@ impl TopologyDigest {
         Ok(digest)
     }
 }
+
+/// A shard of the cluster as formed: its first slot, its label and its slot ranges.
+type Shard = (u16, String, Vec<(u16, u16)>);
 
 /// `n2` before `n10`.
 fn node_order(name: &str) -> (usize, &str) {
