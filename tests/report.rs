@@ -221,3 +221,25 @@ fn report_of_a_missing_directory_is_bad_input() {
     assert_eq!(code(&out), 254, "{}", text(&out));
     assert!(text(&out).contains("nope"), "{}", text(&out));
 }
+
+#[test]
+fn a_missing_font_names_the_file_and_the_package() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("history.jsonl"),
+        "{\"index\":0,\"time_ns\":1,\"process\":0,\"type\":\"invoke\",\"f\":\"add\",\"key\":\"s1\",\"value\":1}\n",
+    )
+    .unwrap();
+    let out = faultline()
+        .arg("report")
+        .arg(dir.path())
+        .env("FAULTLINE_FONT", "/nonexistent/NoSuchFont.ttf")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 255, "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("/nonexistent/NoSuchFont.ttf") && all.contains("fonts-dejavu-core"),
+        "{all}"
+    );
+}

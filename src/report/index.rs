@@ -139,3 +139,45 @@ fn render(entries: &[Entry]) -> String {
     out.push_str("</table>\n</body></html>\n");
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_are_listed_newest_first_across_scenarios_with_their_verdicts() {
+        let store = tempfile::tempdir().unwrap();
+        let runs = [
+            (
+                "smoke",
+                "20261122T010000.000Z",
+                r#"{"valid":true,"checkers":{}}"#,
+            ),
+            (
+                "seed-<x>",
+                "20261122T030000.000Z",
+                r#"{"valid":false,"checkers":{}}"#,
+            ),
+            (
+                "smoke",
+                "20261122T020000.000Z",
+                r#"{"valid":"unknown","checkers":{}}"#,
+            ),
+        ];
+        for (scenario, stamp, results) in runs {
+            let dir = store.path().join(scenario).join(stamp);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(RESULTS_FILE), results).unwrap();
+        }
+        std::fs::create_dir_all(store.path().join("smoke/not-a-run")).unwrap();
+        let html = std::fs::read_to_string(write(store.path()).unwrap()).unwrap();
+        let at = |s: &str| html.find(s).unwrap_or_else(|| panic!("{s} in {html}"));
+        assert!(at("20261122T030000") < at("20261122T020000"));
+        assert!(at("20261122T020000") < at("20261122T010000"));
+        assert!(html.contains("seed-&lt;x&gt;"), "names are escaped");
+        assert!(!html.contains("not-a-run"));
+        for verdict in ["valid", "invalid", "unknown"] {
+            assert!(html.contains(&format!(">{verdict}<")), "{verdict}");
+        }
+    }
+}
