@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use faultline_history::OpType;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -101,12 +101,29 @@ const KEY_WIDTH: u32 = 210;
 
 type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 
-/// The whole picture, and its two parts: the chart and the key beside it.
-fn canvas(path: &Path) -> (Area<'_>, Area<'_>, Area<'_>) {
-    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-    let _ = root.fill(&WHITE);
-    let (chart, key) = root.split_horizontally(SIZE.0 - KEY_WIDTH);
-    (root, chart, key)
+/// Draws one plot into an RGB buffer, `draw` given the chart's area and the key's beside
+/// it, and writes the picture to `path` as PNG (encoded here with the `png` crate rather
+/// than plotters' `image`-based encoder, which would pull in an image library).
+fn render(path: &Path, draw: impl FnOnce(&Area<'_>, &Area<'_>) -> Result<()>) -> Result<()> {
+    let (w, h) = SIZE;
+    let mut pixels = vec![255u8; w as usize * h as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let (chart, key) = root.split_horizontally(w - KEY_WIDTH);
+        draw(&chart, &key)?;
+        root.present().map_err(err)?;
+    }
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), w, h);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder
+        .write_header()
+        .and_then(|mut writer| writer.write_image_data(&pixels))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 /// How one key entry is drawn.
@@ -220,104 +237,104 @@ where
 /// axis, thinned (see `downsample`) with every fail and info kept.
 fn latency(dir: &Path, h: &HistoryDigest, bands: &[Band], t_max: f64) -> Result<Plot> {
     let path = dir.join("latency.png");
-    let (root, area, key_area) = canvas(&path);
-    let mut key: Vec<(String, Mark)> = Vec::new();
-    let ms = |ns: u64| (ns as f64 / 1e6).max(0.01);
-    let y_max = h
-        .completions
-        .iter()
-        .map(|c| ms(c.latency_ns))
-        .fold(1.0, f64::max)
-        * 1.5;
-    let y_min = h
-        .completions
-        .iter()
-        .map(|c| ms(c.latency_ns))
-        .fold(f64::INFINITY, f64::min)
-        .min(y_max / 10.0)
-        .max(0.01);
-    let mut chart = ChartBuilder::on(&area)
-        .caption("Latency of every op", (FAMILY, 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0f64..t_max, (y_min..y_max).log_scale())
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("time (s)")
-        .y_desc("latency (ms)")
-        .label_style((FAMILY, 13))
-        .draw()
-        .map_err(err)?;
-    if !bands.is_empty() {
-        key.push(("fault in force".into(), Mark::Band));
-    }
-    draw_bands(&mut chart, bands, (y_min, y_max))?;
-    let grid = Grid {
-        columns: 600,
-        rows: 240,
-        x: (0.0, t_max),
-        y: (y_min.log10(), y_max.log10()),
-    };
     let mut drawn = 0usize;
-    let outcomes = [
-        (OpType::Ok, "ok"),
-        (OpType::Fail, "fail"),
-        (OpType::Info, "info"),
-    ];
-    for (fi, f) in h.functions.iter().enumerate() {
-        for (outcome, label) in outcomes {
-            let series: Vec<(f64, f64)> = h
-                .completions
-                .iter()
-                .filter(|c| c.f as usize == fi && c.outcome == outcome)
-                .map(|c| (secs(c.invoke_ns), ms(c.latency_ns)))
-                .collect();
-            if series.is_empty() {
-                continue;
-            }
-            let always = outcome != OpType::Ok;
-            let keep = thin(series.iter().map(|&(x, y)| (x, y.log10(), always)), &grid);
-            drawn += keep.len();
-            let base = match outcome {
-                OpType::Ok => palette(fi),
-                OpType::Fail => FAIL,
-                _ => INFO,
-            };
-            let size = if always { 3 } else { 2 };
-            let style = base.filled();
-            let mark = match outcome {
-                OpType::Fail => {
-                    chart
-                        .draw_series(
-                            keep.iter()
-                                .map(|&i| Cross::new(series[i], size, base.stroke_width(2))),
-                        )
-                        .map_err(err)?;
-                    Mark::Cross(base)
-                }
-                OpType::Info => {
-                    chart
-                        .draw_series(
-                            keep.iter()
-                                .map(|&i| TriangleMarker::new(series[i], size + 1, style)),
-                        )
-                        .map_err(err)?;
-                    Mark::Triangle(base)
-                }
-                _ => {
-                    chart
-                        .draw_series(keep.iter().map(|&i| Circle::new(series[i], size, style)))
-                        .map_err(err)?;
-                    Mark::Dot(base)
-                }
-            };
-            key.push((format!("{f} {label} ({})", series.len()), mark));
+    render(&path, |area, key_area| {
+        let mut key: Vec<(String, Mark)> = Vec::new();
+        let ms = |ns: u64| (ns as f64 / 1e6).max(0.01);
+        let y_max = h
+            .completions
+            .iter()
+            .map(|c| ms(c.latency_ns))
+            .fold(1.0, f64::max)
+            * 1.5;
+        let y_min = h
+            .completions
+            .iter()
+            .map(|c| ms(c.latency_ns))
+            .fold(f64::INFINITY, f64::min)
+            .min(y_max / 10.0)
+            .max(0.01);
+        let mut chart = ChartBuilder::on(area)
+            .caption("Latency of every op", (FAMILY, 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..t_max, (y_min..y_max).log_scale())
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("time (s)")
+            .y_desc("latency (ms)")
+            .label_style((FAMILY, 13))
+            .draw()
+            .map_err(err)?;
+        if !bands.is_empty() {
+            key.push(("fault in force".into(), Mark::Band));
         }
-    }
-    draw_key(&key_area, &key)?;
-    root.present().map_err(err)?;
+        draw_bands(&mut chart, bands, (y_min, y_max))?;
+        let grid = Grid {
+            columns: 600,
+            rows: 240,
+            x: (0.0, t_max),
+            y: (y_min.log10(), y_max.log10()),
+        };
+        let outcomes = [
+            (OpType::Ok, "ok"),
+            (OpType::Fail, "fail"),
+            (OpType::Info, "info"),
+        ];
+        for (fi, f) in h.functions.iter().enumerate() {
+            for (outcome, label) in outcomes {
+                let series: Vec<(f64, f64)> = h
+                    .completions
+                    .iter()
+                    .filter(|c| c.f as usize == fi && c.outcome == outcome)
+                    .map(|c| (secs(c.invoke_ns), ms(c.latency_ns)))
+                    .collect();
+                if series.is_empty() {
+                    continue;
+                }
+                let always = outcome != OpType::Ok;
+                let keep = thin(series.iter().map(|&(x, y)| (x, y.log10(), always)), &grid);
+                drawn += keep.len();
+                let base = match outcome {
+                    OpType::Ok => palette(fi),
+                    OpType::Fail => FAIL,
+                    _ => INFO,
+                };
+                let size = if always { 3 } else { 2 };
+                let style = base.filled();
+                let mark = match outcome {
+                    OpType::Fail => {
+                        chart
+                            .draw_series(
+                                keep.iter()
+                                    .map(|&i| Cross::new(series[i], size, base.stroke_width(2))),
+                            )
+                            .map_err(err)?;
+                        Mark::Cross(base)
+                    }
+                    OpType::Info => {
+                        chart
+                            .draw_series(
+                                keep.iter()
+                                    .map(|&i| TriangleMarker::new(series[i], size + 1, style)),
+                            )
+                            .map_err(err)?;
+                        Mark::Triangle(base)
+                    }
+                    _ => {
+                        chart
+                            .draw_series(keep.iter().map(|&i| Circle::new(series[i], size, style)))
+                            .map_err(err)?;
+                        Mark::Dot(base)
+                    }
+                };
+                key.push((format!("{f} {label} ({})", series.len()), mark));
+            }
+        }
+        draw_key(key_area, &key)
+    })?;
     Ok(Plot {
         file: "latency.png",
         title: "Latency",
@@ -342,65 +359,66 @@ fn bucket_for(t_max: f64) -> f64 {
 /// Completions per second over time by outcome.
 fn throughput(dir: &Path, h: &HistoryDigest, bands: &[Band], t_max: f64) -> Result<Plot> {
     let path = dir.join("throughput.png");
-    let (root, area, key_area) = canvas(&path);
-    let mut key: Vec<(String, Mark)> = Vec::new();
     let bucket = bucket_for(t_max);
-    let n = (t_max / bucket).ceil() as usize + 1;
-    let mut counts = vec![[0u64; 3]; n];
-    for c in &h.completions {
-        let i = ((secs(c.complete_ns()) / bucket) as usize).min(n - 1);
-        let k = match c.outcome {
-            OpType::Ok => 0,
-            OpType::Fail => 1,
-            _ => 2,
-        };
-        counts[i][k] += 1;
-    }
-    let y_max = counts
-        .iter()
-        .flat_map(|c| c.iter())
-        .map(|&c| c as f64 / bucket)
-        .fold(1.0, f64::max)
-        * 1.1;
-    let mut chart = ChartBuilder::on(&area)
-        .caption("Throughput", (FAMILY, 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(80)
-        .build_cartesian_2d(0f64..t_max, 0f64..y_max)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("time (s)")
-        .y_desc("completions per second")
-        .label_style((FAMILY, 13))
-        .draw()
-        .map_err(err)?;
-    if !bands.is_empty() {
-        key.push(("fault in force".into(), Mark::Band));
-    }
-    draw_bands(&mut chart, bands, (0.0, y_max))?;
-    for (k, (label, color)) in [("ok", OK), ("fail", FAIL), ("info", INFO)]
-        .into_iter()
-        .enumerate()
-    {
-        let total: u64 = counts.iter().map(|c| c[k]).sum();
-        if total == 0 && k > 0 {
-            continue;
+    render(&path, |area, key_area| {
+        let mut key: Vec<(String, Mark)> = Vec::new();
+        let n = (t_max / bucket).ceil() as usize + 1;
+        let mut counts = vec![[0u64; 3]; n];
+        for c in &h.completions {
+            let i = ((secs(c.complete_ns()) / bucket) as usize).min(n - 1);
+            let k = match c.outcome {
+                OpType::Ok => 0,
+                OpType::Fail => 1,
+                _ => 2,
+            };
+            counts[i][k] += 1;
         }
-        chart
-            .draw_series(LineSeries::new(
-                counts
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| (i as f64 * bucket, c[k] as f64 / bucket)),
-                color.stroke_width(2),
-            ))
+        let y_max = counts
+            .iter()
+            .flat_map(|c| c.iter())
+            .map(|&c| c as f64 / bucket)
+            .fold(1.0, f64::max)
+            * 1.1;
+        let mut chart = ChartBuilder::on(area)
+            .caption("Throughput", (FAMILY, 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(80)
+            .build_cartesian_2d(0f64..t_max, 0f64..y_max)
             .map_err(err)?;
-        key.push((format!("{label} ({total})"), Mark::Line(color)));
-    }
-    draw_key(&key_area, &key)?;
-    root.present().map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("time (s)")
+            .y_desc("completions per second")
+            .y_label_formatter(&|v| format!("{v:.0}"))
+            .label_style((FAMILY, 13))
+            .draw()
+            .map_err(err)?;
+        if !bands.is_empty() {
+            key.push(("fault in force".into(), Mark::Band));
+        }
+        draw_bands(&mut chart, bands, (0.0, y_max))?;
+        for (k, (label, color)) in [("ok", OK), ("fail", FAIL), ("info", INFO)]
+            .into_iter()
+            .enumerate()
+        {
+            let total: u64 = counts.iter().map(|c| c[k]).sum();
+            if total == 0 && k > 0 {
+                continue;
+            }
+            chart
+                .draw_series(LineSeries::new(
+                    counts
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| (i as f64 * bucket, c[k] as f64 / bucket)),
+                    color.stroke_width(2),
+                ))
+                .map_err(err)?;
+            key.push((format!("{label} ({total})"), Mark::Line(color)));
+        }
+        draw_key(key_area, &key)
+    })?;
     Ok(Plot {
         file: "throughput.png",
         title: "Throughput",
@@ -414,61 +432,62 @@ fn throughput(dir: &Path, h: &HistoryDigest, bands: &[Band], t_max: f64) -> Resu
 /// Redirect hops per second over time by kind.
 fn redirects(dir: &Path, h: &HistoryDigest, bands: &[Band], t_max: f64) -> Result<Plot> {
     let path = dir.join("redirects.png");
-    let (root, area, key_area) = canvas(&path);
-    let mut key: Vec<(String, Mark)> = Vec::new();
-    let bucket = bucket_for(t_max);
-    let n = (t_max / bucket).ceil() as usize + 1;
-    let kinds = h.redirect_kinds.len();
-    let mut counts = vec![vec![0u64; kinds.max(1)]; n];
-    for r in &h.redirects {
-        let i = ((secs(r.time_ns) / bucket) as usize).min(n - 1);
-        counts[i][r.kind as usize] += 1;
-    }
-    let y_max = counts
-        .iter()
-        .flat_map(|c| c.iter())
-        .map(|&c| c as f64 / bucket)
-        .fold(1.0, f64::max)
-        * 1.1;
-    let caption = if h.redirects.is_empty() {
-        "Redirects (none followed)".to_string()
-    } else {
-        "Redirects followed".to_string()
-    };
-    let mut chart = ChartBuilder::on(&area)
-        .caption(&caption, (FAMILY, 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(80)
-        .build_cartesian_2d(0f64..t_max, 0f64..y_max)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("time (s)")
-        .y_desc("redirects per second")
-        .label_style((FAMILY, 13))
-        .draw()
-        .map_err(err)?;
-    if !bands.is_empty() {
-        key.push(("fault in force".into(), Mark::Band));
-    }
-    draw_bands(&mut chart, bands, (0.0, y_max))?;
-    for (k, kind) in h.redirect_kinds.iter().enumerate() {
-        let color = palette(k);
-        let total: u64 = counts.iter().map(|c| c[k]).sum();
-        chart
-            .draw_series(LineSeries::new(
-                counts
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| (i as f64 * bucket, c[k] as f64 / bucket)),
-                color.stroke_width(2),
-            ))
+    render(&path, |area, key_area| {
+        let mut key: Vec<(String, Mark)> = Vec::new();
+        let bucket = bucket_for(t_max);
+        let n = (t_max / bucket).ceil() as usize + 1;
+        let kinds = h.redirect_kinds.len();
+        let mut counts = vec![vec![0u64; kinds.max(1)]; n];
+        for r in &h.redirects {
+            let i = ((secs(r.time_ns) / bucket) as usize).min(n - 1);
+            counts[i][r.kind as usize] += 1;
+        }
+        let y_max = counts
+            .iter()
+            .flat_map(|c| c.iter())
+            .map(|&c| c as f64 / bucket)
+            .fold(1.0, f64::max)
+            * 1.1;
+        let caption = if h.redirects.is_empty() {
+            "Redirects (none followed)".to_string()
+        } else {
+            "Redirects followed".to_string()
+        };
+        let mut chart = ChartBuilder::on(area)
+            .caption(&caption, (FAMILY, 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(80)
+            .build_cartesian_2d(0f64..t_max, 0f64..y_max)
             .map_err(err)?;
-        key.push((format!("{kind} ({total})"), Mark::Line(color)));
-    }
-    draw_key(&key_area, &key)?;
-    root.present().map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("time (s)")
+            .y_desc("redirects per second")
+            .y_label_formatter(&|v| format!("{v:.0}"))
+            .label_style((FAMILY, 13))
+            .draw()
+            .map_err(err)?;
+        if !bands.is_empty() {
+            key.push(("fault in force".into(), Mark::Band));
+        }
+        draw_bands(&mut chart, bands, (0.0, y_max))?;
+        for (k, kind) in h.redirect_kinds.iter().enumerate() {
+            let color = palette(k);
+            let total: u64 = counts.iter().map(|c| c[k]).sum();
+            chart
+                .draw_series(LineSeries::new(
+                    counts
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| (i as f64 * bucket, c[k] as f64 / bucket)),
+                    color.stroke_width(2),
+                ))
+                .map_err(err)?;
+            key.push((format!("{kind} ({total})"), Mark::Line(color)));
+        }
+        draw_key(key_area, &key)
+    })?;
     Ok(Plot {
         file: "redirects.png",
         title: "Redirects",
@@ -527,138 +546,137 @@ fn topology_timeline(
     t_max: f64,
 ) -> Result<Plot> {
     let path = dir.join("topology.png");
-    let (root, area, key_area) = canvas(&path);
-    let mut key: Vec<(String, Mark)> = Vec::new();
-    let rows = t.rows.len().max(1) as f64;
-    let labels: Vec<String> = t
-        .rows
-        .iter()
-        .map(|r| format!("{} @{}", r.shard, r.observer))
-        .collect();
-    let mut chart = ChartBuilder::on(&area)
-        .caption(
-            "Topology: who each observer believed primary, per shard",
-            (FAMILY, 20),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(140)
-        .build_cartesian_2d(0f64..t_max, 0f64..rows)
-        .map_err(err)?;
-    let label_of = |y: &f64| -> String {
-        let i = y.floor() as usize;
-        if (y - y.floor() - 0.5).abs() < 1e-6 {
-            labels.get(i).cloned().unwrap_or_default()
-        } else {
-            String::new()
-        }
-    };
-    chart
-        .configure_mesh()
-        .disable_y_mesh()
-        .x_desc("time (s)")
-        .y_labels(0)
-        .label_style((FAMILY, 11))
-        .draw()
-        .map_err(err)?;
-    // Row labels by hand: one per row, centred.
-    for (i, _) in t.rows.iter().enumerate() {
-        let y = i as f64 + 0.5;
-        chart
-            .draw_series(std::iter::once(Text::new(
-                label_of(&y),
-                (0.0, y),
-                (FAMILY, 11)
-                    .into_font()
-                    .color(&BLACK)
-                    .pos(plotters::style::text_anchor::Pos::new(
-                        plotters::style::text_anchor::HPos::Right,
-                        plotters::style::text_anchor::VPos::Center,
-                    )),
-            )))
-            .map_err(err)?;
-    }
-    if !bands.is_empty() {
-        key.push(("fault in force".into(), Mark::Band));
-    }
-    draw_bands(&mut chart, bands, (0.0, rows))?;
-    let color_of = |name: &str| -> RGBColor {
-        let i = t.nodes.iter().position(|n| n == name).unwrap_or(0);
-        palette(i)
-    };
-    for (i, row) in t.rows.iter().enumerate() {
-        let y0 = i as f64 + 0.1;
-        let y1 = i as f64 + 0.9;
-        chart
-            .draw_series(row.segments.iter().filter_map(|s| {
-                let (x0, x1) = (
-                    secs(s.start_ns),
-                    secs(s.end_ns.max(s.start_ns + 20_000_000)),
-                );
-                let style = match &s.belief {
-                    Belief::Primary(n) => color_of(n).filled(),
-                    Belief::OwnerFlaggedReplica(n) => color_of(n).mix(0.35).filled(),
-                    Belief::Unowned => BLACK.filled(),
-                    Belief::NoAnswer => return None,
-                };
-                Some(Rectangle::new([(x0, y0), (x1, y1)], style))
-            }))
-            .map_err(err)?;
-    }
-    // Legend: one entry per node, plus the special states.
-    for name in &t.nodes {
-        key.push((format!("{name} primary"), Mark::Fill(color_of(name))));
-    }
-    key.push((
-        "faded: owner flagged replica".to_string(),
-        Mark::Faded(RGBColor(60, 60, 60)),
-    ));
-    key.push(("no owner (unowned slots)".into(), Mark::Fill(BLACK)));
-    // Episodes: outlined across every row of their observer.
-    let mut labelled = std::collections::HashSet::new();
-    for e in episodes {
-        // A loop's outline sits inside a slot-coverage one, so both show when they
-        // coincide (they do in the seed bugs: the loop leaves the shard's slots on a
-        // replica).
-        let (color, inset) = if e.checker == "replication-loop" {
-            (FAIL, 0.2)
-        } else {
-            (RGBColor(110, 0, 170), 0.02)
-        };
-        let x0 = secs(e.first_ns);
-        let x1 = secs(e.last_ns.max(e.first_ns + 20_000_000));
-        let marked: Vec<usize> = t
+    render(&path, |area, key_area| {
+        let mut key: Vec<(String, Mark)> = Vec::new();
+        let rows = t.rows.len().max(1) as f64;
+        let labels: Vec<String> = t
             .rows
             .iter()
-            .enumerate()
-            .filter(|(_, r)| e.marks(r))
-            .map(|(i, _)| i)
+            .map(|r| format!("{} @{}", r.shard, r.observer))
             .collect();
-        // Nothing matched (a shard the first view did not have): the observer's rows.
-        let marked = if marked.is_empty() {
-            t.rows
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| r.observer == e.observer)
-                .map(|(i, _)| i)
-                .collect()
-        } else {
-            marked
+        let mut chart = ChartBuilder::on(area)
+            .caption(
+                "Topology: who each observer believed primary, per shard",
+                (FAMILY, 20),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(140)
+            .build_cartesian_2d(0f64..t_max, 0f64..rows)
+            .map_err(err)?;
+        let label_of = |y: &f64| -> String {
+            let i = y.floor() as usize;
+            if (y - y.floor() - 0.5).abs() < 1e-6 {
+                labels.get(i).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
         };
-        for i in marked {
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .x_desc("time (s)")
+            .y_labels(0)
+            .label_style((FAMILY, 11))
+            .draw()
+            .map_err(err)?;
+        // Row labels by hand: one per row, centred.
+        for (i, _) in t.rows.iter().enumerate() {
+            let y = i as f64 + 0.5;
             chart
-                .draw_series(std::iter::once(Rectangle::new(
-                    [(x0, i as f64 + inset), (x1, i as f64 + 1.0 - inset)],
-                    color.stroke_width(3),
+                .draw_series(std::iter::once(Text::new(
+                    label_of(&y),
+                    (0.0, y),
+                    (FAMILY, 11).into_font().color(&BLACK).pos(
+                        plotters::style::text_anchor::Pos::new(
+                            plotters::style::text_anchor::HPos::Right,
+                            plotters::style::text_anchor::VPos::Center,
+                        ),
+                    ),
                 )))
                 .map_err(err)?;
-            if labelled.insert(e.checker.clone()) {
-                key.push((format!("{} episode", e.checker), Mark::Outline(color)));
+        }
+        if !bands.is_empty() {
+            key.push(("fault in force".into(), Mark::Band));
+        }
+        draw_bands(&mut chart, bands, (0.0, rows))?;
+        let color_of = |name: &str| -> RGBColor {
+            let i = t.nodes.iter().position(|n| n == name).unwrap_or(0);
+            palette(i)
+        };
+        for (i, row) in t.rows.iter().enumerate() {
+            let y0 = i as f64 + 0.1;
+            let y1 = i as f64 + 0.9;
+            chart
+                .draw_series(row.segments.iter().filter_map(|s| {
+                    let (x0, x1) = (
+                        secs(s.start_ns),
+                        secs(s.end_ns.max(s.start_ns + 20_000_000)),
+                    );
+                    let style = match &s.belief {
+                        Belief::Primary(n) => color_of(n).filled(),
+                        Belief::OwnerFlaggedReplica(n) => color_of(n).mix(0.35).filled(),
+                        Belief::Unowned => BLACK.filled(),
+                        Belief::NoAnswer => return None,
+                    };
+                    Some(Rectangle::new([(x0, y0), (x1, y1)], style))
+                }))
+                .map_err(err)?;
+        }
+        // Legend: one entry per node, plus the special states.
+        for name in &t.nodes {
+            key.push((format!("{name} primary"), Mark::Fill(color_of(name))));
+        }
+        key.push((
+            "faded: owner flagged replica".to_string(),
+            Mark::Faded(RGBColor(60, 60, 60)),
+        ));
+        key.push(("no owner (unowned slots)".into(), Mark::Fill(BLACK)));
+        // Episodes: outlined across every row of their observer.
+        let mut labelled = std::collections::HashSet::new();
+        for e in episodes {
+            // A loop's outline sits inside a slot-coverage one, so both show when they
+            // coincide (they do in the seed bugs: the loop leaves the shard's slots on a
+            // replica).
+            let (color, inset) = if e.checker == "replication-loop" {
+                (FAIL, 0.2)
+            } else {
+                (RGBColor(110, 0, 170), 0.02)
+            };
+            let x0 = secs(e.first_ns);
+            let x1 = secs(e.last_ns.max(e.first_ns + 20_000_000));
+            let marked: Vec<usize> = t
+                .rows
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| e.marks(r))
+                .map(|(i, _)| i)
+                .collect();
+            // Nothing matched (a shard the first view did not have): the observer's rows.
+            let marked = if marked.is_empty() {
+                t.rows
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.observer == e.observer)
+                    .map(|(i, _)| i)
+                    .collect()
+            } else {
+                marked
+            };
+            for i in marked {
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(x0, i as f64 + inset), (x1, i as f64 + 1.0 - inset)],
+                        color.stroke_width(3),
+                    )))
+                    .map_err(err)?;
+                if labelled.insert(e.checker.clone()) {
+                    key.push((format!("{} episode", e.checker), Mark::Outline(color)));
+                }
             }
         }
-    }
-    draw_key(&key_area, &key)?;
-    root.present().map_err(err)?;
+        draw_key(key_area, &key)
+    })?;
     Ok(Plot {
         file: "topology.png",
         title: "Topology timeline",
