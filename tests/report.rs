@@ -42,6 +42,12 @@ fn dump_dom(page: &Path) -> String {
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
+            "--no-pings",
+            // Belt and braces: the page is a file and fetches nothing, and the browser
+            // itself may reach no host either (every name fails to resolve, and any
+            // request it still makes goes to a dead port on loopback).
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            "--proxy-server=http://127.0.0.1:9",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg("--dump-dom")
