@@ -5,11 +5,13 @@
 //! - [`history_digest`]: the history in one streaming pass, a few integers per op.
 //! - [`topology_digest`]: who each observer believed primary, per shard, over time.
 //! - [`downsample`]: thinning a million-point scatter plot without changing its look.
+//! - [`episode`]: a checker's episode, marked on the topology timeline.
 //! - [`plots`]: the PNGs (latency, throughput, topology timeline, redirects).
 //! - [`html`]: `report.html`; [`junit`]: `junit.xml`; [`index`]: `STORE/index.html`.
 //! - [`escape`]: HTML/XML escaping; [`progress`]: the live progress bar of a run.
 
 pub mod downsample;
+pub mod episode;
 pub mod escape;
 pub mod history_digest;
 pub mod html;
@@ -136,7 +138,7 @@ pub fn write(dir: &Path) -> Result<Written, Failure> {
 }
 
 /// The replication-loop and slot-coverage episodes in `results`, for the topology plot.
-fn episodes(results: &Results) -> Vec<plots::Episode> {
+fn episodes(results: &Results) -> Vec<episode::Episode> {
     let mut out = Vec::new();
     for name in ["replication-loop", "slot-coverage"] {
         let Some(c) = results.checkers.get(name) else {
@@ -156,7 +158,7 @@ fn episodes(results: &Results) -> Vec<plots::Episode> {
             ) else {
                 continue;
             };
-            out.push(plots::Episode {
+            out.push(episode::Episode {
                 checker: name.into(),
                 observer: observer.into(),
                 first_ns: first,
