@@ -26,6 +26,9 @@ pub enum Command {
     Run(RunArgs),
     /// Re-run the checkers on a stored run directory (needs only history.jsonl).
     Analyze(AnalyzeArgs),
+    /// (Re)write report.html, its PNG plots and junit.xml for a run directory, and the
+    /// store's index.html.
+    Report(AnalyzeArgs),
     /// Check the prerequisites on this machine and say how to fix what is missing.
     Doctor,
     /// Remove namespaces, links and processes that killed runs left behind.

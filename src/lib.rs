@@ -4,6 +4,7 @@
 //! - [`cli`]: the command line; [`exit`]: exit codes.
 //! - [`scenario`]: scenario files, validated on load.
 //! - [`run`]: the orchestrator of one run; [`analyze`]: checking a run directory.
+//! - [`report`]: report.html, PNG plots, junit.xml, the store index, the progress bar.
 //! - [`backend`]: where nodes run (local: namespaces on this machine; docker: containers).
 //! - [`rootfs`]: server versions the host lacks: offline-built Debian roots and images;
 //!   [`server`]: which binary (host or root filesystem) a run starts.
@@ -30,6 +31,7 @@ pub mod ledger;
 pub mod matrix;
 pub mod observer;
 pub mod rootfs;
+pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod server;
@@ -79,6 +81,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => run::command(args).await,
             Command::Analyze(args) => analyze::command(&args.run_dir),
+            Command::Report(args) => report::command(&args.run_dir),
             Command::Doctor => doctor::command(),
             Command::Clean(args) => clean::command(&args),
             Command::Bench(args) => bench::command(args).await,

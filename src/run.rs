@@ -126,6 +126,7 @@ pub async fn run_scenario(scenario: Scenario, args: &RunArgs) -> Result<RunOutco
     for note in &notes {
         println!("note: {note}");
     }
+    crate::report::after_run(&run_dir);
     println!("run directory: {}", run_dir.display());
     Ok(RunOutcome {
         run_dir,
@@ -382,7 +383,12 @@ async fn execute(
     let counters = Arc::new(Counters::default());
     let stop = interrupt.child_token();
     let limit = Duration::from_secs_f64(scenario.time_limit.get());
-    let progress = spawn_progress(counters.clone(), stop.clone(), limit);
+    let progress = spawn_progress(
+        counters.clone(),
+        stop.clone(),
+        limit,
+        crate::report::progress::ProgressBar::for_terminal(&run_dir.join(HISTORY_FILE)),
+    );
     let timer = {
         let stop = stop.clone();
         tokio::spawn(async move {
@@ -526,21 +532,37 @@ async fn execute(
     }))
 }
 
+/// Progress while the workload runs: a live bar on a terminal, a log line every 2 s
+/// otherwise.
 fn spawn_progress(
     counters: Arc<Counters>,
     stop: CancellationToken,
     limit: Duration,
+    mut bar: Option<crate::report::progress::ProgressBar>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let start = Instant::now();
-        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        let every = match bar {
+            Some(_) => crate::report::progress::TICK,
+            None => Duration::from_secs(2),
+        };
+        let mut tick = tokio::time::interval(every);
         tick.tick().await;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = stop.cancelled() => return,
+                _ = stop.cancelled() => {
+                    if let Some(bar) = &mut bar {
+                        bar.finish();
+                    }
+                    return;
+                }
             }
             let (ok, fail, info) = counters.snapshot();
+            if let Some(bar) = &mut bar {
+                bar.draw(start.elapsed(), limit, ok, fail, info);
+                continue;
+            }
             info!(
                 "{:>5.1}s/{:.0}s  ok {ok}  fail {fail}  info {info}",
                 start.elapsed().as_secs_f64(),
