@@ -86,11 +86,7 @@ impl Observation {
     }
 
     /// A successful `INFO replication` poll of a standalone node.
-    pub fn replication(
-        time_ns: u64,
-        observer: impl Into<String>,
-        text: impl Into<String>,
-    ) -> Self {
+    pub fn replication(time_ns: u64, observer: impl Into<String>, text: impl Into<String>) -> Self {
         Observation {
             time_ns,
             observer: observer.into(),
@@ -158,7 +154,8 @@ mod tests {
         assert_eq!(serde_json::to_string(&o).unwrap(), line);
         let r = Observation::replication(9, "n2", "role:slave");
         assert_eq!(serde_json::to_string(&r).unwrap(), line);
-        let old: Observation = serde_json::from_str(r#"{"time_ns":5,"observer":"n3","cluster_nodes":"abc"}"#).unwrap();
+        let old: Observation =
+            serde_json::from_str(r#"{"time_ns":5,"observer":"n3","cluster_nodes":"abc"}"#).unwrap();
         assert!(old.info_replication.is_none());
     }
 }
