@@ -182,6 +182,25 @@ impl Ledger {
         (ledgers, problems)
     }
 
+    /// [`Ledger::release`] for a backend's teardown: what could not be removed is the error.
+    ///
+    /// # Errors
+    /// Every removal that failed, with the advice to run `faultline clean`.
+    pub fn release_or_report(&self, run_id: &RunId) -> anyhow::Result<()> {
+        let problems: Vec<String> = self
+            .release()
+            .into_iter()
+            .filter(|line| line.starts_with("could not"))
+            .collect();
+        if !problems.is_empty() {
+            anyhow::bail!(
+                "teardown of run {run_id} left things behind: {}; run `faultline clean`",
+                problems.join("; ")
+            );
+        }
+        Ok(())
+    }
+
     /// Removes everything the ledger lists, whatever state it is in; returns what it did.
     pub fn release(&self) -> Vec<String> {
         let mut done = Vec::new();
