@@ -440,7 +440,9 @@ fn delayed_pongs_are_held_at_least_the_delay_and_reported_while_held() {
             .into_iter()
             .filter(|r| r.message.rule == rule)
             .collect();
-        assert!(released.len() >= 3, "{} PONGs delayed", released.len());
+        // N pings B again only once the delayed PONG is in and half a node timeout has
+        // passed (~0.7 + 1.0 s a round), so ~4.5 s with the rule give two or three PONGs.
+        assert!(released.len() >= 2, "{} PONGs delayed", released.len());
         let mut last_per_conn: BTreeMap<u64, u64> = BTreeMap::new();
         for r in &released {
             assert!(r.delivered);
