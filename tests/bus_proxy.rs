@@ -16,12 +16,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{assert_nothing_left, cluster_lock, with_cluster_lock};
-use faultline::backend::{self, Backend, BackendPlan, NodeSpec};
+use faultline::backend::{self, Backend, NodeSpec};
 use faultline::cluster::{start_and_form, Admin, Layout};
 use faultline::control::{lock, BackendControl};
-use faultline::flavor::{self, Flavor};
+use faultline::flavor;
 use faultline::ledger::RunId;
-use faultline::scenario::{BackendName, FlavorName, Persistence};
+use faultline::scenario::{FlavorName, Persistence};
 use faultline_history::ClusterView;
 use faultline_nemeses::proxy::fault::{heal_all, BusDrop};
 use faultline_nemeses::proxy::frame::{Header, MsgType};
@@ -55,29 +55,16 @@ impl Cluster {
         proxied: bool,
     ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let flavor: Arc<dyn Flavor> = Arc::from(flavor::by_name(flavor));
-        let binary = faultline::run::which(Path::new(flavor.default_binary()))
-            .expect("server binary on PATH");
-        let run_id = RunId::random();
         let names = (1..=primaries * (1 + replicas))
             .map(|i| format!("n{i}"))
             .collect();
         let t0 = Instant::now();
-        let mut backend = backend::create(
-            BackendName::Local,
-            BackendPlan {
-                run_id: run_id.clone(),
-                run_dir: dir.path().to_path_buf(),
-                node_names: names,
-                flavor,
-                binary,
-                node_timeout_ms,
-                persistence: Persistence::None,
-                rootfs: None,
-                keep: false,
-            },
-        )
-        .unwrap();
+        let (run_id, mut backend) = common::local_backend(
+            dir.path(),
+            Arc::from(flavor::by_name(flavor)),
+            names,
+            node_timeout_ms,
+        );
         let proxy = if proxied {
             let nodes = backend::route_bus_through_proxy(backend.as_mut()).unwrap();
             let proxy = BusProxy::start(nodes).await.unwrap();

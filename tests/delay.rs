@@ -11,18 +11,17 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::fd::AsFd;
-use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{assert_nothing_left, with_cluster_lock};
-use faultline::backend::{self, Backend, BackendPlan};
+use faultline::backend::Backend;
 use faultline::cluster::{start_and_form, Layout};
 use faultline::control::{lock, BackendControl};
-use faultline::flavor::{self, Flavor};
+use faultline::flavor;
 use faultline::ledger::RunId;
-use faultline::scenario::{BackendName, FlavorName, Persistence};
+use faultline::scenario::FlavorName;
 use faultline_nemeses::delay::{self, delayer, Delay, DelaySpec, Loss, LossSpec, Mechanism};
 use faultline_nemeses::proxy::spec::{DelayMs, Probability};
 use faultline_nemeses::spec::{Ports, Target};
@@ -38,26 +37,13 @@ struct Cluster {
 impl Cluster {
     async fn up(primaries: usize) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let flavor: Arc<dyn Flavor> = Arc::from(flavor::by_name(FlavorName::Redis));
-        let binary = faultline::run::which(Path::new(flavor.default_binary()))
-            .expect("redis-server on PATH");
-        let run_id = RunId::random();
         let names = (1..=primaries).map(|i| format!("n{i}")).collect();
-        let mut backend = backend::create(
-            BackendName::Local,
-            BackendPlan {
-                run_id: run_id.clone(),
-                run_dir: dir.path().to_path_buf(),
-                node_names: names,
-                flavor,
-                binary,
-                node_timeout_ms: 5000,
-                persistence: Persistence::None,
-                rootfs: None,
-                keep: false,
-            },
-        )
-        .unwrap();
+        let (run_id, mut backend) = common::local_backend(
+            dir.path(),
+            Arc::from(flavor::by_name(FlavorName::Redis)),
+            names,
+            5000,
+        );
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         start_and_form(backend.as_mut(), &Layout::new(primaries, 0), deadline)
             .await

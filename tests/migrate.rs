@@ -5,16 +5,13 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use faultline::backend::{self, BackendPlan};
 use faultline::cluster::{start_and_form, Layout};
 use faultline::control::{lock, BackendControl};
-use faultline::flavor::{self, Flavor};
-use faultline::ledger::RunId;
-use faultline::scenario::{BackendName, FlavorName, Persistence};
+use faultline::flavor;
+use faultline::scenario::FlavorName;
 use faultline_history::ClusterView;
 use faultline_nemeses::{Ctx, NodeInfo};
 use redis::aio::MultiplexedConnection;
@@ -102,25 +99,12 @@ async fn own_view(node: &NodeInfo, slot: u16) -> (String, String, String) {
 fn a_half_done_migration_is_finished_or_rolled_back_before_the_final_reads() {
     with_cluster_lock(async {
         let dir = tempfile::tempdir().unwrap();
-        let flavor: Arc<dyn Flavor> = Arc::from(flavor::by_name(FlavorName::Valkey));
-        let binary = faultline::run::which(Path::new(flavor.default_binary()))
-            .expect("valkey-server on PATH");
-        let run_id = RunId::random();
-        let mut backend = backend::create(
-            BackendName::Local,
-            BackendPlan {
-                run_id: run_id.clone(),
-                run_dir: dir.path().to_path_buf(),
-                node_names: vec!["n1".into(), "n2".into(), "n3".into()],
-                flavor,
-                binary,
-                node_timeout_ms: 5000,
-                persistence: Persistence::None,
-                rootfs: None,
-                keep: false,
-            },
-        )
-        .unwrap();
+        let (run_id, mut backend) = common::local_backend(
+            dir.path(),
+            Arc::from(flavor::by_name(FlavorName::Valkey)),
+            vec!["n1".into(), "n2".into(), "n3".into()],
+            5000,
+        );
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         start_and_form(backend.as_mut(), &Layout::new(3, 0), deadline)
             .await

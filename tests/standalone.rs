@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,11 +13,10 @@ use common::{
     assert_nothing_left, cluster_lock, history, require_root, results, run_to_end, scenario,
     with_cluster_lock,
 };
-use faultline::backend::{self, BackendPlan};
-use faultline::flavor::{self, standalone::Standalone, Flavor};
-use faultline::ledger::RunId;
+use faultline::backend::{self};
+use faultline::flavor::{self, standalone::Standalone};
 use faultline::observer::{Observer, ObserverConfig};
-use faultline::scenario::{BackendName, FlavorName, Persistence};
+use faultline::scenario::FlavorName;
 use faultline_checkers::{Checker, ReplicationLoop, RunData, Validity};
 use faultline_history::{read_jsonl, Observation, OpType, Process, TOPOLOGY_FILE};
 use faultline_workloads::{ClientConfig, Outcome, StandaloneClient};
@@ -111,25 +109,12 @@ fn standalone_failover_under_load_records_redirect_hops_and_ends_valid() {
 fn nodes_replicating_each_other_bounce_clients_to_the_hop_limit_and_are_a_loop() {
     with_cluster_lock(async {
         let dir = tempfile::tempdir().unwrap();
-        let valkey: Arc<dyn Flavor> = Arc::from(flavor::by_name(FlavorName::Valkey));
-        let binary = faultline::run::which(Path::new(valkey.default_binary()))
-            .expect("valkey-server on PATH");
-        let run_id = RunId::random();
-        let mut backend = backend::create(
-            BackendName::Local,
-            BackendPlan {
-                run_id: run_id.clone(),
-                run_dir: dir.path().to_path_buf(),
-                node_names: vec!["n1".into(), "n2".into()],
-                flavor: Arc::new(Standalone(valkey)),
-                binary,
-                node_timeout_ms: 5000,
-                persistence: Persistence::None,
-                rootfs: None,
-                keep: false,
-            },
-        )
-        .unwrap();
+        let (run_id, mut backend) = common::local_backend(
+            dir.path(),
+            Arc::new(Standalone(Arc::from(flavor::by_name(FlavorName::Valkey)))),
+            vec!["n1".into(), "n2".into()],
+            5000,
+        );
         backend::start_all(backend.as_mut()).unwrap();
         let nodes = backend.nodes().to_vec();
         let addrs: Vec<(String, String)> =
@@ -206,25 +191,12 @@ fn nodes_replicating_each_other_bounce_clients_to_the_hop_limit_and_are_a_loop()
 fn reads_go_to_a_replica_and_writes_to_the_primary() {
     with_cluster_lock(async {
         let dir = tempfile::tempdir().unwrap();
-        let valkey: Arc<dyn Flavor> = Arc::from(flavor::by_name(FlavorName::Valkey));
-        let binary = faultline::run::which(Path::new(valkey.default_binary()))
-            .expect("valkey-server on PATH");
-        let run_id = RunId::random();
-        let mut backend = backend::create(
-            BackendName::Local,
-            BackendPlan {
-                run_id: run_id.clone(),
-                run_dir: dir.path().to_path_buf(),
-                node_names: vec!["n1".into(), "n2".into()],
-                flavor: Arc::new(Standalone(valkey)),
-                binary,
-                node_timeout_ms: 5000,
-                persistence: Persistence::None,
-                rootfs: None,
-                keep: false,
-            },
-        )
-        .unwrap();
+        let (run_id, mut backend) = common::local_backend(
+            dir.path(),
+            Arc::new(Standalone(Arc::from(flavor::by_name(FlavorName::Valkey)))),
+            vec!["n1".into(), "n2".into()],
+            5000,
+        );
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         faultline::standalone::start_and_form(backend.as_mut(), deadline)
             .await
@@ -294,24 +266,12 @@ fn seed_003_window_stretched_by_a_delayed_link() {
 
     with_cluster_lock(async {
         let dir = tempfile::tempdir().unwrap();
-        let valkey: Arc<dyn Flavor> = Arc::from(flavor::by_name(FlavorName::Valkey));
-        let binary = faultline::run::which(Path::new(valkey.default_binary())).unwrap();
-        let run_id = RunId::random();
-        let mut backend = backend::create(
-            BackendName::Local,
-            BackendPlan {
-                run_id: run_id.clone(),
-                run_dir: dir.path().to_path_buf(),
-                node_names: vec!["n1".into(), "n2".into()],
-                flavor: Arc::new(Standalone(valkey)),
-                binary,
-                node_timeout_ms: 5000,
-                persistence: Persistence::None,
-                rootfs: None,
-                keep: false,
-            },
-        )
-        .unwrap();
+        let (run_id, mut backend) = common::local_backend(
+            dir.path(),
+            Arc::new(Standalone(Arc::from(flavor::by_name(FlavorName::Valkey)))),
+            vec!["n1".into(), "n2".into()],
+            5000,
+        );
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         faultline::standalone::start_and_form(backend.as_mut(), deadline)
             .await

@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{assert_nothing_left, code, faultline, text, with_cluster_lock};
-use faultline::backend::{self, Backend, BackendPlan, NodeSpec};
+use faultline::backend::{Backend, NodeSpec};
 use faultline::cluster::{start_and_form, Admin, Layout};
-use faultline::flavor::{self, Flavor};
+use faultline::flavor;
 use faultline::ledger::RunId;
 use faultline::observer::{Observer, ObserverStats, DEFAULT_INTERVAL};
-use faultline::scenario::{BackendName, FlavorName, Persistence};
+use faultline::scenario::FlavorName;
 use faultline_checkers::{Results, Validity};
 use faultline_history::{read_jsonl, ClusterView, Observation, Recorder, TOPOLOGY_FILE};
 use faultline_workloads::{ClientConfig, ClusterClient, Counters, SetSpec, SetWorkload};
@@ -44,25 +44,12 @@ impl Cluster {
     /// Brings up n1..n3 primaries and n4..n6 their replicas (n4 replicates n1), agreed.
     async fn up() -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let flavor: Arc<dyn Flavor> = Arc::from(flavor::by_name(FlavorName::Redis));
-        let binary = faultline::run::which(Path::new(flavor.default_binary()))
-            .expect("redis-server on PATH");
-        let run_id = RunId::random();
-        let mut backend = backend::create(
-            BackendName::Local,
-            BackendPlan {
-                run_id: run_id.clone(),
-                run_dir: dir.path().to_path_buf(),
-                node_names: (1..=6).map(|i| format!("n{i}")).collect(),
-                flavor,
-                binary,
-                node_timeout_ms: 5000,
-                persistence: Persistence::None,
-                rootfs: None,
-                keep: false,
-            },
-        )
-        .unwrap();
+        let (run_id, mut backend) = common::local_backend(
+            dir.path(),
+            Arc::from(flavor::by_name(FlavorName::Redis)),
+            (1..=6).map(|i| format!("n{i}")).collect(),
+            5000,
+        );
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         let admin = start_and_form(backend.as_mut(), &Layout::new(3, 1), deadline)
             .await

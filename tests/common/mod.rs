@@ -166,3 +166,35 @@ pub fn with_cluster_lock<F: std::future::Future<Output = ()>>(body: F) {
         .unwrap()
         .block_on(body);
 }
+
+/// A local backend for `names` (nodes not started) running the host's binary of `flavor`,
+/// its files under `dir`: how the tests that drive backends and faults directly begin.
+pub fn local_backend(
+    dir: &Path,
+    flavor: std::sync::Arc<dyn faultline::flavor::Flavor>,
+    names: Vec<String>,
+    node_timeout_ms: u64,
+) -> (
+    faultline::ledger::RunId,
+    Box<dyn faultline::backend::Backend>,
+) {
+    let binary = faultline::run::which(Path::new(flavor.default_binary()))
+        .unwrap_or_else(|| panic!("{} on PATH", flavor.default_binary()));
+    let run_id = faultline::ledger::RunId::random();
+    let backend = faultline::backend::create(
+        faultline::scenario::BackendName::Local,
+        faultline::backend::BackendPlan {
+            run_id: run_id.clone(),
+            run_dir: dir.to_path_buf(),
+            node_names: names,
+            flavor,
+            binary,
+            node_timeout_ms,
+            persistence: faultline::scenario::Persistence::None,
+            rootfs: None,
+            keep: false,
+        },
+    )
+    .expect("provisioning a local backend");
+    (run_id, backend)
+}
