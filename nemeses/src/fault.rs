@@ -27,7 +27,45 @@ pub struct Ctx {
     pub query_timeout: Duration,
 }
 
+/// Flushes the iptables chain named by `$1` and prints `flushed`, or prints `absent` if
+/// there is no such chain (iptables-nft and iptables-legacy both say "No chain/target/match
+/// by that name"); any other failure is an error. One iptables call: listing the table
+/// first would double a heal's time. Shared by the faults that own a chain.
+pub(crate) const FLUSH_CHAIN: &str = r#"if err=$(iptables -w -F "$1" 2>&1); then echo flushed
+else case $err in *"No chain"*) echo absent ;; *) echo "$err" >&2; exit 1 ;; esac; fi"#;
+
 impl Ctx {
+    /// Runs `sh -c script sh arg` in each job's node namespace, with the job's stdin, all
+    /// at once (each exec blocks, so each runs on the blocking pool); results in job
+    /// order, errors as text.
+    pub(crate) async fn sh_in_each(
+        &self,
+        script: &'static str,
+        arg: &str,
+        jobs: Vec<(String, Option<String>)>,
+    ) -> Vec<(String, Result<String, String>)> {
+        let handles: Vec<_> = jobs
+            .into_iter()
+            .map(|(node, stdin)| {
+                let control = self.control.clone();
+                let arg = arg.to_string();
+                let name = node.clone();
+                let handle = tokio::task::spawn_blocking(move || {
+                    control
+                        .exec_in_netns(&name, "sh", &["-c", script, "sh", &arg], stdin.as_deref())
+                        .map_err(|e| format!("{e:#}"))
+                });
+                (node, handle)
+            })
+            .collect();
+        let mut out = Vec::with_capacity(handles.len());
+        for (node, handle) in handles {
+            let result = handle.await.unwrap_or_else(|e| Err(e.to_string()));
+            out.push((node, result));
+        }
+        out
+    }
+
     /// Node names, in name order.
     pub fn names(&self) -> Vec<String> {
         self.control

@@ -35,11 +35,7 @@ use crate::target::{self, node_order};
 /// for a rule (a `-D` of a missing rule fails the whole commit), hence the shell.
 const INSTALL: &str = r#"iptables-restore -w --noflush && { iptables -w -C INPUT -j "$1" 2>/dev/null || iptables -w -I INPUT 1 -j "$1"; }"#;
 
-/// Flushes the chain named by `$1` and prints `flushed`, or prints `absent` if there is no
-/// such chain (iptables-nft and iptables-legacy both say "No chain/target/match by that
-/// name"). One iptables call: listing the table first would double a heal's time.
-const FLUSH: &str = r#"if err=$(iptables -w -F "$1" 2>&1); then echo flushed
-else case $err in *"No chain"*) echo absent ;; *) echo "$err" >&2; exit 1 ;; esac; fi"#;
+use crate::fault::FLUSH_CHAIN as FLUSH;
 
 /// For each node, the nodes whose packets it drops, in node order. A node that drops
 /// nothing is absent.
@@ -328,7 +324,7 @@ impl Partition {
                 )
             })
             .collect();
-        let results = in_each(ctx, INSTALL, &chain, jobs).await;
+        let results = ctx.sh_in_each(INSTALL, &chain, jobs).await;
         let failed: BTreeMap<String, String> = results
             .into_iter()
             .filter_map(|(node, r)| r.err().map(|e| (node, e)))
@@ -409,7 +405,7 @@ async fn flush(ctx: &Ctx, nodes: Vec<String>) -> Result<Value, String> {
     let jobs = nodes.into_iter().map(|n| (n, None)).collect();
     let mut flushed = Vec::new();
     let mut errors = Vec::new();
-    for (node, result) in in_each(ctx, FLUSH, &chain, jobs).await {
+    for (node, result) in ctx.sh_in_each(FLUSH, &chain, jobs).await {
         match result.as_deref().map(str::trim) {
             Ok("flushed") => flushed.push(node),
             Ok("absent") => {}
@@ -421,36 +417,6 @@ async fn flush(ctx: &Ctx, nodes: Vec<String>) -> Result<Value, String> {
         return Err(format!("flushing {chain}: {}", errors.join("; ")));
     }
     Ok(json!({ "nodes": flushed, "flushed": flushed.len() }))
-}
-
-/// Runs `sh -c script sh chain` in each job's node, with its stdin, all at once (each
-/// exec blocks, so each runs on the blocking pool); results in job order.
-async fn in_each(
-    ctx: &Ctx,
-    script: &'static str,
-    chain: &str,
-    jobs: Vec<(String, Option<String>)>,
-) -> Vec<(String, Result<String, String>)> {
-    let handles: Vec<_> = jobs
-        .into_iter()
-        .map(|(node, stdin)| {
-            let control = ctx.control.clone();
-            let chain = chain.to_string();
-            let name = node.clone();
-            let handle = tokio::task::spawn_blocking(move || {
-                control
-                    .exec_in_netns(&name, "sh", &["-c", script, "sh", &chain], stdin.as_deref())
-                    .map_err(|e| format!("{e:#}"))
-            });
-            (node, handle)
-        })
-        .collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for (node, handle) in handles {
-        let result = handle.await.unwrap_or_else(|e| Err(e.to_string()));
-        out.push((node, result));
-    }
-    out
 }
 
 /// Names in node order.

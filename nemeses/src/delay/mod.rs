@@ -57,9 +57,7 @@ const TO_SALT: u64 = 0x746f_5f6e_6f64_6573;
 /// chain first in OUTPUT unless a hook is already there.
 const INSTALL: &str = r#"iptables-restore -w --noflush && { iptables -w -C OUTPUT -j "$1" 2>/dev/null || iptables -w -I OUTPUT 1 -j "$1"; }"#;
 
-/// Flushes the chain named by `$1`: prints `flushed`, or `absent` if there is none.
-const FLUSH: &str = r#"if err=$(iptables -w -F "$1" 2>&1); then echo flushed
-else case $err in *"No chain"*) echo absent ;; *) echo "$err" >&2; exit 1 ;; esac; fi"#;
+use crate::fault::FLUSH_CHAIN as FLUSH;
 
 /// The run's delay/loss chain: `FL-<run id>-delay` (under iptables' 28 characters).
 pub fn chain_name(run_id: &str) -> String {
@@ -438,7 +436,7 @@ async fn apply(
             (me.name.clone(), Some(input))
         })
         .collect();
-    let results = in_each(ctx, INSTALL, &chain, jobs).await;
+    let results = ctx.sh_in_each(INSTALL, &chain, jobs).await;
     let heal = LinkHeal {
         nodes: senders,
         band: None,
@@ -476,7 +474,7 @@ async fn try_netem(
             (me.name.clone(), Some(script))
         })
         .collect();
-    let results = in_each(ctx, RUN_STDIN, "", jobs).await;
+    let results = ctx.sh_in_each(RUN_STDIN, "", jobs).await;
     let missing = results.iter().find_map(|(_, r)| {
         r.as_ref()
             .ok()
@@ -492,7 +490,7 @@ async fn try_netem(
                 .iter()
                 .map(|(me, _)| (me.name.clone(), Some(netem::heal_script(band))))
                 .collect();
-            in_each(ctx, RUN_STDIN, "", jobs).await;
+            ctx.sh_in_each(RUN_STDIN, "", jobs).await;
             let _ = NETEM_MISSING.set(why.clone());
             NetemTry::Unavailable(why)
         }
@@ -584,7 +582,7 @@ async fn heal_netem(ctx: &Ctx, nodes: Vec<String>, script: String) -> Result<Val
         .collect();
     let mut touched = Vec::new();
     let mut errors = Vec::new();
-    for (node, result) in in_each(ctx, RUN_STDIN, "", jobs).await {
+    for (node, result) in ctx.sh_in_each(RUN_STDIN, "", jobs).await {
         match result {
             Ok(out) if out.trim().is_empty() => {}
             Ok(_) => touched.push(node),
@@ -602,7 +600,7 @@ async fn heal_nodes(ctx: &Ctx, nodes: Vec<String>) -> Result<Value, String> {
     let jobs = nodes.iter().map(|n| (n.clone(), None)).collect();
     let mut flushed = Vec::new();
     let mut errors = Vec::new();
-    for (node, result) in in_each(ctx, FLUSH, &chain, jobs).await {
+    for (node, result) in ctx.sh_in_each(FLUSH, &chain, jobs).await {
         match result.as_deref().map(str::trim) {
             Ok("flushed") => flushed.push(node),
             Ok("absent") => {}
@@ -621,35 +619,6 @@ async fn heal_nodes(ctx: &Ctx, nodes: Vec<String>) -> Result<Value, String> {
         return Err(format!("flushing {chain}: {}", errors.join("; ")));
     }
     Ok(json!({ "nodes": flushed, "flushed": flushed.len(), "delayers": delayers }))
-}
-
-/// Runs `sh -c script sh chain` in each job's node, with its stdin, all at once.
-async fn in_each(
-    ctx: &Ctx,
-    script: &'static str,
-    chain: &str,
-    jobs: Vec<(String, Option<String>)>,
-) -> Vec<(String, Result<String, String>)> {
-    let handles: Vec<_> = jobs
-        .into_iter()
-        .map(|(node, stdin)| {
-            let control = ctx.control.clone();
-            let chain = chain.to_string();
-            let name = node.clone();
-            let handle = tokio::task::spawn_blocking(move || {
-                control
-                    .exec_in_netns(&name, "sh", &["-c", script, "sh", &chain], stdin.as_deref())
-                    .map_err(|e| format!("{e:#}"))
-            });
-            (node, handle)
-        })
-        .collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for (node, handle) in handles {
-        let result = handle.await.unwrap_or_else(|e| Err(e.to_string()));
-        out.push((node, result));
-    }
-    out
 }
 
 #[cfg(test)]
