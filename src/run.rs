@@ -595,23 +595,14 @@ impl<'a> Run<'a> {
 
     /// Unless interrupted: heals every fault still in force, waits for the nodes to agree
     /// again and reads the final values. Then stops recording (the observer last).
-    async fn final_phase(&mut self, live: Live) -> Nodes<SharedBackend> {
-        let Live {
-            mut admin,
-            observer,
-            nemesis_ctx,
-            nemesis,
-            pending,
-            workload,
-            client,
-            standalone_client,
-            nodes,
-        } = live;
-        let (scenario, interrupt, bus_proxy) = (self.scenario, self.interrupt, &nodes.bus_proxy);
+    async fn final_phase(&mut self, mut live: Live) -> Nodes<SharedBackend> {
+        let (scenario, interrupt) = (self.scenario, self.interrupt);
+        let (nemesis, nemesis_ctx) = (&live.nemesis, live.nemesis_ctx);
+        let bus_proxy = &live.nodes.bus_proxy;
         let recorder = self.recorder.clone();
         if !interrupt.is_cancelled() {
             // Heal every fault still in force, then let the cluster settle.
-            for heal in &pending {
+            for heal in &live.pending {
                 heal_one(heal.as_ref(), &nemesis_ctx, &recorder).await;
             }
             if nemesis.is_some() {
@@ -653,7 +644,7 @@ impl<'a> Run<'a> {
             }
             let converge = Duration::from_secs_f64(scenario.cluster.converge_timeout_s.get());
             let agreed = tokio::select! {
-                r = admin.wait_agreed(Instant::now() + converge) => Some(r),
+                r = live.admin.wait_agreed(Instant::now() + converge) => Some(r),
                 _ = interrupt.cancelled() => None,
             };
             if let Some(Err(e)) = agreed {
@@ -662,17 +653,17 @@ impl<'a> Run<'a> {
             }
             let budget = Duration::from_secs_f64(scenario.workload.final_read_timeout_s.get());
             let reads = tokio::select! {
-                r = workload.final_reads(client.as_ref(), &recorder, budget) => Some(r),
+                r = live.workload.final_reads(live.client.as_ref(), &recorder, budget) => Some(r),
                 _ = interrupt.cancelled() => None,
             };
             if let Some(r) = reads {
                 info!("final reads: {} keys read, {} unread", r.read, r.unread);
             }
         }
-        if let Some(c) = &standalone_client {
+        if let Some(c) = &live.standalone_client {
             crate::standalone::note_capa(&c.capa_replies(), &mut self.notes);
         }
-        match observer.stop().await {
+        match live.observer.stop().await {
             Ok(stats) => info!(
                 "topology: {} views ({} failed), {:.1} per second per node",
                 stats.observations,
@@ -682,7 +673,7 @@ impl<'a> Run<'a> {
             Err(e) => self.notes.push(format!("topology observer: {e:#}")),
         }
         self.timings.final_phase = Some(self.lap());
-        nodes
+        live.nodes
     }
 
     /// Closes the history, stops the bus proxy, and tears the nodes down (or keeps them,
