@@ -163,6 +163,8 @@ impl SetWorkload {
     }
 }
 
+/// The run drives the set workload through this; `bench` and the topology test still call
+/// the inherent methods directly.
 impl Workload for SetWorkload {
     fn checkers(&self) -> &'static [&'static str] {
         &["lost-writes"]
