@@ -16,14 +16,17 @@ use anyhow::{anyhow, bail, Context, Result};
 use faultline_history::Recorder;
 use faultline_nemeses::proxy::{BusMode, BusProxy};
 use faultline_nemeses::runner::{heal_one, record_heal};
-use faultline_nemeses::{Ctx, Nemesis, NemesisSpec};
-use faultline_workloads::{ClientConfig, Counters, SetSpec, SetWorkload};
+use faultline_nemeses::{Ctx, Heal, Nemesis, NemesisSpec};
+use faultline_workloads::{
+    ClientConfig, Counters, KeyClient, StandaloneClient, Workload, WorkloadParams,
+};
+use serde::Serialize;
 use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::backend::{self, BackendPlan};
+use crate::backend::{self, Backend, BackendPlan, NodeSpec};
 use crate::cli::RunArgs;
 use crate::cluster::Layout;
 use crate::control::{lock, BackendControl};
@@ -93,11 +96,11 @@ pub async fn run_scenario(scenario: Scenario, args: &RunArgs) -> Result<RunOutco
     let interrupt = CancellationToken::new();
     spawn_signal_watch(interrupt.clone(), run_id.clone());
 
-    let mut notes = Vec::new();
-    let timings = execute(
-        &scenario, args, &run_dir, &run_id, flavor, &server, &interrupt, &mut notes,
-    )
-    .await?;
+    let mut run = Run::new(&scenario, args, &run_dir, &run_id, &interrupt)?;
+    run.execute(flavor, &server).await?;
+    let Run {
+        mut notes, timings, ..
+    } = run;
     let interrupted = interrupt.is_cancelled();
     if interrupted {
         notes.push("interrupted: the workload was cut short and the final phase skipped".into());
@@ -264,272 +267,448 @@ fn spawn_signal_watch(interrupt: CancellationToken, run_id: RunId) {
     });
 }
 
-/// Brings the cluster up, runs the workload and the final phase, and tears down. Returns
-/// how long each phase took, in seconds.
-#[allow(clippy::too_many_arguments)]
-async fn execute(
-    scenario: &Scenario,
-    args: &RunArgs,
-    run_dir: &Path,
-    run_id: &RunId,
-    flavor: Arc<dyn Flavor>,
-    server: &Server,
-    interrupt: &CancellationToken,
-    notes: &mut Vec<String>,
-) -> Result<serde_json::Value> {
-    let t0 = std::time::Instant::now();
-    let recorder = Recorder::create_at(&run_dir.join(HISTORY_FILE), t0)
-        .with_context(|| format!("creating {}", run_dir.join(HISTORY_FILE).display()))?;
-    let names: Vec<String> = (1..=scenario.node_count())
-        .map(|i| format!("n{i}"))
-        .collect();
-    let mut backend = backend::create(
-        scenario.backend,
-        BackendPlan {
-            run_id: run_id.clone(),
-            run_dir: run_dir.to_path_buf(),
-            node_names: names,
-            flavor: match scenario.mode {
-                Mode::Cluster => flavor,
-                Mode::Standalone => Arc::new(flavor::standalone::Standalone(flavor)),
-            },
-            binary: server.binary.clone(),
-            node_timeout_ms: scenario.cluster.node_timeout_ms.get(),
-            persistence: scenario.cluster.persistence,
-            rootfs: server.rootfs.clone(),
-            keep: args.keep,
-        },
-    )?;
-    // With `bus: proxy` every node announces the proxy's port as its bus port, and the
-    // proxy must be listening before the nodes meet.
-    let bus_proxy = match scenario.cluster.bus {
-        BusMode::Direct => None,
-        BusMode::Proxy => {
-            let proxy_nodes = backend::route_bus_through_proxy(backend.as_mut())?;
-            let proxy = BusProxy::start(proxy_nodes)
-                .await
-                .context("starting the cluster bus proxy")?;
-            proxy.register(run_id.as_str());
-            info!(
-                "cluster bus through the proxy: {}",
-                proxy
-                    .listen_addrs()
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            Some(proxy)
-        }
-    };
-    let nodes = backend.nodes().to_vec();
-    info!(
-        "network ready: {}",
-        nodes
-            .iter()
-            .map(|n| format!("{} {}", n.name, n.addr()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+/// One run in progress: what every phase reads, and what the phases leave for
+/// results.json (notes, timings). The phases, in order: [`Run::provision`],
+/// [`Run::form`], [`Run::drive`], [`Run::final_phase`], [`Run::teardown`].
+///
+/// Every exit path tears down: the phases tear down themselves when they finish or are
+/// interrupted, and an error drops the backend, whose `Drop` tears down.
+struct Run<'a> {
+    scenario: &'a Scenario,
+    args: &'a RunArgs,
+    run_dir: &'a Path,
+    run_id: &'a RunId,
+    /// Ctrl-C: cancelled by the signal watch.
+    interrupt: &'a CancellationToken,
+    /// The history's time origin.
+    t0: std::time::Instant,
+    /// Where the phase under way started (for [`Run::timings`]).
+    lap_start: std::time::Instant,
+    recorder: Recorder,
+    /// Remarks for results.json's `run.notes`.
+    notes: Vec<String>,
+    timings: Timings,
+}
 
-    let form_deadline =
-        Instant::now() + Duration::from_secs_f64(scenario.cluster.form_timeout_s.get());
-    let layout = Layout::new(
-        scenario.cluster.primaries.get() as usize,
-        scenario.cluster.replicas.get() as usize,
-    );
-    let formed = tokio::select! {
-        r = Formed::start(scenario.mode, backend.as_mut(), &layout, form_deadline) => Some(r?),
-        _ = interrupt.cancelled() => None,
-    };
-    let Some(mut admin) = formed else {
-        if let Some(p) = &bus_proxy {
+/// Seconds each phase took, for results.json's `run.timings_s` (a run interrupted while
+/// forming has only `form`).
+#[derive(Debug, Default, Serialize)]
+struct Timings {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    form: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workload: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    final_phase: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    teardown: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ops: Option<OpCounts>,
+}
+
+/// The workload's completions.
+#[derive(Debug, Serialize)]
+struct OpCounts {
+    ok: u64,
+    fail: u64,
+    info: u64,
+}
+
+/// The backend once faults share it with the orchestrator.
+type SharedBackend = Arc<Mutex<Box<dyn Backend>>>;
+
+/// The nodes a run brought up: the backend (`B`: owned until formation, shared after),
+/// their addresses, and the cluster bus proxy between them (`bus: proxy`).
+struct Nodes<B> {
+    bus_proxy: Option<BusProxy>,
+    backend: B,
+    specs: Vec<NodeSpec>,
+}
+
+/// The run once the workload is done: what the final phase acts on.
+struct Live {
+    admin: Formed,
+    observer: Observer,
+    nemesis_ctx: Ctx,
+    nemesis: Option<Nemesis>,
+    /// Heals of faults still in force when the workload stopped.
+    pending: Vec<Box<dyn Heal>>,
+    workload: Box<dyn Workload>,
+    client: Arc<dyn KeyClient>,
+    /// The same client when standalone (for its `CLIENT CAPA redirect` answers).
+    standalone_client: Option<Arc<StandaloneClient>>,
+    nodes: Nodes<SharedBackend>,
+}
+
+impl<'a> Run<'a> {
+    /// Starts the history (its time origin is the run's).
+    fn new(
+        scenario: &'a Scenario,
+        args: &'a RunArgs,
+        run_dir: &'a Path,
+        run_id: &'a RunId,
+        interrupt: &'a CancellationToken,
+    ) -> Result<Run<'a>> {
+        let t0 = std::time::Instant::now();
+        let recorder = Recorder::create_at(&run_dir.join(HISTORY_FILE), t0)
+            .with_context(|| format!("creating {}", run_dir.join(HISTORY_FILE).display()))?;
+        Ok(Run {
+            scenario,
+            args,
+            run_dir,
+            run_id,
+            interrupt,
+            t0,
+            lap_start: t0,
+            recorder,
+            notes: Vec::new(),
+            timings: Timings::default(),
+        })
+    }
+
+    /// Seconds since the previous lap (the first: since `t0`), ending a phase.
+    fn lap(&mut self) -> f64 {
+        let now = std::time::Instant::now();
+        let seconds = now.duration_since(self.lap_start).as_secs_f64();
+        self.lap_start = now;
+        seconds
+    }
+
+    /// Brings the cluster up, runs the workload and the final phase, and tears down,
+    /// filling in [`Run::timings`] and [`Run::notes`].
+    async fn execute(&mut self, flavor: Arc<dyn Flavor>, server: &Server) -> Result<()> {
+        let mut nodes = self.provision(flavor, server).await?;
+        let Some(admin) = self.form(&mut nodes).await? else {
+            return self.teardown_unformed(nodes).await;
+        };
+        let live = self.drive(nodes, admin).await?;
+        let nodes = self.final_phase(live).await;
+        self.teardown(nodes).await
+    }
+
+    /// The backend brings the nodes up (not yet started), with the bus proxy in front of
+    /// their cluster bus when the scenario routes it through one.
+    async fn provision(
+        &self,
+        flavor: Arc<dyn Flavor>,
+        server: &Server,
+    ) -> Result<Nodes<Box<dyn Backend>>> {
+        let scenario = self.scenario;
+        let names: Vec<String> = (1..=scenario.node_count())
+            .map(|i| format!("n{i}"))
+            .collect();
+        let mut backend = backend::create(
+            scenario.backend,
+            BackendPlan {
+                run_id: self.run_id.clone(),
+                run_dir: self.run_dir.to_path_buf(),
+                node_names: names,
+                flavor: match scenario.mode {
+                    Mode::Cluster => flavor,
+                    Mode::Standalone => Arc::new(flavor::standalone::Standalone(flavor)),
+                },
+                binary: server.binary.clone(),
+                node_timeout_ms: scenario.cluster.node_timeout_ms.get(),
+                persistence: scenario.cluster.persistence,
+                rootfs: server.rootfs.clone(),
+                keep: self.args.keep,
+            },
+        )?;
+        // With `bus: proxy` every node announces the proxy's port as its bus port, and the
+        // proxy must be listening before the nodes meet.
+        let bus_proxy = match scenario.cluster.bus {
+            BusMode::Direct => None,
+            BusMode::Proxy => {
+                let proxy_nodes = backend::route_bus_through_proxy(backend.as_mut())?;
+                let proxy = BusProxy::start(proxy_nodes)
+                    .await
+                    .context("starting the cluster bus proxy")?;
+                proxy.register(self.run_id.as_str());
+                info!(
+                    "cluster bus through the proxy: {}",
+                    proxy
+                        .listen_addrs()
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                Some(proxy)
+            }
+        };
+        let specs = backend.nodes().to_vec();
+        info!(
+            "network ready: {}",
+            specs
+                .iter()
+                .map(|n| format!("{} {}", n.name, n.addr()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Ok(Nodes {
+            bus_proxy,
+            backend,
+            specs,
+        })
+    }
+
+    /// Starts the servers and joins them; `None` when Ctrl-C came first.
+    async fn form(&mut self, nodes: &mut Nodes<Box<dyn Backend>>) -> Result<Option<Formed>> {
+        let scenario = self.scenario;
+        let form_deadline =
+            Instant::now() + Duration::from_secs_f64(scenario.cluster.form_timeout_s.get());
+        let layout = Layout::new(
+            scenario.cluster.primaries.get() as usize,
+            scenario.cluster.replicas.get() as usize,
+        );
+        let formed = tokio::select! {
+            r = Formed::start(scenario.mode, nodes.backend.as_mut(), &layout, form_deadline) => Some(r?),
+            _ = self.interrupt.cancelled() => None,
+        };
+        if formed.is_some() {
+            let formed_at = self.lap();
+            self.timings.form = Some(formed_at);
+            info!("cluster formed and agreed in {formed_at:.2}s");
+        }
+        Ok(formed)
+    }
+
+    /// Interrupted while forming: tears down (even under `--keep`) with nothing recorded.
+    async fn teardown_unformed(&mut self, mut nodes: Nodes<Box<dyn Backend>>) -> Result<()> {
+        if let Some(p) = &nodes.bus_proxy {
             p.shutdown().await;
         }
-        backend.teardown()?;
-        return Ok(json!({ "form": t0.elapsed().as_secs_f64() }));
-    };
-    let formed_at = t0.elapsed().as_secs_f64();
-    info!("cluster formed and agreed in {formed_at:.2}s");
-    let observer = Observer::start_with(
-        &nodes,
-        &run_dir.join(faultline_history::TOPOLOGY_FILE),
-        t0,
-        crate::observer::ObserverConfig {
-            standalone: scenario.mode == Mode::Standalone,
-            ..Default::default()
-        },
-    )
-    .context("starting the topology observer")?;
-    // From here on faults share the backend with the orchestrator.
-    let backend = Arc::new(Mutex::new(backend));
-    let nemesis_ctx = Ctx {
-        control: Arc::new(BackendControl::new(run_id.as_str(), backend.clone())),
-        query_timeout: Duration::from_millis(500),
-    };
-
-    let client_config = ClientConfig {
-        op_timeout: Duration::from_millis(scenario.workload.op_timeout_ms.get()),
-        ..ClientConfig::default()
-    };
-    let (client, standalone_client) =
-        crate::formed::workload_client(scenario.mode, client_config, &nodes).await?;
-    let workload = SetWorkload::new(SetSpec {
-        keys: scenario.workload.keys.get() as usize,
-        concurrency: scenario.workload.concurrency.get() as usize,
-        rate: scenario.workload.rate.map(|r| r.get()),
-        seed: scenario.seed(),
-    });
-    let counters = Arc::new(Counters::default());
-    let stop = interrupt.child_token();
-    let limit = Duration::from_secs_f64(scenario.time_limit.get());
-    let progress = spawn_progress(
-        counters.clone(),
-        stop.clone(),
-        limit,
-        crate::report::progress::ProgressBar::for_terminal(&run_dir.join(HISTORY_FILE)),
-    );
-    let timer = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(limit).await;
-            stop.cancel();
-        })
-    };
-    let nemesis = scenario
-        .nemesis
-        .as_ref()
-        .map(|spec| Nemesis::new(spec, scenario.seed(), limit));
-    if let Some(n) = &nemesis {
-        info!("nemesis: {} faults scheduled", n.steps().len());
+        nodes.backend.teardown()?;
+        self.timings.form = Some(self.lap());
+        Ok(())
     }
-    let start = Instant::now();
-    let (_, pending) = tokio::join!(
-        workload.run(
-            client.clone(),
-            recorder.clone(),
-            stop.clone(),
+
+    /// Starts the topology observer, then runs the workload and the nemesis side by side
+    /// until the time limit or Ctrl-C, with progress on the terminal.
+    async fn drive(&mut self, nodes: Nodes<Box<dyn Backend>>, admin: Formed) -> Result<Live> {
+        let scenario = self.scenario;
+        let observer = Observer::start_with(
+            &nodes.specs,
+            &self.run_dir.join(faultline_history::TOPOLOGY_FILE),
+            self.t0,
+            crate::observer::ObserverConfig {
+                standalone: scenario.mode == Mode::Standalone,
+                ..Default::default()
+            },
+        )
+        .context("starting the topology observer")?;
+        // From here on faults share the backend with the orchestrator.
+        let nodes = Nodes {
+            bus_proxy: nodes.bus_proxy,
+            backend: Arc::new(Mutex::new(nodes.backend)),
+            specs: nodes.specs,
+        };
+        let nemesis_ctx = Ctx {
+            control: Arc::new(BackendControl::new(
+                self.run_id.as_str(),
+                nodes.backend.clone(),
+            )),
+            query_timeout: Duration::from_millis(500),
+        };
+
+        let client_config = ClientConfig {
+            op_timeout: Duration::from_millis(scenario.workload.op_timeout_ms.get()),
+            ..ClientConfig::default()
+        };
+        let (client, standalone_client) =
+            crate::formed::workload_client(scenario.mode, client_config, &nodes.specs).await?;
+        let workload = faultline_workloads::registry::by_name(
+            scenario.workload.name.label(),
+            WorkloadParams {
+                keys: scenario.workload.keys.get() as usize,
+                concurrency: scenario.workload.concurrency.get() as usize,
+                rate: scenario.workload.rate.map(|r| r.get()),
+                seed: scenario.seed(),
+            },
+        )?;
+        workload
+            .setup(client.as_ref(), &self.recorder)
+            .await
+            .context("setting up the workload")?;
+        let counters = Arc::new(Counters::default());
+        let stop = self.interrupt.child_token();
+        let limit = Duration::from_secs_f64(scenario.time_limit.get());
+        let progress = spawn_progress(
             counters.clone(),
-        ),
-        async {
-            match &nemesis {
-                Some(n) => n.run(&nemesis_ctx, &recorder, start, &stop).await,
-                None => Vec::new(),
-            }
-        }
-    );
-    timer.abort();
-    progress.abort();
-    let (ok, fail, infos) = counters.snapshot();
-    let workload_s = t0.elapsed().as_secs_f64() - formed_at;
-    info!("workload done: {ok} ok, {fail} fail, {infos} info in {workload_s:.1}s");
-
-    if !interrupt.is_cancelled() {
-        // Heal every fault still in force, then let the cluster settle.
-        for heal in &pending {
-            heal_one(heal.as_ref(), &nemesis_ctx, &recorder).await;
-        }
-        if nemesis.is_some() {
-            // Whatever the schedule's state, the final phase must see the whole network.
-            record_heal(
-                "heal-all",
-                &recorder,
-                faultline_nemeses::partition::heal_all(&nemesis_ctx),
-            )
-            .await;
-            record_heal(
-                "heal-delay",
-                &recorder,
-                faultline_nemeses::delay::heal_all(&nemesis_ctx),
-            )
-            .await;
-            if scenario.nemesis.as_ref().is_some_and(|n| {
-                n.faults
-                    .iter()
-                    .any(|f| matches!(f, faultline_nemeses::FaultSpec::MigrateSlots(_)))
-            }) {
-                // ... and no slot left MIGRATING / IMPORTING for the final reads.
-                record_heal(
-                    "settle-slots",
-                    &recorder,
-                    faultline_nemeses::migrate_slots::heal_all(&nemesis_ctx),
-                )
-                .await;
-            }
-            if bus_proxy.is_some() {
-                // ... and the whole bus: rules removed, held messages released.
-                record_heal(
-                    "heal-bus",
-                    &recorder,
-                    faultline_nemeses::proxy::fault::heal_all(&nemesis_ctx),
-                )
-                .await;
-            }
-        }
-        let converge = Duration::from_secs_f64(scenario.cluster.converge_timeout_s.get());
-        let agreed = tokio::select! {
-            r = admin.wait_agreed(Instant::now() + converge) => Some(r),
-            _ = interrupt.cancelled() => None,
-        };
-        if let Some(Err(e)) = agreed {
-            warn!("{e:#}");
-            notes.push(format!("final phase: {e:#}"));
-        }
-        let budget = Duration::from_secs_f64(scenario.workload.final_read_timeout_s.get());
-        let reads = tokio::select! {
-            r = workload.final_reads(client.as_ref(), &recorder, budget) => Some(r),
-            _ = interrupt.cancelled() => None,
-        };
-        if let Some(r) = reads {
-            info!("final reads: {} keys read, {} unread", r.read, r.unread);
-        }
-    }
-    if let Some(c) = &standalone_client {
-        crate::standalone::note_capa(&c.capa_replies(), notes);
-    }
-    match observer.stop().await {
-        Ok(stats) => info!(
-            "topology: {} views ({} failed), {:.1} per second per node",
-            stats.observations,
-            stats.errors,
-            stats.rate_per_node()
-        ),
-        Err(e) => notes.push(format!("topology observer: {e:#}")),
-    }
-    let ops_done_at = t0.elapsed().as_secs_f64();
-    recorder.close().context("writing the history")?;
-
-    // The proxy's sockets live in the node namespaces: close them before those go.
-    if let Some(p) = &bus_proxy {
-        let stats = p.shutdown().await;
-        info!(
-            "bus proxy: {} messages ({} delayed, {} held, {} dropped), {} connections",
-            stats.frames, stats.delayed, stats.held, stats.dropped, stats.connections_accepted
+            stop.clone(),
+            limit,
+            crate::report::progress::ProgressBar::for_terminal(&self.run_dir.join(HISTORY_FILE)),
         );
-        if args.keep {
-            notes.push(
-                "--keep: the bus proxy stopped with faultline, so the kept nodes' cluster bus \
-                 (announced at the proxy's port) no longer connects"
-                    .into(),
-            );
+        let timer = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(limit).await;
+                stop.cancel();
+            })
+        };
+        let nemesis = scenario
+            .nemesis
+            .as_ref()
+            .map(|spec| Nemesis::new(spec, scenario.seed(), limit));
+        if let Some(n) = &nemesis {
+            info!("nemesis: {} faults scheduled", n.steps().len());
         }
+        let start = Instant::now();
+        let recorder = &self.recorder;
+        let (_, pending) = tokio::join!(
+            workload.run(
+                client.clone(),
+                recorder.clone(),
+                stop.clone(),
+                counters.clone(),
+            ),
+            async {
+                match &nemesis {
+                    Some(n) => n.run(&nemesis_ctx, recorder, start, &stop).await,
+                    None => Vec::new(),
+                }
+            }
+        );
+        timer.abort();
+        progress.abort();
+        let (ok, fail, infos) = counters.snapshot();
+        let workload_s = self.lap();
+        self.timings.workload = Some(workload_s);
+        self.timings.ops = Some(OpCounts {
+            ok,
+            fail,
+            info: infos,
+        });
+        info!("workload done: {ok} ok, {fail} fail, {infos} info in {workload_s:.1}s");
+        Ok(Live {
+            admin,
+            observer,
+            nemesis_ctx,
+            nemesis,
+            pending,
+            workload,
+            client,
+            standalone_client,
+            nodes,
+        })
     }
-    let mut backend = lock(&backend);
-    if let Some(exit) = backend.exited() {
-        notes.push(format!("a server process died during the run: {exit}"));
+
+    /// Unless interrupted: heals every fault still in force, waits for the nodes to agree
+    /// again and reads the final values. Then stops recording (the observer last).
+    async fn final_phase(&mut self, mut live: Live) -> Nodes<SharedBackend> {
+        let (scenario, interrupt) = (self.scenario, self.interrupt);
+        let (nemesis, nemesis_ctx) = (&live.nemesis, live.nemesis_ctx);
+        let bus_proxy = &live.nodes.bus_proxy;
+        let recorder = self.recorder.clone();
+        if !interrupt.is_cancelled() {
+            // Heal every fault still in force, then let the cluster settle.
+            for heal in &live.pending {
+                heal_one(heal.as_ref(), &nemesis_ctx, &recorder).await;
+            }
+            if nemesis.is_some() {
+                // Whatever the schedule's state, the final phase must see the whole network.
+                record_heal(
+                    "heal-all",
+                    &recorder,
+                    faultline_nemeses::partition::heal_all(&nemesis_ctx),
+                )
+                .await;
+                record_heal(
+                    "heal-delay",
+                    &recorder,
+                    faultline_nemeses::delay::heal_all(&nemesis_ctx),
+                )
+                .await;
+                if scenario.nemesis.as_ref().is_some_and(|n| {
+                    n.faults
+                        .iter()
+                        .any(|f| matches!(f, faultline_nemeses::FaultSpec::MigrateSlots(_)))
+                }) {
+                    // ... and no slot left MIGRATING / IMPORTING for the final reads.
+                    record_heal(
+                        "settle-slots",
+                        &recorder,
+                        faultline_nemeses::migrate_slots::heal_all(&nemesis_ctx),
+                    )
+                    .await;
+                }
+                if bus_proxy.is_some() {
+                    // ... and the whole bus: rules removed, held messages released.
+                    record_heal(
+                        "heal-bus",
+                        &recorder,
+                        faultline_nemeses::proxy::fault::heal_all(&nemesis_ctx),
+                    )
+                    .await;
+                }
+            }
+            let converge = Duration::from_secs_f64(scenario.cluster.converge_timeout_s.get());
+            let agreed = tokio::select! {
+                r = live.admin.wait_agreed(Instant::now() + converge) => Some(r),
+                _ = interrupt.cancelled() => None,
+            };
+            if let Some(Err(e)) = agreed {
+                warn!("{e:#}");
+                self.notes.push(format!("final phase: {e:#}"));
+            }
+            let budget = Duration::from_secs_f64(scenario.workload.final_read_timeout_s.get());
+            let reads = tokio::select! {
+                r = live.workload.final_reads(live.client.as_ref(), &recorder, budget) => Some(r),
+                _ = interrupt.cancelled() => None,
+            };
+            if let Some(r) = reads {
+                info!("final reads: {} keys read, {} unread", r.read, r.unread);
+            }
+        }
+        if let Some(c) = &live.standalone_client {
+            crate::standalone::note_capa(&c.capa_replies(), &mut self.notes);
+        }
+        match live.observer.stop().await {
+            Ok(stats) => info!(
+                "topology: {} views ({} failed), {:.1} per second per node",
+                stats.observations,
+                stats.errors,
+                stats.rate_per_node()
+            ),
+            Err(e) => self.notes.push(format!("topology observer: {e:#}")),
+        }
+        self.timings.final_phase = Some(self.lap());
+        live.nodes
     }
-    if args.keep {
-        eprintln!("faultline: {}", backend.keep_notice());
-    } else {
-        backend.teardown()?;
+
+    /// Closes the history, stops the bus proxy, and tears the nodes down (or keeps them,
+    /// under `--keep`).
+    async fn teardown(&mut self, nodes: Nodes<SharedBackend>) -> Result<()> {
+        self.recorder.close().context("writing the history")?;
+
+        // The proxy's sockets live in the node namespaces: close them before those go.
+        if let Some(p) = &nodes.bus_proxy {
+            let stats = p.shutdown().await;
+            info!(
+                "bus proxy: {} messages ({} delayed, {} held, {} dropped), {} connections",
+                stats.frames, stats.delayed, stats.held, stats.dropped, stats.connections_accepted
+            );
+            if self.args.keep {
+                self.notes.push(
+                    "--keep: the bus proxy stopped with faultline, so the kept nodes' cluster bus \
+                     (announced at the proxy's port) no longer connects"
+                        .into(),
+                );
+            }
+        }
+        let mut backend = lock(&nodes.backend);
+        if let Some(exit) = backend.exited() {
+            self.notes
+                .push(format!("a server process died during the run: {exit}"));
+        }
+        if self.args.keep {
+            eprintln!("faultline: {}", backend.keep_notice());
+        } else {
+            backend.teardown()?;
+        }
+        self.timings.teardown = Some(self.lap());
+        Ok(())
     }
-    Ok(json!({
-        "form": formed_at,
-        "workload": workload_s,
-        "final_phase": ops_done_at - formed_at - workload_s,
-        "teardown": t0.elapsed().as_secs_f64() - ops_done_at,
-        "ops": { "ok": ok, "fail": fail, "info": infos },
-    }))
 }
 
 /// Progress while the workload runs: a live bar on a terminal, a log line every 2 s
@@ -570,4 +749,30 @@ fn spawn_progress(
             );
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use faultline_workloads::registry::WORKLOADS;
+    use faultline_workloads::WorkloadParams;
+
+    #[test]
+    fn every_workload_asks_for_checkers_the_registry_has() {
+        let checkers: Vec<&str> = faultline_checkers::all().iter().map(|c| c.name()).collect();
+        for entry in WORKLOADS {
+            let workload = (entry.build)(WorkloadParams {
+                keys: 1,
+                concurrency: 1,
+                rate: None,
+                seed: 0,
+            });
+            for name in workload.checkers() {
+                assert!(
+                    checkers.contains(name),
+                    "workload {} asks for checker {name:?}, which checkers/src/registry.rs does not list",
+                    entry.name
+                );
+            }
+        }
+    }
 }

@@ -252,21 +252,59 @@ impl Default for ClusterSpec {
     }
 }
 
-/// Workloads faultline can drive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WorkloadName {
-    /// Unique adds to set keys, one final read per key (lost-writes checker).
-    #[default]
-    Set,
-}
+/// A workload's name, as scenarios write it (`workload: name: set`): always one of
+/// [`faultline_workloads::registry::NAMES`], which parsing checks (an unknown name is the
+/// same error an unknown enum variant gives).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkloadName(&'static str);
 
 impl WorkloadName {
-    /// The name as written in scenarios.
+    /// The name as written in scenarios, and as the registry knows it.
     pub fn label(self) -> &'static str {
-        match self {
-            WorkloadName::Set => "set",
-        }
+        self.0
+    }
+}
+
+impl Default for WorkloadName {
+    /// The registry's first workload (`set`).
+    fn default() -> Self {
+        WorkloadName(faultline_workloads::registry::NAMES[0])
+    }
+}
+
+impl Serialize for WorkloadName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for WorkloadName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use faultline_workloads::registry::{lookup, NAMES};
+        let name = String::deserialize(d)?;
+        lookup(&name)
+            .map(WorkloadName)
+            .ok_or_else(|| serde::de::Error::unknown_variant(&name, NAMES))
+    }
+}
+
+#[cfg(test)]
+mod workload_name_tests {
+    use super::*;
+
+    #[test]
+    fn a_workload_name_comes_from_the_registry() {
+        let s = Scenario::parse("workload:\n  name: set\n", "s.yaml", "s").unwrap();
+        assert_eq!(s.workload.name, WorkloadName::default());
+        assert_eq!(s.workload.name.label(), "set");
+        assert!(s.to_yaml().contains("  name: set\n"), "{}", s.to_yaml());
+        let e = Scenario::parse("workload:\n  name: queue\n", "s.yaml", "s")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "s.yaml:2:9: workload.name: unknown variant `queue`, expected `set`"
+        );
     }
 }
 
@@ -310,7 +348,7 @@ fn final_read_timeout() -> PositiveF64 {
 impl Default for WorkloadSpec {
     fn default() -> Self {
         WorkloadSpec {
-            name: WorkloadName::Set,
+            name: WorkloadName::default(),
             keys: keys(),
             concurrency: concurrency(),
             rate: None,

@@ -1,7 +1,7 @@
 //! What a workload needs of a client: send one command that touches one key, and get back
 //! its outcome in Jepsen's terms with every redirect followed on the way.
 //!
-//! The set workload runs unchanged over a cluster ([`crate::ClusterClient`]) and over a
+//! Every workload runs unchanged over a cluster ([`crate::ClusterClient`]) and over a
 //! standalone primary with replicas ([`crate::StandaloneClient`]), so the history and the
 //! final reads keep one shape and the `lost-writes` checker reads both alike.
 

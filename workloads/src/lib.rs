@@ -9,6 +9,9 @@
 //!   sends `CLIENT CAPA redirect` (Valkey 8+), follows `-REDIRECT host:port`, records each
 //!   hop, finds the primary again (INFO replication) after READONLY or a broken link, and
 //!   may send reads to replicas (`READONLY`).
+//! - [`workload`]: [`Workload`], what the run drives (setup, clients until a stop token,
+//!   final reads, the checkers that judge it), and what every workload is built from.
+//! - [`registry`]: every workload by name; adding one is a file and a line there.
 //! - [`set`]: the set workload (unique adds to a few keys, one final read per key).
 //!
 //! A workload drives a [`KeyClient`] and records every op through a
@@ -16,11 +19,14 @@
 
 pub mod client;
 pub mod key_client;
+pub mod registry;
 pub mod set;
 pub mod slots;
 pub mod standalone;
+pub mod workload;
 
 pub use client::{ClientConfig, ClusterClient, Outcome};
 pub use key_client::KeyClient;
-pub use set::{Counters, FinalReads, SetSpec, SetWorkload};
+pub use set::{SetSpec, SetWorkload};
 pub use standalone::StandaloneClient;
+pub use workload::{Counters, FinalReads, Workload, WorkloadParams};

@@ -14,53 +14,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::Outcome;
-use crate::key_client::KeyClient;
+use crate::key_client::{BoxFuture, KeyClient};
 use crate::slots::{tag_for_slot, SLOTS};
+use crate::workload::{Counters, FinalReads, Workload, WorkloadParams};
 
-/// What the set workload does, resolved from the scenario.
-#[derive(Debug, Clone)]
-pub struct SetSpec {
-    /// Number of set keys; key `i` sits at slot `i * 16384 / keys`.
-    pub keys: usize,
-    /// Client processes adding at once.
-    pub concurrency: usize,
-    /// Target adds per second over all processes; `None` is flat out.
-    pub rate: Option<f64>,
-    /// Seed for key choice (the run's seed).
-    pub seed: u64,
-}
-
-/// Live op counts, read by the progress display.
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Ops that completed `ok`.
-    pub ok: AtomicU64,
-    /// Ops that completed `fail`.
-    pub fail: AtomicU64,
-    /// Ops that completed `info`.
-    pub info: AtomicU64,
-}
-
-impl Counters {
-    fn count(&self, kind: OpType) {
-        let c = match kind {
-            OpType::Ok => &self.ok,
-            OpType::Fail => &self.fail,
-            OpType::Info => &self.info,
-            OpType::Invoke => return,
-        };
-        c.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// `(ok, fail, info)` right now.
-    pub fn snapshot(&self) -> (u64, u64, u64) {
-        (
-            self.ok.load(Ordering::Relaxed),
-            self.fail.load(Ordering::Relaxed),
-            self.info.load(Ordering::Relaxed),
-        )
-    }
-}
+/// What the set workload does: the common parameters, unchanged (`keys` set keys spread
+/// over the slot space, `concurrency` adders, `rate` adds per second, `seed` for key choice).
+pub type SetSpec = WorkloadParams;
 
 /// The set workload for one run.
 pub struct SetWorkload {
@@ -69,15 +29,6 @@ pub struct SetWorkload {
     next_element: Arc<AtomicU64>,
     /// Final reads use process numbers past every worker's.
     next_process: AtomicU64,
-}
-
-/// How the final reads went.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct FinalReads {
-    /// Keys read successfully.
-    pub read: usize,
-    /// Keys that never gave a successful read before the deadline.
-    pub unread: usize,
 }
 
 impl SetWorkload {
@@ -209,6 +160,33 @@ impl SetWorkload {
             }
         }
         result
+    }
+}
+
+/// The run drives the set workload through this; `bench` and the topology test still call
+/// the inherent methods directly.
+impl Workload for SetWorkload {
+    fn checkers(&self) -> &'static [&'static str] {
+        &["lost-writes"]
+    }
+
+    fn run<'a>(
+        &'a self,
+        client: Arc<dyn KeyClient>,
+        recorder: Recorder,
+        stop: CancellationToken,
+        counters: Arc<Counters>,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(SetWorkload::run(self, client, recorder, stop, counters))
+    }
+
+    fn final_reads<'a>(
+        &'a self,
+        client: &'a dyn KeyClient,
+        recorder: &'a Recorder,
+        budget: Duration,
+    ) -> BoxFuture<'a, FinalReads> {
+        Box::pin(SetWorkload::final_reads(self, client, recorder, budget))
     }
 }
 
