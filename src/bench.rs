@@ -36,9 +36,9 @@ use crate::cluster::{start_and_form, Admin, Layout};
 use crate::exit::{Failure, VALID};
 use crate::flavor::{self, Flavor, NodeConfig};
 use crate::ledger::RunId;
-use crate::run::which;
 use crate::scenario::{BackendName, ClusterSpec, FlavorName};
 use crate::store::{self, HISTORY_FILE};
+use crate::sys::which;
 
 /// The figures, next to the history and the servers' logs.
 const REPORT_FILE: &str = "bench.json";
@@ -92,8 +92,7 @@ pub async fn command(args: BenchArgs) -> Result<u8, Failure> {
 
 /// The flavor named on the command line, once every number is usable.
 fn check_args(args: &BenchArgs) -> Result<FlavorName, Failure> {
-    let flavor = FlavorName::parse(&args.flavor)
-        .map_err(|e| Failure::bad_input(anyhow!("--flavor: {e}")))?;
+    let flavor = args.flavor;
     if !args.seconds.is_finite() || args.seconds <= 0.0 {
         return Err(Failure::bad_input(anyhow!(
             "--seconds must be greater than 0, got {}",

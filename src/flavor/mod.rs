@@ -1,7 +1,9 @@
 //! Flavors: the kinds of server faultline runs, and how each is configured.
 //!
 //! A flavor knows its binary, how to read its version, and its config dialect. Adding one
-//! (a user's fork, say) is one file here plus one line in [`by_name`].
+//! (a user's fork, say) is one file here, its name in [`crate::kinds::FlavorName`] and its
+//! line in [`by_name`] (the compiler points there); `doctor`, `--help`, scenario parsing and
+//! both backends then know it.
 
 mod garnet;
 mod redis;
@@ -15,7 +17,9 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::scenario::{FlavorName, Persistence};
+use clap::ValueEnum;
+
+use crate::kinds::{FlavorName, Persistence};
 
 /// Everything a flavor needs to write one node's config file.
 #[derive(Debug, Clone)]
@@ -101,6 +105,14 @@ pub fn by_name(name: FlavorName) -> Box<dyn Flavor> {
         FlavorName::Valkey => Box::new(valkey::Valkey),
         FlavorName::Garnet => Box::new(garnet::Garnet::default()),
     }
+}
+
+/// Every flavor, in [`FlavorName`]'s order (for `doctor`).
+pub fn all() -> Vec<Box<dyn Flavor>> {
+    FlavorName::value_variants()
+        .iter()
+        .map(|&n| by_name(n))
+        .collect()
 }
 
 /// The flavor with the scenario's flavor-specific choices applied
