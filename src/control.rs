@@ -105,10 +105,11 @@ impl Control for BackendControl {
     }
 
     fn netns_path(&self, node: &str) -> std::path::PathBuf {
-        let path = self
-            .index(node)
+        // A node without a namespace here gets an empty path: whatever needs it then fails
+        // to open it and says so.
+        self.index(node)
             .ok()
-            .and_then(|i| lock(&self.backend).netns_path(i));
-        path.unwrap_or_else(|| faultline_nemeses::delay::delayer::node_netns(&self.run_id, node))
+            .and_then(|i| lock(&self.backend).netns_path(i))
+            .unwrap_or_default()
     }
 }

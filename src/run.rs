@@ -220,7 +220,7 @@ fn spawn_signal_watch(interrupt: CancellationToken, run_id: RunId) {
                 eprintln!("\nfaultline: interrupted again; removing run {run_id} now");
                 let (ledgers, _) = Ledger::load_all();
                 for l in ledgers.iter().filter(|l| l.run_id == run_id) {
-                    l.release();
+                    backend::release(l);
                 }
                 std::process::exit(i32::from(exit::HARNESS_ERROR));
             }
