@@ -164,7 +164,7 @@ impl Backend for LocalBackend {
                 );
             }
         }
-        let netns = Path::new(NETNS_DIR).join(&node.netns);
+        let netns = node_netns_path(&self.plan.run_id, &node.files.spec.name);
         let chroot = match &self.plan.rootfs {
             Some(r) => Some(Chroot::new(&r.tree, &self.plan.run_dir)?),
             None => None,
@@ -243,7 +243,10 @@ impl Backend for LocalBackend {
     }
 
     fn netns_path(&self, index: usize) -> Option<PathBuf> {
-        Some(Path::new(NETNS_DIR).join(&self.nodes[index].netns))
+        Some(node_netns_path(
+            &self.plan.run_id,
+            &self.nodes[index].files.spec.name,
+        ))
     }
 
     fn log_tail(&self, index: usize, lines: usize) -> String {
