@@ -6,9 +6,7 @@ use anyhow::{anyhow, Result};
 use faultline_nemeses::{Control, NodeInfo};
 
 use crate::backend::Backend;
-
-/// Cluster bus port: client port + 10000 (nodes set no `cluster-port`).
-pub const BUS_OFFSET: u16 = 10000;
+pub use crate::backend::BUS_OFFSET;
 
 /// Lets faults kill, pause, restart nodes and run commands in their namespaces, through
 /// the run's backend, which the orchestrator shares with it.

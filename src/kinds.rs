@@ -6,7 +6,7 @@
 //! (`ValueEnum`), under the same lowercase names, so `--help`, error messages and the
 //! scenario format always list exactly the values that exist. [`crate::scenario`]
 //! re-exports them. Adding a flavor or a backend starts with a variant here; the compiler
-//! then points at its registry arm ([`crate::flavor::by_name`], [`crate::backend::create`]).
+//! then points at its registry arm ([`crate::flavor::for_cluster`], [`crate::backend::create`]).
 
 use std::fmt;
 

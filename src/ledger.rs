@@ -9,7 +9,8 @@
 //! The ledger removes what any run on this machine makes (processes, network namespaces,
 //! host links) itself. Other kinds (a backend's containers, say) are listed by kind in
 //! [`Ledger::resources`], and the backend module that makes them says how to remove them
-//! (a [`Remover`], in [`crate::backend::REMOVERS`]): the ledger knows no backend.
+//! (a [`Remover`], listed in the backend module's `REMOVERS`, which teardown and
+//! `faultline clean` pass in): the ledger knows no backend.
 
 use std::collections::BTreeMap;
 use std::fs;

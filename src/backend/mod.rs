@@ -37,6 +37,9 @@ use crate::ledger::{Ledger, Remover, RunId};
 /// The port every node listens on (each has its own address).
 pub const CLIENT_PORT: u16 = 6379;
 
+/// Cluster bus port: client port + 10000 (nodes set no `cluster-port`).
+pub const BUS_OFFSET: u16 = 10000;
+
 /// One node as the rest of the harness sees it.
 #[derive(Debug, Clone)]
 pub struct NodeSpec {
@@ -220,7 +223,7 @@ pub fn route_bus_through_proxy(
                  gossips on its client port"
             );
         }
-        let bus_port = node.port + crate::control::BUS_OFFSET;
+        let bus_port = node.port + BUS_OFFSET;
         let proxy_port = bus_port + PROXY_PORT_OFFSET;
         backend.announce_bus_port(i, proxy_port)?;
         out.push(faultline_nemeses::proxy::ProxyNode {

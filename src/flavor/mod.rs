@@ -2,7 +2,7 @@
 //!
 //! A flavor knows its binary, how to read its version, and its config dialect. Adding one
 //! (a user's fork, say) is one file here, its name in [`crate::kinds::FlavorName`] and its
-//! line in [`by_name`] (the compiler points there); `doctor`, `--help`, scenario parsing and
+//! arm in [`for_cluster`] (the compiler points there); `doctor`, `--help`, scenario parsing and
 //! both backends then know it.
 
 mod garnet;
@@ -98,13 +98,9 @@ pub trait Flavor: Send + Sync {
     }
 }
 
-/// The flavor registry.
+/// A flavor with default settings.
 pub fn by_name(name: FlavorName) -> Box<dyn Flavor> {
-    match name {
-        FlavorName::Redis => Box::new(redis::Redis),
-        FlavorName::Valkey => Box::new(valkey::Valkey),
-        FlavorName::Garnet => Box::new(garnet::Garnet::default()),
-    }
+    for_cluster(name, &crate::scenario::ClusterSpec::default())
 }
 
 /// Every flavor, in [`FlavorName`]'s order (for `doctor`).
@@ -115,14 +111,15 @@ pub fn all() -> Vec<Box<dyn Flavor>> {
         .collect()
 }
 
-/// The flavor with the scenario's flavor-specific choices applied
+/// The flavor registry: the flavor with the scenario's flavor-specific choices applied
 /// (`cluster.clean_cluster_config` for Garnet).
 pub fn for_cluster(name: FlavorName, cluster: &crate::scenario::ClusterSpec) -> Box<dyn Flavor> {
     match name {
+        FlavorName::Redis => Box::new(redis::Redis),
+        FlavorName::Valkey => Box::new(valkey::Valkey),
         FlavorName::Garnet => Box::new(garnet::Garnet {
             clean_cluster_config: cluster.clean_cluster_config,
         }),
-        other => by_name(other),
     }
 }
 
