@@ -113,6 +113,20 @@ pub fn kill9(pid: i32) {
     );
 }
 
+/// Sends SIGSTOP (`pause`) or SIGCONT (`!pause`) to a node's server process.
+///
+/// # Errors
+/// If the signal cannot be sent (naming the node).
+pub fn stop_or_continue(pid: i32, pause: bool, node: &str) -> Result<()> {
+    let signal = if pause {
+        nix::sys::signal::Signal::SIGSTOP
+    } else {
+        nix::sys::signal::Signal::SIGCONT
+    };
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+        .with_context(|| format!("sending {signal} to {node}"))
+}
+
 /// The start time of a process (field 22 of /proc/PID/stat), so a recycled pid is not
 /// mistaken for the one we recorded.
 pub fn pid_start_time(pid: i32) -> Option<u64> {

@@ -262,13 +262,7 @@ impl Backend for DockerBackend {
         let Some(pid) = node.pid else {
             bail!("{} is not running", node.files.spec.name);
         };
-        let signal = if pause {
-            nix::sys::signal::Signal::SIGSTOP
-        } else {
-            nix::sys::signal::Signal::SIGCONT
-        };
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
-            .with_context(|| format!("sending {signal} to {}", node.files.spec.name))?;
+        sys::stop_or_continue(pid, pause, &node.files.spec.name)?;
         node.paused = pause;
         Ok(())
     }
@@ -289,24 +283,16 @@ impl Backend for DockerBackend {
         )))
     }
 
-    fn log_tail(&self, index: usize, lines: usize) -> String {
-        sys::tail(&self.nodes[index].files.server_log(), lines)
+    fn plan(&self) -> &BackendPlan {
+        &self.plan
     }
 
-    fn read_node_file(&self, index: usize, name: &str) -> Result<Vec<u8>> {
-        self.nodes[index].files.read(name)
+    fn node_files(&self, index: usize) -> &NodeFiles {
+        &self.nodes[index].files
     }
 
-    fn announce_bus_port(&mut self, index: usize, port: u16) -> Result<()> {
-        self.nodes[index].files.announce_bus_port(port)
-    }
-
-    fn bus_port(&self, index: usize) -> Option<u16> {
-        Some(self.plan.flavor.bus_port(self.specs[index].port))
-    }
-
-    fn announced_bus_port(&self, index: usize) -> Option<u16> {
-        self.nodes[index].files.announced_bus_port
+    fn node_files_mut(&mut self, index: usize) -> &mut NodeFiles {
+        &mut self.nodes[index].files
     }
 
     fn teardown(&mut self) -> Result<()> {
@@ -327,17 +313,11 @@ impl Backend for DockerBackend {
     }
 
     fn keep_notice(&self) -> String {
-        let addrs: Vec<String> = self
-            .specs
-            .iter()
-            .map(|s| format!("{} {}", s.name, s.addr()))
-            .collect();
-        format!(
-            "cluster of run {} kept running in Docker: {}\n  node shells: docker exec -it {} sh\n  remove it with: faultline clean --run {}",
-            self.plan.run_id,
-            addrs.join(", "),
-            self.plan.run_id.node_netns("n1"),
-            self.plan.run_id
+        super::keep_notice(
+            &self.plan,
+            &self.specs,
+            " in Docker",
+            "docker exec -it {} sh",
         )
     }
 }

@@ -33,6 +33,7 @@ use anyhow::Result;
 use crate::flavor::Flavor;
 use crate::kinds::{BackendName, Persistence};
 use crate::ledger::{Ledger, Remover, RunId};
+use node::NodeFiles;
 
 /// The port every node listens on (each has its own address).
 pub const CLIENT_PORT: u16 = 6379;
@@ -136,35 +137,50 @@ pub trait Backend: Send {
     /// here (a node on another machine).
     fn netns_path(&self, node: usize) -> Option<PathBuf>;
 
+    /// What the backend was asked to bring up.
+    fn plan(&self) -> &BackendPlan;
+
+    /// The node's files in the run directory (config, data, logs), as
+    /// [`NodeFiles::prepare`] wrote them. The methods below that read or change them have
+    /// defaults over this; a backend whose nodes keep their files elsewhere overrides them.
+    fn node_files(&self, node: usize) -> &NodeFiles;
+
+    /// [`Backend::node_files`], to change.
+    fn node_files_mut(&mut self, node: usize) -> &mut NodeFiles;
+
     /// The last `lines` lines of the node's server log (empty if there is none yet).
-    fn log_tail(&self, node: usize, lines: usize) -> String;
+    fn log_tail(&self, node: usize, lines: usize) -> String {
+        crate::sys::tail(&self.node_files(node).server_log(), lines)
+    }
 
     /// A file from the node's data directory (`nodes.conf`, say).
     ///
     /// # Errors
     /// If it does not exist or cannot be read.
-    fn read_node_file(&self, node: usize, name: &str) -> Result<Vec<u8>>;
+    fn read_node_file(&self, node: usize, name: &str) -> Result<Vec<u8>> {
+        self.node_files(node).read(name)
+    }
 
     /// Makes the node announce `port` as its cluster bus port (and its own address), so
     /// its peers connect there instead of its real bus port. Takes effect at the next
     /// [`Backend::start`]; call it before the node first starts.
     ///
     /// # Errors
-    /// If the backend cannot (the default) or the config cannot be rewritten.
-    fn announce_bus_port(&mut self, _node: usize, _port: u16) -> Result<()> {
-        anyhow::bail!("this backend cannot route the cluster bus through a proxy")
+    /// If the config cannot be rewritten.
+    fn announce_bus_port(&mut self, node: usize, port: u16) -> Result<()> {
+        self.node_files_mut(node).announce_bus_port(port)
     }
 
-    /// Where the node's cluster bus listens, when the flavor says (Garnet: the client
-    /// port); `None` means client port + 10000.
-    fn bus_port(&self, _node: usize) -> Option<u16> {
-        None
+    /// Where the node's cluster bus listens, as the flavor says (client port + 10000;
+    /// Garnet: the client port).
+    fn bus_port(&self, node: usize) -> Option<u16> {
+        Some(self.plan().flavor.bus_port(self.nodes()[node].port))
     }
 
     /// The bus port the node announces, if [`Backend::announce_bus_port`] set one:
     /// formation then passes it to `CLUSTER MEET`.
-    fn announced_bus_port(&self, _node: usize) -> Option<u16> {
-        None
+    fn announced_bus_port(&self, node: usize) -> Option<u16> {
+        self.node_files(node).announced_bus_port
     }
 
     /// Stops every process and removes every namespace, link and file the run created
@@ -236,6 +252,21 @@ pub fn route_bus_through_proxy(
         });
     }
     Ok(out)
+}
+
+/// How a person reaches a kept cluster and removes it: `where_` says where it runs
+/// (`""`, `" in Docker"`), `shell` how to get a shell in a node (`{}`: n1's name there).
+pub fn keep_notice(plan: &BackendPlan, nodes: &[NodeSpec], where_: &str, shell: &str) -> String {
+    let addrs: Vec<String> = nodes
+        .iter()
+        .map(|s| format!("{} {}", s.name, s.addr()))
+        .collect();
+    let id = &plan.run_id;
+    format!(
+        "cluster of run {id} kept running{where_}: {}\n  node shells: {}\n  remove it with: faultline clean --run {id}",
+        addrs.join(", "),
+        shell.replace("{}", &id.node_netns("n1")),
+    )
 }
 
 /// Starts every node.
