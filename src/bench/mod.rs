@@ -15,8 +15,8 @@
 //!
 //! Everything goes into `STORE/bench/<timestamp>/`, with the figures in `bench.json`.
 //!
-//! Here: the command, what both comparisons share and the report; [`throughput`] and
-//! [`startup`] are the two comparisons, [`stats`] the arithmetic on their samples.
+//! Here: the command, what both comparisons share and the report; `throughput` and
+//! `startup` are the two comparisons, `stats` the arithmetic on their samples.
 
 mod startup;
 mod stats;
