@@ -158,3 +158,29 @@ fn nemesis_help() -> String {
         faultline_nemeses::spec::FAULT_KINDS.join(", ")
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, ValueEnum};
+
+    use super::*;
+
+    /// `faultline run --help` names every flavor, backend and fault kind there is.
+    #[test]
+    fn run_help_lists_every_value() {
+        let mut cli = Cli::command().term_width(0);
+        let help = cli
+            .find_subcommand_mut("run")
+            .expect("run subcommand")
+            .render_long_help()
+            .to_string();
+        let flavors = FlavorName::value_variants().iter().map(|v| v.to_string());
+        let backends = BackendName::value_variants().iter().map(|v| v.to_string());
+        let faults = faultline_nemeses::spec::FAULT_KINDS
+            .iter()
+            .map(|k| k.to_string());
+        for name in flavors.chain(backends).chain(faults) {
+            assert!(help.contains(&name), "{name} missing from\n{help}");
+        }
+    }
+}
