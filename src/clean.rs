@@ -55,13 +55,18 @@ pub fn command(args: &CleanArgs) -> Result<u8, Failure> {
             ""
         };
         if args.dry_run {
+            let others: String = ledger
+                .resources
+                .iter()
+                .map(|(kind, names)| format!(", {} {names:?}", kind.replace('_', " ")))
+                .collect();
             actions.push(format!(
-                "run {}{label}: would remove namespaces {:?}, links {:?}, containers {:?}, Docker networks {:?}",
-                ledger.run_id, ledger.netns, ledger.host_links, ledger.containers, ledger.docker_networks
+                "run {}{label}: would remove namespaces {:?}, links {:?}{others}",
+                ledger.run_id, ledger.netns, ledger.host_links
             ));
             continue;
         }
-        for line in ledger.release() {
+        for line in crate::backend::release(ledger) {
             failed |= line.starts_with("could not");
             actions.push(format!("run {}{label}: {line}", ledger.run_id));
         }

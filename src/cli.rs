@@ -4,9 +4,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::kinds::{BackendName, FlavorName};
+
 /// Jepsen-style fault-injection harness for Redis Cluster compatible servers.
 ///
-/// Starts real Redis or Valkey nodes in network namespaces, drives a workload that records
+/// Starts real server nodes (Redis, Valkey, ...) in network namespaces or containers, drives a workload that records
 /// every operation, and checks the history for lost writes.
 ///
 /// Exit codes: 0 valid, 1 invalid (an anomaly was found), 2 unknown (could not decide),
@@ -45,21 +47,21 @@ pub struct RunArgs {
     /// Scenario file (YAML). Without one, the built-in smoke scenario runs.
     pub scenario: Option<PathBuf>,
 
-    /// Server kind: redis or valkey (overrides the scenario).
-    #[arg(long, help_heading = "Overrides")]
-    pub flavor: Option<String>,
+    /// Server kind (overrides the scenario).
+    #[arg(long, value_enum, help_heading = "Overrides")]
+    pub flavor: Option<FlavorName>,
 
-    /// Where nodes run: local (processes in network namespaces) or docker (containers).
-    #[arg(long, help_heading = "Overrides")]
-    pub backend: Option<String>,
+    /// Where nodes run (overrides the scenario).
+    #[arg(long, value_enum, help_heading = "Overrides")]
+    pub backend: Option<BackendName>,
 
     /// Seconds of workload (overrides the scenario's time_limit).
     #[arg(long, value_name = "SECS", help_heading = "Overrides")]
     pub time_limit: Option<f64>,
 
-    /// Faults to inject, replacing the scenario's: any of partition, kill, pause, failover,
-    /// comma-separated, each with its defaults.
-    #[arg(long, value_name = "KINDS", help_heading = "Overrides")]
+    /// Faults to inject, replacing the scenario's: comma-separated kinds, each with its
+    /// defaults (the kinds are listed under `--help`).
+    #[arg(long, value_name = "KINDS", help_heading = "Overrides", long_help = nemesis_help())]
     pub nemesis: Option<String>,
 
     /// Seconds from one fault to the next (overrides the scenario's nemesis interval_s).
@@ -106,8 +108,8 @@ pub struct CleanArgs {
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Server kind to measure.
-    #[arg(long, default_value = "redis")]
-    pub flavor: String,
+    #[arg(long, value_enum, default_value_t = FlavorName::Redis)]
+    pub flavor: FlavorName,
     /// Seconds of load for each side of the throughput comparison.
     #[arg(long, default_value_t = 10.0)]
     pub seconds: f64,
@@ -133,9 +135,9 @@ pub struct MatrixArgs {
     /// images built offline (cached under /var/cache/faultline/rootfs/).
     #[arg(long, value_name = "LIST")]
     pub targets: String,
-    /// Where nodes run: local or docker (overrides the scenario).
-    #[arg(long)]
-    pub backend: Option<String>,
+    /// Where nodes run (overrides the scenario).
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendName>,
     /// Seconds of workload per target (overrides the scenario's time_limit).
     #[arg(long, value_name = "SECS")]
     pub time_limit: Option<f64>,
@@ -145,4 +147,40 @@ pub struct MatrixArgs {
     /// Store directory; runs go to STORE/<scenario>/, the table to STORE/matrix/<UTC timestamp>/.
     #[arg(long, value_name = "DIR", default_value = "store")]
     pub store: PathBuf,
+}
+
+/// `--nemesis`'s long help, listing every fault kind the registry knows
+/// ([`faultline_nemeses::spec::FAULT_KINDS`]), so it cannot fall behind.
+fn nemesis_help() -> String {
+    format!(
+        "Faults to inject, replacing the scenario's: comma-separated kinds, each with its \
+         defaults. Kinds: {}.",
+        faultline_nemeses::spec::FAULT_KINDS.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, ValueEnum};
+
+    use super::*;
+
+    /// `faultline run --help` names every flavor, backend and fault kind there is.
+    #[test]
+    fn run_help_lists_every_value() {
+        let mut cli = Cli::command().term_width(0);
+        let help = cli
+            .find_subcommand_mut("run")
+            .expect("run subcommand")
+            .render_long_help()
+            .to_string();
+        let flavors = FlavorName::value_variants().iter().map(|v| v.to_string());
+        let backends = BackendName::value_variants().iter().map(|v| v.to_string());
+        let faults = faultline_nemeses::spec::FAULT_KINDS
+            .iter()
+            .map(|k| k.to_string());
+        for name in flavors.chain(backends).chain(faults) {
+            assert!(help.contains(&name), "{name} missing from\n{help}");
+        }
+    }
 }

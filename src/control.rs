@@ -6,9 +6,7 @@ use anyhow::{anyhow, Result};
 use faultline_nemeses::{Control, NodeInfo};
 
 use crate::backend::Backend;
-
-/// Cluster bus port: client port + 10000 (nodes set no `cluster-port`).
-pub const BUS_OFFSET: u16 = 10000;
+pub use crate::backend::BUS_OFFSET;
 
 /// Lets faults kill, pause, restart nodes and run commands in their namespaces, through
 /// the run's backend, which the orchestrator shares with it.
@@ -105,10 +103,11 @@ impl Control for BackendControl {
     }
 
     fn netns_path(&self, node: &str) -> std::path::PathBuf {
-        let path = self
-            .index(node)
+        // A node without a namespace here gets an empty path: whatever needs it then fails
+        // to open it and says so.
+        self.index(node)
             .ok()
-            .and_then(|i| lock(&self.backend).netns_path(i));
-        path.unwrap_or_else(|| faultline_nemeses::delay::delayer::node_netns(&self.run_id, node))
+            .and_then(|i| lock(&self.backend).netns_path(i))
+            .unwrap_or_default()
     }
 }

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use crate::exit::{self, Failure};
 use crate::ledger::RunId;
-use crate::scenario::FlavorName;
-use crate::{flavor, run, sys};
+use crate::{flavor, sys};
 
 enum Level {
     Ok,
@@ -59,9 +58,8 @@ pub fn command() -> Result<u8, Failure> {
         "apt-get install iptables (partition faults use it)",
         false,
     ));
-    for name in [FlavorName::Redis, FlavorName::Valkey, FlavorName::Garnet] {
-        let f = flavor::by_name(name);
-        let check = match run::which(f.default_binary().as_ref()) {
+    for f in flavor::all() {
+        let check = match sys::which(f.default_binary().as_ref()) {
             Some(path) => match f.version(&path) {
                 Ok(v) => Check {
                     level: Level::Ok,

@@ -5,7 +5,14 @@
 //! [`STATE_DIR`]. Teardown removes what the ledger lists; `faultline clean` reads the
 //! ledgers of runs whose owner is gone (killed with SIGKILL, machine crash of the
 //! harness, `--keep`) and removes their resources.
+//!
+//! The ledger removes what any run on this machine makes (processes, network namespaces,
+//! host links) itself. Other kinds (a backend's containers, say) are listed by kind in
+//! [`Ledger::resources`], and the backend module that makes them says how to remove them
+//! (a [`Remover`], listed in the backend module's `REMOVERS`, which teardown and
+//! `faultline clean` pass in): the ledger knows no backend.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -99,13 +106,17 @@ pub struct Ledger {
     /// Server processes started (pids may be stale after restarts; namespaces are the
     /// authority for what still runs).
     pub pids: Vec<i32>,
-    /// Docker containers (docker backend), removed before the networks they sit on.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub containers: Vec<String>,
-    /// Docker networks (docker backend).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub docker_networks: Vec<String>,
+    /// Resources of other kinds, by kind (the docker backend's `containers` and
+    /// `docker_networks`), each in creation order. Stored as top-level keys of the ledger
+    /// file, so a kind's key is its name.
+    #[serde(flatten)]
+    pub resources: BTreeMap<String, Vec<String>>,
 }
+
+/// Removes the resources of the kinds one backend module makes, as a ledger lists them;
+/// returns what it did, failures starting with "could not". Must skip names that no
+/// longer exist (it runs for half-made runs, and more than once).
+pub type Remover = fn(&Ledger) -> Vec<String>;
 
 impl Ledger {
     /// A ledger for a run owned by this process, written to disk at once.
@@ -123,8 +134,7 @@ impl Ledger {
             netns: Vec::new(),
             host_links: Vec::new(),
             pids: Vec::new(),
-            containers: Vec::new(),
-            docker_networks: Vec::new(),
+            resources: BTreeMap::new(),
         };
         ledger.save()?;
         Ok(ledger)
@@ -146,6 +156,23 @@ impl Ledger {
             .with_context(|| format!("writing {}", tmp.display()))?;
         fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
         Ok(())
+    }
+
+    /// Writes down a resource of `kind` before it is made.
+    ///
+    /// # Errors
+    /// If the ledger cannot be saved.
+    pub fn record(&mut self, kind: &str, name: &str) -> Result<()> {
+        self.resources
+            .entry(kind.to_string())
+            .or_default()
+            .push(name.to_string());
+        self.save()
+    }
+
+    /// The resources of `kind` the ledger lists, in creation order.
+    pub fn listed(&self, kind: &str) -> &[String] {
+        self.resources.get(kind).map_or(&[], Vec::as_slice)
     }
 
     /// Deletes the ledger file (after everything it lists is gone).
@@ -186,9 +213,9 @@ impl Ledger {
     ///
     /// # Errors
     /// Every removal that failed, with the advice to run `faultline clean`.
-    pub fn release_or_report(&self, run_id: &RunId) -> anyhow::Result<()> {
+    pub fn release_or_report(&self, run_id: &RunId, removers: &[Remover]) -> anyhow::Result<()> {
         let problems: Vec<String> = self
-            .release()
+            .release(removers)
             .into_iter()
             .filter(|line| line.starts_with("could not"))
             .collect();
@@ -201,8 +228,9 @@ impl Ledger {
         Ok(())
     }
 
-    /// Removes everything the ledger lists, whatever state it is in; returns what it did.
-    pub fn release(&self) -> Vec<String> {
+    /// Removes everything the ledger lists, whatever state it is in, other kinds through
+    /// `removers` (after the processes, before the namespaces); returns what it did.
+    pub fn release(&self, removers: &[Remover]) -> Vec<String> {
         let mut done = Vec::new();
         for &pid in &self.pids {
             if sys::pid_alive(pid)
@@ -221,10 +249,9 @@ impl Ledger {
                 done.push(format!("killed pid {pid} in {ns}"));
             }
         }
-        done.extend(crate::backend::docker::remove(
-            &self.containers,
-            &self.docker_networks,
-        ));
+        for remove in removers {
+            done.extend(remove(self));
+        }
         let existing = sys::netns_list().unwrap_or_default();
         for ns in self.netns.iter().rev() {
             if existing.contains(ns) {
@@ -265,5 +292,16 @@ mod tests {
         assert_eq!(RunId::of_netns("fl-0a1b2c"), None);
         assert_eq!(RunId::of_host_link("flannel"), None);
         assert_eq!(RunId::parse("ABCDEF"), None);
+    }
+
+    /// Other kinds are top-level keys, as the docker backend's fields were.
+    #[test]
+    fn other_kinds_are_top_level_keys() {
+        let text = r#"{"run_id":"0a1b2c","owner_pid":1,"owner_start":null,"run_dir":"r","keep":false,"netns":[],"host_links":[],"pids":[],"containers":["c1","c2"],"docker_networks":["fl-0a1b2c"]}"#;
+        let ledger: Ledger = serde_json::from_str(text).unwrap();
+        assert_eq!(ledger.listed("containers"), ["c1", "c2"]);
+        assert_eq!(ledger.listed("docker_networks"), ["fl-0a1b2c"]);
+        assert!(ledger.listed("volumes").is_empty());
+        assert_eq!(serde_json::to_string(&ledger).unwrap(), text);
     }
 }

@@ -8,7 +8,8 @@
 //! - [`backend`]: where nodes run (local: namespaces on this machine; docker: containers).
 //! - [`rootfs`]: server versions the host lacks: offline-built Debian roots and images;
 //!   [`server`]: which binary (host or root filesystem) a run starts.
-//! - [`flavor`]: server kinds (redis, valkey): binary, version, config dialect.
+//! - [`flavor`]: server kinds (redis, valkey, garnet): binary, version, config dialect;
+//!   [`kinds`]: the names scenarios and the command line choose among (flavor, backend, mode).
 //! - [`cluster`]: forming a cluster and waiting for agreement; [`standalone`]: the same for
 //!   one primary with replicas (`mode: standalone`); [`formed`]: either, once joined.
 //! - [`control`]: what faults may do to nodes, over the backend.
@@ -27,6 +28,7 @@ pub mod doctor;
 pub mod exit;
 pub mod flavor;
 pub mod formed;
+pub mod kinds;
 pub mod ledger;
 pub mod matrix;
 pub mod observer;

@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::cli::{MatrixArgs, RunArgs};
 use crate::exit::{self, Failure};
-use crate::scenario::{BackendName, FlavorName, Scenario};
+use crate::scenario::{FlavorName, Scenario};
 
 /// One column of the matrix: a flavor and, optionally, a version (else the host's).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,9 +84,8 @@ pub async fn command(args: MatrixArgs) -> Result<u8, Failure> {
     let targets = Target::parse_list(&args.targets)
         .map_err(|e| Failure::bad_input(anyhow!("--targets: {e}")))?;
     let mut base = Scenario::load(&args.scenario).map_err(Failure::bad_input)?;
-    if let Some(b) = &args.backend {
-        base.backend =
-            BackendName::parse(b).map_err(|e| Failure::bad_input(anyhow!("--backend: {e}")))?;
+    if let Some(b) = args.backend {
+        base.backend = b;
     }
     if let Some(t) = args.time_limit {
         if !t.is_finite() || t <= 0.0 {

@@ -35,10 +35,13 @@ use crate::flavor::{self, Flavor};
 use crate::formed::Formed;
 use crate::ledger::{Ledger, RunId};
 use crate::observer::Observer;
-use crate::scenario::{BackendName, FlavorName, Mode, Scenario};
+use crate::scenario::{BackendName, Mode, Scenario};
 use crate::server::Server;
 use crate::store::{self, HISTORY_FILE, SCENARIO_FILE};
 use crate::{analyze, sys};
+
+/// Finds a program on PATH (kept here for callers of `run::which`).
+pub use crate::sys::which;
 
 /// `faultline run`.
 ///
@@ -86,7 +89,7 @@ pub async fn run_scenario(scenario: Scenario, args: &RunArgs) -> Result<RunOutco
         scenario.flavor,
         scenario.cluster.primaries.get(),
         scenario.cluster.replicas.get(),
-        backend_label(scenario.backend),
+        scenario.backend,
         scenario.time_limit.get(),
         scenario.workload.name.label(),
         scenario.seed(),
@@ -111,7 +114,7 @@ pub async fn run_scenario(scenario: Scenario, args: &RunArgs) -> Result<RunOutco
         "scenario": scenario.name,
         "flavor": scenario.flavor.to_string(),
         "server_version": version,
-        "backend": backend_label(scenario.backend),
+        "backend": scenario.backend.to_string(),
         "image": server.rootfs.as_ref().filter(|_| scenario.backend == BackendName::Docker).map(|r| r.image.clone()),
         "rootfs": server.rootfs.as_ref().filter(|_| scenario.backend == BackendName::Local).map(|r| r.tree.clone()),
         "bus": match scenario.cluster.bus {
@@ -145,13 +148,11 @@ fn load_scenario(args: &RunArgs) -> Result<Scenario, Failure> {
         Some(path) => Scenario::load(path).map_err(Failure::bad_input)?,
         None => Scenario::builtin(),
     };
-    if let Some(f) = &args.flavor {
-        scenario.flavor =
-            FlavorName::parse(f).map_err(|e| Failure::bad_input(anyhow!("--flavor: {e}")))?;
+    if let Some(f) = args.flavor {
+        scenario.flavor = f;
     }
-    if let Some(b) = &args.backend {
-        scenario.backend =
-            BackendName::parse(b).map_err(|e| Failure::bad_input(anyhow!("--backend: {e}")))?;
+    if let Some(b) = args.backend {
+        scenario.backend = b;
     }
     if let Some(t) = args.time_limit {
         if !t.is_finite() || t <= 0.0 {
@@ -201,43 +202,6 @@ fn preflight() -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn resolve_binary(scenario: &Scenario, flavor: &dyn Flavor) -> Result<PathBuf> {
-    let name = scenario
-        .cluster
-        .binary
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(flavor.default_binary()));
-    if name.components().count() > 1 {
-        if !name.is_file() {
-            bail!("cluster.binary {} does not exist", name.display());
-        }
-        return Ok(name);
-    }
-    which(&name).ok_or_else(|| {
-        anyhow!(
-            "{} is not on PATH; {}",
-            name.display(),
-            flavor.install_hint()
-        )
-    })
-}
-
-/// Finds a program on PATH.
-pub fn which(name: &Path) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|dir| Path::new(dir).join(name))
-        .find(|p| p.is_file())
-}
-
-fn backend_label(b: BackendName) -> &'static str {
-    match b {
-        BackendName::Local => "local",
-        BackendName::Docker => "docker",
-    }
-}
-
 fn spawn_signal_watch(interrupt: CancellationToken, run_id: RunId) {
     tokio::spawn(async move {
         let mut term =
@@ -259,7 +223,7 @@ fn spawn_signal_watch(interrupt: CancellationToken, run_id: RunId) {
                 eprintln!("\nfaultline: interrupted again; removing run {run_id} now");
                 let (ledgers, _) = Ledger::load_all();
                 for l in ledgers.iter().filter(|l| l.run_id == run_id) {
-                    l.release();
+                    backend::release(l);
                 }
                 std::process::exit(i32::from(exit::HARNESS_ERROR));
             }

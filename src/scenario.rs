@@ -5,7 +5,6 @@
 //! and field, so it can be fixed without reading our source. Validation happens inside
 //! deserialization (see [`Bounded`], [`PositiveF64`]) so the YAML parser's location applies.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -15,6 +14,8 @@ pub use faultline_history::bounds::{Bounded, NonNegativeF64, PositiveF64};
 use faultline_nemeses::proxy::BusMode;
 use faultline_nemeses::spec::{FaultSpec, Shape, Target};
 pub use faultline_nemeses::NemesisSpec;
+
+pub use crate::kinds::{BackendName, FlavorName, Mode, Persistence};
 
 /// The scenario `faultline run` uses when given no file.
 pub const BUILTIN_SMOKE: &str = include_str!("../scenarios/smoke.yaml");
@@ -70,108 +71,6 @@ fn is_default_tolerances(t: &Tolerances) -> bool {
 
 fn default_time_limit() -> PositiveF64 {
     PositiveF64(10.0)
-}
-
-/// Server kinds faultline knows how to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FlavorName {
-    /// Redis (`redis-server`).
-    #[default]
-    Redis,
-    /// Valkey (`valkey-server`).
-    Valkey,
-    /// Garnet (`GarnetServer`; not obtainable on Debian, bring your own binary or image).
-    Garnet,
-}
-
-impl FlavorName {
-    /// All flavors, for help text and errors.
-    pub const ALL: &'static [&'static str] = &["redis", "valkey", "garnet"];
-
-    /// Parses a name from the command line.
-    ///
-    /// # Errors
-    /// Names the choices when `s` is not one of them.
-    pub fn parse(s: &str) -> Result<FlavorName, String> {
-        match s {
-            "redis" => Ok(FlavorName::Redis),
-            "valkey" => Ok(FlavorName::Valkey),
-            "garnet" => Ok(FlavorName::Garnet),
-            _ => Err(format!(
-                "unknown flavor {s:?}; choose one of {}",
-                Self::ALL.join(", ")
-            )),
-        }
-    }
-}
-
-impl fmt::Display for FlavorName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            FlavorName::Redis => "redis",
-            FlavorName::Valkey => "valkey",
-            FlavorName::Garnet => "garnet",
-        })
-    }
-}
-
-/// How the nodes are joined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// A Redis Cluster: `cluster.primaries` shards of one primary and its replicas.
-    #[default]
-    Cluster,
-    /// One primary and its replicas (REPLICAOF), no cluster mode: standalone failover,
-    /// `-REDIRECT` for clients that sent `CLIENT CAPA redirect` (seed 003).
-    Standalone,
-}
-
-impl Mode {
-    fn is_cluster(&self) -> bool {
-        *self == Mode::Cluster
-    }
-}
-
-/// Backends faultline can run nodes on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendName {
-    /// Server processes in per-node network namespaces on this machine.
-    #[default]
-    Local,
-    /// Containers on a per-run Docker network, from `faultline/<flavor>:<version>` images.
-    Docker,
-}
-
-impl BackendName {
-    /// Parses a name from the command line.
-    ///
-    /// # Errors
-    /// Names the choices when `s` is not one of them.
-    pub fn parse(s: &str) -> Result<BackendName, String> {
-        match s {
-            "local" => Ok(BackendName::Local),
-            "docker" => Ok(BackendName::Docker),
-            _ => Err(format!(
-                "unknown backend {s:?}; choose one of local, docker"
-            )),
-        }
-    }
-}
-
-/// Persistence the servers use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Persistence {
-    /// No RDB snapshots, no AOF (the default: faster, and the cluster is thrown away).
-    #[default]
-    None,
-    /// Append-only file, fsync every second.
-    Aof,
-    /// RDB snapshots on the server's default schedule.
-    Rdb,
 }
 
 /// The cluster's shape and server settings.

@@ -2,11 +2,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 
 use crate::flavor::Flavor;
 use crate::rootfs::RootFs;
 use crate::scenario::{BackendName, Scenario};
+use crate::sys;
 
 /// The server a run starts, resolved from the scenario's flavor, `cluster.binary`,
 /// `cluster.version` and backend.
@@ -34,8 +35,7 @@ impl Server {
         if docker && scenario.cluster.binary.is_some() {
             bail!("cluster.binary names a host binary, which the docker backend cannot run; use cluster.version");
         }
-        let host =
-            crate::run::resolve_binary(scenario, flavor).and_then(|b| Ok((flavor.version(&b)?, b)));
+        let host = host_binary(scenario, flavor).and_then(|b| Ok((flavor.version(&b)?, b)));
         if !docker {
             match (&host, wanted) {
                 (Ok((v, b)), None) => return Ok(Self::host(b, v)),
@@ -67,4 +67,30 @@ impl Server {
             rootfs: None,
         }
     }
+}
+
+/// The host binary a scenario names (`cluster.binary`, a path or a name on PATH), else the
+/// flavor's default binary on PATH.
+///
+/// # Errors
+/// If it does not exist, with how to install the flavor.
+pub fn host_binary(scenario: &Scenario, flavor: &dyn Flavor) -> Result<PathBuf> {
+    let name = scenario
+        .cluster
+        .binary
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(flavor.default_binary()));
+    if name.components().count() > 1 {
+        if !name.is_file() {
+            bail!("cluster.binary {} does not exist", name.display());
+        }
+        return Ok(name);
+    }
+    sys::which(&name).ok_or_else(|| {
+        anyhow!(
+            "{} is not on PATH; {}",
+            name.display(),
+            flavor.install_hint()
+        )
+    })
 }

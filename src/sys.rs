@@ -1,6 +1,8 @@
 //! Thin wrappers over the system tools faultline drives (`ip`), with errors that say which
-//! command failed and what it printed.
+//! command failed and what it printed, and the few facts about this machine the harness
+//! reads (PATH, processes, the end of a log file).
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
@@ -111,6 +113,20 @@ pub fn kill9(pid: i32) {
     );
 }
 
+/// Sends SIGSTOP (`pause`) or SIGCONT (`!pause`) to a node's server process.
+///
+/// # Errors
+/// If the signal cannot be sent (naming the node).
+pub fn stop_or_continue(pid: i32, pause: bool, node: &str) -> Result<()> {
+    let signal = if pause {
+        nix::sys::signal::Signal::SIGSTOP
+    } else {
+        nix::sys::signal::Signal::SIGCONT
+    };
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+        .with_context(|| format!("sending {signal} to {node}"))
+}
+
 /// The start time of a process (field 22 of /proc/PID/stat), so a recycled pid is not
 /// mistaken for the one we recorded.
 pub fn pid_start_time(pid: i32) -> Option<u64> {
@@ -118,4 +134,40 @@ pub fn pid_start_time(pid: i32) -> Option<u64> {
     // The command name (field 2) may contain spaces; fields resume after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Finds a program on PATH.
+pub fn which(name: &Path) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| Path::new(dir).join(name))
+        .find(|p| p.is_file())
+}
+
+/// The last `lines` lines of a file (each ending in a newline); empty if it cannot be
+/// read. For error messages that quote a server's log.
+pub fn tail(path: &Path, lines: usize) -> String {
+    last_lines(&std::fs::read_to_string(path).unwrap_or_default(), lines)
+}
+
+/// The last `n` lines of `text`, each ending in a newline.
+pub fn last_lines(text: &str, n: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    let mut out = all[all.len().saturating_sub(n)..].join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_lines_keeps_the_tail() {
+        assert_eq!(last_lines("a\nb\nc", 2), "b\nc\n");
+        assert_eq!(last_lines("", 2), "");
+    }
 }

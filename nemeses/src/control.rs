@@ -66,9 +66,7 @@ pub trait Control: Send + Sync {
         stdin: Option<&str>,
     ) -> anyhow::Result<String>;
     /// The node's network namespace as a file, for code that works from a thread inside
-    /// it (the NFQUEUE delayer). The default is the local backend's `/run/netns/fl-<id>-<node>`;
-    /// a container backend names the container's (`/proc/<pid>/ns/net`).
-    fn netns_path(&self, node: &str) -> PathBuf {
-        crate::delay::delayer::node_netns(self.run_id(), node)
-    }
+    /// it (the NFQUEUE delayer): the backend knows where it is (`/run/netns/fl-<id>-<node>`
+    /// for the local backend, `/proc/<pid>/ns/net` for a container).
+    fn netns_path(&self, node: &str) -> PathBuf;
 }

@@ -756,6 +756,9 @@ mod tests {
         fn resume(&self, _: &str) -> anyhow::Result<()> {
             anyhow::bail!("not here")
         }
+        fn netns_path(&self, _: &str) -> std::path::PathBuf {
+            std::path::PathBuf::new()
+        }
         fn exec_in_netns(
             &self,
             node: &str,

@@ -30,27 +30,27 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
+use super::node::NodeFiles;
 use super::{Backend, BackendPlan, NodeSpec};
-use crate::flavor::NodeConfig;
 use crate::ledger::{Ledger, RunId};
 use crate::sys;
 
 /// The label every container and network of a run carries, valued with the run id.
 pub const RUN_LABEL: &str = "faultline.run";
 
+/// The ledger's kind for the run's containers (removed before the networks they sit on).
+pub const CONTAINERS: &str = "containers";
+/// The ledger's kind for the run's Docker networks.
+pub const NETWORKS: &str = "docker_networks";
+
 struct DockerNode {
-    spec: NodeSpec,
+    files: NodeFiles,
     /// The server's container.
     container: String,
     /// The sandbox's pid on the host (its namespace is the node's).
     sandbox_pid: i32,
     /// The server's pid on the host while it runs.
     pid: Option<i32>,
-    conf: PathBuf,
-    base_config: String,
-    announced_bus_port: Option<u16>,
-    data_dir: PathBuf,
-    log_dir: PathBuf,
     paused: bool,
 }
 
@@ -104,12 +104,8 @@ impl DockerBackend {
         {
             // Choosing a subnet and claiming it must not race another run (of either
             // backend) doing the same.
-            let _lock = super::local::subnet_lock()?;
-            let prefix = super::local::subnet_prefix()?;
-            let third = super::local::free_subnet(&prefix, &id)?;
-            let net = format!("{prefix}.{third}");
-            self.ledger.docker_networks.push(self.network.clone());
-            self.ledger.save()?;
+            let (_lock, net) = super::subnet::choose(&id)?;
+            self.ledger.record(NETWORKS, &self.network)?;
             docker(&[
                 "network",
                 "create",
@@ -137,28 +133,11 @@ impl DockerBackend {
                 .context("node address")?;
             let container = id.node_netns(name);
             let sandbox = format!("{container}-net");
-            let data_dir = self.plan.run_dir.join("data").join(name);
-            let log_dir = self.plan.run_dir.join("logs").join(name);
-            fs::create_dir_all(&data_dir)
-                .with_context(|| format!("creating {}", data_dir.display()))?;
-            fs::create_dir_all(&log_dir)
-                .with_context(|| format!("creating {}", log_dir.display()))?;
-            let conf = data_dir.join("server.conf");
-            let node_config = NodeConfig {
-                ip,
-                port: super::local::CLIENT_PORT,
-                node_timeout_ms: self.plan.node_timeout_ms,
-                persistence: self.plan.persistence,
-                data_dir: data_dir.clone(),
-                log_file: log_dir.join("server.log"),
-            };
-            let text = self.plan.flavor.config(&node_config);
-            let server_args = self.plan.flavor.args(&conf, &node_config);
-            fs::write(&conf, &text).with_context(|| format!("writing {}", conf.display()))?;
+            let files = NodeFiles::prepare(&self.plan, name, ip)?;
+            let server_args = files.args.clone();
 
-            self.ledger.containers.push(sandbox.clone());
-            self.ledger.containers.push(container.clone());
-            self.ledger.save()?;
+            self.ledger.record(CONTAINERS, &sandbox)?;
+            self.ledger.record(CONTAINERS, &container)?;
             let node_label = format!("faultline.node={name}");
             docker(&[
                 "run",
@@ -185,7 +164,7 @@ impl DockerBackend {
                 container_pid(&sandbox)?.with_context(|| format!("{sandbox} is not running"))?;
             let network = format!("container:{sandbox}");
             let volume = format!("{run_dir}:{run_dir}");
-            let workdir = data_dir.display().to_string();
+            let workdir = files.data_dir.display().to_string();
             let mut create = vec![
                 "create",
                 "--name",
@@ -206,22 +185,12 @@ impl DockerBackend {
             ];
             create.extend(server_args.iter().map(String::as_str));
             docker(&create).with_context(|| format!("creating {container}"))?;
-            let spec = NodeSpec {
-                name: name.clone(),
-                ip,
-                port: super::local::CLIENT_PORT,
-            };
-            self.specs.push(spec.clone());
+            self.specs.push(files.spec.clone());
             self.nodes.push(DockerNode {
-                spec,
+                files,
                 container,
                 sandbox_pid,
                 pid: None,
-                conf,
-                base_config: text,
-                announced_bus_port: None,
-                data_dir,
-                log_dir,
                 paused: false,
             });
         }
@@ -237,7 +206,7 @@ impl Backend for DockerBackend {
     fn start(&mut self, index: usize) -> Result<()> {
         let node = &mut self.nodes[index];
         if node.pid.is_some_and(sys::pid_alive) {
-            bail!("{} is already running", node.spec.name);
+            bail!("{} is already running", node.files.spec.name);
         }
         docker(&["start", &node.container])
             .with_context(|| format!("starting {}", node.container))?;
@@ -245,9 +214,9 @@ impl Backend for DockerBackend {
         if node.pid.is_none() {
             bail!(
                 "{} exited at once; last lines of {}:\n{}",
-                node.spec.name,
-                node.log_dir.join("server.log").display(),
-                super::local::tail(&node.log_dir.join("server.log"), 15)
+                node.files.spec.name,
+                node.files.server_log().display(),
+                sys::tail(&node.files.server_log(), 15)
             );
         }
         Ok(())
@@ -258,7 +227,6 @@ impl Backend for DockerBackend {
             if let Some(pid) = node.pid {
                 if !sys::pid_alive(pid) {
                     node.pid = None;
-                    let log = node.log_dir.join("server.log");
                     let status = docker(&[
                         "inspect",
                         "-f",
@@ -266,15 +234,11 @@ impl Backend for DockerBackend {
                         &node.container,
                     ])
                     .unwrap_or_default();
-                    let console = docker_logs(&node.container);
-                    return Some(format!(
-                        "{} exited (exit code {}); last lines of {}:\n{}{}",
-                        node.spec.name,
-                        status.trim(),
-                        log.display(),
-                        super::local::tail(&log, 15),
-                        last_lines(&console, 5)
-                    ));
+                    let console = sys::last_lines(&docker_logs(&node.container), 5);
+                    return Some(
+                        node.files
+                            .exit_report(&format!("exit code {}", status.trim()), &console),
+                    );
                 }
             }
         }
@@ -284,10 +248,10 @@ impl Backend for DockerBackend {
     fn kill(&mut self, index: usize) -> Result<()> {
         let node = &mut self.nodes[index];
         if node.pid.take().is_none() {
-            bail!("{} is not running", node.spec.name);
+            bail!("{} is not running", node.files.spec.name);
         }
         docker(&["kill", "-s", "KILL", &node.container])
-            .with_context(|| format!("killing {}", node.spec.name))?;
+            .with_context(|| format!("killing {}", node.files.spec.name))?;
         docker(&["wait", &node.container])?;
         node.paused = false;
         Ok(())
@@ -296,15 +260,9 @@ impl Backend for DockerBackend {
     fn pause(&mut self, index: usize, pause: bool) -> Result<()> {
         let node = &mut self.nodes[index];
         let Some(pid) = node.pid else {
-            bail!("{} is not running", node.spec.name);
+            bail!("{} is not running", node.files.spec.name);
         };
-        let signal = if pause {
-            nix::sys::signal::Signal::SIGSTOP
-        } else {
-            nix::sys::signal::Signal::SIGCONT
-        };
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
-            .with_context(|| format!("sending {signal} to {}", node.spec.name))?;
+        sys::stop_or_continue(pid, pause, &node.files.spec.name)?;
         node.paused = pause;
         Ok(())
     }
@@ -325,24 +283,16 @@ impl Backend for DockerBackend {
         )))
     }
 
-    fn announce_bus_port(&mut self, index: usize, port: u16) -> Result<()> {
-        let node = &mut self.nodes[index];
-        let text = format!(
-            "{}{}",
-            node.base_config,
-            crate::flavor::announce_config(node.spec.ip, port)
-        );
-        fs::write(&node.conf, text).with_context(|| format!("writing {}", node.conf.display()))?;
-        node.announced_bus_port = Some(port);
-        Ok(())
+    fn plan(&self) -> &BackendPlan {
+        &self.plan
     }
 
-    fn bus_port(&self, index: usize) -> Option<u16> {
-        Some(self.plan.flavor.bus_port(self.specs[index].port))
+    fn node_files(&self, index: usize) -> &NodeFiles {
+        &self.nodes[index].files
     }
 
-    fn announced_bus_port(&self, index: usize) -> Option<u16> {
-        self.nodes[index].announced_bus_port
+    fn node_files_mut(&mut self, index: usize) -> &mut NodeFiles {
+        &mut self.nodes[index].files
     }
 
     fn teardown(&mut self) -> Result<()> {
@@ -355,27 +305,19 @@ impl Backend for DockerBackend {
                 let _ = docker(&["kill", "-s", "KILL", &node.container]);
             }
             let console = docker_logs(&node.container);
-            let _ = fs::write(node.log_dir.join("console.log"), console);
-            let _ = fs::copy(
-                node.data_dir.join("nodes.conf"),
-                node.log_dir.join("nodes.conf"),
-            );
+            let _ = fs::write(node.files.console_log(), console);
+            node.files.keep_evidence();
         }
-        self.ledger.release_or_report(&self.plan.run_id)
+        self.ledger
+            .release_or_report(&self.plan.run_id, super::REMOVERS)
     }
 
     fn keep_notice(&self) -> String {
-        let addrs: Vec<String> = self
-            .specs
-            .iter()
-            .map(|s| format!("{} {}", s.name, s.addr()))
-            .collect();
-        format!(
-            "cluster of run {} kept running in Docker: {}\n  node shells: docker exec -it {} sh\n  remove it with: faultline clean --run {}",
-            self.plan.run_id,
-            addrs.join(", "),
-            self.plan.run_id.node_netns("n1"),
-            self.plan.run_id
+        super::keep_notice(
+            &self.plan,
+            &self.specs,
+            " in Docker",
+            "docker exec -it {} sh",
         )
     }
 }
@@ -395,6 +337,12 @@ impl Drop for DockerBackend {
 /// The run's Docker network: `fl-<id>`.
 pub fn network_name(id: &RunId) -> String {
     format!("{}-{id}", crate::ledger::NAME_PREFIX)
+}
+
+/// The docker backend's [`crate::ledger::Remover`]: the containers and networks a ledger
+/// lists.
+pub fn remove_listed(ledger: &Ledger) -> Vec<String> {
+    remove(ledger.listed(CONTAINERS), ledger.listed(NETWORKS))
 }
 
 /// Removes containers (force: running ones are killed) and then networks; returns what it
@@ -504,15 +452,6 @@ fn docker_logs(name: &str) -> String {
         .unwrap_or_default()
 }
 
-fn last_lines(text: &str, n: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    let mut out = all[all.len().saturating_sub(n)..].join("\n");
-    if !out.is_empty() {
-        out.push('\n');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -523,11 +462,5 @@ mod tests {
         assert_eq!(network_name(&id), "fl-0a1b2c");
         assert_eq!(id.node_netns("n2"), "fl-0a1b2c-n2");
         assert!(format!("fl{id}d").len() <= 15);
-    }
-
-    #[test]
-    fn last_lines_keeps_the_tail() {
-        assert_eq!(last_lines("a\nb\nc", 2), "b\nc\n");
-        assert_eq!(last_lines("", 2), "");
     }
 }

@@ -20,40 +20,31 @@
 //! started chrooted into it, in a private mount namespace of its own (see
 //! [`super::chroot`]); the network namespace is the same.
 
-use std::fs::{self, File};
 use std::net::Ipv4Addr;
-use std::os::fd::AsFd;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 
 use anyhow::{bail, Context, Result};
-use nix::fcntl::{Flock, FlockArg};
 
 use super::chroot::Chroot;
+use super::node::NodeFiles;
+use super::spawn::Spawn;
 use super::{Backend, BackendPlan, NodeSpec};
-use crate::flavor::NodeConfig;
-use crate::ledger::{Ledger, RunId, STATE_DIR};
+use crate::ledger::{Ledger, RunId};
 use crate::sys;
 
-/// First two octets of run subnets; override with `FAULTLINE_SUBNET_PREFIX` (e.g. `10.78`).
-pub const DEFAULT_SUBNET_PREFIX: &str = "10.77";
+/// Where `ip netns` keeps named network namespaces.
+pub const NETNS_DIR: &str = "/run/netns";
 
-/// The port every node listens on (each has its own address).
-pub const CLIENT_PORT: u16 = 6379;
+/// A node's network namespace as a file: `/run/netns/fl-<id>-<node>`.
+pub fn node_netns_path(id: &RunId, node: &str) -> PathBuf {
+    Path::new(NETNS_DIR).join(id.node_netns(node))
+}
 
 struct LocalNode {
-    spec: NodeSpec,
-    /// The server's arguments (the config file's path, or a flavor's flags).
-    args: Vec<String>,
+    files: NodeFiles,
+    /// The namespace's name (`fl-<id>-<node>`).
     netns: String,
-    conf: PathBuf,
-    /// The config as the flavor wrote it, before any announce lines.
-    base_config: String,
-    /// The bus port the node announces, when its bus goes through the proxy.
-    announced_bus_port: Option<u16>,
-    data_dir: PathBuf,
-    log_dir: PathBuf,
     child: Option<Child>,
     /// Paused by a fault: resumed before a kill or teardown, so signals are delivered.
     paused: bool,
@@ -108,10 +99,7 @@ impl LocalBackend {
         )?;
 
         // Choosing a subnet and claiming it must not race another run doing the same.
-        let _lock = subnet_lock()?;
-        let prefix = subnet_prefix()?;
-        let third = free_subnet(&prefix, &id)?;
-        let net = format!("{prefix}.{third}");
+        let (_lock, net) = super::subnet::choose(&id)?;
         self.ledger.host_links.push(host_link.clone());
         self.ledger.save()?;
         sys::ip(&[
@@ -145,39 +133,11 @@ impl LocalBackend {
                     "link set eth0 up".into(),
                 ],
             )?;
-            let spec = NodeSpec {
-                name: name.clone(),
-                ip,
-                port: CLIENT_PORT,
-            };
-            let data_dir = self.plan.run_dir.join("data").join(name);
-            let log_dir = self.plan.run_dir.join("logs").join(name);
-            fs::create_dir_all(&data_dir)
-                .with_context(|| format!("creating {}", data_dir.display()))?;
-            fs::create_dir_all(&log_dir)
-                .with_context(|| format!("creating {}", log_dir.display()))?;
-            let conf = data_dir.join("server.conf");
-            let node_config = NodeConfig {
-                ip,
-                port: CLIENT_PORT,
-                node_timeout_ms: self.plan.node_timeout_ms,
-                persistence: self.plan.persistence,
-                data_dir: abs(&data_dir)?,
-                log_file: abs(&log_dir.join("server.log"))?,
-            };
-            let text = self.plan.flavor.config(&node_config);
-            let args = self.plan.flavor.args(&abs(&conf)?, &node_config);
-            fs::write(&conf, &text).with_context(|| format!("writing {}", conf.display()))?;
-            self.specs.push(spec.clone());
+            let files = NodeFiles::prepare(&self.plan, name, ip)?;
+            self.specs.push(files.spec.clone());
             self.nodes.push(LocalNode {
-                spec,
-                args,
+                files,
                 netns,
-                conf,
-                base_config: text,
-                announced_bus_port: None,
-                data_dir,
-                log_dir,
                 child: None,
                 paused: false,
             });
@@ -197,46 +157,33 @@ impl Backend for LocalBackend {
         let node = &mut self.nodes[index];
         if let Some(child) = node.child.as_mut() {
             if child.try_wait()?.is_none() {
-                bail!("{} is already running (pid {})", node.spec.name, child.id());
+                bail!(
+                    "{} is already running (pid {})",
+                    node.files.spec.name,
+                    child.id()
+                );
             }
         }
-        let ns = File::open(Path::new("/run/netns").join(&node.netns))
-            .with_context(|| format!("opening namespace {}", node.netns))?;
+        let netns = node_netns_path(&self.plan.run_id, &node.files.spec.name);
         let chroot = match &self.plan.rootfs {
             Some(r) => Some(Chroot::new(&r.tree, &self.plan.run_dir)?),
             None => None,
         };
-        let console = File::create(node.log_dir.join("console.log"))?;
-        let mut cmd = Command::new(&binary);
-        cmd.args(&node.args)
-            .current_dir(&node.data_dir)
-            .stdin(Stdio::null())
-            .stdout(console.try_clone()?)
-            .stderr(console)
-            // Its own process group: a Ctrl-C at the terminal reaches faultline, which then
-            // tears down in order, not the servers directly.
-            .process_group(0);
-        // SAFETY: only async-signal-safe system calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)?;
-                if let Some(c) = &chroot {
-                    c.enter()?;
-                }
-                if !keep {
-                    // If faultline dies (even by SIGKILL) its servers die with it. This ties
-                    // the server to the *thread* that forks it, so nodes are only ever
-                    // started from the runtime's long-lived threads, never spawn_blocking.
-                    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
-                }
-                Ok(())
-            });
+        let child = Spawn {
+            binary: &binary,
+            args: &node.files.args,
+            cwd: &node.files.data_dir,
+            console: node.files.console_log(),
+            netns: Some(&netns),
+            chroot,
+            die_with_parent: !keep,
         }
-        let child = cmd.spawn().with_context(|| {
+        .start()
+        .with_context(|| {
             format!(
                 "starting {} for {} ({})",
                 binary.display(),
-                node.spec.name,
+                node.files.spec.name,
                 self.plan.flavor.install_hint()
             )
         })?;
@@ -249,14 +196,8 @@ impl Backend for LocalBackend {
         for node in &mut self.nodes {
             if let Some(child) = node.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    let log = node.log_dir.join("server.log");
-                    return Some(format!(
-                        "{} exited ({status}); last lines of {}:\n{}{}",
-                        node.spec.name,
-                        log.display(),
-                        tail(&log, 15),
-                        tail(&node.log_dir.join("console.log"), 5)
-                    ));
+                    let console = sys::tail(&node.files.console_log(), 5);
+                    return Some(node.files.exit_report(&status.to_string(), &console));
                 }
             }
         }
@@ -266,11 +207,11 @@ impl Backend for LocalBackend {
     fn kill(&mut self, index: usize) -> Result<()> {
         let node = &mut self.nodes[index];
         let Some(mut child) = node.child.take() else {
-            bail!("{} is not running", node.spec.name);
+            bail!("{} is not running", node.files.spec.name);
         };
         child
             .kill()
-            .with_context(|| format!("killing {}", node.spec.name))?;
+            .with_context(|| format!("killing {}", node.files.spec.name))?;
         child.wait()?;
         node.paused = false;
         Ok(())
@@ -279,15 +220,9 @@ impl Backend for LocalBackend {
     fn pause(&mut self, index: usize, pause: bool) -> Result<()> {
         let node = &mut self.nodes[index];
         let Some(child) = node.child.as_mut() else {
-            bail!("{} is not running", node.spec.name);
+            bail!("{} is not running", node.files.spec.name);
         };
-        let signal = if pause {
-            nix::sys::signal::Signal::SIGSTOP
-        } else {
-            nix::sys::signal::Signal::SIGCONT
-        };
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal)
-            .with_context(|| format!("sending {signal} to {}", node.spec.name))?;
+        sys::stop_or_continue(child.id() as i32, pause, &node.files.spec.name)?;
         node.paused = pause;
         Ok(())
     }
@@ -302,27 +237,22 @@ impl Backend for LocalBackend {
     }
 
     fn netns_path(&self, index: usize) -> Option<PathBuf> {
-        Some(Path::new("/run/netns").join(&self.nodes[index].netns))
+        Some(node_netns_path(
+            &self.plan.run_id,
+            &self.nodes[index].files.spec.name,
+        ))
     }
 
-    fn announce_bus_port(&mut self, index: usize, port: u16) -> Result<()> {
-        let node = &mut self.nodes[index];
-        let text = format!(
-            "{}{}",
-            node.base_config,
-            crate::flavor::announce_config(node.spec.ip, port)
-        );
-        fs::write(&node.conf, text).with_context(|| format!("writing {}", node.conf.display()))?;
-        node.announced_bus_port = Some(port);
-        Ok(())
+    fn plan(&self) -> &BackendPlan {
+        &self.plan
     }
 
-    fn bus_port(&self, index: usize) -> Option<u16> {
-        Some(self.plan.flavor.bus_port(self.specs[index].port))
+    fn node_files(&self, index: usize) -> &NodeFiles {
+        &self.nodes[index].files
     }
 
-    fn announced_bus_port(&self, index: usize) -> Option<u16> {
-        self.nodes[index].announced_bus_port
+    fn node_files_mut(&mut self, index: usize) -> &mut NodeFiles {
+        &mut self.nodes[index].files
     }
 
     fn teardown(&mut self) -> Result<()> {
@@ -335,28 +265,14 @@ impl Backend for LocalBackend {
                 let _ = child.kill();
                 let _ = child.wait();
             }
-            // nodes.conf is evidence (who each node thought it was); keep a copy in logs/.
-            let _ = fs::copy(
-                node.data_dir.join("nodes.conf"),
-                node.log_dir.join("nodes.conf"),
-            );
+            node.files.keep_evidence();
         }
-        self.ledger.release_or_report(&self.plan.run_id)
+        self.ledger
+            .release_or_report(&self.plan.run_id, super::REMOVERS)
     }
 
     fn keep_notice(&self) -> String {
-        let addrs: Vec<String> = self
-            .specs
-            .iter()
-            .map(|s| format!("{} {}", s.name, s.addr()))
-            .collect();
-        format!(
-            "cluster of run {} kept running: {}\n  node shells: ip netns exec {} sh\n  remove it with: faultline clean --run {}",
-            self.plan.run_id,
-            addrs.join(", "),
-            self.plan.run_id.node_netns("n1"),
-            self.plan.run_id
-        )
+        super::keep_notice(&self.plan, &self.specs, "", "ip netns exec {} sh")
     }
 }
 
@@ -369,94 +285,5 @@ impl Drop for LocalBackend {
                 eprintln!("faultline: {e:#}");
             }
         }
-    }
-}
-
-fn abs(p: &Path) -> Result<PathBuf> {
-    std::path::absolute(p).with_context(|| format!("resolving {}", p.display()))
-}
-
-pub(crate) fn tail(path: &Path, lines: usize) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    let mut out = all[all.len().saturating_sub(lines)..].join("\n");
-    if !out.is_empty() {
-        out.push('\n');
-    }
-    out
-}
-
-pub(crate) fn subnet_lock() -> Result<Flock<File>> {
-    fs::create_dir_all(STATE_DIR)?;
-    let file = File::create(Path::new(STATE_DIR).join("subnet.lock"))?;
-    Flock::lock(file, FlockArg::LockExclusive)
-        .map_err(|(_, e)| anyhow::anyhow!("locking subnet.lock: {e}"))
-}
-
-pub(crate) fn subnet_prefix() -> Result<String> {
-    let prefix =
-        std::env::var("FAULTLINE_SUBNET_PREFIX").unwrap_or_else(|_| DEFAULT_SUBNET_PREFIX.into());
-    let ok = prefix.split('.').count() == 2 && prefix.split('.').all(|o| o.parse::<u8>().is_ok());
-    if !ok {
-        bail!("FAULTLINE_SUBNET_PREFIX must be two octets like 10.77, got {prefix:?}");
-    }
-    Ok(prefix)
-}
-
-/// A /24 under `prefix` that overlaps no address or route on this machine, starting from a
-/// spot derived from the run id so concurrent runs tend not to probe the same ones.
-pub(crate) fn free_subnet(prefix: &str, id: &RunId) -> Result<u8> {
-    let mut taken = Vec::new();
-    for args in [
-        &["-4", "-o", "addr", "show"][..],
-        &["-4", "route", "show", "table", "all"][..],
-    ] {
-        for word in sys::ip(args)?.split_whitespace() {
-            if let Some(net) = parse_cidr(word) {
-                taken.push(net);
-            }
-        }
-    }
-    let start = u32::from_str_radix(id.as_str(), 16).unwrap_or(0) % 254;
-    for k in 0..254u32 {
-        let third = ((start + k) % 254 + 1) as u8;
-        let base: Ipv4Addr = format!("{prefix}.{third}.0").parse()?;
-        if !taken
-            .iter()
-            .any(|&(net, len)| overlaps((base, 24), (net, len)))
-        {
-            return Ok(third);
-        }
-    }
-    bail!("no free /24 left under {prefix}.0.0/16; set FAULTLINE_SUBNET_PREFIX to another range")
-}
-
-fn parse_cidr(word: &str) -> Option<(Ipv4Addr, u8)> {
-    let (addr, len) = word.split_once('/')?;
-    Some((addr.parse().ok()?, len.parse().ok().filter(|l| *l <= 32)?))
-}
-
-fn overlaps(a: (Ipv4Addr, u8), b: (Ipv4Addr, u8)) -> bool {
-    let len = a.1.min(b.1);
-    let mask = if len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(len))
-    };
-    (u32::from(a.0) & mask) == (u32::from(b.0) & mask)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn overlap_is_by_the_shorter_prefix() {
-        let n = |s: &str| parse_cidr(s).unwrap();
-        assert!(overlaps(n("10.77.3.0/24"), n("10.77.3.1/24")));
-        assert!(overlaps(n("10.77.3.0/24"), n("10.0.0.0/8")));
-        assert!(!overlaps(n("10.77.3.0/24"), n("10.77.4.0/24")));
-        assert!(!overlaps(n("10.77.3.0/24"), n("192.0.2.2/24")));
-        assert!(overlaps(n("10.77.3.0/24"), n("0.0.0.0/0")));
     }
 }

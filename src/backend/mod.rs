@@ -1,11 +1,28 @@
 //! Backends: where nodes run. A backend provisions addresses, starts and stops server
-//! processes, and removes everything it made.
+//! processes, runs commands beside them, and removes everything it made.
 //!
-//! Adding one (containers, say) is one file here plus one line in [`create`].
+//! [`Backend`] is everything a run needs from the place its nodes are; the orchestrator,
+//! formation ([`crate::cluster`], [`crate::standalone`]) and the faults (through
+//! [`crate::control::BackendControl`]) use nothing else. Two implementations today:
+//!
+//! - [`local`]: each node a process in a network namespace of its own on this machine;
+//! - [`docker`]: each node a container on a per-run Docker network.
+//!
+//! What they share has one home each: [`node`] (a node's config, data and log files),
+//! [`spawn`] (starting a server process here, also used by `faultline bench`), [`subnet`]
+//! (choosing a run's /24), [`chroot`] (running from a root filesystem).
+//!
+//! Adding one (nodes reached over SSH, say) is one file here, a variant in
+//! [`crate::kinds::BackendName`], its arm in [`create`], and, if it makes resources of a
+//! kind of its own, a [`Remover`] in [`REMOVERS`] so teardown and `faultline clean` find
+//! them in the ledger.
 
 pub mod chroot;
 pub mod docker;
 pub mod local;
+pub mod node;
+pub mod spawn;
+pub mod subnet;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -14,8 +31,15 @@ use std::sync::Arc;
 use anyhow::Result;
 
 use crate::flavor::Flavor;
-use crate::ledger::RunId;
-use crate::scenario::{BackendName, Persistence};
+use crate::kinds::{BackendName, Persistence};
+use crate::ledger::{Ledger, Remover, RunId};
+use node::NodeFiles;
+
+/// The port every node listens on (each has its own address).
+pub const CLIENT_PORT: u16 = 6379;
+
+/// Cluster bus port: client port + 10000 (nodes set no `cluster-port`).
+pub const BUS_OFFSET: u16 = 10000;
 
 /// One node as the rest of the harness sees it.
 #[derive(Debug, Clone)]
@@ -58,9 +82,19 @@ pub struct BackendPlan {
     pub keep: bool,
 }
 
-/// A place where nodes run.
+/// A place where nodes run: everything a run needs from it.
+///
+/// Nodes are addressed by index into [`Backend::nodes`]. A backend is created with its
+/// nodes provisioned (addresses, config files written) but not started; the run starts
+/// them ([`start_all`]), forms the cluster, lets faults kill, pause and restart them and
+/// run commands in their network namespaces, and finally calls [`Backend::teardown`].
+/// Dropping a backend without `--keep` tears it down too.
+///
+/// Every resource a backend creates outside the run directory is written to the run's
+/// [`Ledger`] *before* it is created, so that `faultline clean` can remove it if faultline
+/// dies.
 pub trait Backend: Send {
-    /// The nodes, with their addresses.
+    /// The nodes, with their addresses, in name order.
     fn nodes(&self) -> &[NodeSpec];
 
     /// Starts (or restarts) a node's server process.
@@ -86,14 +120,45 @@ pub trait Backend: Send {
     fn pause(&mut self, node: usize, pause: bool) -> Result<()>;
 
     /// The command prefix that runs a program inside the node's network namespace
-    /// (`ip netns exec <ns>` here; a container backend would enter the container's).
-    /// Faults run iptables through it, without holding the backend.
+    /// (`ip netns exec <ns>` for local, `nsenter -t <pid> -n` for docker; a remote
+    /// backend would prefix `ssh <host>` to its own). Faults run iptables through it,
+    /// without holding the backend.
     fn netns_exec_prefix(&self, node: usize) -> Vec<String>;
 
-    /// The node's network namespace as a file (`/run/netns/<name>`), for code that makes
-    /// sockets inside it (the bus proxy); `None` if the node has no namespace of its own.
-    fn netns_path(&self, _node: usize) -> Option<PathBuf> {
-        None
+    /// The command prefix that runs a program on the machine the node runs on, outside
+    /// its namespace; empty (the default) when that is this machine.
+    fn host_exec_prefix(&self, _node: usize) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The node's network namespace as a file this process can open
+    /// (`/run/netns/<name>`, `/proc/<pid>/ns/net`), for code that makes sockets or runs
+    /// a thread inside it (the bus proxy, the NFQUEUE delayer); `None` if there is none
+    /// here (a node on another machine).
+    fn netns_path(&self, node: usize) -> Option<PathBuf>;
+
+    /// What the backend was asked to bring up.
+    fn plan(&self) -> &BackendPlan;
+
+    /// The node's files in the run directory (config, data, logs), as
+    /// [`NodeFiles::prepare`] wrote them. The methods below that read or change them have
+    /// defaults over this; a backend whose nodes keep their files elsewhere overrides them.
+    fn node_files(&self, node: usize) -> &NodeFiles;
+
+    /// [`Backend::node_files`], to change.
+    fn node_files_mut(&mut self, node: usize) -> &mut NodeFiles;
+
+    /// The last `lines` lines of the node's server log (empty if there is none yet).
+    fn log_tail(&self, node: usize, lines: usize) -> String {
+        crate::sys::tail(&self.node_files(node).server_log(), lines)
+    }
+
+    /// A file from the node's data directory (`nodes.conf`, say).
+    ///
+    /// # Errors
+    /// If it does not exist or cannot be read.
+    fn read_node_file(&self, node: usize, name: &str) -> Result<Vec<u8>> {
+        self.node_files(node).read(name)
     }
 
     /// Makes the node announce `port` as its cluster bus port (and its own address), so
@@ -101,25 +166,26 @@ pub trait Backend: Send {
     /// [`Backend::start`]; call it before the node first starts.
     ///
     /// # Errors
-    /// If the backend cannot (the default) or the config cannot be rewritten.
-    fn announce_bus_port(&mut self, _node: usize, _port: u16) -> Result<()> {
-        anyhow::bail!("this backend cannot route the cluster bus through a proxy")
+    /// If the config cannot be rewritten.
+    fn announce_bus_port(&mut self, node: usize, port: u16) -> Result<()> {
+        self.node_files_mut(node).announce_bus_port(port)
     }
 
-    /// Where the node's cluster bus listens, when the flavor says (Garnet: the client
-    /// port); `None` means client port + 10000.
-    fn bus_port(&self, _node: usize) -> Option<u16> {
-        None
+    /// Where the node's cluster bus listens, as the flavor says (client port + 10000;
+    /// Garnet: the client port).
+    fn bus_port(&self, node: usize) -> Option<u16> {
+        Some(self.plan().flavor.bus_port(self.nodes()[node].port))
     }
 
     /// The bus port the node announces, if [`Backend::announce_bus_port`] set one:
     /// formation then passes it to `CLUSTER MEET`.
-    fn announced_bus_port(&self, _node: usize) -> Option<u16> {
-        None
+    fn announced_bus_port(&self, node: usize) -> Option<u16> {
+        self.node_files(node).announced_bus_port
     }
 
     /// Stops every process and removes every namespace, link and file the run created
-    /// outside its run directory. Safe to call more than once.
+    /// outside its run directory, after copying each node's evidence (nodes.conf) into
+    /// `logs/<node>/`. Safe to call more than once.
     ///
     /// # Errors
     /// If something could not be removed (the rest is still attempted).
@@ -139,6 +205,15 @@ pub fn create(name: BackendName, plan: BackendPlan) -> Result<Box<dyn Backend>> 
         BackendName::Local => Ok(Box::new(local::LocalBackend::create(plan)?)),
         BackendName::Docker => Ok(Box::new(docker::DockerBackend::create(plan)?)),
     }
+}
+
+/// How teardown and `faultline clean` remove the ledger kinds that backend modules make
+/// (the ledger itself removes processes, namespaces and host links).
+pub const REMOVERS: &[Remover] = &[docker::remove_listed];
+
+/// Removes everything a ledger lists (see [`Ledger::release`]); returns what it did.
+pub fn release(ledger: &Ledger) -> Vec<String> {
+    ledger.release(REMOVERS)
 }
 
 /// The bus proxy listens here, on each node's own address: real bus port + 1000 (17379).
@@ -164,7 +239,7 @@ pub fn route_bus_through_proxy(
                  gossips on its client port"
             );
         }
-        let bus_port = node.port + crate::control::BUS_OFFSET;
+        let bus_port = node.port + BUS_OFFSET;
         let proxy_port = bus_port + PROXY_PORT_OFFSET;
         backend.announce_bus_port(i, proxy_port)?;
         out.push(faultline_nemeses::proxy::ProxyNode {
@@ -177,6 +252,21 @@ pub fn route_bus_through_proxy(
         });
     }
     Ok(out)
+}
+
+/// How a person reaches a kept cluster and removes it: `where_` says where it runs
+/// (`""`, `" in Docker"`), `shell` how to get a shell in a node (`{}`: n1's name there).
+pub fn keep_notice(plan: &BackendPlan, nodes: &[NodeSpec], where_: &str, shell: &str) -> String {
+    let addrs: Vec<String> = nodes
+        .iter()
+        .map(|s| format!("{} {}", s.name, s.addr()))
+        .collect();
+    let id = &plan.run_id;
+    format!(
+        "cluster of run {id} kept running{where_}: {}\n  node shells: {}\n  remove it with: faultline clean --run {id}",
+        addrs.join(", "),
+        shell.replace("{}", &id.node_netns("n1")),
+    )
 }
 
 /// Starts every node.

@@ -19,7 +19,7 @@
 use std::path::Path;
 
 use super::{Flavor, NodeConfig};
-use crate::scenario::Persistence;
+use crate::kinds::Persistence;
 
 /// Garnet.
 #[derive(Debug, Default)]

@@ -1,7 +1,9 @@
 //! Flavors: the kinds of server faultline runs, and how each is configured.
 //!
 //! A flavor knows its binary, how to read its version, and its config dialect. Adding one
-//! (a user's fork, say) is one file here plus one line in [`by_name`].
+//! (a user's fork, say) is one file here, its name in [`crate::kinds::FlavorName`] and its
+//! arm in [`for_cluster`] (the compiler points there); `doctor`, `--help`, scenario parsing and
+//! both backends then know it.
 
 mod garnet;
 mod redis;
@@ -15,7 +17,9 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::scenario::{FlavorName, Persistence};
+use clap::ValueEnum;
+
+use crate::kinds::{FlavorName, Persistence};
 
 /// Everything a flavor needs to write one node's config file.
 #[derive(Debug, Clone)]
@@ -94,23 +98,28 @@ pub trait Flavor: Send + Sync {
     }
 }
 
-/// The flavor registry.
+/// A flavor with default settings.
 pub fn by_name(name: FlavorName) -> Box<dyn Flavor> {
-    match name {
-        FlavorName::Redis => Box::new(redis::Redis),
-        FlavorName::Valkey => Box::new(valkey::Valkey),
-        FlavorName::Garnet => Box::new(garnet::Garnet::default()),
-    }
+    for_cluster(name, &crate::scenario::ClusterSpec::default())
 }
 
-/// The flavor with the scenario's flavor-specific choices applied
+/// Every flavor, in [`FlavorName`]'s order (for `doctor`).
+pub fn all() -> Vec<Box<dyn Flavor>> {
+    FlavorName::value_variants()
+        .iter()
+        .map(|&n| by_name(n))
+        .collect()
+}
+
+/// The flavor registry: the flavor with the scenario's flavor-specific choices applied
 /// (`cluster.clean_cluster_config` for Garnet).
 pub fn for_cluster(name: FlavorName, cluster: &crate::scenario::ClusterSpec) -> Box<dyn Flavor> {
     match name {
+        FlavorName::Redis => Box::new(redis::Redis),
+        FlavorName::Valkey => Box::new(valkey::Valkey),
         FlavorName::Garnet => Box::new(garnet::Garnet {
             clean_cluster_config: cluster.clean_cluster_config,
         }),
-        other => by_name(other),
     }
 }
 

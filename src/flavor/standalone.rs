@@ -43,7 +43,7 @@ impl Flavor for Standalone {
 mod tests {
     use super::*;
     use crate::flavor::by_name;
-    use crate::scenario::{FlavorName, Persistence};
+    use crate::kinds::{FlavorName, Persistence};
 
     #[test]
     fn standalone_nodes_have_no_cluster_settings() {

@@ -251,11 +251,6 @@ fn registry() -> &'static Mutex<HashMap<(String, String), Delayer>> {
     R.get_or_init(Default::default)
 }
 
-/// The namespace of a run's node (the local backend's naming: `/run/netns/fl-<id>-<node>`).
-pub fn node_netns(run_id: &str, node: &str) -> PathBuf {
-    PathBuf::from(format!("/run/netns/fl-{run_id}-{node}"))
-}
-
 /// Starts a delayer in `node` of run `run_id`, inside the namespace at `netns`, and
 /// registers it.
 ///

@@ -1,0 +1,372 @@
+//! The throughput comparison: faultline's set workload, every op recorded, against
+//! `redis-benchmark --cluster -t sadd` at the same concurrency, on one cluster.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use faultline_history::Recorder;
+use faultline_workloads::{ClientConfig, ClusterClient, Counters, SetSpec, SetWorkload};
+use serde::Serialize;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::stats::mean;
+use super::{bring_up, Setup, PRIMARIES, RANDOM_RANGE, REPLICAS, SET_KEYS};
+use crate::backend::NodeSpec;
+use crate::cli::BenchArgs;
+use crate::cluster::Admin;
+use crate::store::HISTORY_FILE;
+
+/// Who produced a round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) enum Tool {
+    /// faultline's set workload, every op recorded.
+    Faultline,
+    /// `redis-benchmark --cluster -t sadd`.
+    RedisBenchmark,
+}
+
+/// One timed round of load on the cluster.
+#[derive(Debug, Serialize)]
+pub(super) struct Round {
+    tool: Tool,
+    /// Recorded ok ops (faultline) or requests reported (redis-benchmark) per second.
+    per_s: f64,
+    /// Wall time of the round.
+    elapsed_s: f64,
+    /// faultline: ops that completed ok. redis-benchmark: requests asked for (`-n`).
+    ok: u64,
+    /// faultline: ops that completed fail or info (0 on a healthy cluster).
+    not_ok: u64,
+    /// `SADD` calls each primary (n1, n2, n3) executed during the round.
+    sadd_per_primary: Vec<u64>,
+}
+
+/// Why the two throughput figures differ in kind, printed with them.
+const THROUGHPUT_NOTE: &str = "faultline's client multiplexes its C workers over one connection per primary (so up to C/3 requests ride each connection at once); redis-benchmark -c C opens C connections with one request in flight each";
+
+/// The throughput comparison.
+#[derive(Debug, Serialize)]
+pub(super) struct Throughput {
+    /// Mean over faultline's rounds.
+    pub(super) faultline_ops_per_s: f64,
+    /// Mean over redis-benchmark's rounds.
+    pub(super) benchmark_req_per_s: f64,
+    /// faultline / redis-benchmark.
+    pub(super) ratio: f64,
+    /// The redis-benchmark command line of the (last) benchmark round.
+    pub(super) benchmark_command: String,
+    /// In the order they ran (the benchmark's calibration run is not among them).
+    pub(super) rounds: Vec<Round>,
+    /// [`THROUGHPUT_NOTE`].
+    pub(super) note: &'static str,
+}
+
+/// Brings a cluster up and runs faultline, redis-benchmark, faultline on it, each for about
+/// `--seconds` (see [`sized_benchmark_round`] for how the benchmark's `-n` is chosen).
+///
+/// # Errors
+/// The cluster does not form, a round fails, or faultline completes no op at all.
+pub(super) async fn throughput(args: &BenchArgs, setup: &Setup, dir: &Path) -> Result<Throughput> {
+    eprintln!("bench: throughput: bringing up a {PRIMARIES}x{REPLICAS} cluster");
+    let mut backend = bring_up(setup, &dir.join("throughput")).await?;
+    let nodes = backend.nodes().to_vec();
+    let history = dir.join(HISTORY_FILE);
+    let recorder = Recorder::create_at(&history, std::time::Instant::now())
+        .with_context(|| format!("creating {}", history.display()))?;
+    let workload = SetWorkload::new(SetSpec {
+        keys: SET_KEYS,
+        concurrency: args.concurrency,
+        rate: None,
+        seed: rand::random(),
+    });
+    let mut primaries = Admin::new(&nodes[..PRIMARIES]);
+    let load = Duration::from_secs_f64(args.seconds);
+
+    let mut rounds = Vec::new();
+    let first = faultline_round(&workload, &recorder, &nodes, &mut primaries, load).await?;
+    if first.ok == 0 {
+        bail!(
+            "faultline completed no op ok in {:.1}s ({} fail or info); see {}",
+            first.elapsed_s,
+            first.not_ok,
+            history.display()
+        );
+    }
+    let first_rate = first.per_s;
+    rounds.push(first);
+    let (round, benchmark_command) =
+        sized_benchmark_round(args, setup, &nodes[0], first_rate, &mut primaries).await?;
+    rounds.push(round);
+    rounds.push(faultline_round(&workload, &recorder, &nodes, &mut primaries, load).await?);
+    recorder.close().context("writing the history")?;
+    backend.teardown()?;
+
+    let per_s = |tool| {
+        mean(
+            &rounds
+                .iter()
+                .filter(|r| r.tool == tool)
+                .map(|r| r.per_s)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let (ours, theirs) = (per_s(Tool::Faultline), per_s(Tool::RedisBenchmark));
+    Ok(Throughput {
+        faultline_ops_per_s: ours,
+        benchmark_req_per_s: theirs,
+        ratio: ours / theirs,
+        benchmark_command,
+        rounds,
+        note: THROUGHPUT_NOTE,
+    })
+}
+
+/// Runs the set workload flat out for `load` with a fresh client, recording every op.
+/// The rate is ok completions over the wall time until the last op in flight completed.
+async fn faultline_round(
+    workload: &SetWorkload,
+    recorder: &Recorder,
+    nodes: &[NodeSpec],
+    primaries: &mut Admin,
+    load: Duration,
+) -> Result<Round> {
+    let client = Arc::new(ClusterClient::new(
+        ClientConfig::default(),
+        &nodes
+            .iter()
+            .map(|n| (n.name.clone(), n.addr()))
+            .collect::<Vec<_>>(),
+    ));
+    client
+        .refresh_slots()
+        .await
+        .context("reading the slot map")?;
+    let before = sadd_calls(primaries).await?;
+    let counters = Arc::new(Counters::default());
+    let stop = CancellationToken::new();
+    let timer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(load).await;
+            stop.cancel();
+        })
+    };
+    let start = Instant::now();
+    workload
+        .run(client, recorder.clone(), stop, counters.clone())
+        .await;
+    let elapsed = start.elapsed().as_secs_f64();
+    timer.abort();
+    let spread = since(&before, &sadd_calls(primaries).await?);
+    let (ok, fail, info) = counters.snapshot();
+    let round = Round {
+        tool: Tool::Faultline,
+        per_s: ok as f64 / elapsed,
+        elapsed_s: elapsed,
+        ok,
+        not_ok: fail + info,
+        sadd_per_primary: spread,
+    };
+    eprintln!(
+        "bench: faultline: {:.0} ops/s recorded ({ok} ok, {fail} fail, {info} info in {elapsed:.2}s); SADDs per primary [{}]",
+        round.per_s,
+        counts(&round.sadd_per_primary)
+    );
+    Ok(round)
+}
+
+/// A redis-benchmark round of about `--seconds`: a short calibration run (about a quarter
+/// of the time, sized from `guess_per_s`, faultline's rate) measures the benchmark's own
+/// rate, which sizes the counted run's `-n`.
+async fn sized_benchmark_round(
+    args: &BenchArgs,
+    setup: &Setup,
+    seed: &NodeSpec,
+    guess_per_s: f64,
+    primaries: &mut Admin,
+) -> Result<(Round, String)> {
+    let requests =
+        |per_s: f64, seconds: f64| ((per_s * seconds).round() as u64).max(args.concurrency as u64);
+    let c = args.concurrency;
+    eprintln!("bench: redis-benchmark calibration (not counted)");
+    let probe = requests(guess_per_s, args.seconds / 4.0);
+    let (calibration, _) = benchmark_round(setup, seed, c, probe, primaries).await?;
+    let counted = requests(calibration.per_s, args.seconds);
+    benchmark_round(setup, seed, c, counted, primaries).await
+}
+
+/// Runs `redis-benchmark --cluster -t sadd` for `requests` requests from `seed`, which the
+/// benchmark asks for the slot map; each of its connections then sticks to one primary and
+/// adds to `myset:{tag}` with a tag that hashes to a slot of that primary.
+///
+/// # Returns
+/// The round and the command line, as run.
+///
+/// # Errors
+/// The benchmark cannot run, fails, takes far longer than expected, or prints no rate.
+async fn benchmark_round(
+    setup: &Setup,
+    seed: &NodeSpec,
+    concurrency: usize,
+    requests: u64,
+    primaries: &mut Admin,
+) -> Result<(Round, String)> {
+    let args = [
+        "--cluster".to_string(),
+        "-h".into(),
+        seed.ip.to_string(),
+        "-p".into(),
+        seed.port.to_string(),
+        "-c".into(),
+        concurrency.to_string(),
+        "-n".into(),
+        requests.to_string(),
+        "-t".into(),
+        "sadd".into(),
+        "-r".into(),
+        RANDOM_RANGE.to_string(),
+        "--csv".into(),
+    ];
+    let line = format!("{} {}", setup.benchmark.display(), args.join(" "));
+    eprintln!("bench: running {line}");
+    let before = sadd_calls(primaries).await?;
+    let start = Instant::now();
+    let run = tokio::process::Command::new(&setup.benchmark)
+        .args(&args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    // Generous: it should take about as long as the faultline round did.
+    let out = tokio::time::timeout(Duration::from_secs(300), run)
+        .await
+        .map_err(|_| anyhow!("`{line}` did not finish within 300s"))?
+        .with_context(|| format!("running {}", setup.benchmark.display()))?;
+    let elapsed = start.elapsed().as_secs_f64();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "`{line}` failed ({}): {}{}",
+            out.status,
+            stdout.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let per_s = parse_csv_rate(&stdout, "SADD").with_context(|| format!("`{line}`"))?;
+    let spread = since(&before, &sadd_calls(primaries).await?);
+    let executed: u64 = spread.iter().sum();
+    eprintln!(
+        "bench: redis-benchmark: {per_s:.0} req/s ({requests} requests in {elapsed:.2}s); SADDs per primary [{}], {executed} in all",
+        counts(&spread)
+    );
+    let round = Round {
+        tool: Tool::RedisBenchmark,
+        per_s,
+        elapsed_s: elapsed,
+        ok: requests,
+        not_ok: requests.saturating_sub(executed),
+        sadd_per_primary: spread,
+    };
+    Ok((round, line))
+}
+
+/// The requests per second of `test` in redis-benchmark's `--csv` output, whose lines are
+/// `"test","rps","avg_latency_ms",...` (cluster mode prints its node list before them).
+///
+/// # Errors
+/// No line for `test`, or a rate that is not a number.
+fn parse_csv_rate(stdout: &str, test: &str) -> Result<f64> {
+    let quoted = format!("\"{test}\",");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&quoted))
+        .ok_or_else(|| anyhow!("printed no {quoted:?} line: {}", stdout.trim()))?;
+    let rate = line
+        .split(',')
+        .nth(1)
+        .map(|f| f.trim_matches('"'))
+        .unwrap_or_default();
+    rate.parse()
+        .map_err(|_| anyhow!("printed a rate that is not a number: {line}"))
+}
+
+/// `SADD` calls each of the admin's nodes has executed so far (INFO commandstats).
+async fn sadd_calls(admin: &mut Admin) -> Result<Vec<u64>> {
+    let mut calls = Vec::new();
+    for i in 0..PRIMARIES {
+        let info: String = admin
+            .cmd(i, redis::cmd("INFO").arg("commandstats"))
+            .await
+            .context("reading INFO commandstats")?;
+        calls.push(parse_sadd_calls(&info));
+    }
+    Ok(calls)
+}
+
+/// `calls=` of the `cmdstat_sadd:` line; 0 before the first SADD.
+fn parse_sadd_calls(info: &str) -> u64 {
+    info.lines()
+        .find_map(|l| l.trim().strip_prefix("cmdstat_sadd:"))
+        .and_then(|fields| {
+            fields
+                .split(',')
+                .find_map(|f| f.strip_prefix("calls="))
+                .and_then(|c| c.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Element-wise `after - before`.
+fn since(before: &[u64], after: &[u64]) -> Vec<u64> {
+    after
+        .iter()
+        .zip(before)
+        .map(|(a, b)| a.saturating_sub(*b))
+        .collect()
+}
+
+/// `n1 123, n2 456, ...`.
+fn counts(per_node: &[u64]) -> String {
+    per_node
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("n{} {c}", i + 1))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One tool's rounds' rates, space separated.
+pub(super) fn rates(rounds: &[Round], tool: Tool) -> String {
+    rounds
+        .iter()
+        .filter(|r| r.tool == tool)
+        .map(|r| format!("{:.0}", r.per_s))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_rate_is_read_past_the_cluster_preamble() {
+        let out = "Cluster has 3 master nodes:\n\nMaster 0: abc 10.77.3.11:6379\n\n\
+            \"test\",\"rps\",\"avg_latency_ms\",\"min_latency_ms\"\n\
+            \"SADD\",\"26476.04\",\"1.378\",\"0.064\"\n";
+        assert_eq!(parse_csv_rate(out, "SADD").unwrap(), 26476.04);
+        assert!(parse_csv_rate(out, "SET").is_err());
+    }
+
+    #[test]
+    fn sadd_calls_come_from_commandstats() {
+        let info = "# Commandstats\r\ncmdstat_ping:calls=3,usec=1\r\n\
+            cmdstat_sadd:calls=61976,usec=129646,usec_per_call=2.09,rejected_calls=0\r\n";
+        assert_eq!(parse_sadd_calls(info), 61976);
+        assert_eq!(parse_sadd_calls("# Commandstats\r\n"), 0);
+    }
+}
