@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use faultline_history::Recorder;
-use faultline_workloads::{ClientConfig, ClusterClient, Counters, SetSpec, SetWorkload};
+use faultline_workloads::{
+    registry, ClientConfig, ClusterClient, Counters, Workload, WorkloadParams,
+};
 use serde::Serialize;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -78,17 +80,20 @@ pub(super) async fn throughput(args: &BenchArgs, setup: &Setup, dir: &Path) -> R
     let history = dir.join(HISTORY_FILE);
     let recorder = Recorder::create_at(&history, std::time::Instant::now())
         .with_context(|| format!("creating {}", history.display()))?;
-    let workload = SetWorkload::new(SetSpec {
-        keys: SET_KEYS,
-        concurrency: args.concurrency,
-        rate: None,
-        seed: rand::random(),
-    });
+    let workload = registry::by_name(
+        "set",
+        WorkloadParams {
+            keys: SET_KEYS,
+            concurrency: args.concurrency,
+            rate: None,
+            seed: rand::random(),
+        },
+    )?;
     let mut primaries = Admin::new(&nodes[..PRIMARIES]);
     let load = Duration::from_secs_f64(args.seconds);
 
     let mut rounds = Vec::new();
-    let first = faultline_round(&workload, &recorder, &nodes, &mut primaries, load).await?;
+    let first = faultline_round(workload.as_ref(), &recorder, &nodes, &mut primaries, load).await?;
     if first.ok == 0 {
         bail!(
             "faultline completed no op ok in {:.1}s ({} fail or info); see {}",
@@ -102,7 +107,7 @@ pub(super) async fn throughput(args: &BenchArgs, setup: &Setup, dir: &Path) -> R
     let (round, benchmark_command) =
         sized_benchmark_round(args, setup, &nodes[0], first_rate, &mut primaries).await?;
     rounds.push(round);
-    rounds.push(faultline_round(&workload, &recorder, &nodes, &mut primaries, load).await?);
+    rounds.push(faultline_round(workload.as_ref(), &recorder, &nodes, &mut primaries, load).await?);
     recorder.close().context("writing the history")?;
     backend.teardown()?;
 
@@ -129,7 +134,7 @@ pub(super) async fn throughput(args: &BenchArgs, setup: &Setup, dir: &Path) -> R
 /// Runs the set workload flat out for `load` with a fresh client, recording every op.
 /// The rate is ok completions over the wall time until the last op in flight completed.
 async fn faultline_round(
-    workload: &SetWorkload,
+    workload: &dyn Workload,
     recorder: &Recorder,
     nodes: &[NodeSpec],
     primaries: &mut Admin,
