@@ -13,9 +13,12 @@ use rand::{Rng, SeedableRng};
 use redis::AsyncConnectionConfig;
 use serde_json::json;
 
+use faultline_history::FaultOps;
+
 use crate::fault::{Applied, BoxFuture, Ctx, Fault, Outcome};
+use crate::package::{FaultPackage, ModeNeed, Needs};
 use crate::roles::cluster_nodes;
-use crate::spec::FailoverSpec;
+use crate::spec::{FailoverSpec, Target};
 use crate::target;
 
 /// How often the replica's view is polled while waiting for the promotion.
@@ -191,5 +194,28 @@ pub(crate) async fn send_failover(
             (Some(code), None) => Err(code.to_string()),
             _ => Err(format!("connection: {e}")),
         },
+    }
+}
+
+impl FaultPackage for Failover {
+    type Spec = FailoverSpec;
+    const OPS: FaultOps = FaultOps {
+        kind: "failover",
+        starts: &["failover"],
+        heals: &[],
+        sweeps: &[],
+        failover: true,
+        disrupts_failover: false,
+    };
+    const NEEDS: Needs = Needs {
+        mode: ModeNeed::Cluster,
+        bus_proxy: false,
+        node_host: false,
+    };
+    fn targets(spec: &FailoverSpec) -> Vec<(&'static str, &Target)> {
+        vec![("target", &spec.target)]
+    }
+    fn build(spec: &FailoverSpec) -> Box<dyn Fault> {
+        Box::new(Failover::new(spec.clone()))
     }
 }

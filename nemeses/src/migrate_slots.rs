@@ -30,8 +30,11 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{json, Value};
 
+use faultline_history::FaultOps;
+
 use crate::control::NodeInfo;
 use crate::fault::{Applied, BoxFuture, Ctx, Fault, Heal, Outcome};
+use crate::package::{FaultPackage, ModeNeed, Needs, Sweep, SweepWhen};
 use crate::roles::cluster_nodes;
 use crate::spec::Target;
 use crate::target;
@@ -718,6 +721,40 @@ pub async fn heal_all(ctx: &Ctx) -> Result<Value, String> {
         return Err(errors.join("; "));
     }
     Ok(json!({ "settled": settled }))
+}
+
+impl FaultPackage for MigrateSlots {
+    type Spec = MigrateSlotsSpec;
+    const OPS: FaultOps = FaultOps {
+        kind: "migrate-slots",
+        starts: &["migrate-slots"],
+        heals: &["settle-slots"],
+        sweeps: &["settle-slots"],
+        failover: false,
+        disrupts_failover: false,
+    };
+    const NEEDS: Needs = Needs {
+        mode: ModeNeed::Cluster,
+        bus_proxy: false,
+        node_host: false,
+    };
+    /// Only in runs that migrate slots: no slot left MIGRATING / IMPORTING for the final
+    /// reads.
+    const SWEEP: Option<Sweep> = Some(Sweep {
+        op: "settle-slots",
+        when: SweepWhen::KindInScenario,
+        run: sweep,
+    });
+    fn targets(spec: &MigrateSlotsSpec) -> Vec<(&'static str, &Target)> {
+        vec![("from", &spec.from)]
+    }
+    fn build(spec: &MigrateSlotsSpec) -> Box<dyn Fault> {
+        Box::new(MigrateSlots::new(spec.clone()))
+    }
+}
+
+fn sweep(ctx: &Ctx) -> BoxFuture<'_, Result<Value, String>> {
+    Box::pin(heal_all(ctx))
 }
 
 #[cfg(test)]

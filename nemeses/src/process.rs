@@ -3,7 +3,10 @@
 
 use serde_json::{json, Value};
 
+use faultline_history::FaultOps;
+
 use crate::fault::{Applied, BoxFuture, Ctx, Fault, Heal, Outcome};
+use crate::package::{FaultPackage, ModeNeed, Needs};
 use crate::spec::{NodeFaultSpec, Target};
 use crate::target;
 
@@ -144,5 +147,51 @@ impl Heal for Undo {
                 Err(errors.join("; "))
             }
         })
+    }
+}
+
+/// Kill and pause: any mode, on the node's own process; they last until healed, and a
+/// failover is expected to fail meanwhile.
+const NEEDS: Needs = Needs {
+    mode: ModeNeed::Any,
+    bus_proxy: false,
+    node_host: true,
+};
+
+impl FaultPackage for Kill {
+    type Spec = NodeFaultSpec;
+    const OPS: FaultOps = FaultOps {
+        kind: "kill",
+        starts: &["kill"],
+        heals: &["restart"],
+        sweeps: &[],
+        failover: false,
+        disrupts_failover: true,
+    };
+    const NEEDS: Needs = NEEDS;
+    fn targets(spec: &NodeFaultSpec) -> Vec<(&'static str, &Target)> {
+        vec![("target", &spec.target)]
+    }
+    fn build(spec: &NodeFaultSpec) -> Box<dyn Fault> {
+        Box::new(Kill::new(spec.clone()))
+    }
+}
+
+impl FaultPackage for Pause {
+    type Spec = NodeFaultSpec;
+    const OPS: FaultOps = FaultOps {
+        kind: "pause",
+        starts: &["pause"],
+        heals: &["resume"],
+        sweeps: &[],
+        failover: false,
+        disrupts_failover: true,
+    };
+    const NEEDS: Needs = NEEDS;
+    fn targets(spec: &NodeFaultSpec) -> Vec<(&'static str, &Target)> {
+        vec![("target", &spec.target)]
+    }
+    fn build(spec: &NodeFaultSpec) -> Box<dyn Fault> {
+        Box::new(Pause::new(spec.clone()))
     }
 }

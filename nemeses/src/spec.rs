@@ -33,23 +33,8 @@ pub use crate::delay::{DelaySpec, LossSpec};
 pub use crate::migrate_slots::MigrateSlotsSpec;
 pub use crate::proxy::spec::{BusDelaySpec, BusDropSpec, BusHoldSpec};
 pub use crate::proxy::stale_failover::FailoverWhileHeldSpec;
+pub use crate::registry::{FaultSpec, FAULT_KINDS};
 pub use crate::standalone_failover::StandaloneFailoverSpec;
-
-/// Every fault kind, for help text and `--nemesis`.
-pub const FAULT_KINDS: &[&str] = &[
-    "partition",
-    "kill",
-    "pause",
-    "failover",
-    "bus-delay",
-    "bus-drop",
-    "bus-hold",
-    "failover-while-held",
-    "delay",
-    "loss",
-    "migrate-slots",
-    "standalone-failover",
-];
 
 /// The scenario's nemesis.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,30 +71,13 @@ impl NemesisSpec {
     pub fn from_kinds(kinds: &str) -> Result<NemesisSpec, String> {
         let mut faults = Vec::new();
         for kind in kinds.split(',').map(str::trim).filter(|k| !k.is_empty()) {
-            faults.push(match kind {
-                "partition" => FaultSpec::Partition(PartitionSpec::default()),
-                "kill" => FaultSpec::Kill(NodeFaultSpec::default()),
-                "pause" => FaultSpec::Pause(NodeFaultSpec::default()),
-                "failover" => FaultSpec::Failover(FailoverSpec::default()),
-                "bus-delay" => FaultSpec::BusDelay(BusDelaySpec::default()),
-                "bus-drop" => FaultSpec::BusDrop(BusDropSpec::default()),
-                "bus-hold" => FaultSpec::BusHold(BusHoldSpec::default()),
-                "failover-while-held" => {
-                    FaultSpec::FailoverWhileHeld(FailoverWhileHeldSpec::default())
-                }
-                "delay" => FaultSpec::Delay(DelaySpec::default()),
-                "loss" => FaultSpec::Loss(LossSpec::default()),
-                "migrate-slots" => FaultSpec::MigrateSlots(MigrateSlotsSpec::default()),
-                "standalone-failover" => {
-                    FaultSpec::StandaloneFailover(StandaloneFailoverSpec::default())
-                }
-                other => {
-                    return Err(format!(
-                        "unknown fault {other:?}; choose from {}",
-                        FAULT_KINDS.join(", ")
-                    ))
-                }
-            });
+            let Some(fault) = FaultSpec::default_of(kind) else {
+                return Err(format!(
+                    "unknown fault {kind:?}; choose from {}",
+                    FAULT_KINDS.join(", ")
+                ));
+            };
+            faults.push(fault);
         }
         if faults.is_empty() {
             return Err("name at least one fault".into());
@@ -120,58 +88,6 @@ impl NemesisSpec {
             start_after_s: five_nn(),
             faults,
         })
-    }
-}
-
-/// One kind of fault with its parameters.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum FaultSpec {
-    /// Cut network links between nodes (iptables inside the node namespaces).
-    Partition(PartitionSpec),
-    /// SIGKILL a server; restart it (same config, same nodes.conf) at heal.
-    Kill(NodeFaultSpec),
-    /// SIGSTOP a server; SIGCONT it at heal.
-    Pause(NodeFaultSpec),
-    /// `CLUSTER FAILOVER` on a replica of a chosen primary.
-    Failover(FailoverSpec),
-    /// Delay cluster bus messages by link and type (needs `cluster.bus: proxy`).
-    BusDelay(BusDelaySpec),
-    /// Drop cluster bus messages by link and type (needs `cluster.bus: proxy`).
-    BusDrop(BusDropSpec),
-    /// Hold cluster bus messages until healed (needs `cluster.bus: proxy`).
-    BusHold(BusHoldSpec),
-    /// A failover fired while a PONG from the replica to an observer is held (needs
-    /// `cluster.bus: proxy`; seeds 000 and 002).
-    FailoverWhileHeld(FailoverWhileHeldSpec),
-    /// Delay packets on links between nodes (NFQUEUE delayer in the senders' namespaces).
-    Delay(DelaySpec),
-    /// Drop a share of packets on links between nodes (iptables statistic).
-    Loss(LossSpec),
-    /// Move a range of slots between primaries under load (ASK redirects for real).
-    MigrateSlots(MigrateSlotsSpec),
-    /// `FAILOVER TO host port [FORCE] TIMEOUT ms` on a standalone primary (needs
-    /// `mode: standalone`; seed 003).
-    StandaloneFailover(StandaloneFailoverSpec),
-}
-
-impl FaultSpec {
-    /// The kind's name.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            FaultSpec::Partition(_) => "partition",
-            FaultSpec::Kill(_) => "kill",
-            FaultSpec::Pause(_) => "pause",
-            FaultSpec::Failover(_) => "failover",
-            FaultSpec::BusDelay(_) => "bus-delay",
-            FaultSpec::BusDrop(_) => "bus-drop",
-            FaultSpec::BusHold(_) => "bus-hold",
-            FaultSpec::FailoverWhileHeld(_) => "failover-while-held",
-            FaultSpec::Delay(_) => "delay",
-            FaultSpec::Loss(_) => "loss",
-            FaultSpec::MigrateSlots(_) => "migrate-slots",
-            FaultSpec::StandaloneFailover(_) => "standalone-failover",
-        }
     }
 }
 

@@ -18,9 +18,12 @@ use redis::AsyncConnectionConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use faultline_history::FaultOps;
+
 use crate::control::NodeInfo;
 use crate::failover::pick_shard;
 use crate::fault::{Applied, BoxFuture, Ctx, Fault, Outcome};
+use crate::package::{FaultPackage, ModeNeed, Needs};
 use crate::spec::Target;
 
 /// How often the old primary's state is polled.
@@ -268,5 +271,28 @@ async fn send_failover(
             (Some(code), None) => Err(code.to_string()),
             _ => Err(format!("connection: {e}")),
         },
+    }
+}
+
+impl FaultPackage for StandaloneFailover {
+    type Spec = StandaloneFailoverSpec;
+    const OPS: FaultOps = FaultOps {
+        kind: "standalone-failover",
+        starts: &["standalone-failover"],
+        heals: &[],
+        sweeps: &[],
+        failover: true,
+        disrupts_failover: false,
+    };
+    const NEEDS: Needs = Needs {
+        mode: ModeNeed::Standalone,
+        bus_proxy: false,
+        node_host: false,
+    };
+    fn targets(spec: &StandaloneFailoverSpec) -> Vec<(&'static str, &Target)> {
+        vec![("target", &spec.target)]
+    }
+    fn build(spec: &StandaloneFailoverSpec) -> Box<dyn Fault> {
+        Box::new(StandaloneFailover::new(spec.clone()))
     }
 }

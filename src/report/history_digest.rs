@@ -43,11 +43,10 @@ pub struct NemesisAction {
 }
 
 impl NemesisAction {
-    /// Whether this action undoes faults (the heals and the final phase's sweeps), as
-    /// opposed to applying one.
+    /// Whether this action undoes faults (the heals and the final phase's sweeps, as the
+    /// fault packages name them), as opposed to applying one.
     pub fn is_heal(&self) -> bool {
-        let f = self.invoke.f.as_str();
-        f.starts_with("heal") || f == "restart" || f == "resume"
+        faultline_nemeses::registry::op_catalog().is_heal(&self.invoke.f)
     }
 
     /// When it ended: the completion's time, or the invoke's if there is none.

@@ -41,8 +41,11 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use faultline_history::FaultOps;
+
 use crate::control::NodeInfo;
 use crate::fault::{Applied, BoxFuture, Ctx, Fault, Heal, Outcome};
+use crate::package::{FaultPackage, ModeNeed, Needs, Sweep, SweepWhen};
 use crate::proxy::spec::{DelayMs, Probability};
 use crate::spec::{Ports, Target};
 use crate::target;
@@ -53,11 +56,7 @@ pub use netem::{Band, Mechanism};
 /// Mixed into the step's draw for `to`, so it is chosen independently of `from`.
 const TO_SALT: u64 = 0x746f_5f6e_6f64_6573;
 
-/// Reads `iptables-restore` input on stdin into the chain named by `$1`, then hooks the
-/// chain first in OUTPUT unless a hook is already there.
-const INSTALL: &str = r#"iptables-restore -w --noflush && { iptables -w -C OUTPUT -j "$1" 2>/dev/null || iptables -w -I OUTPUT 1 -j "$1"; }"#;
-
-use crate::fault::FLUSH_CHAIN as FLUSH;
+use crate::iptables::{self, Peer, INSTALL_OUTPUT as INSTALL};
 
 /// The run's delay/loss chain: `FL-<run id>-delay` (under iptables' 28 characters).
 pub fn chain_name(run_id: &str) -> String {
@@ -194,29 +193,11 @@ pub fn restore_input(
     ports: Ports,
     action: Action,
 ) -> String {
-    let mut text = format!("*filter\n:{chain} - [0:0]\n");
     let target = match action {
         Action::Queue(q) => format!("-j NFQUEUE --queue-num {q} --queue-bypass"),
         Action::Drop(p) => format!("-m statistic --mode random --probability {p} -j DROP"),
     };
-    for peer in peers {
-        let pair = match ports {
-            Ports::All => None,
-            Ports::Bus => Some((me.bus_port, peer.bus_port)),
-            Ports::Client => Some((me.port, peer.port)),
-        };
-        let port_match = match pair {
-            None => String::new(),
-            Some((a, b)) if a == b => format!(" -p tcp -m multiport --ports {a}"),
-            Some((a, b)) => format!(" -p tcp -m multiport --ports {},{}", a.min(b), a.max(b)),
-        };
-        text.push_str(&format!(
-            "-A {chain} -d {}/32{port_match} {target}\n",
-            peer.ip
-        ));
-    }
-    text.push_str("COMMIT\n");
-    text
+    iptables::restore_input(chain, me, peers, ports, Peer::Destination, &target)
 }
 
 /// Which links and what to do: shared by both faults.
@@ -597,17 +578,7 @@ async fn heal_netem(ctx: &Ctx, nodes: Vec<String>, script: String) -> Result<Val
 
 async fn heal_nodes(ctx: &Ctx, nodes: Vec<String>) -> Result<Value, String> {
     let chain = chain_name(ctx.control.run_id());
-    let jobs = nodes.iter().map(|n| (n.clone(), None)).collect();
-    let mut flushed = Vec::new();
-    let mut errors = Vec::new();
-    for (node, result) in ctx.sh_in_each(FLUSH, &chain, jobs).await {
-        match result.as_deref().map(str::trim) {
-            Ok("flushed") => flushed.push(node),
-            Ok("absent") => {}
-            Ok(other) => errors.push(format!("{node}: unexpected output {other:?}")),
-            Err(e) => errors.push(format!("{node}: {e}")),
-        }
-    }
+    let (flushed, errors) = iptables::flush(ctx, &chain, nodes.clone()).await;
     // Rules are gone: nothing new is queued, so stopping releases the last packets.
     let run_id = ctx.control.run_id().to_string();
     let stopped = tokio::task::spawn_blocking(move || delayer::stop(&run_id, Some(&nodes)))
@@ -619,6 +590,64 @@ async fn heal_nodes(ctx: &Ctx, nodes: Vec<String>) -> Result<Value, String> {
         return Err(format!("flushing {chain}: {}", errors.join("; ")));
     }
     Ok(json!({ "nodes": flushed, "flushed": flushed.len(), "delayers": delayers }))
+}
+
+/// Delay and loss: any mode, in the senders' namespaces; swept by `heal-delay` in every
+/// run with a nemesis.
+const NEEDS: Needs = Needs {
+    mode: ModeNeed::Any,
+    bus_proxy: false,
+    node_host: true,
+};
+
+const SWEEP: Sweep = Sweep {
+    op: "heal-delay",
+    when: SweepWhen::Always,
+    run: sweep,
+};
+
+fn sweep(ctx: &Ctx) -> BoxFuture<'_, Result<Value, String>> {
+    Box::pin(heal_all(ctx))
+}
+
+impl FaultPackage for Delay {
+    type Spec = DelaySpec;
+    const OPS: FaultOps = FaultOps {
+        kind: "delay",
+        starts: &["delay"],
+        heals: &["heal"],
+        sweeps: &["heal-delay"],
+        failover: false,
+        disrupts_failover: false,
+    };
+    const NEEDS: Needs = NEEDS;
+    const SWEEP: Option<Sweep> = Some(SWEEP);
+    fn targets(spec: &DelaySpec) -> Vec<(&'static str, &Target)> {
+        vec![("from", &spec.from), ("to", &spec.to)]
+    }
+    fn build(spec: &DelaySpec) -> Box<dyn Fault> {
+        Box::new(Delay::new(spec.clone()))
+    }
+}
+
+impl FaultPackage for Loss {
+    type Spec = LossSpec;
+    const OPS: FaultOps = FaultOps {
+        kind: "loss",
+        starts: &["loss"],
+        heals: &["heal"],
+        sweeps: &["heal-delay"],
+        failover: false,
+        disrupts_failover: false,
+    };
+    const NEEDS: Needs = NEEDS;
+    const SWEEP: Option<Sweep> = Some(SWEEP);
+    fn targets(spec: &LossSpec) -> Vec<(&'static str, &Target)> {
+        vec![("from", &spec.from), ("to", &spec.to)]
+    }
+    fn build(spec: &LossSpec) -> Box<dyn Fault> {
+        Box::new(Loss::new(spec.clone()))
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,10 @@ use super::bus_proxy::BusProxy;
 use super::frame::MsgType;
 use super::rule::{Match, Opener, Rule, RuleId, Verdict};
 use super::spec::{BusDelaySpec, BusDropSpec, BusHoldSpec, OpenedBy};
+use faultline_history::FaultOps;
+
 use crate::fault::{Applied, BoxFuture, Ctx, Fault, Heal, Outcome};
+use crate::package::{FaultPackage, ModeNeed, Needs, Sweep, SweepWhen};
 use crate::spec::Target;
 use crate::target;
 
@@ -305,6 +308,76 @@ pub async fn heal_all(ctx: &Ctx) -> Result<Value, String> {
         "released": removed.iter().map(|(_, r)| r.released).sum::<usize>() + stragglers,
         "connections_reset": removed.iter().map(|(_, r)| r.connections_reset).sum::<usize>(),
     }))
+}
+
+/// The bus faults: cluster mode with `cluster.bus: proxy`; swept by `heal-bus` whenever
+/// the proxy runs.
+pub(crate) const NEEDS: Needs = Needs {
+    mode: ModeNeed::Cluster,
+    bus_proxy: true,
+    node_host: true,
+};
+
+/// Every rule removed, every held message released.
+pub(crate) const SWEEP: Sweep = Sweep {
+    op: "heal-bus",
+    when: SweepWhen::BusProxy,
+    run: sweep,
+};
+
+fn sweep(ctx: &Ctx) -> BoxFuture<'_, Result<Value, String>> {
+    Box::pin(heal_all(ctx))
+}
+
+/// The op names of a bus fault named `kind`.
+const fn bus_ops(kind: &'static [&'static str]) -> FaultOps {
+    FaultOps {
+        kind: kind[0],
+        starts: kind,
+        heals: &[HEAL],
+        sweeps: &["heal-bus"],
+        failover: false,
+        disrupts_failover: false,
+    }
+}
+
+impl FaultPackage for BusDelay {
+    type Spec = BusDelaySpec;
+    const OPS: FaultOps = bus_ops(&["bus-delay"]);
+    const NEEDS: Needs = NEEDS;
+    const SWEEP: Option<Sweep> = Some(SWEEP);
+    fn targets(spec: &BusDelaySpec) -> Vec<(&'static str, &Target)> {
+        vec![("from", &spec.from), ("to", &spec.to)]
+    }
+    fn build(spec: &BusDelaySpec) -> Box<dyn Fault> {
+        Box::new(BusDelay::new(spec.clone()))
+    }
+}
+
+impl FaultPackage for BusDrop {
+    type Spec = BusDropSpec;
+    const OPS: FaultOps = bus_ops(&["bus-drop"]);
+    const NEEDS: Needs = NEEDS;
+    const SWEEP: Option<Sweep> = Some(SWEEP);
+    fn targets(spec: &BusDropSpec) -> Vec<(&'static str, &Target)> {
+        vec![("from", &spec.from), ("to", &spec.to)]
+    }
+    fn build(spec: &BusDropSpec) -> Box<dyn Fault> {
+        Box::new(BusDrop::new(spec.clone()))
+    }
+}
+
+impl FaultPackage for BusHold {
+    type Spec = BusHoldSpec;
+    const OPS: FaultOps = bus_ops(&["bus-hold"]);
+    const NEEDS: Needs = NEEDS;
+    const SWEEP: Option<Sweep> = Some(SWEEP);
+    fn targets(spec: &BusHoldSpec) -> Vec<(&'static str, &Target)> {
+        vec![("from", &spec.from), ("to", &spec.to)]
+    }
+    fn build(spec: &BusHoldSpec) -> Box<dyn Fault> {
+        Box::new(BusHold::new(spec.clone()))
+    }
 }
 
 #[cfg(test)]

@@ -23,8 +23,11 @@ use super::fault::BusHeal;
 use super::frame::MsgType;
 use super::rule::{Match, Opener, Rule, Verdict};
 use super::spec::DelayMs;
+use faultline_history::FaultOps;
+
 use crate::failover::{pick_shard, send_failover, wait_promoted};
 use crate::fault::{Applied, BoxFuture, Ctx, Fault, Outcome};
+use crate::package::{FaultPackage, Needs, Sweep};
 use crate::spec::{FailoverMode, Target};
 use crate::target;
 use faultline_history::bounds::PositiveF64;
@@ -227,5 +230,25 @@ impl FailoverWhileHeld {
             value,
             heal,
         }
+    }
+}
+
+impl FaultPackage for FailoverWhileHeld {
+    type Spec = FailoverWhileHeldSpec;
+    const OPS: FaultOps = FaultOps {
+        kind: "failover-while-held",
+        starts: &["failover-while-held"],
+        heals: &[super::fault::HEAL],
+        sweeps: &["heal-bus"],
+        failover: true,
+        disrupts_failover: false,
+    };
+    const NEEDS: Needs = super::fault::NEEDS;
+    const SWEEP: Option<Sweep> = Some(super::fault::SWEEP);
+    fn targets(spec: &FailoverWhileHeldSpec) -> Vec<(&'static str, &Target)> {
+        vec![("shard", &spec.shard), ("observer", &spec.observer)]
+    }
+    fn build(spec: &FailoverWhileHeldSpec) -> Box<dyn Fault> {
+        Box::new(FailoverWhileHeld::new(spec.clone()))
     }
 }
