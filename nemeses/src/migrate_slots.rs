@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use faultline_history::bounds::Bounded;
 use faultline_history::ClusterView;
+use faultline_history::FaultOps;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use redis::aio::MultiplexedConnection;
@@ -29,8 +30,6 @@ use redis::AsyncConnectionConfig;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{json, Value};
-
-use faultline_history::FaultOps;
 
 use crate::control::NodeInfo;
 use crate::fault::{Applied, BoxFuture, Ctx, Fault, Heal, Outcome};

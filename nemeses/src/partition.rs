@@ -20,20 +20,70 @@
 
 use std::collections::BTreeMap;
 
+use faultline_history::bounds::Bounded;
+use faultline_history::FaultOps;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-
-use faultline_history::FaultOps;
 
 use crate::control::NodeInfo;
 use crate::fault::{Applied, BoxFuture, Ctx, Fault, Heal, Outcome};
 use crate::package::{FaultPackage, ModeNeed, Needs, SpecError, Sweep, SweepWhen};
-use crate::spec::{PartitionSpec, Ports, Shape, Target};
+use crate::spec::Target;
 use crate::target::{self, node_order};
 
 use crate::iptables::{self, Peer, INSTALL_INPUT as INSTALL};
+
+/// How a partition divides the nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Shape {
+    /// Each target node alone, cut off from every other node.
+    #[default]
+    Isolate,
+    /// A random minority and majority.
+    Halves,
+    /// Every node sees a majority, and no two nodes the same one.
+    MajoritiesRing,
+    /// Two halves, and one node that sees both.
+    Bridge,
+    /// Target nodes stop receiving from every other node; the others still receive
+    /// from them (asymmetric).
+    OneWay,
+}
+
+/// Which traffic a partition cuts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ports {
+    /// Everything between the nodes.
+    #[default]
+    All,
+    /// Only the cluster bus (gossip, failover votes).
+    Bus,
+    /// Only the client port (which also carries replication).
+    Client,
+}
+
+/// A partition.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionSpec {
+    /// How the nodes are divided.
+    #[serde(default)]
+    pub shape: Shape,
+    /// For `isolate` and `one-way`: which nodes (default one).
+    #[serde(default)]
+    pub target: Target,
+    /// Draw this many of the target's nodes (default: all of them, or one for `one`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<Bounded<1, 1000>>,
+    /// Which traffic is cut.
+    #[serde(default)]
+    pub ports: Ports,
+}
 
 /// For each node, the nodes whose packets it drops, in node order. A node that drops
 /// nothing is absent.

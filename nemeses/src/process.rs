@@ -1,14 +1,27 @@
 //! Faults on server processes: kill (SIGKILL, restart at heal) and pause (SIGSTOP,
 //! SIGCONT at heal).
 
-use serde_json::{json, Value};
-
+use faultline_history::bounds::Bounded;
 use faultline_history::FaultOps;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
 use crate::fault::{Applied, BoxFuture, Ctx, Fault, Heal, Outcome};
 use crate::package::{FaultPackage, ModeNeed, Needs};
-use crate::spec::{NodeFaultSpec, Target};
+use crate::spec::Target;
 use crate::target;
+
+/// A fault on server processes (kill, pause).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeFaultSpec {
+    /// Which nodes (default one).
+    #[serde(default)]
+    pub target: Target,
+    /// Draw this many of the target's nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<Bounded<1, 1000>>,
+}
 
 /// Which signal pair a process fault uses.
 #[derive(Clone, Copy)]

@@ -25,12 +25,15 @@
 
 use std::fmt;
 
-use faultline_history::bounds::{Bounded, NonNegativeF64, PositiveF64};
+use faultline_history::bounds::{NonNegativeF64, PositiveF64};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 pub use crate::delay::{DelaySpec, LossSpec};
+pub use crate::failover::{FailoverMode, FailoverSpec};
 pub use crate::migrate_slots::MigrateSlotsSpec;
+pub use crate::partition::{PartitionSpec, Ports, Shape};
+pub use crate::process::NodeFaultSpec;
 pub use crate::proxy::spec::{BusDelaySpec, BusDropSpec, BusHoldSpec};
 pub use crate::proxy::stale_failover::FailoverWhileHeldSpec;
 pub use crate::registry::{FaultSpec, FAULT_KINDS};
@@ -88,120 +91,6 @@ impl NemesisSpec {
             start_after_s: five_nn(),
             faults,
         })
-    }
-}
-
-/// How a partition divides the nodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Shape {
-    /// Each target node alone, cut off from every other node.
-    #[default]
-    Isolate,
-    /// A random minority and majority.
-    Halves,
-    /// Every node sees a majority, and no two nodes the same one.
-    MajoritiesRing,
-    /// Two halves, and one node that sees both.
-    Bridge,
-    /// Target nodes stop receiving from every other node; the others still receive
-    /// from them (asymmetric).
-    OneWay,
-}
-
-/// Which traffic a partition cuts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Ports {
-    /// Everything between the nodes.
-    #[default]
-    All,
-    /// Only the cluster bus (gossip, failover votes).
-    Bus,
-    /// Only the client port (which also carries replication).
-    Client,
-}
-
-/// A partition.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PartitionSpec {
-    /// How the nodes are divided.
-    #[serde(default)]
-    pub shape: Shape,
-    /// For `isolate` and `one-way`: which nodes (default one).
-    #[serde(default)]
-    pub target: Target,
-    /// Draw this many of the target's nodes (default: all of them, or one for `one`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub count: Option<Bounded<1, 1000>>,
-    /// Which traffic is cut.
-    #[serde(default)]
-    pub ports: Ports,
-}
-
-/// A fault on server processes (kill, pause).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NodeFaultSpec {
-    /// Which nodes (default one).
-    #[serde(default)]
-    pub target: Target,
-    /// Draw this many of the target's nodes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub count: Option<Bounded<1, 1000>>,
-}
-
-/// How `CLUSTER FAILOVER` is asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FailoverMode {
-    /// Coordinated with the primary (it must be reachable).
-    #[default]
-    Default,
-    /// Without the primary's agreement, still with the other primaries' votes.
-    Force,
-    /// Without any votes: the replica bumps the epoch itself.
-    Takeover,
-}
-
-impl FailoverMode {
-    /// The argument `CLUSTER FAILOVER` takes, if any.
-    pub fn arg(self) -> Option<&'static str> {
-        match self {
-            FailoverMode::Default => None,
-            FailoverMode::Force => Some("FORCE"),
-            FailoverMode::Takeover => Some("TAKEOVER"),
-        }
-    }
-}
-
-/// A manual failover.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FailoverSpec {
-    /// How the failover is asked.
-    #[serde(default)]
-    pub mode: FailoverMode,
-    /// The primary whose replica is promoted: one of these is drawn (default primaries).
-    #[serde(default = "primaries")]
-    pub target: Target,
-    /// Seconds to wait for the replica to show itself as primary in CLUSTER NODES.
-    #[serde(default = "ten")]
-    pub timeout_s: PositiveF64,
-}
-
-fn primaries() -> Target {
-    Target::Primaries
-}
-
-impl Default for FailoverSpec {
-    fn default() -> Self {
-        FailoverSpec {
-            mode: FailoverMode::Default,
-            target: Target::Primaries,
-            timeout_s: ten(),
-        }
     }
 }
 

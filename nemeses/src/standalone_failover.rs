@@ -14,11 +14,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use faultline_history::bounds::{Bounded, PositiveF64};
+use faultline_history::FaultOps;
 use redis::AsyncConnectionConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-
-use faultline_history::FaultOps;
 
 use crate::control::NodeInfo;
 use crate::failover::pick_shard;

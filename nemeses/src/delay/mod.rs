@@ -38,13 +38,13 @@ pub mod netem;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use faultline_history::FaultOps;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use faultline_history::FaultOps;
-
 use crate::control::NodeInfo;
 use crate::fault::{Applied, BoxFuture, Ctx, Fault, Heal, Outcome};
+use crate::iptables::{self, Peer, INSTALL_OUTPUT as INSTALL};
 use crate::package::{FaultPackage, ModeNeed, Needs, Sweep, SweepWhen};
 use crate::proxy::spec::{DelayMs, Probability};
 use crate::spec::{Ports, Target};
@@ -55,8 +55,6 @@ pub use netem::{Band, Mechanism};
 
 /// Mixed into the step's draw for `to`, so it is chosen independently of `from`.
 const TO_SALT: u64 = 0x746f_5f6e_6f64_6573;
-
-use crate::iptables::{self, Peer, INSTALL_OUTPUT as INSTALL};
 
 /// The run's delay/loss chain: `FL-<run id>-delay` (under iptables' 28 characters).
 pub fn chain_name(run_id: &str) -> String {

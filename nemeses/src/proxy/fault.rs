@@ -9,14 +9,13 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use faultline_history::FaultOps;
 use serde_json::{json, Value};
 
 use super::bus_proxy::BusProxy;
 use super::frame::MsgType;
 use super::rule::{Match, Opener, Rule, RuleId, Verdict};
 use super::spec::{BusDelaySpec, BusDropSpec, BusHoldSpec, OpenedBy};
-use faultline_history::FaultOps;
-
 use crate::fault::{Applied, BoxFuture, Ctx, Fault, Heal, Outcome};
 use crate::package::{FaultPackage, ModeNeed, Needs, Sweep, SweepWhen};
 use crate::spec::Target;

@@ -15,6 +15,8 @@
 
 use std::time::{Duration, Instant};
 
+use faultline_history::bounds::PositiveF64;
+use faultline_history::FaultOps;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -23,14 +25,11 @@ use super::fault::BusHeal;
 use super::frame::MsgType;
 use super::rule::{Match, Opener, Rule, Verdict};
 use super::spec::DelayMs;
-use faultline_history::FaultOps;
-
 use crate::failover::{pick_shard, send_failover, wait_promoted};
 use crate::fault::{Applied, BoxFuture, Ctx, Fault, Outcome};
 use crate::package::{FaultPackage, Needs, Sweep};
 use crate::spec::{FailoverMode, Target};
 use crate::target;
-use faultline_history::bounds::PositiveF64;
 
 /// Mixed into the draw for the observer, so it is drawn independently of the shard.
 const OBSERVER_SALT: u64 = 0x6f62_7365_7276_6572;
