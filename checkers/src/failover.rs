@@ -270,22 +270,10 @@ mod tests {
 
     /// The op names these tests write, as the nemeses' packages declare them.
     const OPS: &[FaultOps] = &[
-        FaultOps {
-            kind: "failover",
-            starts: &["failover"],
-            heals: &[],
-            sweeps: &[],
-            failover: true,
-            disrupts_failover: false,
-        },
-        FaultOps {
-            kind: "pause",
-            starts: &["pause"],
-            heals: &["resume"],
-            sweeps: &[],
-            failover: false,
-            disrupts_failover: true,
-        },
+        FaultOps::new(&["failover"]).failing_over(),
+        FaultOps::new(&["pause"])
+            .with_heals(&["resume"])
+            .disrupting_failovers(),
     ];
 
     fn check(ops: Vec<Op>) -> CheckerResult {

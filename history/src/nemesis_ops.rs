@@ -26,6 +26,45 @@ pub struct FaultOps {
     pub disrupts_failover: bool,
 }
 
+impl FaultOps {
+    /// A kind applied by the ops `starts` and named after the first; not healed, swept,
+    /// a failover nor disrupting one until the builders below say so.
+    pub const fn new(starts: &'static [&'static str]) -> FaultOps {
+        FaultOps {
+            kind: starts[0],
+            starts,
+            heals: &[],
+            sweeps: &[],
+            failover: false,
+            disrupts_failover: false,
+        }
+    }
+
+    /// Undone by the ops `heals`.
+    pub const fn with_heals(mut self, heals: &'static [&'static str]) -> FaultOps {
+        self.heals = heals;
+        self
+    }
+
+    /// Swept by the final phase's ops `sweeps`.
+    pub const fn with_sweeps(mut self, sweeps: &'static [&'static str]) -> FaultOps {
+        self.sweeps = sweeps;
+        self
+    }
+
+    /// A manual failover.
+    pub const fn failing_over(mut self) -> FaultOps {
+        self.failover = true;
+        self
+    }
+
+    /// A fault under which failovers are expected to fail.
+    pub const fn disrupting_failovers(mut self) -> FaultOps {
+        self.disrupts_failover = true;
+        self
+    }
+}
+
 /// Every fault kind's op names.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NemesisOps {
@@ -63,22 +102,11 @@ mod tests {
     use super::*;
 
     const KINDS: &[FaultOps] = &[
-        FaultOps {
-            kind: "partition",
-            starts: &["partition"],
-            heals: &["heal"],
-            sweeps: &["heal-all"],
-            failover: false,
-            disrupts_failover: true,
-        },
-        FaultOps {
-            kind: "failover",
-            starts: &["failover"],
-            heals: &[],
-            sweeps: &[],
-            failover: true,
-            disrupts_failover: false,
-        },
+        FaultOps::new(&["partition"])
+            .with_heals(&["heal"])
+            .with_sweeps(&["heal-all"])
+            .disrupting_failovers(),
+        FaultOps::new(&["failover"]).failing_over(),
     ];
 
     #[test]

@@ -93,7 +93,7 @@ impl Failover {
 
 impl Fault for Failover {
     fn name(&self) -> &'static str {
-        "failover"
+        Self::OPS.kind
     }
 
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
@@ -256,14 +256,7 @@ pub(crate) async fn send_failover(
 
 impl FaultPackage for Failover {
     type Spec = FailoverSpec;
-    const OPS: FaultOps = FaultOps {
-        kind: "failover",
-        starts: &["failover"],
-        heals: &[],
-        sweeps: &[],
-        failover: true,
-        disrupts_failover: false,
-    };
+    const OPS: FaultOps = FaultOps::new(&["failover"]).failing_over();
     const NEEDS: Needs = Needs {
         mode: ModeNeed::Cluster,
         bus_proxy: false,

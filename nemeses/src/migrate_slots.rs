@@ -173,7 +173,7 @@ impl MigrateSlots {
 
 impl Fault for MigrateSlots {
     fn name(&self) -> &'static str {
-        "migrate-slots"
+        Self::OPS.kind
     }
 
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
@@ -579,7 +579,7 @@ struct Settle;
 
 impl Heal for Settle {
     fn name(&self) -> &'static str {
-        "settle-slots"
+        <MigrateSlots as FaultPackage>::OPS.heals[0]
     }
 
     fn heal<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Value, String>> {
@@ -724,14 +724,9 @@ pub async fn heal_all(ctx: &Ctx) -> Result<Value, String> {
 
 impl FaultPackage for MigrateSlots {
     type Spec = MigrateSlotsSpec;
-    const OPS: FaultOps = FaultOps {
-        kind: "migrate-slots",
-        starts: &["migrate-slots"],
-        heals: &["settle-slots"],
-        sweeps: &["settle-slots"],
-        failover: false,
-        disrupts_failover: false,
-    };
+    const OPS: FaultOps = FaultOps::new(&["migrate-slots"])
+        .with_heals(&["settle-slots"])
+        .with_sweeps(&["settle-slots"]);
     const NEEDS: Needs = Needs {
         mode: ModeNeed::Cluster,
         bus_proxy: false,

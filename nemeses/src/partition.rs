@@ -393,7 +393,7 @@ impl Partition {
 
 impl Fault for Partition {
     fn name(&self) -> &'static str {
-        "partition"
+        Self::OPS.kind
     }
 
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
@@ -408,7 +408,7 @@ pub struct PartitionHeal {
 
 impl Heal for PartitionHeal {
     fn name(&self) -> &'static str {
-        "heal"
+        <Partition as FaultPackage>::OPS.heals[0]
     }
 
     fn heal<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Value, String>> {
@@ -455,14 +455,10 @@ fn shuffled(names: &[String], draw: u64) -> Vec<String> {
 
 impl FaultPackage for Partition {
     type Spec = PartitionSpec;
-    const OPS: FaultOps = FaultOps {
-        kind: "partition",
-        starts: &["partition"],
-        heals: &["heal"],
-        sweeps: &["heal-all"],
-        failover: false,
-        disrupts_failover: true,
-    };
+    const OPS: FaultOps = FaultOps::new(&["partition"])
+        .with_heals(&["heal"])
+        .with_sweeps(&["heal-all"])
+        .disrupting_failovers();
     const NEEDS: Needs = Needs {
         mode: ModeNeed::Any,
         bus_proxy: false,

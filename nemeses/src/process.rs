@@ -31,18 +31,19 @@ enum Kind {
 }
 
 impl Kind {
-    fn name(self) -> &'static str {
+    fn ops(self) -> FaultOps {
         match self {
-            Kind::Kill => "kill",
-            Kind::Pause => "pause",
+            Kind::Kill => <Kill as FaultPackage>::OPS,
+            Kind::Pause => <Pause as FaultPackage>::OPS,
         }
     }
 
+    fn name(self) -> &'static str {
+        self.ops().kind
+    }
+
     fn heal_name(self) -> &'static str {
-        match self {
-            Kind::Kill => "restart",
-            Kind::Pause => "resume",
-        }
+        self.ops().heals[0]
     }
 }
 
@@ -173,14 +174,9 @@ const NEEDS: Needs = Needs {
 
 impl FaultPackage for Kill {
     type Spec = NodeFaultSpec;
-    const OPS: FaultOps = FaultOps {
-        kind: "kill",
-        starts: &["kill"],
-        heals: &["restart"],
-        sweeps: &[],
-        failover: false,
-        disrupts_failover: true,
-    };
+    const OPS: FaultOps = FaultOps::new(&["kill"])
+        .with_heals(&["restart"])
+        .disrupting_failovers();
     const NEEDS: Needs = NEEDS;
     fn targets(spec: &NodeFaultSpec) -> Vec<(&'static str, &Target)> {
         vec![("target", &spec.target)]
@@ -192,14 +188,9 @@ impl FaultPackage for Kill {
 
 impl FaultPackage for Pause {
     type Spec = NodeFaultSpec;
-    const OPS: FaultOps = FaultOps {
-        kind: "pause",
-        starts: &["pause"],
-        heals: &["resume"],
-        sweeps: &[],
-        failover: false,
-        disrupts_failover: true,
-    };
+    const OPS: FaultOps = FaultOps::new(&["pause"])
+        .with_heals(&["resume"])
+        .disrupting_failovers();
     const NEEDS: Needs = NEEDS;
     fn targets(spec: &NodeFaultSpec) -> Vec<(&'static str, &Target)> {
         vec![("target", &spec.target)]

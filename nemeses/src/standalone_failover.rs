@@ -81,7 +81,7 @@ impl StandaloneFailover {
 
 impl Fault for StandaloneFailover {
     fn name(&self) -> &'static str {
-        "standalone-failover"
+        Self::OPS.kind
     }
 
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
@@ -275,14 +275,7 @@ async fn send_failover(
 
 impl FaultPackage for StandaloneFailover {
     type Spec = StandaloneFailoverSpec;
-    const OPS: FaultOps = FaultOps {
-        kind: "standalone-failover",
-        starts: &["standalone-failover"],
-        heals: &[],
-        sweeps: &[],
-        failover: true,
-        disrupts_failover: false,
-    };
+    const OPS: FaultOps = FaultOps::new(&["standalone-failover"]).failing_over();
     const NEEDS: Needs = Needs {
         mode: ModeNeed::Standalone,
         bus_proxy: false,

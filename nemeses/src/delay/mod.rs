@@ -221,7 +221,7 @@ impl Delay {
 
 impl Fault for Delay {
     fn name(&self) -> &'static str {
-        "delay"
+        Self::OPS.kind
     }
 
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
@@ -267,7 +267,7 @@ impl Loss {
 
 impl Fault for Loss {
     fn name(&self) -> &'static str {
-        "loss"
+        Self::OPS.kind
     }
 
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
@@ -520,7 +520,7 @@ pub struct LinkHeal {
 
 impl Heal for LinkHeal {
     fn name(&self) -> &'static str {
-        "heal"
+        <Delay as FaultPackage>::OPS.heals[0]
     }
 
     fn heal<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Value, String>> {
@@ -610,14 +610,9 @@ fn sweep(ctx: &Ctx) -> BoxFuture<'_, Result<Value, String>> {
 
 impl FaultPackage for Delay {
     type Spec = DelaySpec;
-    const OPS: FaultOps = FaultOps {
-        kind: "delay",
-        starts: &["delay"],
-        heals: &["heal"],
-        sweeps: &["heal-delay"],
-        failover: false,
-        disrupts_failover: false,
-    };
+    const OPS: FaultOps = FaultOps::new(&["delay"])
+        .with_heals(&["heal"])
+        .with_sweeps(&["heal-delay"]);
     const NEEDS: Needs = NEEDS;
     const SWEEP: Option<Sweep> = Some(SWEEP);
     fn targets(spec: &DelaySpec) -> Vec<(&'static str, &Target)> {
@@ -630,14 +625,9 @@ impl FaultPackage for Delay {
 
 impl FaultPackage for Loss {
     type Spec = LossSpec;
-    const OPS: FaultOps = FaultOps {
-        kind: "loss",
-        starts: &["loss"],
-        heals: &["heal"],
-        sweeps: &["heal-delay"],
-        failover: false,
-        disrupts_failover: false,
-    };
+    const OPS: FaultOps = FaultOps::new(&["loss"])
+        .with_heals(&["heal"])
+        .with_sweeps(&["heal-delay"]);
     const NEEDS: Needs = NEEDS;
     const SWEEP: Option<Sweep> = Some(SWEEP);
     fn targets(spec: &LossSpec) -> Vec<(&'static str, &Target)> {

@@ -68,7 +68,7 @@ impl BusHold {
 
 impl Fault for BusDelay {
     fn name(&self) -> &'static str {
-        "bus-delay"
+        Self::OPS.kind
     }
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
         let s = &self.0;
@@ -91,7 +91,7 @@ impl Fault for BusDelay {
 
 impl Fault for BusDrop {
     fn name(&self) -> &'static str {
-        "bus-drop"
+        Self::OPS.kind
     }
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
         let s = &self.0;
@@ -120,7 +120,7 @@ impl Fault for BusDrop {
 
 impl Fault for BusHold {
     fn name(&self) -> &'static str {
-        "bus-hold"
+        Self::OPS.kind
     }
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
         let s = &self.0;
@@ -328,16 +328,11 @@ fn sweep(ctx: &Ctx) -> BoxFuture<'_, Result<Value, String>> {
     Box::pin(heal_all(ctx))
 }
 
-/// The op names of a bus fault named `kind`.
-const fn bus_ops(kind: &'static [&'static str]) -> FaultOps {
-    FaultOps {
-        kind: kind[0],
-        starts: kind,
-        heals: &[HEAL],
-        sweeps: &["heal-bus"],
-        failover: false,
-        disrupts_failover: false,
-    }
+/// The op names of a bus fault applied by `start`.
+const fn bus_ops(start: &'static [&'static str]) -> FaultOps {
+    FaultOps::new(start)
+        .with_heals(&[HEAL])
+        .with_sweeps(&["heal-bus"])
 }
 
 impl FaultPackage for BusDelay {

@@ -95,7 +95,7 @@ impl FailoverWhileHeld {
 
 impl Fault for FailoverWhileHeld {
     fn name(&self) -> &'static str {
-        "failover-while-held"
+        Self::OPS.kind
     }
 
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
@@ -234,14 +234,10 @@ impl FailoverWhileHeld {
 
 impl FaultPackage for FailoverWhileHeld {
     type Spec = FailoverWhileHeldSpec;
-    const OPS: FaultOps = FaultOps {
-        kind: "failover-while-held",
-        starts: &["failover-while-held"],
-        heals: &[super::fault::HEAL],
-        sweeps: &["heal-bus"],
-        failover: true,
-        disrupts_failover: false,
-    };
+    const OPS: FaultOps = FaultOps::new(&["failover-while-held"])
+        .with_heals(&[super::fault::HEAL])
+        .with_sweeps(&["heal-bus"])
+        .failing_over();
     const NEEDS: Needs = super::fault::NEEDS;
     const SWEEP: Option<Sweep> = Some(super::fault::SWEEP);
     fn targets(spec: &FailoverWhileHeldSpec) -> Vec<(&'static str, &Target)> {
