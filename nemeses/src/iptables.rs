@@ -6,8 +6,12 @@
 //! and no other and the whole input commits or nothing does; the install script then
 //! hooks the chain first in its built-in chain unless a hook is already there.
 
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
 use crate::control::NodeInfo;
-use crate::fault::Ctx;
+use crate::fault::{Applied, Ctx, Heal, Outcome};
 use crate::spec::Ports;
 
 /// Reads `iptables-restore` input on stdin into the chain named by `$1`, then hooks the
@@ -93,4 +97,35 @@ pub(crate) async fn flush(
         }
     }
     (flushed, errors)
+}
+
+/// A fault's outcome from each node's install result: ok when every node took its rules,
+/// info (with the failures under `failed` in `value`) when any did not; healed either
+/// way, since a node that failed may still hold some rules.
+pub(crate) fn applied(
+    mut value: Value,
+    results: Vec<(String, Result<String, String>)>,
+    heal: Box<dyn Heal>,
+) -> Applied {
+    let failed: BTreeMap<String, String> = results
+        .into_iter()
+        .filter_map(|(node, r)| r.err().map(|e| (node, e)))
+        .collect();
+    let (outcome, error) = if failed.is_empty() {
+        (Outcome::Ok, None)
+    } else {
+        let error = failed
+            .iter()
+            .map(|(n, e)| format!("{n}: {e}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        value["failed"] = json!(failed);
+        (Outcome::Info, Some(error))
+    };
+    Applied {
+        outcome,
+        value,
+        error,
+        heal: Some(heal),
+    }
 }

@@ -101,3 +101,24 @@ pub trait FaultPackage {
     /// The fault, configured.
     fn build(spec: &Self::Spec) -> Box<dyn Fault>;
 }
+
+/// Implements [`FaultPackage`] for a fault on links: built by `$fault::new(spec)`, aimed by
+/// the spec's `from` and `to`, with the `NEEDS` and `SWEEP` consts in scope (delay and
+/// loss; the bus faults).
+macro_rules! links_package {
+    ($fault:ident, $spec:ident, $ops:expr) => {
+        impl $crate::package::FaultPackage for $fault {
+            type Spec = $spec;
+            const OPS: faultline_history::FaultOps = $ops;
+            const NEEDS: $crate::package::Needs = NEEDS;
+            const SWEEP: Option<$crate::package::Sweep> = Some(SWEEP);
+            fn targets(spec: &$spec) -> Vec<(&'static str, &$crate::spec::Target)> {
+                vec![("from", &spec.from), ("to", &spec.to)]
+            }
+            fn build(spec: &$spec) -> Box<dyn $crate::fault::Fault> {
+                Box::new($fault::new(spec.clone()))
+            }
+        }
+    };
+}
+pub(crate) use links_package;

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::control::NodeInfo;
-use crate::fault::{Applied, BoxFuture, Ctx, Fault, Heal, Outcome};
+use crate::fault::{Applied, BoxFuture, Ctx, Fault, Heal};
 use crate::package::{FaultPackage, ModeNeed, Needs, SpecError, Sweep, SweepWhen};
 use crate::spec::Target;
 use crate::target::{self, node_order};
@@ -355,29 +355,8 @@ impl Partition {
             })
             .collect();
         let results = ctx.sh_in_each(INSTALL, &chain, jobs).await;
-        let failed: BTreeMap<String, String> = results
-            .into_iter()
-            .filter_map(|(node, r)| r.err().map(|e| (node, e)))
-            .collect();
         // Every node was written, so every node may hold rules now.
-        let heal: Box<dyn Heal> = Box::new(PartitionHeal { nodes: all });
-        let (outcome, error) = if failed.is_empty() {
-            (Outcome::Ok, None)
-        } else {
-            let error = failed
-                .iter()
-                .map(|(n, e)| format!("{n}: {e}"))
-                .collect::<Vec<_>>()
-                .join("; ");
-            value["failed"] = json!(failed);
-            (Outcome::Info, Some(error))
-        };
-        Applied {
-            outcome,
-            value,
-            error,
-            heal: Some(heal),
-        }
+        iptables::applied(value, results, Box::new(PartitionHeal { nodes: all }))
     }
 
     /// The target nodes; roles are asked only for `primaries` / `replicas`.
@@ -496,6 +475,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+    use crate::fault::Outcome;
     use crate::iptables::FLUSH_CHAIN as FLUSH;
 
     fn names(n: usize) -> Vec<String> {

@@ -172,30 +172,24 @@ const NEEDS: Needs = Needs {
     node_host: true,
 };
 
-impl FaultPackage for Kill {
-    type Spec = NodeFaultSpec;
-    const OPS: FaultOps = FaultOps::new(&["kill"])
-        .with_heals(&["restart"])
-        .disrupting_failovers();
-    const NEEDS: Needs = NEEDS;
-    fn targets(spec: &NodeFaultSpec) -> Vec<(&'static str, &Target)> {
-        vec![("target", &spec.target)]
-    }
-    fn build(spec: &NodeFaultSpec) -> Box<dyn Fault> {
-        Box::new(Kill::new(spec.clone()))
-    }
+/// The package of a process fault: kill and pause differ only in their names.
+macro_rules! process_package {
+    ($fault:ident, $kind:literal, $heal:literal) => {
+        impl FaultPackage for $fault {
+            type Spec = NodeFaultSpec;
+            const OPS: FaultOps = FaultOps::new(&[$kind])
+                .with_heals(&[$heal])
+                .disrupting_failovers();
+            const NEEDS: Needs = NEEDS;
+            fn targets(spec: &NodeFaultSpec) -> Vec<(&'static str, &Target)> {
+                vec![("target", &spec.target)]
+            }
+            fn build(spec: &NodeFaultSpec) -> Box<dyn Fault> {
+                Box::new($fault::new(spec.clone()))
+            }
+        }
+    };
 }
 
-impl FaultPackage for Pause {
-    type Spec = NodeFaultSpec;
-    const OPS: FaultOps = FaultOps::new(&["pause"])
-        .with_heals(&["resume"])
-        .disrupting_failovers();
-    const NEEDS: Needs = NEEDS;
-    fn targets(spec: &NodeFaultSpec) -> Vec<(&'static str, &Target)> {
-        vec![("target", &spec.target)]
-    }
-    fn build(spec: &NodeFaultSpec) -> Box<dyn Fault> {
-        Box::new(Pause::new(spec.clone()))
-    }
-}
+process_package!(Kill, "kill", "restart");
+process_package!(Pause, "pause", "resume");

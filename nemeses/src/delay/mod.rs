@@ -43,9 +43,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::control::NodeInfo;
-use crate::fault::{Applied, BoxFuture, Ctx, Fault, Heal, Outcome};
+use crate::fault::{Applied, BoxFuture, Ctx, Fault, Heal};
 use crate::iptables::{self, Peer, INSTALL_OUTPUT as INSTALL};
-use crate::package::{FaultPackage, ModeNeed, Needs, Sweep, SweepWhen};
+use crate::package::{links_package, FaultPackage, ModeNeed, Needs, Sweep, SweepWhen};
 use crate::proxy::spec::{DelayMs, Probability};
 use crate::spec::{Ports, Target};
 use crate::target;
@@ -479,35 +479,13 @@ async fn try_netem(
 /// Runs the script given on stdin.
 const RUN_STDIN: &str = "exec sh -s";
 
-/// The fault's outcome from each sender's result: ok when every sender took its rules,
-/// info (with the failures under `failed`) when any did not; healed either way.
+/// The fault's outcome from each sender's result ([`iptables::applied`]).
 fn applied(
-    mut value: Value,
+    value: Value,
     results: Vec<(String, Result<String, String>)>,
     heal: LinkHeal,
 ) -> Applied {
-    let failed: BTreeMap<String, String> = results
-        .into_iter()
-        .filter_map(|(node, r)| r.err().map(|e| (node, e)))
-        .collect();
-    let heal: Box<dyn Heal> = Box::new(heal);
-    let (outcome, error) = if failed.is_empty() {
-        (Outcome::Ok, None)
-    } else {
-        let error = failed
-            .iter()
-            .map(|(n, e)| format!("{n}: {e}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        value["failed"] = json!(failed);
-        (Outcome::Info, Some(error))
-    };
-    Applied {
-        outcome,
-        value,
-        error,
-        heal: Some(heal),
-    }
+    iptables::applied(value, results, Box::new(heal))
 }
 
 /// Undoes one delay or loss: removes its netem band, or flushes the chain in the senders
@@ -608,35 +586,15 @@ fn sweep(ctx: &Ctx) -> BoxFuture<'_, Result<Value, String>> {
     Box::pin(heal_all(ctx))
 }
 
-impl FaultPackage for Delay {
-    type Spec = DelaySpec;
-    const OPS: FaultOps = FaultOps::new(&["delay"])
+/// The op names of a link fault applied by `start`.
+const fn link_ops(start: &'static [&'static str]) -> FaultOps {
+    FaultOps::new(start)
         .with_heals(&["heal"])
-        .with_sweeps(&["heal-delay"]);
-    const NEEDS: Needs = NEEDS;
-    const SWEEP: Option<Sweep> = Some(SWEEP);
-    fn targets(spec: &DelaySpec) -> Vec<(&'static str, &Target)> {
-        vec![("from", &spec.from), ("to", &spec.to)]
-    }
-    fn build(spec: &DelaySpec) -> Box<dyn Fault> {
-        Box::new(Delay::new(spec.clone()))
-    }
+        .with_sweeps(&["heal-delay"])
 }
 
-impl FaultPackage for Loss {
-    type Spec = LossSpec;
-    const OPS: FaultOps = FaultOps::new(&["loss"])
-        .with_heals(&["heal"])
-        .with_sweeps(&["heal-delay"]);
-    const NEEDS: Needs = NEEDS;
-    const SWEEP: Option<Sweep> = Some(SWEEP);
-    fn targets(spec: &LossSpec) -> Vec<(&'static str, &Target)> {
-        vec![("from", &spec.from), ("to", &spec.to)]
-    }
-    fn build(spec: &LossSpec) -> Box<dyn Fault> {
-        Box::new(Loss::new(spec.clone()))
-    }
-}
+links_package!(Delay, DelaySpec, link_ops(&["delay"]));
+links_package!(Loss, LossSpec, link_ops(&["loss"]));
 
 #[cfg(test)]
 mod tests {

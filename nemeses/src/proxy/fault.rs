@@ -17,7 +17,7 @@ use super::frame::MsgType;
 use super::rule::{Match, Opener, Rule, RuleId, Verdict};
 use super::spec::{BusDelaySpec, BusDropSpec, BusHoldSpec, OpenedBy};
 use crate::fault::{Applied, BoxFuture, Ctx, Fault, Heal, Outcome};
-use crate::package::{FaultPackage, ModeNeed, Needs, Sweep, SweepWhen};
+use crate::package::{links_package, FaultPackage, ModeNeed, Needs, Sweep, SweepWhen};
 use crate::spec::Target;
 use crate::target;
 
@@ -335,44 +335,9 @@ const fn bus_ops(start: &'static [&'static str]) -> FaultOps {
         .with_sweeps(&["heal-bus"])
 }
 
-impl FaultPackage for BusDelay {
-    type Spec = BusDelaySpec;
-    const OPS: FaultOps = bus_ops(&["bus-delay"]);
-    const NEEDS: Needs = NEEDS;
-    const SWEEP: Option<Sweep> = Some(SWEEP);
-    fn targets(spec: &BusDelaySpec) -> Vec<(&'static str, &Target)> {
-        vec![("from", &spec.from), ("to", &spec.to)]
-    }
-    fn build(spec: &BusDelaySpec) -> Box<dyn Fault> {
-        Box::new(BusDelay::new(spec.clone()))
-    }
-}
-
-impl FaultPackage for BusDrop {
-    type Spec = BusDropSpec;
-    const OPS: FaultOps = bus_ops(&["bus-drop"]);
-    const NEEDS: Needs = NEEDS;
-    const SWEEP: Option<Sweep> = Some(SWEEP);
-    fn targets(spec: &BusDropSpec) -> Vec<(&'static str, &Target)> {
-        vec![("from", &spec.from), ("to", &spec.to)]
-    }
-    fn build(spec: &BusDropSpec) -> Box<dyn Fault> {
-        Box::new(BusDrop::new(spec.clone()))
-    }
-}
-
-impl FaultPackage for BusHold {
-    type Spec = BusHoldSpec;
-    const OPS: FaultOps = bus_ops(&["bus-hold"]);
-    const NEEDS: Needs = NEEDS;
-    const SWEEP: Option<Sweep> = Some(SWEEP);
-    fn targets(spec: &BusHoldSpec) -> Vec<(&'static str, &Target)> {
-        vec![("from", &spec.from), ("to", &spec.to)]
-    }
-    fn build(spec: &BusHoldSpec) -> Box<dyn Fault> {
-        Box::new(BusHold::new(spec.clone()))
-    }
-}
+links_package!(BusDelay, BusDelaySpec, bus_ops(&["bus-delay"]));
+links_package!(BusDrop, BusDropSpec, bus_ops(&["bus-drop"]));
+links_package!(BusHold, BusHoldSpec, bus_ops(&["bus-hold"]));
 
 #[cfg(test)]
 mod tests {
