@@ -57,9 +57,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS", help_heading = "Overrides")]
     pub time_limit: Option<f64>,
 
-    /// Faults to inject, replacing the scenario's: any of partition, kill, pause, failover,
-    /// comma-separated, each with its defaults.
-    #[arg(long, value_name = "KINDS", help_heading = "Overrides")]
+    /// Faults to inject, replacing the scenario's (comma-separated, each with its defaults).
+    #[arg(long, value_name = "KINDS", help_heading = "Overrides", help = nemesis_help())]
     pub nemesis: Option<String>,
 
     /// Seconds from one fault to the next (overrides the scenario's nemesis interval_s).
@@ -145,4 +144,12 @@ pub struct MatrixArgs {
     /// Store directory; runs go to STORE/<scenario>/, the table to STORE/matrix/<UTC timestamp>/.
     #[arg(long, value_name = "DIR", default_value = "store")]
     pub store: PathBuf,
+}
+
+/// `--nemesis`'s help: every kind the fault registry has.
+fn nemesis_help() -> String {
+    format!(
+        "Faults to inject, replacing the scenario's: any of {}, comma-separated, each with its defaults",
+        faultline_nemeses::spec::FAULT_KINDS.join(", ")
+    )
 }
