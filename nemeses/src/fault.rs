@@ -1,4 +1,4 @@
-//! The fault interface and its registry.
+//! The fault interface.
 //!
 //! A fault is applied once per scheduled step ([`Fault::apply`]) and returns what it did,
 //! as it will appear in the history, plus, for faults that last, the [`Heal`] that undoes

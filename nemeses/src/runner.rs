@@ -123,8 +123,8 @@ pub async fn heal_one(heal: &dyn Heal, ctx: &Ctx, recorder: &Recorder) {
 }
 
 /// Records a healing action `f` around `action`: an invoke, then `ok` with what it did or
-/// `info` with why it may not have worked. The final phase uses it for its sweeps
-/// (`heal-all` partitions, `heal-bus`) as well.
+/// `info` with why it may not have worked. The final phase's sweeps
+/// ([`crate::registry::final_sweeps`]) use it as well.
 pub async fn record_heal(
     f: &str,
     recorder: &Recorder,
