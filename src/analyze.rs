@@ -20,7 +20,7 @@ pub fn check_dir(dir: &Path, run_meta: Option<Value>) -> Result<Results, Failure
         LoadError::Read(faultline_history::ReadError::Io { .. }) => Failure::from(e),
         other => Failure::bad_input(other),
     })?;
-    let mut run = run;
+    let mut run = run.with_nemesis_ops(faultline_nemeses::registry::op_catalog());
     // A run written by `faultline run` carries its scenario: check with its tolerances.
     let scenario_file = dir.join(crate::store::SCENARIO_FILE);
     if scenario_file.exists() {

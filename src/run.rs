@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use faultline_history::Recorder;
 use faultline_nemeses::proxy::{BusMode, BusProxy};
-use faultline_nemeses::runner::{heal_one, record_heal};
+use faultline_nemeses::runner::heal_one;
 use faultline_nemeses::{Ctx, Heal, Nemesis, NemesisSpec};
 use faultline_workloads::{
     ClientConfig, Counters, KeyClient, StandaloneClient, Workload, WorkloadParams,
@@ -294,7 +294,6 @@ struct Live {
     admin: Formed,
     observer: Observer,
     nemesis_ctx: Ctx,
-    nemesis: Option<Nemesis>,
     /// Heals of faults still in force when the workload stopped.
     pending: Vec<Box<dyn Heal>>,
     workload: Box<dyn Workload>,
@@ -548,7 +547,6 @@ impl<'a> Run<'a> {
             admin,
             observer,
             nemesis_ctx,
-            nemesis,
             pending,
             workload,
             client,
@@ -561,7 +559,7 @@ impl<'a> Run<'a> {
     /// again and reads the final values. Then stops recording (the observer last).
     async fn final_phase(&mut self, mut live: Live) -> Nodes<SharedBackend> {
         let (scenario, interrupt) = (self.scenario, self.interrupt);
-        let (nemesis, nemesis_ctx) = (&live.nemesis, live.nemesis_ctx);
+        let nemesis_ctx = live.nemesis_ctx;
         let bus_proxy = &live.nodes.bus_proxy;
         let recorder = self.recorder.clone();
         if !interrupt.is_cancelled() {
@@ -569,42 +567,17 @@ impl<'a> Run<'a> {
             for heal in &live.pending {
                 heal_one(heal.as_ref(), &nemesis_ctx, &recorder).await;
             }
-            if nemesis.is_some() {
-                // Whatever the schedule's state, the final phase must see the whole network.
-                record_heal(
-                    "heal-all",
+            if let Some(spec) = &scenario.nemesis {
+                // Whatever the schedule's state, the final phase must see the whole
+                // network, no slot half-moved, the whole bus: each fault kind's sweep, in
+                // registry order.
+                faultline_nemeses::registry::final_sweeps(
+                    &nemesis_ctx,
                     &recorder,
-                    faultline_nemeses::partition::heal_all(&nemesis_ctx),
+                    &spec.faults,
+                    bus_proxy.is_some(),
                 )
                 .await;
-                record_heal(
-                    "heal-delay",
-                    &recorder,
-                    faultline_nemeses::delay::heal_all(&nemesis_ctx),
-                )
-                .await;
-                if scenario.nemesis.as_ref().is_some_and(|n| {
-                    n.faults
-                        .iter()
-                        .any(|f| matches!(f, faultline_nemeses::FaultSpec::MigrateSlots(_)))
-                }) {
-                    // ... and no slot left MIGRATING / IMPORTING for the final reads.
-                    record_heal(
-                        "settle-slots",
-                        &recorder,
-                        faultline_nemeses::migrate_slots::heal_all(&nemesis_ctx),
-                    )
-                    .await;
-                }
-                if bus_proxy.is_some() {
-                    // ... and the whole bus: rules removed, held messages released.
-                    record_heal(
-                        "heal-bus",
-                        &recorder,
-                        faultline_nemeses::proxy::fault::heal_all(&nemesis_ctx),
-                    )
-                    .await;
-                }
             }
             let converge = Duration::from_secs_f64(scenario.cluster.converge_timeout_s.get());
             let agreed = tokio::select! {

@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 
 pub use faultline_checkers::Tolerances;
 pub use faultline_history::bounds::{Bounded, NonNegativeF64, PositiveF64};
+use faultline_nemeses::package::ModeNeed;
 use faultline_nemeses::proxy::BusMode;
-use faultline_nemeses::spec::{FaultSpec, Shape, Target};
+use faultline_nemeses::spec::Target;
 pub use faultline_nemeses::NemesisSpec;
 
 pub use crate::kinds::{BackendName, FlavorName, Mode, Persistence};
@@ -363,29 +364,18 @@ impl Scenario {
         };
         let n = self.node_count();
         for (i, fault) in nemesis.faults.iter().enumerate() {
-            if let FaultSpec::Partition(p) = fault {
-                let divides_all = !matches!(p.shape, Shape::Isolate | Shape::OneWay);
-                if divides_all && (p.target != Target::One || p.count.is_some()) {
-                    let field = format!("nemesis.faults[{i}]");
-                    let hint = if p.count.is_some() { "count" } else { "target" };
-                    let (line, column) = locate(text, &field, Some(hint)).unwrap_or((0, 0));
-                    return Err(ScenarioError::Invalid {
-                        file: file.to_string(),
-                        line,
-                        column,
-                        field: Some(format!("{field}.{hint}")),
-                        message: "target and count choose nodes for the isolate and one-way shapes; this shape divides every node".into(),
-                    });
-                }
+            if let Err(e) = fault.validate() {
+                let field = format!("nemesis.faults[{i}]");
+                let (line, column) = locate(text, &field, Some(e.key)).unwrap_or((0, 0));
+                return Err(ScenarioError::Invalid {
+                    file: file.to_string(),
+                    line,
+                    column,
+                    field: Some(format!("{field}.{}", e.key)),
+                    message: e.message,
+                });
             }
-            let bus_fault = matches!(
-                fault,
-                FaultSpec::BusDelay(_)
-                    | FaultSpec::BusDrop(_)
-                    | FaultSpec::BusHold(_)
-                    | FaultSpec::FailoverWhileHeld(_)
-            );
-            if bus_fault && self.cluster.bus != BusMode::Proxy {
+            if fault.needs().bus_proxy && self.cluster.bus != BusMode::Proxy {
                 let field = format!("nemesis.faults[{i}]");
                 let (line, column) = locate(text, &field, Some(fault.kind())).unwrap_or((0, 0));
                 return Err(ScenarioError::Invalid {
@@ -399,22 +389,7 @@ impl Scenario {
                     ),
                 });
             }
-            let targets: Vec<(&str, &Target)> = match fault {
-                FaultSpec::Partition(p) => vec![("target", &p.target)],
-                FaultSpec::Kill(k) | FaultSpec::Pause(k) => vec![("target", &k.target)],
-                FaultSpec::Failover(f) => vec![("target", &f.target)],
-                FaultSpec::BusDelay(b) => vec![("from", &b.from), ("to", &b.to)],
-                FaultSpec::BusDrop(b) => vec![("from", &b.from), ("to", &b.to)],
-                FaultSpec::BusHold(b) => vec![("from", &b.from), ("to", &b.to)],
-                FaultSpec::FailoverWhileHeld(f) => {
-                    vec![("shard", &f.shard), ("observer", &f.observer)]
-                }
-                FaultSpec::Delay(d) => vec![("from", &d.from), ("to", &d.to)],
-                FaultSpec::Loss(l) => vec![("from", &l.from), ("to", &l.to)],
-                FaultSpec::MigrateSlots(m) => vec![("from", &m.from)],
-                FaultSpec::StandaloneFailover(f) => vec![("target", &f.target)],
-            };
-            for (key, target) in targets {
+            for (key, target) in fault.targets() {
                 if let Target::Nodes(names) = target {
                     let valid = |name: &str| {
                         name.strip_prefix('n')
@@ -479,16 +454,9 @@ impl Scenario {
             .flat_map(|n| n.faults.iter())
             .enumerate()
         {
-            let standalone_only = matches!(fault, FaultSpec::StandaloneFailover(_));
-            let cluster_only = matches!(
-                fault,
-                FaultSpec::Failover(_)
-                    | FaultSpec::MigrateSlots(_)
-                    | FaultSpec::FailoverWhileHeld(_)
-                    | FaultSpec::BusDelay(_)
-                    | FaultSpec::BusDrop(_)
-                    | FaultSpec::BusHold(_)
-            );
+            let mode = fault.needs().mode;
+            let standalone_only = mode == ModeNeed::Standalone;
+            let cluster_only = mode == ModeNeed::Cluster;
             let message = if standalone && cluster_only {
                 format!(
                     "{} needs a cluster; this scenario has `mode: standalone`",
@@ -768,6 +736,50 @@ mod tests {
         assert!(e.contains("needs `mode: standalone`"), "{e}");
         let e = err("mode: sentinel\n");
         assert!(e.contains("sentinel"), "{e}");
+    }
+
+    #[test]
+    fn every_registered_fault_parses_and_validates_as_its_package_says() {
+        use faultline_nemeses::package::ModeNeed;
+        use faultline_nemeses::spec::{FaultSpec, FAULT_KINDS};
+        for kind in FAULT_KINDS {
+            let needs = FaultSpec::default_of(kind).unwrap().needs();
+            let bus = if needs.bus_proxy {
+                "  bus: proxy\n"
+            } else {
+                ""
+            };
+            let faults = format!("nemesis:\n  faults:\n    - kind: {kind}\n");
+            let cluster = Scenario::parse(&format!("cluster:\n{bus}{faults}"), "c.yaml", "c");
+            let standalone = Scenario::parse(
+                &format!("mode: standalone\ncluster:\n  primaries: 1\n  replicas: 2\n{faults}"),
+                "s.yaml",
+                "s",
+            );
+            assert_eq!(
+                cluster.is_ok(),
+                needs.mode != ModeNeed::Standalone,
+                "{kind}"
+            );
+            assert_eq!(
+                standalone.is_ok(),
+                needs.mode != ModeNeed::Cluster,
+                "{kind}"
+            );
+            if needs.bus_proxy {
+                let e = err(&faults);
+                assert!(e.contains("add `bus: proxy`") && e.contains(":3:"), "{e}");
+            }
+            for s in [cluster, standalone].into_iter().flatten() {
+                let again = Scenario::parse(&s.to_yaml(), "r.yaml", "r").unwrap();
+                let spec = &again.nemesis.unwrap().faults[0];
+                assert_eq!(spec.kind(), *kind);
+                assert_eq!(
+                    serde_json::to_value(spec).unwrap(),
+                    serde_json::to_value(&s.nemesis.unwrap().faults[0]).unwrap()
+                );
+            }
+        }
     }
 
     #[test]

@@ -30,10 +30,6 @@ use crate::{Checker, CheckerResult, RunData, Validity};
 /// The checker's name in `results.json`.
 pub const NAME: &str = "failover";
 
-/// The history's `f` for the failover faults: plain, fired while a PONG is held, and
-/// standalone `FAILOVER TO` (same outcome fields: reply, promoted, took_ms).
-const FAILOVERS: &[&str] = &["failover", "failover-while-held", "standalone-failover"];
-
 /// How many findings a result lists.
 const EXAMPLES: usize = 20;
 
@@ -89,13 +85,6 @@ fn outcome(done: Option<&Op>) -> Outcome {
     }
 }
 
-/// Faults that last until healed, by the `f` that applies them and the one that heals.
-const LASTING: &[(&str, &str)] = &[
-    ("kill", "restart"),
-    ("pause", "resume"),
-    ("partition", "heal"),
-];
-
 impl Checker for FailoverOutcomes {
     fn name(&self) -> &'static str {
         NAME
@@ -107,20 +96,24 @@ impl Checker for FailoverOutcomes {
 
     fn check(&self, run: &RunData) -> CheckerResult {
         // Pair failover invokes with their completions (the nemesis does one thing at a
-        // time); track which lasting faults are in force.
+        // time); track which faults that disrupt failovers are in force. Failovers (plain,
+        // fired while a PONG is held, standalone `FAILOVER TO`) share their outcome
+        // fields: reply, promoted, took_ms.
+        let ops = &run.nemesis_ops;
+        let disrupting: Vec<_> = ops.kinds().iter().filter(|k| k.disrupts_failover).collect();
         let mut in_force: HashMap<&str, i64> = HashMap::new();
         let mut failovers: Vec<(&Op, Option<&Op>, bool)> = Vec::new();
         let mut open_failover: Option<usize> = None;
         for op in run.history.iter().filter(|o| o.process == Process::Nemesis) {
             let faults_now = in_force.values().any(|n| *n > 0);
             if op.kind == OpType::Invoke {
-                if FAILOVERS.contains(&op.f.as_str()) {
+                if ops.is_failover(&op.f) {
                     failovers.push((op, None, faults_now));
                     open_failover = Some(failovers.len() - 1);
                 }
                 continue;
             }
-            if FAILOVERS.contains(&op.f.as_str()) {
+            if ops.is_failover(&op.f) {
                 if let Some(i) = open_failover.take() {
                     failovers[i].1 = Some(op);
                     failovers[i].2 |= faults_now;
@@ -130,16 +123,17 @@ impl Checker for FailoverOutcomes {
             if op.kind != OpType::Ok {
                 continue;
             }
-            for (apply, heal) in LASTING {
-                if op.f == *apply {
-                    *in_force.entry(apply).or_default() += 1;
-                } else if op.f == *heal {
-                    let n = in_force.entry(apply).or_default();
+            let f = op.f.as_str();
+            for k in &disrupting {
+                if k.starts.contains(&f) {
+                    *in_force.entry(k.kind).or_default() += 1;
+                } else if k.heals.contains(&f) {
+                    let n = in_force.entry(k.kind).or_default();
                     *n = (*n - 1).max(0);
                 }
-            }
-            if op.f == "heal-all" {
-                in_force.insert("partition", 0);
+                if k.sweeps.contains(&f) {
+                    in_force.insert(k.kind, 0);
+                }
             }
         }
 
@@ -244,6 +238,8 @@ impl Checker for FailoverOutcomes {
 
 #[cfg(test)]
 mod tests {
+    use faultline_history::{FaultOps, NemesisOps};
+
     use super::*;
 
     fn nemesis(kind: OpType, f: &str, value: Value, error: Option<&str>) -> Op {
@@ -272,8 +268,17 @@ mod tests {
         ]
     }
 
+    /// The op names these tests write, as the nemeses' packages declare them.
+    const OPS: &[FaultOps] = &[
+        FaultOps::new(&["failover"]).failing_over(),
+        FaultOps::new(&["pause"])
+            .with_heals(&["resume"])
+            .disrupting_failovers(),
+    ];
+
     fn check(ops: Vec<Op>) -> CheckerResult {
-        FailoverOutcomes.check(&RunData::from_history(numbered(ops)))
+        let run = RunData::from_history(numbered(ops)).with_nemesis_ops(NemesisOps::new(OPS));
+        FailoverOutcomes.check(&run)
     }
 
     #[test]

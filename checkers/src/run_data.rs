@@ -3,7 +3,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use faultline_history::{read_jsonl, Observation, Op, ReadError, TOPOLOGY_FILE};
+use faultline_history::{read_jsonl, NemesisOps, Observation, Op, ReadError, TOPOLOGY_FILE};
 
 use crate::Tolerances;
 
@@ -60,6 +60,9 @@ pub struct RunData {
     /// Things a person should know about how the inputs were read, such as a torn last
     /// line a killed run left behind. They end up in `results.json`.
     pub notes: Vec<String>,
+    /// The op names each fault kind writes (`faultline_nemeses::registry::op_catalog`,
+    /// set by the caller of [`load_run`]; empty by default).
+    pub nemesis_ops: NemesisOps,
 }
 
 impl RunData {
@@ -86,6 +89,12 @@ impl RunData {
     pub fn with_history(mut self, history: Vec<Op>) -> RunData {
         self.history = history;
         self.history_present = true;
+        self
+    }
+
+    /// Builder: the op names each fault kind writes.
+    pub fn with_nemesis_ops(mut self, ops: NemesisOps) -> RunData {
+        self.nemesis_ops = ops;
         self
     }
 

@@ -14,6 +14,7 @@
 //! - [`appender`]: [`JsonlAppender`], JSON lines flushed while a run goes.
 //! - [`bounds`]: self-checking scalars for scenario files ([`bounds::Bounded`], ...).
 //! - [`cluster_nodes`]: parses a raw `CLUSTER NODES` reply into a [`ClusterView`].
+//! - [`nemesis_ops`]: the op names each fault kind writes ([`NemesisOps`]).
 //!
 //! This crate does no networking and knows nothing about servers; clients, nemeses and
 //! checkers all depend on it, and on nothing of each other.
@@ -28,7 +29,9 @@ pub use recorder::Recorder;
 pub mod appender;
 pub mod bounds;
 pub mod cluster_nodes;
+pub mod nemesis_ops;
 pub use cluster_nodes::{ClusterView, NodeLine};
+pub use nemesis_ops::{FaultOps, NemesisOps};
 pub mod topology;
 pub use appender::JsonlAppender;
 pub use topology::{Observation, TOPOLOGY_FILE};

@@ -7,16 +7,76 @@
 
 use std::time::{Duration, Instant};
 
-use faultline_history::ClusterView;
+use faultline_history::bounds::PositiveF64;
+use faultline_history::{ClusterView, FaultOps};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use redis::AsyncConnectionConfig;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::fault::{Applied, BoxFuture, Ctx, Fault, Outcome};
+use crate::package::{FaultPackage, ModeNeed, Needs};
 use crate::roles::cluster_nodes;
-use crate::spec::FailoverSpec;
+use crate::spec::Target;
 use crate::target;
+
+/// How `CLUSTER FAILOVER` is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailoverMode {
+    /// Coordinated with the primary (it must be reachable).
+    #[default]
+    Default,
+    /// Without the primary's agreement, still with the other primaries' votes.
+    Force,
+    /// Without any votes: the replica bumps the epoch itself.
+    Takeover,
+}
+
+impl FailoverMode {
+    /// The argument `CLUSTER FAILOVER` takes, if any.
+    pub fn arg(self) -> Option<&'static str> {
+        match self {
+            FailoverMode::Default => None,
+            FailoverMode::Force => Some("FORCE"),
+            FailoverMode::Takeover => Some("TAKEOVER"),
+        }
+    }
+}
+
+/// A manual failover.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailoverSpec {
+    /// How the failover is asked.
+    #[serde(default)]
+    pub mode: FailoverMode,
+    /// The primary whose replica is promoted: one of these is drawn (default primaries).
+    #[serde(default = "primaries")]
+    pub target: Target,
+    /// Seconds to wait for the replica to show itself as primary in CLUSTER NODES.
+    #[serde(default = "ten")]
+    pub timeout_s: PositiveF64,
+}
+
+fn primaries() -> Target {
+    Target::Primaries
+}
+
+impl Default for FailoverSpec {
+    fn default() -> Self {
+        FailoverSpec {
+            mode: FailoverMode::Default,
+            target: Target::Primaries,
+            timeout_s: ten(),
+        }
+    }
+}
+
+fn ten() -> PositiveF64 {
+    PositiveF64(10.0)
+}
 
 /// How often the replica's view is polled while waiting for the promotion.
 const POLL: Duration = Duration::from_millis(20);
@@ -33,7 +93,7 @@ impl Failover {
 
 impl Fault for Failover {
     fn name(&self) -> &'static str {
-        "failover"
+        Self::OPS.kind
     }
 
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
@@ -191,5 +251,21 @@ pub(crate) async fn send_failover(
             (Some(code), None) => Err(code.to_string()),
             _ => Err(format!("connection: {e}")),
         },
+    }
+}
+
+impl FaultPackage for Failover {
+    type Spec = FailoverSpec;
+    const OPS: FaultOps = FaultOps::new(&["failover"]).failing_over();
+    const NEEDS: Needs = Needs {
+        mode: ModeNeed::Cluster,
+        bus_proxy: false,
+        node_host: false,
+    };
+    fn targets(spec: &FailoverSpec) -> Vec<(&'static str, &Target)> {
+        vec![("target", &spec.target)]
+    }
+    fn build(spec: &FailoverSpec) -> Box<dyn Fault> {
+        Box::new(Failover::new(spec.clone()))
     }
 }

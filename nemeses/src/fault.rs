@@ -1,8 +1,8 @@
-//! The fault interface and its registry.
+//! The fault interface.
 //!
 //! A fault is applied once per scheduled step ([`Fault::apply`]) and returns what it did,
 //! as it will appear in the history, plus, for faults that last, the [`Heal`] that undoes
-//! it. Adding a fault is one file implementing [`Fault`] and one line in [`build`].
+//! it. Each kind is a [`crate::package::FaultPackage`] listed in [`crate::registry`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,7 +13,6 @@ use serde_json::Value;
 
 use crate::control::Control;
 use crate::roles::{self, Roles};
-use crate::spec::FaultSpec;
 
 /// A boxed future, so faults can be trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -26,13 +25,6 @@ pub struct Ctx {
     /// Budget for asking nodes their view.
     pub query_timeout: Duration,
 }
-
-/// Flushes the iptables chain named by `$1` and prints `flushed`, or prints `absent` if
-/// there is no such chain (iptables-nft and iptables-legacy both say "No chain/target/match
-/// by that name"); any other failure is an error. One iptables call: listing the table
-/// first would double a heal's time. Shared by the faults that own a chain.
-pub(crate) const FLUSH_CHAIN: &str = r#"if err=$(iptables -w -F "$1" 2>&1); then echo flushed
-else case $err in *"No chain"*) echo absent ;; *) echo "$err" >&2; exit 1 ;; esac; fi"#;
 
 impl Ctx {
     /// Runs `sh -c script sh arg` in each job's node namespace, with the job's stdin, all
@@ -133,26 +125,4 @@ pub trait Heal: Send + Sync {
     fn name(&self) -> &'static str;
     /// Undoes the fault; returns what was done, for the history.
     fn heal<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Value, String>>;
-}
-
-/// The fault registry.
-pub fn build(spec: &FaultSpec) -> Box<dyn Fault> {
-    match spec {
-        FaultSpec::Partition(s) => Box::new(crate::partition::Partition::new(s.clone())),
-        FaultSpec::Kill(s) => Box::new(crate::process::Kill::new(s.clone())),
-        FaultSpec::Pause(s) => Box::new(crate::process::Pause::new(s.clone())),
-        FaultSpec::Failover(s) => Box::new(crate::failover::Failover::new(s.clone())),
-        FaultSpec::BusDelay(s) => Box::new(crate::proxy::fault::BusDelay::new(s.clone())),
-        FaultSpec::BusDrop(s) => Box::new(crate::proxy::fault::BusDrop::new(s.clone())),
-        FaultSpec::BusHold(s) => Box::new(crate::proxy::fault::BusHold::new(s.clone())),
-        FaultSpec::Delay(s) => Box::new(crate::delay::Delay::new(s.clone())),
-        FaultSpec::Loss(s) => Box::new(crate::delay::Loss::new(s.clone())),
-        FaultSpec::StandaloneFailover(s) => Box::new(
-            crate::standalone_failover::StandaloneFailover::new(s.clone()),
-        ),
-        FaultSpec::MigrateSlots(s) => Box::new(crate::migrate_slots::MigrateSlots::new(s.clone())),
-        FaultSpec::FailoverWhileHeld(s) => Box::new(
-            crate::proxy::stale_failover::FailoverWhileHeld::new(s.clone()),
-        ),
-    }
 }

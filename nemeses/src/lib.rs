@@ -3,7 +3,10 @@
 //! Module map:
 //! - [`spec`]: the scenario's `nemesis:` section (faults, targets, shapes, ports).
 //! - [`control`]: [`Control`], what the orchestrator lets faults do to nodes.
-//! - [`fault`]: the [`Fault`] / [`Heal`] interface and the registry ([`fault::build`]).
+//! - [`fault`]: the [`Fault`] / [`Heal`] interface.
+//! - [`package`]: [`FaultPackage`], what a fault kind declares about itself;
+//!   [`registry`]: the one list of kinds (`FaultSpec`, `--nemesis`, final sweeps, op names).
+//! - [`iptables`]: the rules and scripts of the faults that own an iptables chain.
 //! - [`partition`], [`process`] (kill, pause), [`failover`], [`delay`] (delay, loss),
 //!   [`migrate_slots`] (slot migration with ASK windows), [`standalone_failover`]
 //!   (`FAILOVER TO` in `mode: standalone`): the faults.
@@ -16,10 +19,13 @@ pub mod control;
 pub mod delay;
 pub mod failover;
 pub mod fault;
+pub mod iptables;
 pub mod migrate_slots;
+pub mod package;
 pub mod partition;
 pub mod process;
 pub mod proxy;
+pub mod registry;
 pub mod roles;
 pub mod runner;
 pub mod schedule;
@@ -29,5 +35,6 @@ pub mod target;
 
 pub use control::{Control, NodeInfo};
 pub use fault::{Applied, Ctx, Fault, Heal, Outcome};
+pub use package::FaultPackage;
 pub use runner::Nemesis;
 pub use spec::{FaultSpec, NemesisSpec};

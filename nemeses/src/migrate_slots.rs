@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use faultline_history::bounds::Bounded;
 use faultline_history::ClusterView;
+use faultline_history::FaultOps;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use redis::aio::MultiplexedConnection;
@@ -32,6 +33,7 @@ use serde_json::{json, Value};
 
 use crate::control::NodeInfo;
 use crate::fault::{Applied, BoxFuture, Ctx, Fault, Heal, Outcome};
+use crate::package::{FaultPackage, ModeNeed, Needs, Sweep, SweepWhen};
 use crate::roles::cluster_nodes;
 use crate::spec::Target;
 use crate::target;
@@ -171,7 +173,7 @@ impl MigrateSlots {
 
 impl Fault for MigrateSlots {
     fn name(&self) -> &'static str {
-        "migrate-slots"
+        Self::OPS.kind
     }
 
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
@@ -577,7 +579,7 @@ struct Settle;
 
 impl Heal for Settle {
     fn name(&self) -> &'static str {
-        "settle-slots"
+        <MigrateSlots as FaultPackage>::OPS.heals[0]
     }
 
     fn heal<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Value, String>> {
@@ -718,6 +720,35 @@ pub async fn heal_all(ctx: &Ctx) -> Result<Value, String> {
         return Err(errors.join("; "));
     }
     Ok(json!({ "settled": settled }))
+}
+
+impl FaultPackage for MigrateSlots {
+    type Spec = MigrateSlotsSpec;
+    const OPS: FaultOps = FaultOps::new(&["migrate-slots"])
+        .with_heals(&["settle-slots"])
+        .with_sweeps(&["settle-slots"]);
+    const NEEDS: Needs = Needs {
+        mode: ModeNeed::Cluster,
+        bus_proxy: false,
+        node_host: false,
+    };
+    /// Only in runs that migrate slots: no slot left MIGRATING / IMPORTING for the final
+    /// reads.
+    const SWEEP: Option<Sweep> = Some(Sweep {
+        op: "settle-slots",
+        when: SweepWhen::KindInScenario,
+        run: sweep,
+    });
+    fn targets(spec: &MigrateSlotsSpec) -> Vec<(&'static str, &Target)> {
+        vec![("from", &spec.from)]
+    }
+    fn build(spec: &MigrateSlotsSpec) -> Box<dyn Fault> {
+        Box::new(MigrateSlots::new(spec.clone()))
+    }
+}
+
+fn sweep(ctx: &Ctx) -> BoxFuture<'_, Result<Value, String>> {
+    Box::pin(heal_all(ctx))
 }
 
 #[cfg(test)]

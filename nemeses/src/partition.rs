@@ -20,22 +20,70 @@
 
 use std::collections::BTreeMap;
 
+use faultline_history::bounds::Bounded;
+use faultline_history::FaultOps;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::control::NodeInfo;
-use crate::fault::{Applied, BoxFuture, Ctx, Fault, Heal, Outcome};
-use crate::spec::{PartitionSpec, Ports, Shape, Target};
+use crate::fault::{Applied, BoxFuture, Ctx, Fault, Heal};
+use crate::package::{FaultPackage, ModeNeed, Needs, SpecError, Sweep, SweepWhen};
+use crate::spec::Target;
 use crate::target::{self, node_order};
 
-/// Reads `iptables-restore` input on stdin into the chain named by `$1`, then hooks the
-/// chain first in INPUT unless a hook is already there. `iptables-restore` cannot test
-/// for a rule (a `-D` of a missing rule fails the whole commit), hence the shell.
-const INSTALL: &str = r#"iptables-restore -w --noflush && { iptables -w -C INPUT -j "$1" 2>/dev/null || iptables -w -I INPUT 1 -j "$1"; }"#;
+use crate::iptables::{self, Peer, INSTALL_INPUT as INSTALL};
 
-use crate::fault::FLUSH_CHAIN as FLUSH;
+/// How a partition divides the nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Shape {
+    /// Each target node alone, cut off from every other node.
+    #[default]
+    Isolate,
+    /// A random minority and majority.
+    Halves,
+    /// Every node sees a majority, and no two nodes the same one.
+    MajoritiesRing,
+    /// Two halves, and one node that sees both.
+    Bridge,
+    /// Target nodes stop receiving from every other node; the others still receive
+    /// from them (asymmetric).
+    OneWay,
+}
+
+/// Which traffic a partition cuts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ports {
+    /// Everything between the nodes.
+    #[default]
+    All,
+    /// Only the cluster bus (gossip, failover votes).
+    Bus,
+    /// Only the client port (which also carries replication).
+    Client,
+}
+
+/// A partition.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionSpec {
+    /// How the nodes are divided.
+    #[serde(default)]
+    pub shape: Shape,
+    /// For `isolate` and `one-way`: which nodes (default one).
+    #[serde(default)]
+    pub target: Target,
+    /// Draw this many of the target's nodes (default: all of them, or one for `one`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<Bounded<1, 1000>>,
+    /// Which traffic is cut.
+    #[serde(default)]
+    pub ports: Ports,
+}
 
 /// For each node, the nodes whose packets it drops, in node order. A node that drops
 /// nothing is absent.
@@ -232,25 +280,7 @@ pub fn chain_name(run_id: &str) -> String {
 /// connections to it: the replies come *from* that port) and `me`'s own (the peer's
 /// connections to `me`). Ephemeral ports lie far above both.
 pub fn restore_input(chain: &str, me: &NodeInfo, peers: &[&NodeInfo], ports: Ports) -> String {
-    let mut text = format!("*filter\n:{chain} - [0:0]\n");
-    for peer in peers {
-        let pair = match ports {
-            Ports::All => None,
-            Ports::Bus => Some((me.bus_port, peer.bus_port)),
-            Ports::Client => Some((me.port, peer.port)),
-        };
-        let port_match = match pair {
-            None => String::new(),
-            Some((a, b)) if a == b => format!(" -p tcp -m multiport --ports {a}"),
-            Some((a, b)) => format!(" -p tcp -m multiport --ports {},{}", a.min(b), a.max(b)),
-        };
-        text.push_str(&format!(
-            "-A {chain} -s {}/32{port_match} -j DROP\n",
-            peer.ip
-        ));
-    }
-    text.push_str("COMMIT\n");
-    text
+    iptables::restore_input(chain, me, peers, ports, Peer::Source, "-j DROP")
 }
 
 /// A partition fault.
@@ -325,29 +355,8 @@ impl Partition {
             })
             .collect();
         let results = ctx.sh_in_each(INSTALL, &chain, jobs).await;
-        let failed: BTreeMap<String, String> = results
-            .into_iter()
-            .filter_map(|(node, r)| r.err().map(|e| (node, e)))
-            .collect();
         // Every node was written, so every node may hold rules now.
-        let heal: Box<dyn Heal> = Box::new(PartitionHeal { nodes: all });
-        let (outcome, error) = if failed.is_empty() {
-            (Outcome::Ok, None)
-        } else {
-            let error = failed
-                .iter()
-                .map(|(n, e)| format!("{n}: {e}"))
-                .collect::<Vec<_>>()
-                .join("; ");
-            value["failed"] = json!(failed);
-            (Outcome::Info, Some(error))
-        };
-        Applied {
-            outcome,
-            value,
-            error,
-            heal: Some(heal),
-        }
+        iptables::applied(value, results, Box::new(PartitionHeal { nodes: all }))
     }
 
     /// The target nodes; roles are asked only for `primaries` / `replicas`.
@@ -363,7 +372,7 @@ impl Partition {
 
 impl Fault for Partition {
     fn name(&self) -> &'static str {
-        "partition"
+        Self::OPS.kind
     }
 
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
@@ -378,7 +387,7 @@ pub struct PartitionHeal {
 
 impl Heal for PartitionHeal {
     fn name(&self) -> &'static str {
-        "heal"
+        <Partition as FaultPackage>::OPS.heals[0]
     }
 
     fn heal<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Value, String>> {
@@ -402,17 +411,7 @@ pub async fn heal_all(ctx: &Ctx) -> Result<Value, String> {
 /// Flushes the run's chain in `nodes`; see [`heal_all`].
 async fn flush(ctx: &Ctx, nodes: Vec<String>) -> Result<Value, String> {
     let chain = chain_name(ctx.control.run_id());
-    let jobs = nodes.into_iter().map(|n| (n, None)).collect();
-    let mut flushed = Vec::new();
-    let mut errors = Vec::new();
-    for (node, result) in ctx.sh_in_each(FLUSH, &chain, jobs).await {
-        match result.as_deref().map(str::trim) {
-            Ok("flushed") => flushed.push(node),
-            Ok("absent") => {}
-            Ok(other) => errors.push(format!("{node}: unexpected output {other:?}")),
-            Err(e) => errors.push(format!("{node}: {e}")),
-        }
-    }
+    let (flushed, errors) = iptables::flush(ctx, &chain, nodes).await;
     if !errors.is_empty() {
         return Err(format!("flushing {chain}: {}", errors.join("; ")));
     }
@@ -433,11 +432,51 @@ fn shuffled(names: &[String], draw: u64) -> Vec<String> {
     v
 }
 
+impl FaultPackage for Partition {
+    type Spec = PartitionSpec;
+    const OPS: FaultOps = FaultOps::new(&["partition"])
+        .with_heals(&["heal"])
+        .with_sweeps(&["heal-all"])
+        .disrupting_failovers();
+    const NEEDS: Needs = Needs {
+        mode: ModeNeed::Any,
+        bus_proxy: false,
+        node_host: true,
+    };
+    const SWEEP: Option<Sweep> = Some(Sweep {
+        op: "heal-all",
+        when: SweepWhen::Always,
+        run: sweep,
+    });
+    fn targets(spec: &PartitionSpec) -> Vec<(&'static str, &Target)> {
+        vec![("target", &spec.target)]
+    }
+    fn validate(spec: &PartitionSpec) -> Result<(), SpecError> {
+        let divides_all = !matches!(spec.shape, Shape::Isolate | Shape::OneWay);
+        if divides_all && (spec.target != Target::One || spec.count.is_some()) {
+            return Err(SpecError {
+                key: if spec.count.is_some() { "count" } else { "target" },
+                message: "target and count choose nodes for the isolate and one-way shapes; this shape divides every node".into(),
+            });
+        }
+        Ok(())
+    }
+    fn build(spec: &PartitionSpec) -> Box<dyn Fault> {
+        Box::new(Partition::new(spec.clone()))
+    }
+}
+
+fn sweep(ctx: &Ctx) -> BoxFuture<'_, Result<Value, String>> {
+    Box::pin(heal_all(ctx))
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+    use crate::fault::Outcome;
+    use crate::iptables::FLUSH_CHAIN as FLUSH;
 
     fn names(n: usize) -> Vec<String> {
         (1..=n).map(|i| format!("n{i}")).collect()

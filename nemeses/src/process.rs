@@ -1,11 +1,27 @@
 //! Faults on server processes: kill (SIGKILL, restart at heal) and pause (SIGSTOP,
 //! SIGCONT at heal).
 
+use faultline_history::bounds::Bounded;
+use faultline_history::FaultOps;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::fault::{Applied, BoxFuture, Ctx, Fault, Heal, Outcome};
-use crate::spec::{NodeFaultSpec, Target};
+use crate::package::{FaultPackage, ModeNeed, Needs};
+use crate::spec::Target;
 use crate::target;
+
+/// A fault on server processes (kill, pause).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeFaultSpec {
+    /// Which nodes (default one).
+    #[serde(default)]
+    pub target: Target,
+    /// Draw this many of the target's nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<Bounded<1, 1000>>,
+}
 
 /// Which signal pair a process fault uses.
 #[derive(Clone, Copy)]
@@ -15,18 +31,19 @@ enum Kind {
 }
 
 impl Kind {
-    fn name(self) -> &'static str {
+    fn ops(self) -> FaultOps {
         match self {
-            Kind::Kill => "kill",
-            Kind::Pause => "pause",
+            Kind::Kill => <Kill as FaultPackage>::OPS,
+            Kind::Pause => <Pause as FaultPackage>::OPS,
         }
     }
 
+    fn name(self) -> &'static str {
+        self.ops().kind
+    }
+
     fn heal_name(self) -> &'static str {
-        match self {
-            Kind::Kill => "restart",
-            Kind::Pause => "resume",
-        }
+        self.ops().heals[0]
     }
 }
 
@@ -146,3 +163,33 @@ impl Heal for Undo {
         })
     }
 }
+
+/// Kill and pause: any mode, on the node's own process; they last until healed, and a
+/// failover is expected to fail meanwhile.
+const NEEDS: Needs = Needs {
+    mode: ModeNeed::Any,
+    bus_proxy: false,
+    node_host: true,
+};
+
+/// The package of a process fault: kill and pause differ only in their names.
+macro_rules! process_package {
+    ($fault:ident, $kind:literal, $heal:literal) => {
+        impl FaultPackage for $fault {
+            type Spec = NodeFaultSpec;
+            const OPS: FaultOps = FaultOps::new(&[$kind])
+                .with_heals(&[$heal])
+                .disrupting_failovers();
+            const NEEDS: Needs = NEEDS;
+            fn targets(spec: &NodeFaultSpec) -> Vec<(&'static str, &Target)> {
+                vec![("target", &spec.target)]
+            }
+            fn build(spec: &NodeFaultSpec) -> Box<dyn Fault> {
+                Box::new($fault::new(spec.clone()))
+            }
+        }
+    };
+}
+
+process_package!(Kill, "kill", "restart");
+process_package!(Pause, "pause", "resume");

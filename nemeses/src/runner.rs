@@ -11,9 +11,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::fault::{self, Ctx, Fault, Heal, Outcome};
+use crate::fault::{Ctx, Fault, Heal, Outcome};
 use crate::schedule::{self, Step};
-use crate::spec::NemesisSpec;
+use crate::spec::{FaultSpec, NemesisSpec};
 
 /// A configured nemesis with its seeded schedule.
 pub struct Nemesis {
@@ -26,7 +26,7 @@ impl Nemesis {
     /// Builds the faults and draws the schedule for a workload of `time_limit`.
     pub fn new(spec: &NemesisSpec, seed: u64, time_limit: Duration) -> Nemesis {
         Nemesis {
-            faults: spec.faults.iter().map(fault::build).collect(),
+            faults: spec.faults.iter().map(FaultSpec::build).collect(),
             steps: schedule::plan(spec, seed, time_limit),
             spec: spec.clone(),
         }
@@ -88,6 +88,16 @@ impl Nemesis {
             .insert("at_ms".into(), json!(step.at.as_millis() as u64));
         let invoke = recorder.record(invoke);
         let applied = fault.apply(ctx, step.draw).await;
+        let ops = self.spec.faults[step.fault].package().ops;
+        debug_assert!(
+            ops.starts.contains(&fault.name())
+                && applied
+                    .heal
+                    .as_ref()
+                    .is_none_or(|h| ops.heals.contains(&h.name())),
+            "{}: ops not declared in its package's OPS",
+            ops.kind
+        );
         let mut done = invoke.complete(match applied.outcome {
             Outcome::Ok => OpType::Ok,
             Outcome::Fail => OpType::Fail,
@@ -113,8 +123,8 @@ pub async fn heal_one(heal: &dyn Heal, ctx: &Ctx, recorder: &Recorder) {
 }
 
 /// Records a healing action `f` around `action`: an invoke, then `ok` with what it did or
-/// `info` with why it may not have worked. The final phase uses it for its sweeps
-/// (`heal-all` partitions, `heal-bus`) as well.
+/// `info` with why it may not have worked. The final phase's sweeps
+/// ([`crate::registry::final_sweeps`]) use it as well.
 pub async fn record_heal(
     f: &str,
     recorder: &Recorder,

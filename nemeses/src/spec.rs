@@ -25,31 +25,19 @@
 
 use std::fmt;
 
-use faultline_history::bounds::{Bounded, NonNegativeF64, PositiveF64};
+use faultline_history::bounds::{NonNegativeF64, PositiveF64};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 pub use crate::delay::{DelaySpec, LossSpec};
+pub use crate::failover::{FailoverMode, FailoverSpec};
 pub use crate::migrate_slots::MigrateSlotsSpec;
+pub use crate::partition::{PartitionSpec, Ports, Shape};
+pub use crate::process::NodeFaultSpec;
 pub use crate::proxy::spec::{BusDelaySpec, BusDropSpec, BusHoldSpec};
 pub use crate::proxy::stale_failover::FailoverWhileHeldSpec;
+pub use crate::registry::{FaultSpec, FAULT_KINDS};
 pub use crate::standalone_failover::StandaloneFailoverSpec;
-
-/// Every fault kind, for help text and `--nemesis`.
-pub const FAULT_KINDS: &[&str] = &[
-    "partition",
-    "kill",
-    "pause",
-    "failover",
-    "bus-delay",
-    "bus-drop",
-    "bus-hold",
-    "failover-while-held",
-    "delay",
-    "loss",
-    "migrate-slots",
-    "standalone-failover",
-];
 
 /// The scenario's nemesis.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,30 +74,13 @@ impl NemesisSpec {
     pub fn from_kinds(kinds: &str) -> Result<NemesisSpec, String> {
         let mut faults = Vec::new();
         for kind in kinds.split(',').map(str::trim).filter(|k| !k.is_empty()) {
-            faults.push(match kind {
-                "partition" => FaultSpec::Partition(PartitionSpec::default()),
-                "kill" => FaultSpec::Kill(NodeFaultSpec::default()),
-                "pause" => FaultSpec::Pause(NodeFaultSpec::default()),
-                "failover" => FaultSpec::Failover(FailoverSpec::default()),
-                "bus-delay" => FaultSpec::BusDelay(BusDelaySpec::default()),
-                "bus-drop" => FaultSpec::BusDrop(BusDropSpec::default()),
-                "bus-hold" => FaultSpec::BusHold(BusHoldSpec::default()),
-                "failover-while-held" => {
-                    FaultSpec::FailoverWhileHeld(FailoverWhileHeldSpec::default())
-                }
-                "delay" => FaultSpec::Delay(DelaySpec::default()),
-                "loss" => FaultSpec::Loss(LossSpec::default()),
-                "migrate-slots" => FaultSpec::MigrateSlots(MigrateSlotsSpec::default()),
-                "standalone-failover" => {
-                    FaultSpec::StandaloneFailover(StandaloneFailoverSpec::default())
-                }
-                other => {
-                    return Err(format!(
-                        "unknown fault {other:?}; choose from {}",
-                        FAULT_KINDS.join(", ")
-                    ))
-                }
-            });
+            let Some(fault) = FaultSpec::default_of(kind) else {
+                return Err(format!(
+                    "unknown fault {kind:?}; choose from {}",
+                    FAULT_KINDS.join(", ")
+                ));
+            };
+            faults.push(fault);
         }
         if faults.is_empty() {
             return Err("name at least one fault".into());
@@ -120,172 +91,6 @@ impl NemesisSpec {
             start_after_s: five_nn(),
             faults,
         })
-    }
-}
-
-/// One kind of fault with its parameters.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum FaultSpec {
-    /// Cut network links between nodes (iptables inside the node namespaces).
-    Partition(PartitionSpec),
-    /// SIGKILL a server; restart it (same config, same nodes.conf) at heal.
-    Kill(NodeFaultSpec),
-    /// SIGSTOP a server; SIGCONT it at heal.
-    Pause(NodeFaultSpec),
-    /// `CLUSTER FAILOVER` on a replica of a chosen primary.
-    Failover(FailoverSpec),
-    /// Delay cluster bus messages by link and type (needs `cluster.bus: proxy`).
-    BusDelay(BusDelaySpec),
-    /// Drop cluster bus messages by link and type (needs `cluster.bus: proxy`).
-    BusDrop(BusDropSpec),
-    /// Hold cluster bus messages until healed (needs `cluster.bus: proxy`).
-    BusHold(BusHoldSpec),
-    /// A failover fired while a PONG from the replica to an observer is held (needs
-    /// `cluster.bus: proxy`; seeds 000 and 002).
-    FailoverWhileHeld(FailoverWhileHeldSpec),
-    /// Delay packets on links between nodes (NFQUEUE delayer in the senders' namespaces).
-    Delay(DelaySpec),
-    /// Drop a share of packets on links between nodes (iptables statistic).
-    Loss(LossSpec),
-    /// Move a range of slots between primaries under load (ASK redirects for real).
-    MigrateSlots(MigrateSlotsSpec),
-    /// `FAILOVER TO host port [FORCE] TIMEOUT ms` on a standalone primary (needs
-    /// `mode: standalone`; seed 003).
-    StandaloneFailover(StandaloneFailoverSpec),
-}
-
-impl FaultSpec {
-    /// The kind's name.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            FaultSpec::Partition(_) => "partition",
-            FaultSpec::Kill(_) => "kill",
-            FaultSpec::Pause(_) => "pause",
-            FaultSpec::Failover(_) => "failover",
-            FaultSpec::BusDelay(_) => "bus-delay",
-            FaultSpec::BusDrop(_) => "bus-drop",
-            FaultSpec::BusHold(_) => "bus-hold",
-            FaultSpec::FailoverWhileHeld(_) => "failover-while-held",
-            FaultSpec::Delay(_) => "delay",
-            FaultSpec::Loss(_) => "loss",
-            FaultSpec::MigrateSlots(_) => "migrate-slots",
-            FaultSpec::StandaloneFailover(_) => "standalone-failover",
-        }
-    }
-}
-
-/// How a partition divides the nodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Shape {
-    /// Each target node alone, cut off from every other node.
-    #[default]
-    Isolate,
-    /// A random minority and majority.
-    Halves,
-    /// Every node sees a majority, and no two nodes the same one.
-    MajoritiesRing,
-    /// Two halves, and one node that sees both.
-    Bridge,
-    /// Target nodes stop receiving from every other node; the others still receive
-    /// from them (asymmetric).
-    OneWay,
-}
-
-/// Which traffic a partition cuts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Ports {
-    /// Everything between the nodes.
-    #[default]
-    All,
-    /// Only the cluster bus (gossip, failover votes).
-    Bus,
-    /// Only the client port (which also carries replication).
-    Client,
-}
-
-/// A partition.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PartitionSpec {
-    /// How the nodes are divided.
-    #[serde(default)]
-    pub shape: Shape,
-    /// For `isolate` and `one-way`: which nodes (default one).
-    #[serde(default)]
-    pub target: Target,
-    /// Draw this many of the target's nodes (default: all of them, or one for `one`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub count: Option<Bounded<1, 1000>>,
-    /// Which traffic is cut.
-    #[serde(default)]
-    pub ports: Ports,
-}
-
-/// A fault on server processes (kill, pause).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NodeFaultSpec {
-    /// Which nodes (default one).
-    #[serde(default)]
-    pub target: Target,
-    /// Draw this many of the target's nodes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub count: Option<Bounded<1, 1000>>,
-}
-
-/// How `CLUSTER FAILOVER` is asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FailoverMode {
-    /// Coordinated with the primary (it must be reachable).
-    #[default]
-    Default,
-    /// Without the primary's agreement, still with the other primaries' votes.
-    Force,
-    /// Without any votes: the replica bumps the epoch itself.
-    Takeover,
-}
-
-impl FailoverMode {
-    /// The argument `CLUSTER FAILOVER` takes, if any.
-    pub fn arg(self) -> Option<&'static str> {
-        match self {
-            FailoverMode::Default => None,
-            FailoverMode::Force => Some("FORCE"),
-            FailoverMode::Takeover => Some("TAKEOVER"),
-        }
-    }
-}
-
-/// A manual failover.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FailoverSpec {
-    /// How the failover is asked.
-    #[serde(default)]
-    pub mode: FailoverMode,
-    /// The primary whose replica is promoted: one of these is drawn (default primaries).
-    #[serde(default = "primaries")]
-    pub target: Target,
-    /// Seconds to wait for the replica to show itself as primary in CLUSTER NODES.
-    #[serde(default = "ten")]
-    pub timeout_s: PositiveF64,
-}
-
-fn primaries() -> Target {
-    Target::Primaries
-}
-
-impl Default for FailoverSpec {
-    fn default() -> Self {
-        FailoverSpec {
-            mode: FailoverMode::Default,
-            target: Target::Primaries,
-            timeout_s: ten(),
-        }
     }
 }
 

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use faultline_history::bounds::{Bounded, PositiveF64};
+use faultline_history::FaultOps;
 use redis::AsyncConnectionConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -21,6 +22,7 @@ use serde_json::json;
 use crate::control::NodeInfo;
 use crate::failover::pick_shard;
 use crate::fault::{Applied, BoxFuture, Ctx, Fault, Outcome};
+use crate::package::{FaultPackage, ModeNeed, Needs};
 use crate::spec::Target;
 
 /// How often the old primary's state is polled.
@@ -79,7 +81,7 @@ impl StandaloneFailover {
 
 impl Fault for StandaloneFailover {
     fn name(&self) -> &'static str {
-        "standalone-failover"
+        Self::OPS.kind
     }
 
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
@@ -268,5 +270,21 @@ async fn send_failover(
             (Some(code), None) => Err(code.to_string()),
             _ => Err(format!("connection: {e}")),
         },
+    }
+}
+
+impl FaultPackage for StandaloneFailover {
+    type Spec = StandaloneFailoverSpec;
+    const OPS: FaultOps = FaultOps::new(&["standalone-failover"]).failing_over();
+    const NEEDS: Needs = Needs {
+        mode: ModeNeed::Standalone,
+        bus_proxy: false,
+        node_host: false,
+    };
+    fn targets(spec: &StandaloneFailoverSpec) -> Vec<(&'static str, &Target)> {
+        vec![("target", &spec.target)]
+    }
+    fn build(spec: &StandaloneFailoverSpec) -> Box<dyn Fault> {
+        Box::new(StandaloneFailover::new(spec.clone()))
     }
 }

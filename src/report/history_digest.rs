@@ -43,11 +43,10 @@ pub struct NemesisAction {
 }
 
 impl NemesisAction {
-    /// Whether this action undoes faults (the heals and the final phase's sweeps), as
-    /// opposed to applying one.
+    /// Whether this action undoes faults (the heals and the final phase's sweeps, as the
+    /// fault packages name them), as opposed to applying one.
     pub fn is_heal(&self) -> bool {
-        let f = self.invoke.f.as_str();
-        f.starts_with("heal") || f == "restart" || f == "resume"
+        faultline_nemeses::registry::op_catalog().is_heal(&self.invoke.f)
     }
 
     /// When it ended: the completion's time, or the invoke's if there is none.
@@ -420,5 +419,19 @@ mod tests {
         assert_eq!((bands[0].start_ns, bands[0].end_ns), (20, 60));
         assert_eq!(bands[1].f, "failover");
         assert_eq!((bands[1].start_ns, bands[1].end_ns), (70, 90));
+    }
+
+    #[test]
+    fn settle_slots_is_a_heal_not_a_fault_band() {
+        let (_dir, path) = write(&[
+            r#"{"index":0,"time_ns":20,"process":"nemesis","type":"invoke","f":"migrate-slots","value":null}"#,
+            r#"{"index":1,"time_ns":30,"process":"nemesis","type":"info","f":"migrate-slots","value":null}"#,
+            r#"{"index":2,"time_ns":40,"process":"nemesis","type":"invoke","f":"settle-slots","value":null}"#,
+            r#"{"index":3,"time_ns":50,"process":"nemesis","type":"ok","f":"settle-slots","value":null}"#,
+        ]);
+        let bands = HistoryDigest::read(&path).unwrap().bands();
+        assert_eq!(bands.len(), 1, "{bands:?}");
+        assert_eq!(bands[0].f, "migrate-slots");
+        assert_eq!((bands[0].start_ns, bands[0].end_ns), (20, 50));
     }
 }

@@ -98,7 +98,7 @@ impl ProgressBar {
 
 /// The fault in force after nemesis op `op`, given the one before it.
 fn next_fault(current: Option<String>, op: &Op) -> Option<String> {
-    let heal = op.f.starts_with("heal") || op.f == "restart" || op.f == "resume";
+    let heal = faultline_nemeses::registry::op_catalog().is_heal(&op.f);
     match (op.kind, heal) {
         (OpType::Invoke, false) => Some(format!("{} (applying)", op.f)),
         (OpType::Invoke, true) => current.map(|c| format!("{c}, healing")),

@@ -38,11 +38,14 @@ pub mod netem;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use faultline_history::FaultOps;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::control::NodeInfo;
-use crate::fault::{Applied, BoxFuture, Ctx, Fault, Heal, Outcome};
+use crate::fault::{Applied, BoxFuture, Ctx, Fault, Heal};
+use crate::iptables::{self, Peer, INSTALL_OUTPUT as INSTALL};
+use crate::package::{links_package, FaultPackage, ModeNeed, Needs, Sweep, SweepWhen};
 use crate::proxy::spec::{DelayMs, Probability};
 use crate::spec::{Ports, Target};
 use crate::target;
@@ -52,12 +55,6 @@ pub use netem::{Band, Mechanism};
 
 /// Mixed into the step's draw for `to`, so it is chosen independently of `from`.
 const TO_SALT: u64 = 0x746f_5f6e_6f64_6573;
-
-/// Reads `iptables-restore` input on stdin into the chain named by `$1`, then hooks the
-/// chain first in OUTPUT unless a hook is already there.
-const INSTALL: &str = r#"iptables-restore -w --noflush && { iptables -w -C OUTPUT -j "$1" 2>/dev/null || iptables -w -I OUTPUT 1 -j "$1"; }"#;
-
-use crate::fault::FLUSH_CHAIN as FLUSH;
 
 /// The run's delay/loss chain: `FL-<run id>-delay` (under iptables' 28 characters).
 pub fn chain_name(run_id: &str) -> String {
@@ -194,29 +191,11 @@ pub fn restore_input(
     ports: Ports,
     action: Action,
 ) -> String {
-    let mut text = format!("*filter\n:{chain} - [0:0]\n");
     let target = match action {
         Action::Queue(q) => format!("-j NFQUEUE --queue-num {q} --queue-bypass"),
         Action::Drop(p) => format!("-m statistic --mode random --probability {p} -j DROP"),
     };
-    for peer in peers {
-        let pair = match ports {
-            Ports::All => None,
-            Ports::Bus => Some((me.bus_port, peer.bus_port)),
-            Ports::Client => Some((me.port, peer.port)),
-        };
-        let port_match = match pair {
-            None => String::new(),
-            Some((a, b)) if a == b => format!(" -p tcp -m multiport --ports {a}"),
-            Some((a, b)) => format!(" -p tcp -m multiport --ports {},{}", a.min(b), a.max(b)),
-        };
-        text.push_str(&format!(
-            "-A {chain} -d {}/32{port_match} {target}\n",
-            peer.ip
-        ));
-    }
-    text.push_str("COMMIT\n");
-    text
+    iptables::restore_input(chain, me, peers, ports, Peer::Destination, &target)
 }
 
 /// Which links and what to do: shared by both faults.
@@ -242,7 +221,7 @@ impl Delay {
 
 impl Fault for Delay {
     fn name(&self) -> &'static str {
-        "delay"
+        Self::OPS.kind
     }
 
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
@@ -288,7 +267,7 @@ impl Loss {
 
 impl Fault for Loss {
     fn name(&self) -> &'static str {
-        "loss"
+        Self::OPS.kind
     }
 
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
@@ -500,35 +479,13 @@ async fn try_netem(
 /// Runs the script given on stdin.
 const RUN_STDIN: &str = "exec sh -s";
 
-/// The fault's outcome from each sender's result: ok when every sender took its rules,
-/// info (with the failures under `failed`) when any did not; healed either way.
+/// The fault's outcome from each sender's result ([`iptables::applied`]).
 fn applied(
-    mut value: Value,
+    value: Value,
     results: Vec<(String, Result<String, String>)>,
     heal: LinkHeal,
 ) -> Applied {
-    let failed: BTreeMap<String, String> = results
-        .into_iter()
-        .filter_map(|(node, r)| r.err().map(|e| (node, e)))
-        .collect();
-    let heal: Box<dyn Heal> = Box::new(heal);
-    let (outcome, error) = if failed.is_empty() {
-        (Outcome::Ok, None)
-    } else {
-        let error = failed
-            .iter()
-            .map(|(n, e)| format!("{n}: {e}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        value["failed"] = json!(failed);
-        (Outcome::Info, Some(error))
-    };
-    Applied {
-        outcome,
-        value,
-        error,
-        heal: Some(heal),
-    }
+    iptables::applied(value, results, Box::new(heal))
 }
 
 /// Undoes one delay or loss: removes its netem band, or flushes the chain in the senders
@@ -541,7 +498,7 @@ pub struct LinkHeal {
 
 impl Heal for LinkHeal {
     fn name(&self) -> &'static str {
-        "heal"
+        <Delay as FaultPackage>::OPS.heals[0]
     }
 
     fn heal<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Value, String>> {
@@ -597,17 +554,7 @@ async fn heal_netem(ctx: &Ctx, nodes: Vec<String>, script: String) -> Result<Val
 
 async fn heal_nodes(ctx: &Ctx, nodes: Vec<String>) -> Result<Value, String> {
     let chain = chain_name(ctx.control.run_id());
-    let jobs = nodes.iter().map(|n| (n.clone(), None)).collect();
-    let mut flushed = Vec::new();
-    let mut errors = Vec::new();
-    for (node, result) in ctx.sh_in_each(FLUSH, &chain, jobs).await {
-        match result.as_deref().map(str::trim) {
-            Ok("flushed") => flushed.push(node),
-            Ok("absent") => {}
-            Ok(other) => errors.push(format!("{node}: unexpected output {other:?}")),
-            Err(e) => errors.push(format!("{node}: {e}")),
-        }
-    }
+    let (flushed, errors) = iptables::flush(ctx, &chain, nodes.clone()).await;
     // Rules are gone: nothing new is queued, so stopping releases the last packets.
     let run_id = ctx.control.run_id().to_string();
     let stopped = tokio::task::spawn_blocking(move || delayer::stop(&run_id, Some(&nodes)))
@@ -620,6 +567,34 @@ async fn heal_nodes(ctx: &Ctx, nodes: Vec<String>) -> Result<Value, String> {
     }
     Ok(json!({ "nodes": flushed, "flushed": flushed.len(), "delayers": delayers }))
 }
+
+/// Delay and loss: any mode, in the senders' namespaces; swept by `heal-delay` in every
+/// run with a nemesis.
+const NEEDS: Needs = Needs {
+    mode: ModeNeed::Any,
+    bus_proxy: false,
+    node_host: true,
+};
+
+const SWEEP: Sweep = Sweep {
+    op: "heal-delay",
+    when: SweepWhen::Always,
+    run: sweep,
+};
+
+fn sweep(ctx: &Ctx) -> BoxFuture<'_, Result<Value, String>> {
+    Box::pin(heal_all(ctx))
+}
+
+/// The op names of a link fault applied by `start`.
+const fn link_ops(start: &'static [&'static str]) -> FaultOps {
+    FaultOps::new(start)
+        .with_heals(&["heal"])
+        .with_sweeps(&["heal-delay"])
+}
+
+links_package!(Delay, DelaySpec, link_ops(&["delay"]));
+links_package!(Loss, LossSpec, link_ops(&["loss"]));
 
 #[cfg(test)]
 mod tests {

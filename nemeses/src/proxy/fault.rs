@@ -9,6 +9,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use faultline_history::FaultOps;
 use serde_json::{json, Value};
 
 use super::bus_proxy::BusProxy;
@@ -16,6 +17,7 @@ use super::frame::MsgType;
 use super::rule::{Match, Opener, Rule, RuleId, Verdict};
 use super::spec::{BusDelaySpec, BusDropSpec, BusHoldSpec, OpenedBy};
 use crate::fault::{Applied, BoxFuture, Ctx, Fault, Heal, Outcome};
+use crate::package::{links_package, FaultPackage, ModeNeed, Needs, Sweep, SweepWhen};
 use crate::spec::Target;
 use crate::target;
 
@@ -66,7 +68,7 @@ impl BusHold {
 
 impl Fault for BusDelay {
     fn name(&self) -> &'static str {
-        "bus-delay"
+        Self::OPS.kind
     }
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
         let s = &self.0;
@@ -89,7 +91,7 @@ impl Fault for BusDelay {
 
 impl Fault for BusDrop {
     fn name(&self) -> &'static str {
-        "bus-drop"
+        Self::OPS.kind
     }
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
         let s = &self.0;
@@ -118,7 +120,7 @@ impl Fault for BusDrop {
 
 impl Fault for BusHold {
     fn name(&self) -> &'static str {
-        "bus-hold"
+        Self::OPS.kind
     }
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
         let s = &self.0;
@@ -306,6 +308,36 @@ pub async fn heal_all(ctx: &Ctx) -> Result<Value, String> {
         "connections_reset": removed.iter().map(|(_, r)| r.connections_reset).sum::<usize>(),
     }))
 }
+
+/// The bus faults: cluster mode with `cluster.bus: proxy`; swept by `heal-bus` whenever
+/// the proxy runs.
+pub(crate) const NEEDS: Needs = Needs {
+    mode: ModeNeed::Cluster,
+    bus_proxy: true,
+    node_host: true,
+};
+
+/// Every rule removed, every held message released.
+pub(crate) const SWEEP: Sweep = Sweep {
+    op: "heal-bus",
+    when: SweepWhen::BusProxy,
+    run: sweep,
+};
+
+fn sweep(ctx: &Ctx) -> BoxFuture<'_, Result<Value, String>> {
+    Box::pin(heal_all(ctx))
+}
+
+/// The op names of a bus fault applied by `start`.
+const fn bus_ops(start: &'static [&'static str]) -> FaultOps {
+    FaultOps::new(start)
+        .with_heals(&[HEAL])
+        .with_sweeps(&["heal-bus"])
+}
+
+links_package!(BusDelay, BusDelaySpec, bus_ops(&["bus-delay"]));
+links_package!(BusDrop, BusDropSpec, bus_ops(&["bus-drop"]));
+links_package!(BusHold, BusHoldSpec, bus_ops(&["bus-hold"]));
 
 #[cfg(test)]
 mod tests {

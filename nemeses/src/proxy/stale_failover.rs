@@ -15,6 +15,8 @@
 
 use std::time::{Duration, Instant};
 
+use faultline_history::bounds::PositiveF64;
+use faultline_history::FaultOps;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -25,9 +27,9 @@ use super::rule::{Match, Opener, Rule, Verdict};
 use super::spec::DelayMs;
 use crate::failover::{pick_shard, send_failover, wait_promoted};
 use crate::fault::{Applied, BoxFuture, Ctx, Fault, Outcome};
+use crate::package::{FaultPackage, Needs, Sweep};
 use crate::spec::{FailoverMode, Target};
 use crate::target;
-use faultline_history::bounds::PositiveF64;
 
 /// Mixed into the draw for the observer, so it is drawn independently of the shard.
 const OBSERVER_SALT: u64 = 0x6f62_7365_7276_6572;
@@ -93,7 +95,7 @@ impl FailoverWhileHeld {
 
 impl Fault for FailoverWhileHeld {
     fn name(&self) -> &'static str {
-        "failover-while-held"
+        Self::OPS.kind
     }
 
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
@@ -227,5 +229,21 @@ impl FailoverWhileHeld {
             value,
             heal,
         }
+    }
+}
+
+impl FaultPackage for FailoverWhileHeld {
+    type Spec = FailoverWhileHeldSpec;
+    const OPS: FaultOps = FaultOps::new(&["failover-while-held"])
+        .with_heals(&[super::fault::HEAL])
+        .with_sweeps(&["heal-bus"])
+        .failing_over();
+    const NEEDS: Needs = super::fault::NEEDS;
+    const SWEEP: Option<Sweep> = Some(super::fault::SWEEP);
+    fn targets(spec: &FailoverWhileHeldSpec) -> Vec<(&'static str, &Target)> {
+        vec![("shard", &spec.shard), ("observer", &spec.observer)]
+    }
+    fn build(spec: &FailoverWhileHeldSpec) -> Box<dyn Fault> {
+        Box::new(FailoverWhileHeld::new(spec.clone()))
     }
 }
