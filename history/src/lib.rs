@@ -14,6 +14,7 @@
 //! - [`appender`]: [`JsonlAppender`], JSON lines flushed while a run goes.
 //! - [`bounds`]: self-checking scalars for scenario files ([`bounds::Bounded`], ...).
 //! - [`cluster_nodes`]: parses a raw `CLUSTER NODES` reply into a [`ClusterView`].
+//! - [`info_replication`]: parses a raw `INFO replication` reply into a [`ReplicationInfo`].
 //!
 //! This crate does no networking and knows nothing about servers; clients, nemeses and
 //! checkers all depend on it, and on nothing of each other.
@@ -29,6 +30,8 @@ pub mod appender;
 pub mod bounds;
 pub mod cluster_nodes;
 pub use cluster_nodes::{ClusterView, NodeLine};
+pub mod info_replication;
+pub use info_replication::ReplicationInfo;
 pub mod topology;
 pub use appender::JsonlAppender;
 pub use topology::{Observation, TOPOLOGY_FILE};

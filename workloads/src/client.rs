@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use faultline_history::Redirect;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Cmd, RedisError, Value};
+use redis::{Cmd, RedisError, Value};
 
+use crate::query::error_text;
 use crate::slots::{key_slot, SLOTS};
 
 /// How the client behaves; the defaults suit a throw-away test cluster.
@@ -333,12 +334,7 @@ impl ClusterClient {
         if let Some(conn) = &slot.conn {
             return Ok((slot.generation, conn.clone()));
         }
-        let client = redis::Client::open(format!("redis://{addr}/")).map_err(|e| e.to_string())?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.config.connect_timeout))
-            .set_response_timeout(None);
-        let conn = client
-            .get_multiplexed_async_connection_with_config(&config)
+        let conn = crate::query::connect(addr, self.config.connect_timeout, None)
             .await
             .map_err(|e| e.to_string())?;
         slot.generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
@@ -459,15 +455,6 @@ impl Class {
             },
             _ => Class::Rejected,
         }
-    }
-}
-
-/// The server's error text as it sent it (`CODE detail`), or the client's description.
-fn error_text(err: &RedisError) -> String {
-    match (err.code(), err.detail()) {
-        (Some(code), Some(detail)) => format!("{code} {detail}"),
-        (Some(code), None) => code.to_string(),
-        _ => err.to_string(),
     }
 }
 

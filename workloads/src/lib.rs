@@ -9,6 +9,7 @@
 //!   sends `CLIENT CAPA redirect` (Valkey 8+), follows `-REDIRECT host:port`, records each
 //!   hop, finds the primary again (INFO replication) after READONLY or a broken link, and
 //!   may send reads to replicas (`READONLY`).
+//! - [`query`]: one connection, one command, bounded in time (nemeses, observer, formation).
 //! - [`set`]: the set workload (unique adds to a few keys, one final read per key).
 //!
 //! A workload drives a [`KeyClient`] and records every op through a
@@ -16,6 +17,7 @@
 
 pub mod client;
 pub mod key_client;
+pub mod query;
 pub mod set;
 pub mod slots;
 pub mod standalone;

@@ -18,12 +18,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use faultline_history::Redirect;
+use faultline_history::{Redirect, ReplicationInfo};
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Cmd, RedisError, Value};
+use redis::{Cmd, Value};
 
 use crate::client::{ClientConfig, Outcome};
 use crate::key_client::{BoxFuture, KeyClient};
+use crate::query::error_text;
 
 /// One connection slot, replaced after it breaks.
 struct Conn {
@@ -115,7 +116,7 @@ impl StandaloneClient {
         *self.last_refresh.lock().unwrap() = Some(Instant::now());
         let mut best: Option<(usize, String)> = None;
         let mut seen = Vec::new();
-        let mut infos: Vec<(String, HashMap<String, String>)> = Vec::new();
+        let mut infos: Vec<(String, ReplicationInfo)> = Vec::new();
         for (name, addr) in &self.nodes {
             let text = tokio::time::timeout(self.config.op_timeout, async {
                 let mut conn = self.connection(addr).await?.1;
@@ -129,19 +130,15 @@ impl StandaloneClient {
             .unwrap_or_else(|_| Err("timed out".into()));
             match text {
                 Ok(t) => {
-                    let f = info_fields(&t);
-                    let role = f.get("role").cloned().unwrap_or_default();
-                    infos.push((addr.clone(), f.clone()));
-                    seen.push(format!("{name} {role}"));
-                    if role == "master" {
-                        let replicas = f
-                            .get("connected_slaves")
-                            .and_then(|v| v.parse().ok())
-                            .unwrap_or(0);
+                    let f = ReplicationInfo::parse(&t);
+                    seen.push(format!("{name} {}", f.role().unwrap_or_default()));
+                    if f.is_primary() {
+                        let replicas = f.connected_replicas();
                         if best.as_ref().is_none_or(|(r, _)| replicas > *r) {
                             best = Some((replicas, addr.clone()));
                         }
                     }
+                    infos.push((addr.clone(), f));
                 }
                 Err(e) => seen.push(format!("{name}: {e}")),
             }
@@ -150,16 +147,7 @@ impl StandaloneClient {
             Some((_, addr)) => {
                 let replicas = infos
                     .iter()
-                    .filter(|(_, f)| {
-                        let of = format!(
-                            "{}:{}",
-                            f.get("master_host").map_or("", String::as_str),
-                            f.get("master_port").map_or("", String::as_str)
-                        );
-                        f.get("role").map(String::as_str) == Some("slave")
-                            && f.get("master_link_status").map(String::as_str) == Some("up")
-                            && of == addr
-                    })
+                    .filter(|(_, f)| f.link_up() && f.primary_addr().as_deref() == Some(&addr))
                     .map(|(a, _)| a.clone())
                     .collect();
                 *self.replicas.write().unwrap() = replicas;
@@ -338,12 +326,7 @@ impl StandaloneClient {
         if let Some(conn) = &slot.conn {
             return Ok((slot.generation, conn.clone()));
         }
-        let client = redis::Client::open(format!("redis://{addr}/")).map_err(|e| e.to_string())?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.config.connect_timeout))
-            .set_response_timeout(None);
-        let mut conn = client
-            .get_multiplexed_async_connection_with_config(&config)
+        let mut conn = crate::query::connect(addr, self.config.connect_timeout, None)
             .await
             .map_err(|e| e.to_string())?;
         // Capabilities belong to the connection: declare it on every new one.
@@ -407,31 +390,6 @@ fn conn_key(addr: &str, readonly: bool) -> String {
     }
 }
 
-/// `field:value` lines of an INFO section.
-pub fn info_fields(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .filter_map(|l| l.trim().split_once(':'))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn error_text(err: &RedisError) -> String {
-    match (err.code(), err.detail()) {
-        (Some(code), Some(detail)) => format!("{code} {detail}"),
-        (Some(code), None) => code.to_string(),
-        _ => err.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn info_fields_split_on_the_first_colon() {
-        let f = info_fields("# Replication\r\nrole:slave\r\nmaster_host:10.0.0.1\r\nslave0:ip=10.0.0.2,port=6379,state=online\r\n");
-        assert_eq!(f["role"], "slave");
-        assert_eq!(f["master_host"], "10.0.0.1");
-        assert_eq!(f["slave0"], "ip=10.0.0.2,port=6379,state=online");
-    }
-}
+/// `field:value` lines of an INFO section (the parser and its tests live in
+/// `faultline_history::info_replication`).
+pub use faultline_history::info_replication::info_fields;
