@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 use crate::checker::Input;
 use crate::episodes::{self, Episode};
 use crate::standalone_views;
-use crate::views::{lines_about, millis, secs, Views};
+use crate::views::{lines_about, millis, secs};
 use crate::{Checker, CheckerResult, RunData};
 
 /// The checker's name in `results.json`.
@@ -50,7 +50,7 @@ impl Checker for ReplicationLoop {
         if standalone_views::is_standalone(&run.topology) {
             return check_standalone(run);
         }
-        let views = Views::parse(&run.topology);
+        let views = run.views();
         let found = episodes::find(
             &views.observers,
             |view, text| {
@@ -74,7 +74,7 @@ impl Checker for ReplicationLoop {
             hops.join(" -> ")
         };
         episodes::report(
-            &views,
+            views,
             found,
             run.tolerances.replication_loop_ms,
             "replication loop",

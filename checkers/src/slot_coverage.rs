@@ -16,7 +16,7 @@ use faultline_history::ClusterView;
 
 use crate::checker::Input;
 use crate::episodes::{self, Episode};
-use crate::views::{lines_about, normalize, ranges_text, slot_count, trimmed, Views};
+use crate::views::{lines_about, normalize, ranges_text, slot_count, trimmed};
 use crate::{Checker, CheckerResult, RunData};
 
 /// The checker's name in `results.json`.
@@ -65,7 +65,7 @@ impl Checker for SlotCoverage {
     }
 
     fn check(&self, run: &RunData) -> CheckerResult {
-        let views = Views::parse(&run.topology);
+        let views = run.views();
         let found = episodes::find(&views.observers, problems, |into, later| {
             into.max_slots = into.max_slots.max(later.slots);
         });
@@ -94,7 +94,7 @@ impl Checker for SlotCoverage {
             }
         };
         let mut result = episodes::report(
-            &views,
+            views,
             found,
             run.tolerances.slot_coverage_ms,
             "slot-coverage anomaly",

@@ -79,14 +79,14 @@ impl Checker for SplitBrain {
     }
 
     fn check(&self, run: &RunData) -> CheckerResult {
-        let views = Views::parse(&run.topology);
+        let views = run.views();
         if views.ok == 0 {
             return CheckerResult::unknown(
                 "topology.jsonl has no successful observation: no view to judge",
             )
             .with("input", views.input_counts());
         }
-        let claims = own_claims(&views);
+        let claims = own_claims(views);
         let mut overlaps = Vec::new();
         for (i, a) in claims.iter().enumerate() {
             for b in &claims[i + 1..] {
@@ -258,7 +258,7 @@ impl Checker for SplitBrain {
 }
 
 /// Every node's own primary claims, from its own polls.
-fn own_claims<'a>(views: &'a Views<'a>) -> Vec<Claim<'a>> {
+fn own_claims<'a>(views: &'a Views) -> Vec<Claim<'a>> {
     let mut out = Vec::new();
     for observer in &views.observers {
         let mut open: Option<Claim<'a>> = None;
@@ -285,7 +285,7 @@ fn own_claims<'a>(views: &'a Views<'a>) -> Vec<Claim<'a>> {
                         Sample::Failed { .. } => String::new(),
                     };
                     open = Some(Claim {
-                        node: observer.name,
+                        node: &observer.name,
                         first_ns: t,
                         last_ns: t,
                         ranges,
