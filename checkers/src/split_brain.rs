@@ -17,12 +17,11 @@
 //! are reported and leave the run valid; overlaps with no history to judge them by make it
 //! unknown.
 
-use std::collections::HashMap;
-
 use faultline_history::{Op, OpType, Process};
 use serde_json::{json, Value};
 
 use crate::checker::Input;
+use crate::in_flight::InFlight;
 use crate::key_slot::key_slot;
 use crate::views::{contains, intersect, millis, normalize, ranges_text, secs, Sample, Views};
 use crate::{Checker, CheckerResult, RunData, Validity};
@@ -302,7 +301,7 @@ fn own_claims<'a>(views: &'a Views) -> Vec<Claim<'a>> {
 
 /// Every ok `add` of a client, with its invoke time and its key's slot.
 fn acked_adds(history: &[Op]) -> Vec<Ack<'_>> {
-    let mut pending: HashMap<u64, u64> = HashMap::new();
+    let mut pending: InFlight<u64, u64> = InFlight::default();
     let mut out = Vec::new();
     for op in history {
         let Process::Client(p) = op.process else {
@@ -312,10 +311,10 @@ fn acked_adds(history: &[Op]) -> Vec<Ack<'_>> {
             continue;
         }
         if op.kind == OpType::Invoke {
-            pending.insert(p, op.time_ns);
+            pending.invoke(p, op.time_ns);
             continue;
         }
-        let invoke_ns = pending.remove(&p).unwrap_or(op.time_ns);
+        let invoke_ns = pending.complete(&p).unwrap_or(op.time_ns);
         if op.kind != OpType::Ok || op.node.is_none() {
             continue;
         }
