@@ -10,7 +10,7 @@
 //! the command was sent means nobody knows ([`Outcome::Info`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use faultline_history::Redirect;
 use redis::aio::MultiplexedConnection;
 use redis::{Cmd, RedisError, Value};
 
+use crate::pool::Pool;
 use crate::query::error_text;
 use crate::slots::{key_slot, SLOTS};
 
@@ -79,17 +80,50 @@ pub enum Outcome {
 
 /// Per-op trace, kept outside the op's future so a time-out can still read it.
 #[derive(Default)]
-struct Trace {
-    redirects: Vec<Redirect>,
-    node: Option<String>,
+pub(crate) struct Trace {
+    pub(crate) redirects: Vec<Redirect>,
+    pub(crate) node: Option<String>,
     /// A command was sent and no definite answer has come back for it yet.
-    in_doubt: bool,
+    pub(crate) in_doubt: bool,
 }
 
-struct Conn {
-    /// Bumped on every reconnect, so a stale error cannot drop a fresh connection.
-    generation: u64,
-    conn: Option<MultiplexedConnection>,
+impl Trace {
+    /// The op's outcome from what happened to it: `None` if it timed out (in doubt if
+    /// a command had been sent without a definite answer).
+    pub(crate) fn outcome(self, result: Option<Result<Value, Failure>>) -> Outcome {
+        let Trace {
+            redirects,
+            node,
+            in_doubt,
+        } = self;
+        match result {
+            Some(Ok(value)) => Outcome::Ok {
+                value,
+                node,
+                redirects,
+            },
+            Some(Err(Failure::Certain(error))) => Outcome::Fail {
+                error,
+                node,
+                redirects,
+            },
+            Some(Err(Failure::Unknown(error))) => Outcome::Info {
+                error,
+                node,
+                redirects,
+            },
+            None if in_doubt => Outcome::Info {
+                error: "timeout".into(),
+                node,
+                redirects,
+            },
+            None => Outcome::Fail {
+                error: "timeout before the command was sent".into(),
+                node,
+                redirects,
+            },
+        }
+    }
 }
 
 /// Redirect-following client for one cluster. Share it between tasks with an `Arc`.
@@ -101,8 +135,7 @@ pub struct ClusterClient {
     seeds: Vec<String>,
     /// slot -> `ip:port` of its primary, as last learned.
     slots: RwLock<Vec<Option<Arc<str>>>>,
-    conns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Conn>>>>,
-    generations: AtomicU64,
+    pool: Pool,
     /// Set when a connection broke: the slot map may be out of date.
     stale: AtomicBool,
     last_refresh: Mutex<Option<Instant>>,
@@ -125,8 +158,7 @@ impl ClusterClient {
                 .collect(),
             seeds: nodes.iter().map(|(_, addr)| addr.clone()).collect(),
             slots: RwLock::new(vec![None; usize::from(SLOTS)]),
-            conns: Mutex::new(HashMap::new()),
-            generations: AtomicU64::new(0),
+            pool: Pool::default(),
             stale: AtomicBool::new(false),
             last_refresh: Mutex::new(None),
         }
@@ -184,38 +216,7 @@ impl ClusterClient {
         let mut trace = Trace::default();
         let result =
             tokio::time::timeout(self.config.op_timeout, self.run(key, cmd, &mut trace)).await;
-        let Trace {
-            redirects,
-            node,
-            in_doubt,
-        } = trace;
-        match result {
-            Ok(Ok(value)) => Outcome::Ok {
-                value,
-                node,
-                redirects,
-            },
-            Ok(Err(Failure::Certain(error))) => Outcome::Fail {
-                error,
-                node,
-                redirects,
-            },
-            Ok(Err(Failure::Unknown(error))) => Outcome::Info {
-                error,
-                node,
-                redirects,
-            },
-            Err(_) if in_doubt => Outcome::Info {
-                error: "timeout".into(),
-                node,
-                redirects,
-            },
-            Err(_) => Outcome::Fail {
-                error: "timeout before the command was sent".into(),
-                node,
-                redirects,
-            },
-        }
+        trace.outcome(result.ok())
     }
 
     async fn run(&self, key: &[u8], cmd: &Cmd, trace: &mut Trace) -> Result<Value, Failure> {
@@ -318,39 +319,17 @@ impl ClusterClient {
     }
 
     async fn connection(&self, addr: &str) -> Result<(u64, MultiplexedConnection), String> {
-        let cell = self
-            .conns
-            .lock()
-            .unwrap()
-            .entry(addr.to_string())
-            .or_insert_with(|| {
-                Arc::new(tokio::sync::Mutex::new(Conn {
-                    generation: 0,
-                    conn: None,
-                }))
+        self.pool
+            .get(addr, || async {
+                crate::query::connect(addr, self.config.connect_timeout, None)
+                    .await
+                    .map_err(|e| e.to_string())
             })
-            .clone();
-        let mut slot = cell.lock().await;
-        if let Some(conn) = &slot.conn {
-            return Ok((slot.generation, conn.clone()));
-        }
-        let conn = crate::query::connect(addr, self.config.connect_timeout, None)
             .await
-            .map_err(|e| e.to_string())?;
-        slot.generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
-        slot.conn = Some(conn.clone());
-        Ok((slot.generation, conn))
     }
 
     fn drop_connection(&self, addr: &str, generation: u64) {
-        let cell = self.conns.lock().unwrap().get(addr).cloned();
-        if let Some(cell) = cell {
-            if let Ok(mut slot) = cell.try_lock() {
-                if slot.generation == generation {
-                    slot.conn = None;
-                }
-            }
-        }
+        self.pool.drop_connection(addr, generation);
     }
 }
 
@@ -401,8 +380,10 @@ impl Outcome {
     }
 }
 
-enum Failure {
+pub(crate) enum Failure {
+    /// The command surely did not take effect (an error reply, no connection).
     Certain(String),
+    /// It may have (a broken connection after sending, the redirect limit).
     Unknown(String),
 }
 

@@ -9,6 +9,7 @@
 //!   sends `CLIENT CAPA redirect` (Valkey 8+), follows `-REDIRECT host:port`, records each
 //!   hop, finds the primary again (INFO replication) after READONLY or a broken link, and
 //!   may send reads to replicas (`READONLY`).
+//! - `pool` (private): the clients' connections, one per node, replaced after a break.
 //! - [`query`]: one connection, one command, bounded in time (nemeses, observer, formation).
 //! - [`set`]: the set workload (unique adds to a few keys, one final read per key).
 //!
@@ -17,6 +18,7 @@
 
 pub mod client;
 pub mod key_client;
+mod pool;
 pub mod query;
 pub mod set;
 pub mod slots;

@@ -14,36 +14,18 @@
 //! to the node that calls itself primary.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use faultline_history::{Redirect, ReplicationInfo};
 use redis::aio::MultiplexedConnection;
 use redis::{Cmd, Value};
 
-use crate::client::{ClientConfig, Outcome};
+use crate::client::{ClientConfig, Failure, Outcome, Trace};
 use crate::key_client::{BoxFuture, KeyClient};
+use crate::pool::Pool;
 use crate::query::error_text;
-
-/// One connection slot, replaced after it breaks.
-struct Conn {
-    generation: u64,
-    conn: Option<MultiplexedConnection>,
-}
-
-/// Per-op trace, outside the op's future so a time-out can still read it.
-#[derive(Default)]
-struct Trace {
-    redirects: Vec<Redirect>,
-    node: Option<String>,
-    in_doubt: bool,
-}
-
-enum Failure {
-    Certain(String),
-    Unknown(String),
-}
 
 /// Redirect-following client for one standalone primary and its replicas. Share it
 /// between tasks with an `Arc`.
@@ -59,8 +41,7 @@ pub struct StandaloneClient {
     replicas: RwLock<Vec<String>>,
     /// Round-robin position over `replicas`.
     next_replica: AtomicUsize,
-    conns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Conn>>>>,
-    generations: AtomicU64,
+    pool: Pool,
     /// Set after READONLY or a broken link: the primary may have moved.
     stale: AtomicBool,
     last_refresh: Mutex<Option<Instant>>,
@@ -78,8 +59,7 @@ impl StandaloneClient {
             primary: RwLock::new(primary.to_string()),
             replicas: RwLock::new(Vec::new()),
             next_replica: AtomicUsize::new(0),
-            conns: Mutex::new(HashMap::new()),
-            generations: AtomicU64::new(0),
+            pool: Pool::default(),
             stale: AtomicBool::new(false),
             last_refresh: Mutex::new(None),
             capa: Mutex::new(BTreeMap::new()),
@@ -204,41 +184,10 @@ impl StandaloneClient {
         let mut trace = Trace::default();
         let result =
             tokio::time::timeout(self.config.op_timeout, self.run(cmd, &mut trace, replica)).await;
-        let Trace {
-            redirects,
-            node,
-            in_doubt,
-        } = trace;
-        match result {
-            Ok(Ok(value)) => Outcome::Ok {
-                value,
-                node,
-                redirects,
-            },
-            Ok(Err(Failure::Certain(error))) => Outcome::Fail {
-                error,
-                node,
-                redirects,
-            },
-            Ok(Err(Failure::Unknown(error))) => Outcome::Info {
-                error,
-                node,
-                redirects,
-            },
-            Err(_) if in_doubt => {
-                self.stale.store(true, Ordering::Relaxed);
-                Outcome::Info {
-                    error: "timeout".into(),
-                    node,
-                    redirects,
-                }
-            }
-            Err(_) => Outcome::Fail {
-                error: "timeout before the command was sent".into(),
-                node,
-                redirects,
-            },
+        if result.is_err() && trace.in_doubt {
+            self.stale.store(true, Ordering::Relaxed);
         }
+        trace.outcome(result.ok())
     }
 
     async fn run(
@@ -310,22 +259,14 @@ impl StandaloneClient {
         addr: &str,
         readonly: bool,
     ) -> Result<(u64, MultiplexedConnection), String> {
-        let cell = self
-            .conns
-            .lock()
-            .unwrap()
-            .entry(conn_key(addr, readonly))
-            .or_insert_with(|| {
-                Arc::new(tokio::sync::Mutex::new(Conn {
-                    generation: 0,
-                    conn: None,
-                }))
-            })
-            .clone();
-        let mut slot = cell.lock().await;
-        if let Some(conn) = &slot.conn {
-            return Ok((slot.generation, conn.clone()));
-        }
+        self.pool
+            .get(&conn_key(addr, readonly), || self.open(addr, readonly))
+            .await
+    }
+
+    /// A new connection to `addr` that declared `CLIENT CAPA redirect` (and `READONLY`
+    /// when `readonly`).
+    async fn open(&self, addr: &str, readonly: bool) -> Result<MultiplexedConnection, String> {
         let mut conn = crate::query::connect(addr, self.config.connect_timeout, None)
             .await
             .map_err(|e| e.to_string())?;
@@ -358,20 +299,11 @@ impl StandaloneClient {
             .unwrap()
             .entry(self.name_of(addr))
             .or_insert(answer);
-        slot.generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
-        slot.conn = Some(conn.clone());
-        Ok((slot.generation, conn))
+        Ok(conn)
     }
 
-    fn drop_connection(&self, addr: &str, generation: u64) {
-        let cell = self.conns.lock().unwrap().get(addr).cloned();
-        if let Some(cell) = cell {
-            if let Ok(mut slot) = cell.try_lock() {
-                if slot.generation == generation {
-                    slot.conn = None;
-                }
-            }
-        }
+    fn drop_connection(&self, key: &str, generation: u64) {
+        self.pool.drop_connection(key, generation);
     }
 }
 
