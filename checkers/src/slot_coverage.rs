@@ -222,7 +222,7 @@ fn problems(view: &ClusterView, text: &str) -> Vec<(Kind, Seen)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::views::tests::{healthy_round, view_3x1};
+    use crate::views::tests::{healthy_round, n4_took_over_from_n1, view_3x1};
     use crate::Validity;
     use faultline_history::Observation;
 
@@ -321,22 +321,7 @@ mod tests {
                 _ => {}
             })
         };
-        let step2 = |me| {
-            view_3x1(me, &|n, l| match n {
-                1 => {
-                    l.flags = "slave".into();
-                    l.primary = Some(4);
-                    l.slots.clear();
-                }
-                4 => {
-                    l.flags = "master".into();
-                    l.primary = None;
-                    l.epoch = 7;
-                    l.slots = "0-5460".into();
-                }
-                _ => {}
-            })
-        };
+        let step2 = n4_took_over_from_n1;
         for n in 1..=6u8 {
             obs.push(at(50, &format!("n{n}"), step1(n)));
             obs.push(at(100, &format!("n{n}"), step2(n)));

@@ -289,6 +289,25 @@ pub(crate) mod tests {
         out
     }
 
+    /// `me`'s view after n4 took over from n1: n4 primary of 0-5460 at epoch 7, n1 its
+    /// replica.
+    pub(crate) fn n4_took_over_from_n1(me: u8) -> String {
+        view_3x1(me, &|n, l| match n {
+            1 => {
+                l.flags = "slave".into();
+                l.primary = Some(4);
+                l.slots.clear();
+            }
+            4 => {
+                l.flags = "master".into();
+                l.primary = None;
+                l.epoch = 7;
+                l.slots = "0-5460".into();
+            }
+            _ => {}
+        })
+    }
+
     /// The editable parts of one line.
     pub(crate) struct Line {
         pub(crate) flags: String,
