@@ -34,22 +34,12 @@ impl Cluster {
     }
 
     async fn cluster_nodes(&mut self, name: &str) -> ClusterView {
-        let i = self.index(name);
-        let text: String = self
-            .admin
-            .cmd(i, redis::cmd("CLUSTER").arg("NODES"))
-            .await
-            .unwrap();
+        let text: String = self.query(name, redis::cmd("CLUSTER").arg("NODES")).await;
         ClusterView::parse(&text).unwrap()
     }
 
     async fn info_field(&mut self, name: &str, field: &str) -> String {
-        let i = self.index(name);
-        let text: String = self
-            .admin
-            .cmd(i, redis::cmd("CLUSTER").arg("INFO"))
-            .await
-            .unwrap();
+        let text: String = self.query(name, redis::cmd("CLUSTER").arg("INFO")).await;
         text.lines()
             .find_map(|l| l.trim().strip_prefix(&format!("{field}:")))
             .unwrap_or_else(|| panic!("{field} in CLUSTER INFO of {name}"))
@@ -60,12 +50,7 @@ impl Cluster {
     async fn ids(&mut self) -> BTreeMap<String, String> {
         let mut ids = BTreeMap::new();
         for name in self.names() {
-            let i = self.index(&name);
-            let id: String = self
-                .admin
-                .cmd(i, redis::cmd("CLUSTER").arg("MYID"))
-                .await
-                .unwrap();
+            let id: String = self.query(&name, redis::cmd("CLUSTER").arg("MYID")).await;
             ids.insert(id, name);
         }
         ids

@@ -26,6 +26,17 @@ const TOPOLOGY_CHECKERS: &[&str] = &[
     "convergence",
 ];
 
+/// Starts the topology observer on every node, writing into the run directory.
+fn observe(cluster: &Cluster, t0: Instant) -> Observer {
+    Observer::start(
+        &cluster.specs(),
+        &cluster.path().join(TOPOLOGY_FILE),
+        t0,
+        DEFAULT_INTERVAL,
+    )
+    .unwrap()
+}
+
 /// The run's topology log, by observer.
 fn observations(dir: &Path) -> BTreeMap<String, Vec<Observation>> {
     let file = read_jsonl::<Observation>(&dir.join(TOPOLOGY_FILE)).expect("topology.jsonl reads");
@@ -69,13 +80,7 @@ fn observer_polls_every_node_every_50_ms_and_a_quiet_cluster_checks_valid() {
     with_cluster_lock(async {
         let cluster = Cluster::redis(3, 1).await;
         let t0 = Instant::now();
-        let observer = Observer::start(
-            &cluster.specs(),
-            &cluster.path().join(TOPOLOGY_FILE),
-            t0,
-            DEFAULT_INTERVAL,
-        )
-        .unwrap();
+        let observer = observe(&cluster, t0);
         tokio::time::sleep(Duration::from_secs(3)).await;
         let stats = observer.stop().await.unwrap();
         report(&stats);
@@ -135,13 +140,7 @@ fn observer_captures_the_role_change_of_a_manual_failover() {
     with_cluster_lock(async {
         let mut cluster = Cluster::redis(3, 1).await;
         let t0 = Instant::now();
-        let observer = Observer::start(
-            &cluster.specs(),
-            &cluster.path().join(TOPOLOGY_FILE),
-            t0,
-            DEFAULT_INTERVAL,
-        )
-        .unwrap();
+        let observer = observe(&cluster, t0);
         tokio::time::sleep(Duration::from_millis(500)).await;
         // n4 (index 3) replicates n1: promote it.
         let sent_ns = t0.elapsed().as_nanos() as u64;

@@ -66,28 +66,19 @@ pub fn history(dir: &Path) -> Vec<Op> {
         .records
 }
 
+/// What `ip ARGS` prints (namespaces, links).
+pub fn ip(args: &[&str]) -> String {
+    String::from_utf8(Command::new("ip").args(args).output().unwrap().stdout).unwrap()
+}
+
 /// Asserts that no namespace, host link, ledger or server process of run `id` is left.
 pub fn assert_nothing_left(id: &str, run_dir: &Path) {
-    let netns = String::from_utf8(
-        Command::new("ip")
-            .args(["netns", "list"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let netns = ip(&["netns", "list"]);
     assert!(
         !netns.contains(&format!("fl-{id}-")),
         "namespaces of run {id} left behind:\n{netns}"
     );
-    let links = String::from_utf8(
-        Command::new("ip")
-            .args(["-o", "link", "show"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let links = ip(&["-o", "link", "show"]);
     assert!(
         !links.contains(&format!("fl{id}h")),
         "host link of run {id} left behind"
@@ -293,6 +284,15 @@ impl Cluster {
             false,
         )
         .await
+    }
+
+    /// Sends `cmd` to node `name` on its admin connection; panics on an error.
+    pub async fn query<T: redis::FromRedisValue>(&mut self, name: &str, cmd: &redis::Cmd) -> T {
+        let i = self.index(name);
+        self.admin
+            .cmd(i, cmd)
+            .await
+            .unwrap_or_else(|e| panic!("{cmd:?} on {name}: {e:#}"))
     }
 
     /// Node names, in order.
