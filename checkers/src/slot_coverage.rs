@@ -222,7 +222,7 @@ fn problems(view: &ClusterView, text: &str) -> Vec<(Kind, Seen)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::views::tests::{healthy_round, n4_took_over_from_n1, view_3x1};
+    use crate::views::tests::{healthy_round, n4_promoted, n4_took_over_from_n1, view_3x1};
     use crate::Validity;
     use faultline_history::Observation;
 
@@ -309,18 +309,7 @@ mod tests {
         // n4 promoted: first n4 claims the slots while n1 still says master with none
         // (it has lost them), then n1 becomes n4's replica. No view lacks an owner.
         let mut obs = healthy_round(0);
-        let step1 = |me| {
-            view_3x1(me, &|n, l| match n {
-                1 => l.slots.clear(),
-                4 => {
-                    l.flags = "master".into();
-                    l.primary = None;
-                    l.epoch = 7;
-                    l.slots = "0-5460".into();
-                }
-                _ => {}
-            })
-        };
+        let step1 = n4_promoted;
         let step2 = n4_took_over_from_n1;
         for n in 1..=6u8 {
             obs.push(at(50, &format!("n{n}"), step1(n)));

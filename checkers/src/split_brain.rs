@@ -340,16 +340,7 @@ mod tests {
 
     /// n4's own view after it was promoted, while n1 has not heard of it.
     fn n4_promoted() -> String {
-        view_3x1(4, &|n, l| match n {
-            1 => l.slots.clear(),
-            4 => {
-                l.flags = "master".into();
-                l.primary = None;
-                l.epoch = 7;
-                l.slots = "0-5460".into();
-            }
-            _ => {}
-        })
+        crate::views::tests::n4_promoted(4)
     }
 
     /// A key in slot range 0-5460 (`foo` is in slot 12182, so use a tag that lands low).

@@ -289,6 +289,23 @@ pub(crate) mod tests {
         out
     }
 
+    /// n4's line once it is primary of 0-5460 at epoch 7.
+    fn promote_n4(l: &mut Line) {
+        l.flags = "master".into();
+        l.primary = None;
+        l.epoch = 7;
+        l.slots = "0-5460".into();
+    }
+
+    /// `me`'s view once n4 is promoted and n1 has lost its slots but still says master.
+    pub(crate) fn n4_promoted(me: u8) -> String {
+        view_3x1(me, &|n, l| match n {
+            1 => l.slots.clear(),
+            4 => promote_n4(l),
+            _ => {}
+        })
+    }
+
     /// `me`'s view after n4 took over from n1: n4 primary of 0-5460 at epoch 7, n1 its
     /// replica.
     pub(crate) fn n4_took_over_from_n1(me: u8) -> String {
@@ -298,12 +315,7 @@ pub(crate) mod tests {
                 l.primary = Some(4);
                 l.slots.clear();
             }
-            4 => {
-                l.flags = "master".into();
-                l.primary = None;
-                l.epoch = 7;
-                l.slots = "0-5460".into();
-            }
+            4 => promote_n4(l),
             _ => {}
         })
     }
