@@ -78,6 +78,26 @@ pub enum Outcome {
     },
 }
 
+/// Sends `cmd` on the connection `conn` gives (a client's pooled one), all within
+/// `limit`: a client's own question to a node (slot map, roles), not a workload op.
+///
+/// # Errors
+/// The connection's or the reply's error as text; `timed out` past `limit`.
+pub(crate) async fn ask<T: redis::FromRedisValue>(
+    limit: Duration,
+    conn: impl std::future::Future<Output = Result<(u64, MultiplexedConnection), String>>,
+    cmd: &Cmd,
+) -> Result<T, String> {
+    tokio::time::timeout(limit, async {
+        let mut conn = conn.await?.1;
+        cmd.query_async::<T>(&mut conn)
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|_| Err("timed out".into()))
+}
+
 /// Per-op trace, kept outside the op's future so a time-out can still read it.
 #[derive(Default)]
 pub(crate) struct Trace {
@@ -185,16 +205,12 @@ impl ClusterClient {
         *self.last_refresh.lock().unwrap() = Some(Instant::now());
         let mut errors = Vec::new();
         for addr in &self.seeds {
-            let reply = tokio::time::timeout(self.config.op_timeout, async {
-                let mut conn = self.connection(addr).await?.1;
-                redis::cmd("CLUSTER")
-                    .arg("SLOTS")
-                    .query_async::<Value>(&mut conn)
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-            .await
-            .unwrap_or_else(|_| Err("timed out".into()));
+            let reply = ask::<Value>(
+                self.config.op_timeout,
+                self.connection(addr),
+                redis::cmd("CLUSTER").arg("SLOTS"),
+            )
+            .await;
             match reply.and_then(|v| parse_cluster_slots(&v, addr)) {
                 Ok(map) => {
                     *self.slots.write().unwrap() = map;

@@ -22,7 +22,7 @@ use faultline_history::{Redirect, ReplicationInfo};
 use redis::aio::MultiplexedConnection;
 use redis::{Cmd, Value};
 
-use crate::client::{ClientConfig, Failure, Outcome, Trace};
+use crate::client::{ask, ClientConfig, Failure, Outcome, Trace};
 use crate::key_client::{BoxFuture, KeyClient};
 use crate::pool::Pool;
 use crate::query::error_text;
@@ -98,16 +98,12 @@ impl StandaloneClient {
         let mut seen = Vec::new();
         let mut infos: Vec<(String, ReplicationInfo)> = Vec::new();
         for (name, addr) in &self.nodes {
-            let text = tokio::time::timeout(self.config.op_timeout, async {
-                let mut conn = self.connection(addr).await?.1;
-                redis::cmd("INFO")
-                    .arg("replication")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-            .await
-            .unwrap_or_else(|_| Err("timed out".into()));
+            let text = ask::<String>(
+                self.config.op_timeout,
+                self.connection(addr),
+                redis::cmd("INFO").arg("replication"),
+            )
+            .await;
             match text {
                 Ok(t) => {
                     let f = ReplicationInfo::parse(&t);
