@@ -36,6 +36,18 @@ fn valkey_pair(
     )
 }
 
+/// Starts the nodes and forms the replication group (n2 replica of n1); returns what
+/// [`names_and_addrs`] does.
+async fn form(
+    backend: &mut dyn faultline::backend::Backend,
+) -> (Vec<faultline::backend::NodeSpec>, Vec<(String, String)>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    faultline::standalone::start_and_form(backend, deadline)
+        .await
+        .unwrap();
+    names_and_addrs(backend)
+}
+
 /// The backend's nodes, and `(name, ip:port)` of each for the standalone client.
 fn names_and_addrs(
     backend: &dyn faultline::backend::Backend,
@@ -209,11 +221,7 @@ fn reads_go_to_a_replica_and_writes_to_the_primary() {
     with_cluster_lock(async {
         let dir = tempfile::tempdir().unwrap();
         let (run_id, mut backend) = valkey_pair(dir.path());
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        faultline::standalone::start_and_form(backend.as_mut(), deadline)
-            .await
-            .unwrap();
-        let (nodes, addrs) = names_and_addrs(backend.as_ref());
+        let (nodes, addrs) = form(backend.as_mut()).await;
         let client = StandaloneClient::new(ClientConfig::default(), &addrs, &nodes[1].addr());
         assert_eq!(client.find_primary().await.unwrap(), nodes[0].addr());
 
@@ -277,11 +285,7 @@ fn seed_003_window_stretched_by_a_delayed_link() {
     with_cluster_lock(async {
         let dir = tempfile::tempdir().unwrap();
         let (run_id, mut backend) = valkey_pair(dir.path());
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        faultline::standalone::start_and_form(backend.as_mut(), deadline)
-            .await
-            .unwrap();
-        let (nodes, addrs) = names_and_addrs(backend.as_ref());
+        let (nodes, addrs) = form(backend.as_mut()).await;
         let backend = Arc::new(Mutex::new(backend));
         let ctx = Ctx {
             control: Arc::new(BackendControl::new(run_id.as_str(), backend.clone())),

@@ -98,6 +98,14 @@ pub(crate) async fn ask<T: redis::FromRedisValue>(
     .unwrap_or_else(|_| Err("timed out".into()))
 }
 
+/// Whether a client whose last refresh was at `last` may refresh again: at most every
+/// 250 ms, so a burst of failing ops does not turn into a burst of refreshes.
+pub(crate) fn refresh_due(last: &Mutex<Option<Instant>>) -> bool {
+    last.lock()
+        .unwrap()
+        .is_none_or(|t| t.elapsed() > Duration::from_millis(250))
+}
+
 /// Per-op trace, kept outside the op's future so a time-out can still read it.
 #[derive(Default)]
 pub(crate) struct Trace {
@@ -324,12 +332,7 @@ impl ClusterClient {
     }
 
     async fn maybe_refresh(&self) {
-        let due = self
-            .last_refresh
-            .lock()
-            .unwrap()
-            .is_none_or(|t| t.elapsed() > Duration::from_millis(250));
-        if due {
+        if refresh_due(&self.last_refresh) {
             let _ = self.refresh_slots().await;
         }
     }

@@ -16,13 +16,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use faultline_history::{Redirect, ReplicationInfo};
 use redis::aio::MultiplexedConnection;
 use redis::{Cmd, Value};
 
-use crate::client::{ask, ClientConfig, Failure, Outcome, Trace};
+use crate::client::{ask, refresh_due, ClientConfig, Failure, Outcome, Trace};
 use crate::key_client::{BoxFuture, KeyClient};
 use crate::pool::Pool;
 use crate::query::error_text;
@@ -139,12 +139,7 @@ impl StandaloneClient {
     }
 
     async fn maybe_refresh(&self) {
-        let due = self
-            .last_refresh
-            .lock()
-            .unwrap()
-            .is_none_or(|t| t.elapsed() > Duration::from_millis(250));
-        if due {
+        if refresh_due(&self.last_refresh) {
             let _ = self.find_primary().await;
         }
     }
