@@ -150,8 +150,7 @@ fn observer_captures_the_role_change_of_a_manual_failover() {
             .await
             .unwrap();
         assert_eq!(reply, "OK");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        cluster.admin.wait_agreed(None, deadline).await.unwrap();
+        cluster.wait_agreed(Duration::from_secs(20)).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let stats = observer.stop().await.unwrap();
         report(&stats);

@@ -295,6 +295,14 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("{cmd:?} on {name}: {e:#}"))
     }
 
+    /// Waits until every node agrees on slots and roles, at most `within`; panics after.
+    pub async fn wait_agreed(&mut self, within: std::time::Duration) {
+        self.admin
+            .wait_agreed(None, tokio::time::Instant::now() + within)
+            .await
+            .unwrap();
+    }
+
     /// Node names, in order.
     pub fn names(&self) -> Vec<String> {
         self.ctx.names()
