@@ -312,7 +312,3 @@ fn conn_key(addr: &str, readonly: bool) -> String {
         addr.to_string()
     }
 }
-
-/// `field:value` lines of an INFO section (the parser and its tests live in
-/// `faultline_history::info_replication`).
-pub use faultline_history::info_replication::info_fields;
