@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use faultline_history::ClusterView;
+use faultline_workloads::query;
 use redis::aio::MultiplexedConnection;
-use redis::AsyncConnectionConfig;
 use tokio::time::Instant;
 
 use crate::backend::{Backend, NodeSpec};
@@ -117,12 +117,7 @@ impl Admin {
         let conn = match &self.conns[i] {
             Some(c) => c.clone(),
             None => {
-                let client = redis::Client::open(format!("redis://{}/", node.addr()))?;
-                let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(ADMIN_TIMEOUT))
-                    .set_response_timeout(Some(ADMIN_TIMEOUT));
-                let c = client
-                    .get_multiplexed_async_connection_with_config(&config)
+                let c = query::connect(&node.addr(), ADMIN_TIMEOUT, Some(ADMIN_TIMEOUT))
                     .await
                     .with_context(|| format!("connecting to {} ({})", node.name, node.addr()))?;
                 self.conns[i] = Some(c.clone());

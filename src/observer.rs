@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use faultline_history::{JsonlAppender, Observation};
+use faultline_workloads::query;
 use redis::aio::MultiplexedConnection;
-use redis::AsyncConnectionConfig;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
@@ -290,13 +290,7 @@ async fn fetch(
     standalone: bool,
 ) -> Result<String, String> {
     if conn.is_none() {
-        let client = redis::Client::open(format!("redis://{}/", node.addr()))
-            .map_err(|e| format!("connecting: {e}"))?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout));
-        let c = client
-            .get_multiplexed_async_connection_with_config(&config)
+        let c = query::connect(&node.addr(), timeout, Some(timeout))
             .await
             .map_err(|e| format!("connecting: {e}"))?;
         *conn = Some(c);

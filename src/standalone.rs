@@ -73,7 +73,7 @@ impl StandaloneAdmin {
             .admin
             .cmd(i, redis::cmd("INFO").arg("replication"))
             .await?;
-        Ok(faultline_workloads::standalone::info_fields(&text))
+        Ok(faultline_history::info_replication::info_fields(&text))
     }
 
     /// Polls until one node is primary, every other node replicates it with its link up,

@@ -12,15 +12,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{assert_nothing_left, cluster_lock, with_cluster_lock};
-use faultline::backend::{self, Backend, NodeSpec};
-use faultline::cluster::{start_and_form, Admin, Layout};
-use faultline::control::{lock, BackendControl};
+use common::{cluster_lock, with_cluster_lock, Cluster};
+use faultline::backend::NodeSpec;
+use faultline::cluster::{Admin, Layout};
 use faultline::flavor;
-use faultline::ledger::RunId;
 use faultline::scenario::{FlavorName, Persistence};
 use faultline_history::ClusterView;
 use faultline_nemeses::proxy::fault::{heal_all, BusDrop};
@@ -29,104 +26,20 @@ use faultline_nemeses::proxy::{
     BusDropSpec, BusProxy, HeldMessage, Match, Opener, ProxyNode, Rule, Verdict,
 };
 use faultline_nemeses::spec::Target;
-use faultline_nemeses::{Ctx, Fault, Outcome};
-
-/// A formed cluster on the local backend, its bus through the proxy (or not), torn down
-/// with everything when dropped, also when an assertion fails halfway.
-struct Cluster {
-    ctx: Ctx,
-    backend: Arc<Mutex<Box<dyn Backend>>>,
-    admin: Admin,
-    proxy: Option<BusProxy>,
-    run_id: RunId,
-    dir: tempfile::TempDir,
-    /// Seconds from creating the backend to the cluster agreeing.
-    formed_in: f64,
-}
+use faultline_nemeses::{Fault, Outcome};
 
 impl Cluster {
-    /// Brings up `primaries` x `replicas` nodes of `flavor`, formed and agreed, the bus
-    /// through the proxy when `proxied`.
-    async fn up(
-        flavor: FlavorName,
-        primaries: usize,
-        replicas: usize,
-        node_timeout_ms: u64,
-        proxied: bool,
-    ) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let names = (1..=primaries * (1 + replicas))
-            .map(|i| format!("n{i}"))
-            .collect();
-        let t0 = Instant::now();
-        let (run_id, mut backend) = common::local_backend(
-            dir.path(),
-            Arc::from(flavor::by_name(flavor)),
-            names,
-            node_timeout_ms,
-        );
-        let proxy = if proxied {
-            let nodes = backend::route_bus_through_proxy(backend.as_mut()).unwrap();
-            let proxy = BusProxy::start(nodes).await.unwrap();
-            proxy.register(run_id.as_str());
-            Some(proxy)
-        } else {
-            None
-        };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        let admin = start_and_form(
-            backend.as_mut(),
-            &Layout::new(primaries, replicas),
-            deadline,
-        )
-        .await
-        .unwrap();
-        let formed_in = t0.elapsed().as_secs_f64();
-        let backend = Arc::new(Mutex::new(backend));
-        let ctx = Ctx {
-            control: Arc::new(BackendControl::new(run_id.as_str(), backend.clone())),
-            query_timeout: Duration::from_millis(500),
-        };
-        Cluster {
-            ctx,
-            backend,
-            admin,
-            proxy,
-            run_id,
-            dir,
-            formed_in,
-        }
-    }
-
     fn proxy(&self) -> &BusProxy {
         self.proxy.as_ref().expect("a proxied cluster")
     }
 
-    fn names(&self) -> Vec<String> {
-        self.ctx.names()
-    }
-
-    fn index(&self, name: &str) -> usize {
-        self.names().iter().position(|n| n == name).unwrap()
-    }
-
     async fn cluster_nodes(&mut self, name: &str) -> ClusterView {
-        let i = self.index(name);
-        let text: String = self
-            .admin
-            .cmd(i, redis::cmd("CLUSTER").arg("NODES"))
-            .await
-            .unwrap();
+        let text: String = self.query(name, redis::cmd("CLUSTER").arg("NODES")).await;
         ClusterView::parse(&text).unwrap()
     }
 
     async fn info_field(&mut self, name: &str, field: &str) -> String {
-        let i = self.index(name);
-        let text: String = self
-            .admin
-            .cmd(i, redis::cmd("CLUSTER").arg("INFO"))
-            .await
-            .unwrap();
+        let text: String = self.query(name, redis::cmd("CLUSTER").arg("INFO")).await;
         text.lines()
             .find_map(|l| l.trim().strip_prefix(&format!("{field}:")))
             .unwrap_or_else(|| panic!("{field} in CLUSTER INFO of {name}"))
@@ -137,19 +50,14 @@ impl Cluster {
     async fn ids(&mut self) -> BTreeMap<String, String> {
         let mut ids = BTreeMap::new();
         for name in self.names() {
-            let i = self.index(&name);
-            let id: String = self
-                .admin
-                .cmd(i, redis::cmd("CLUSTER").arg("MYID"))
-                .await
-                .unwrap();
+            let id: String = self.query(&name, redis::cmd("CLUSTER").arg("MYID")).await;
             ids.insert(id, name);
         }
         ids
     }
 
     /// Stops the proxy, checks it is gone, tears down, checks nothing of the run is left.
-    async fn finish(mut self) {
+    async fn finish_proxied(mut self) {
         if let Some(proxy) = self.proxy.take() {
             let addrs = proxy.listen_addrs().to_vec();
             let stats = proxy.shutdown().await;
@@ -164,18 +72,7 @@ impl Cluster {
                 );
             }
         }
-        let id = self.run_id.to_string();
-        let dir = self.dir.path().to_path_buf();
-        drop(self);
-        assert_nothing_left(&id, &dir);
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if let Err(e) = lock(&self.backend).teardown() {
-            eprintln!("teardown: {e:#}");
-        }
+        self.finish();
     }
 }
 
@@ -200,10 +97,7 @@ fn proxy_carries_a_3x1_redis_cluster_to_agreement() {
         }
         // A while with no rule: nothing but passing, and the cluster still agrees.
         tokio::time::sleep(Duration::from_secs(3)).await;
-        c.admin
-            .wait_agreed(None, tokio::time::Instant::now() + Duration::from_secs(10))
-            .await
-            .unwrap();
+        c.wait_agreed(Duration::from_secs(10)).await;
         let stats = c.proxy().stats();
         eprintln!("{}", serde_json::to_string(&stats).unwrap());
         assert_eq!(stats.raw_streams, 0, "everything framed");
@@ -217,7 +111,7 @@ fn proxy_carries_a_3x1_redis_cluster_to_agreement() {
         // Each of the 30 ordered pairs keeps one connection open.
         assert!(stats.connections_open >= 30, "{stats:?}");
         assert!(stats.ping_rtt.count > 0);
-        c.finish().await;
+        c.finish_proxied().await;
     });
 }
 
@@ -298,10 +192,7 @@ fn cutting_a_node_off_the_bus_fails_it_and_healing_brings_it_back() {
         eprintln!("heal: {healed}");
         let took = wait_flagged(&mut c, &others, &victim_id, false, node_timeout * 6).await;
         eprintln!("n4's fail flag cleared everywhere {took:?} after the heal");
-        c.admin
-            .wait_agreed(None, tokio::time::Instant::now() + Duration::from_secs(20))
-            .await
-            .unwrap();
+        c.wait_agreed(Duration::from_secs(20)).await;
 
         // Both ways: n4 is off the bus.
         let cut = BusDrop::new(BusDropSpec {
@@ -331,12 +222,9 @@ fn cutting_a_node_off_the_bus_fails_it_and_healing_brings_it_back() {
         );
         let took = wait_flagged(&mut c, &others, &victim_id, false, node_timeout * 6).await;
         eprintln!("n4's fail flag cleared everywhere {took:?} after the heal");
-        c.admin
-            .wait_agreed(None, tokio::time::Instant::now() + Duration::from_secs(20))
-            .await
-            .unwrap();
+        c.wait_agreed(Duration::from_secs(20)).await;
         assert!(c.proxy().rules().is_empty());
-        c.finish().await;
+        c.finish_proxied().await;
     });
 }
 
@@ -454,10 +342,7 @@ fn delayed_pongs_are_held_at_least_the_delay_and_reported_while_held() {
             c.proxy().held().is_empty(),
             "removing the rules released everything"
         );
-        c.admin
-            .wait_agreed(None, tokio::time::Instant::now() + Duration::from_secs(10))
-            .await
-            .unwrap();
+        c.wait_agreed(Duration::from_secs(10)).await;
 
         // A range: each delay drawn within it.
         let range = c.proxy().add_rule(
@@ -492,7 +377,7 @@ fn delayed_pongs_are_held_at_least_the_delay_and_reported_while_held() {
             spread.iter().all(|ms| (200..900).contains(ms)),
             "{spread:?}"
         );
-        c.finish().await;
+        c.finish_proxied().await;
     });
 }
 
@@ -516,7 +401,7 @@ fn heal_all_releases_everything_the_proxy_holds() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(c.proxy().held().is_empty());
         assert!(c.proxy().released().iter().all(|r| r.delivered));
-        c.finish().await;
+        c.finish_proxied().await;
     });
 }
 
@@ -832,16 +717,13 @@ fn failover_fired_while_a_pong_is_held_for_the_observer() {
                     None => format!("{n}'s view stayed right for 5 s"),
                 }
             );
-            c.admin
-                .wait_agreed(None, tokio::time::Instant::now() + Duration::from_secs(60))
-                .await
-                .unwrap();
+            c.wait_agreed(Duration::from_secs(60)).await;
             // A primary votes for the same shard at most once per 2 x node timeout.
             let spacing = Duration::from_millis(10_500);
             tokio::time::sleep(spacing.saturating_sub(started.elapsed())).await;
             promote = if promote == b { a } else { b };
         }
-        c.finish().await;
+        c.finish_proxied().await;
     });
 }
 
@@ -897,7 +779,7 @@ fn measure_formation_and_message_rates_with_and_without_the_proxy() {
                     (s1 - s0) as f64 / secs,
                     (r1 - r0) as f64 / secs,
                 );
-                c.finish().await;
+                c.finish_proxied().await;
             }
         }
     });

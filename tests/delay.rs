@@ -12,69 +12,15 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::fd::AsFd;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{assert_nothing_left, with_cluster_lock};
-use faultline::backend::Backend;
-use faultline::cluster::{start_and_form, Layout};
-use faultline::control::{lock, BackendControl};
-use faultline::flavor;
-use faultline::ledger::RunId;
-use faultline::scenario::FlavorName;
+use common::{with_cluster_lock, Cluster};
 use faultline_nemeses::delay::{self, delayer, Delay, DelaySpec, Loss, LossSpec, Mechanism};
 use faultline_nemeses::proxy::spec::{DelayMs, Probability};
 use faultline_nemeses::spec::{Ports, Target};
-use faultline_nemeses::{Applied, Ctx, Fault, NodeInfo, Outcome};
-
-struct Cluster {
-    ctx: Ctx,
-    backend: Arc<Mutex<Box<dyn Backend>>>,
-    run_id: RunId,
-    dir: tempfile::TempDir,
-}
+use faultline_nemeses::{Applied, Fault, Outcome};
 
 impl Cluster {
-    async fn up(primaries: usize) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let names = (1..=primaries).map(|i| format!("n{i}")).collect();
-        let (run_id, mut backend) = common::local_backend(
-            dir.path(),
-            Arc::from(flavor::by_name(FlavorName::Redis)),
-            names,
-            5000,
-        );
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        start_and_form(backend.as_mut(), &Layout::new(primaries, 0), deadline)
-            .await
-            .unwrap();
-        let backend = Arc::new(Mutex::new(backend));
-        let ctx = Ctx {
-            control: Arc::new(BackendControl::new(run_id.as_str(), backend.clone())),
-            query_timeout: Duration::from_millis(500),
-        };
-        Cluster {
-            ctx,
-            backend,
-            run_id,
-            dir,
-        }
-    }
-
-    fn node(&self, name: &str) -> NodeInfo {
-        self.ctx
-            .control
-            .nodes()
-            .iter()
-            .find(|n| n.name == name)
-            .unwrap()
-            .clone()
-    }
-
-    fn netns(&self, node: &str) -> String {
-        self.run_id.node_netns(node)
-    }
-
     fn in_netns(&self, node: &str, args: &[&str]) -> String {
         let out = Command::new("ip")
             .args(["netns", "exec", &self.netns(node)])
@@ -108,22 +54,6 @@ impl Cluster {
             .lines()
             .filter(|l| !l.trim().is_empty())
             .count()
-    }
-
-    fn finish(self) {
-        let id = self.run_id.to_string();
-        let dir = self.dir.path().to_path_buf();
-        drop(self);
-        assert_nothing_left(&id, &dir);
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        delayer::stop(self.run_id.as_str(), None);
-        if let Err(e) = lock(&self.backend).teardown() {
-            eprintln!("teardown: {e:#}");
-        }
     }
 }
 
@@ -245,7 +175,7 @@ fn delayer_threads() -> usize {
 #[test]
 fn delay_slows_exactly_the_delayed_link_and_heal_restores_it() {
     with_cluster_lock(async {
-        let c = Cluster::up(3).await;
+        let c = Cluster::redis(3, 0).await;
         let (n1, n2, n3) = (c.netns("n1"), c.node("n2"), c.node("n3"));
         let id = c.run_id.to_string();
 
@@ -350,7 +280,7 @@ fn delay_slows_exactly_the_delayed_link_and_heal_restores_it() {
 #[test]
 fn loss_drops_about_its_share_and_heal_restores_it() {
     with_cluster_lock(async {
-        let c = Cluster::up(3).await;
+        let c = Cluster::redis(3, 0).await;
         let (n1, n3) = (c.netns("n1"), c.node("n3"));
         let fault = Loss::new(LossSpec {
             from: Target::Nodes(vec!["n1".into()]),
@@ -383,7 +313,7 @@ fn loss_drops_about_its_share_and_heal_restores_it() {
 #[test]
 fn auto_picks_netem_or_says_why_not() {
     with_cluster_lock(async {
-        let c = Cluster::up(2).await;
+        let c = Cluster::redis(2, 0).await;
         let (n1, n2) = (c.netns("n1"), c.node("n2"));
         let mut spec = DelaySpec {
             from: Target::Nodes(vec!["n1".into()]),
@@ -446,7 +376,7 @@ fn auto_picks_netem_or_says_why_not() {
 #[ignore = "measurement; run with --ignored --nocapture"]
 fn measure_delayer_overhead_at_zero_delay() {
     with_cluster_lock(async {
-        let c = Cluster::up(3).await;
+        let c = Cluster::redis(3, 0).await;
         let (n1, n2) = (c.netns("n1"), c.node("n2"));
         let n = 200;
         let base = kept_pings(&n1, n2.ip, n2.port, n);

@@ -9,20 +9,13 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use common::{assert_nothing_left, with_cluster_lock};
-use faultline::backend::Backend;
-use faultline::cluster::{start_and_form, Layout};
-use faultline::control::{lock, BackendControl};
-use faultline::flavor;
-use faultline::ledger::RunId;
-use faultline::scenario::FlavorName;
+use common::{with_cluster_lock, Cluster};
 use faultline_history::bounds::Bounded;
 use faultline_nemeses::partition::{chain_name, heal_all, Partition};
 use faultline_nemeses::spec::{PartitionSpec, Ports, Shape, Target};
-use faultline_nemeses::{Applied, Ctx, Fault, NodeInfo, Outcome};
+use faultline_nemeses::{Applied, Fault, NodeInfo, Outcome};
 use serde_json::Value;
 
 /// A probe's time-out: a dropped SYN (or SYN-ACK) shows as `timeout` giving up.
@@ -30,57 +23,7 @@ const PROBE_TIMEOUT_S: &str = "1";
 /// `timeout`'s exit code when the command ran out of time.
 const TIMED_OUT: i32 = 124;
 
-/// A formed cluster on the local backend, torn down (namespaces and all) when dropped,
-/// also when an assertion fails halfway.
-struct Cluster {
-    ctx: Ctx,
-    backend: Arc<Mutex<Box<dyn Backend>>>,
-    run_id: RunId,
-    dir: tempfile::TempDir,
-}
-
 impl Cluster {
-    /// Brings up `primaries` x `replicas` Redis nodes, node time-out 5 s, formed and agreed.
-    async fn up(primaries: usize, replicas: usize) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let names = (1..=primaries * (1 + replicas))
-            .map(|i| format!("n{i}"))
-            .collect();
-        let (run_id, mut backend) = common::local_backend(
-            dir.path(),
-            Arc::from(flavor::by_name(FlavorName::Redis)),
-            names,
-            5000,
-        );
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        start_and_form(
-            backend.as_mut(),
-            &Layout::new(primaries, replicas),
-            deadline,
-        )
-        .await
-        .unwrap();
-        let backend = Arc::new(Mutex::new(backend));
-        let ctx = Ctx {
-            control: Arc::new(BackendControl::new(run_id.as_str(), backend.clone())),
-            query_timeout: Duration::from_millis(500),
-        };
-        Cluster {
-            ctx,
-            backend,
-            run_id,
-            dir,
-        }
-    }
-
-    fn nodes(&self) -> Vec<NodeInfo> {
-        self.ctx.control.nodes().to_vec()
-    }
-
-    fn netns(&self, node: &str) -> String {
-        self.run_id.node_netns(node)
-    }
-
     /// The host's address on the run's subnet (10.77.N.1): where clients come from.
     fn host_ip(&self) -> Ipv4Addr {
         let [a, b, c, _] = self.nodes()[0].ip.octets();
@@ -114,22 +57,6 @@ impl Cluster {
                 words.next().unwrap().trim_end_matches("/32").to_string()
             })
             .collect()
-    }
-
-    /// Tears down and checks that nothing of the run is left on the machine.
-    fn finish(self) {
-        let id = self.run_id.to_string();
-        let dir = self.dir.path().to_path_buf();
-        drop(self);
-        assert_nothing_left(&id, &dir);
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if let Err(e) = lock(&self.backend).teardown() {
-            eprintln!("teardown: {e:#}");
-        }
     }
 }
 
@@ -245,7 +172,7 @@ fn partition(shape: Shape, target: Target, ports: Ports) -> Partition {
 #[test]
 fn isolate_cuts_exactly_the_isolated_nodes_links_and_heal_restores_them() {
     with_cluster_lock(async {
-        let c = Cluster::up(3, 0).await;
+        let c = Cluster::redis(3, 0).await;
         let nodes = c.nodes();
         let ports = [nodes[0].port, nodes[0].bus_port];
         assert_cut_exactly(&matrix(&c, &ports), &BTreeSet::new(), "before");
@@ -307,7 +234,7 @@ fn isolate_cuts_exactly_the_isolated_nodes_links_and_heal_restores_them() {
 #[test]
 fn bus_partition_cuts_the_bus_port_and_leaves_the_client_port() {
     with_cluster_lock(async {
-        let c = Cluster::up(3, 0).await;
+        let c = Cluster::redis(3, 0).await;
         let nodes = c.nodes();
         let (client, bus) = (nodes[0].port, nodes[0].bus_port);
         // Every node is a primary here: the target goes through the roles snapshot.
@@ -359,7 +286,7 @@ fn one_way_target_drops_what_others_send_while_its_own_packets_still_arrive() {
     // half-open connection from n1 (its SYN arrived, the SYN-ACK did not come back),
     // while n2 -> n1 leaves no trace in n1 and ticks n1's drop counter for n2 instead.
     with_cluster_lock(async {
-        let c = Cluster::up(3, 0).await;
+        let c = Cluster::redis(3, 0).await;
         let nodes = c.nodes();
         let (n1, n2, n3) = (&nodes[0], &nodes[1], &nodes[2]);
         let applied = partition(Shape::OneWay, Target::Nodes(vec!["n1".into()]), Ports::All)
@@ -443,7 +370,7 @@ fn ruleset(c: &Cluster, node: &str) -> BTreeMap<String, Vec<String>> {
 #[test]
 fn heal_all_empties_every_chain_and_touches_nothing_else() {
     with_cluster_lock(async {
-        let c = Cluster::up(3, 0).await;
+        let c = Cluster::redis(3, 0).await;
         let nodes = c.nodes();
         let chain = chain_name(c.run_id.as_str());
         let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
@@ -553,7 +480,7 @@ fn apply_time_on_six_nodes() {
     // the last exec has), for the two whole-cluster-touching shapes. Printed, with a
     // generous bound only: timings on a shared two-core machine are evidence.
     with_cluster_lock(async {
-        let c = Cluster::up(3, 1).await;
+        let c = Cluster::redis(3, 1).await;
         for (shape, target) in [
             (Shape::Isolate, Target::Primaries),
             (Shape::Halves, Target::All),

@@ -201,14 +201,7 @@ fn sigkill_leaves_only_namespaces_and_clean_removes_them() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let netns = String::from_utf8(
-        std::process::Command::new("ip")
-            .args(["netns", "list"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let netns = common::ip(&["netns", "list"]);
     assert!(
         netns.contains(&format!("fl-{id}-hub")),
         "expected the killed run's namespaces:\n{netns}"

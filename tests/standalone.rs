@@ -21,6 +21,42 @@ use faultline_checkers::{Checker, ReplicationLoop, RunData, Validity};
 use faultline_history::{read_jsonl, Observation, OpType, Process, TOPOLOGY_FILE};
 use faultline_workloads::{ClientConfig, Outcome, StandaloneClient};
 
+/// Standalone Valkey nodes n1 and n2 on the local backend (not started).
+fn valkey_pair(
+    dir: &std::path::Path,
+) -> (
+    faultline::ledger::RunId,
+    Box<dyn faultline::backend::Backend>,
+) {
+    common::local_backend(
+        dir,
+        Arc::new(Standalone(Arc::from(flavor::by_name(FlavorName::Valkey)))),
+        vec!["n1".into(), "n2".into()],
+        5000,
+    )
+}
+
+/// Starts the nodes and forms the replication group (n2 replica of n1); returns what
+/// [`names_and_addrs`] does.
+async fn form(
+    backend: &mut dyn faultline::backend::Backend,
+) -> (Vec<faultline::backend::NodeSpec>, Vec<(String, String)>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    faultline::standalone::start_and_form(backend, deadline)
+        .await
+        .unwrap();
+    names_and_addrs(backend)
+}
+
+/// The backend's nodes, and `(name, ip:port)` of each for the standalone client.
+fn names_and_addrs(
+    backend: &dyn faultline::backend::Backend,
+) -> (Vec<faultline::backend::NodeSpec>, Vec<(String, String)>) {
+    let nodes = backend.nodes().to_vec();
+    let addrs = nodes.iter().map(|n| (n.name.clone(), n.addr())).collect();
+    (nodes, addrs)
+}
+
 #[test]
 fn a_fault_that_does_not_fit_the_mode_is_bad_input() {
     let out = common::faultline()
@@ -109,16 +145,9 @@ fn standalone_failover_under_load_records_redirect_hops_and_ends_valid() {
 fn nodes_replicating_each_other_bounce_clients_to_the_hop_limit_and_are_a_loop() {
     with_cluster_lock(async {
         let dir = tempfile::tempdir().unwrap();
-        let (run_id, mut backend) = common::local_backend(
-            dir.path(),
-            Arc::new(Standalone(Arc::from(flavor::by_name(FlavorName::Valkey)))),
-            vec!["n1".into(), "n2".into()],
-            5000,
-        );
+        let (run_id, mut backend) = valkey_pair(dir.path());
         backend::start_all(backend.as_mut()).unwrap();
-        let nodes = backend.nodes().to_vec();
-        let addrs: Vec<(String, String)> =
-            nodes.iter().map(|n| (n.name.clone(), n.addr())).collect();
+        let (nodes, addrs) = names_and_addrs(backend.as_ref());
         // Wait for both to answer, then point each at the other.
         for (i, n) in nodes.iter().enumerate() {
             let other = &nodes[1 - i];
@@ -191,19 +220,8 @@ fn nodes_replicating_each_other_bounce_clients_to_the_hop_limit_and_are_a_loop()
 fn reads_go_to_a_replica_and_writes_to_the_primary() {
     with_cluster_lock(async {
         let dir = tempfile::tempdir().unwrap();
-        let (run_id, mut backend) = common::local_backend(
-            dir.path(),
-            Arc::new(Standalone(Arc::from(flavor::by_name(FlavorName::Valkey)))),
-            vec!["n1".into(), "n2".into()],
-            5000,
-        );
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        faultline::standalone::start_and_form(backend.as_mut(), deadline)
-            .await
-            .unwrap();
-        let nodes = backend.nodes().to_vec();
-        let addrs: Vec<(String, String)> =
-            nodes.iter().map(|n| (n.name.clone(), n.addr())).collect();
+        let (run_id, mut backend) = valkey_pair(dir.path());
+        let (nodes, addrs) = form(backend.as_mut()).await;
         let client = StandaloneClient::new(ClientConfig::default(), &addrs, &nodes[1].addr());
         assert_eq!(client.find_primary().await.unwrap(), nodes[0].addr());
 
@@ -266,19 +284,8 @@ fn seed_003_window_stretched_by_a_delayed_link() {
 
     with_cluster_lock(async {
         let dir = tempfile::tempdir().unwrap();
-        let (run_id, mut backend) = common::local_backend(
-            dir.path(),
-            Arc::new(Standalone(Arc::from(flavor::by_name(FlavorName::Valkey)))),
-            vec!["n1".into(), "n2".into()],
-            5000,
-        );
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        faultline::standalone::start_and_form(backend.as_mut(), deadline)
-            .await
-            .unwrap();
-        let nodes = backend.nodes().to_vec();
-        let addrs: Vec<(String, String)> =
-            nodes.iter().map(|n| (n.name.clone(), n.addr())).collect();
+        let (run_id, mut backend) = valkey_pair(dir.path());
+        let (nodes, addrs) = form(backend.as_mut()).await;
         let backend = Arc::new(Mutex::new(backend));
         let ctx = Ctx {
             control: Arc::new(BackendControl::new(run_id.as_str(), backend.clone())),

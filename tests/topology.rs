@@ -11,13 +11,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{assert_nothing_left, code, faultline, text, with_cluster_lock};
-use faultline::backend::{Backend, NodeSpec};
-use faultline::cluster::{start_and_form, Admin, Layout};
-use faultline::flavor;
-use faultline::ledger::RunId;
+use common::{code, faultline, text, with_cluster_lock, Cluster};
 use faultline::observer::{Observer, ObserverStats, DEFAULT_INTERVAL};
-use faultline::scenario::FlavorName;
 use faultline_checkers::{Results, Validity};
 use faultline_history::{read_jsonl, ClusterView, Observation, Recorder, TOPOLOGY_FILE};
 use faultline_workloads::{ClientConfig, ClusterClient, Counters, SetSpec, SetWorkload};
@@ -31,60 +26,15 @@ const TOPOLOGY_CHECKERS: &[&str] = &[
     "convergence",
 ];
 
-/// A formed 3x1 Redis cluster on the local backend, torn down when dropped (also when an
-/// assertion fails halfway).
-struct Cluster {
-    backend: Box<dyn Backend>,
-    admin: Admin,
-    run_id: RunId,
-    dir: tempfile::TempDir,
-}
-
-impl Cluster {
-    /// Brings up n1..n3 primaries and n4..n6 their replicas (n4 replicates n1), agreed.
-    async fn up() -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let (run_id, mut backend) = common::local_backend(
-            dir.path(),
-            Arc::from(flavor::by_name(FlavorName::Redis)),
-            (1..=6).map(|i| format!("n{i}")).collect(),
-            5000,
-        );
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        let admin = start_and_form(backend.as_mut(), &Layout::new(3, 1), deadline)
-            .await
-            .unwrap();
-        Cluster {
-            backend,
-            admin,
-            run_id,
-            dir,
-        }
-    }
-
-    fn nodes(&self) -> Vec<NodeSpec> {
-        self.backend.nodes().to_vec()
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Tears down and checks that nothing of the run is left on the machine.
-    fn finish(self) {
-        let id = self.run_id.to_string();
-        let dir = self.dir.path().to_path_buf();
-        drop(self);
-        assert_nothing_left(&id, &dir);
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if let Err(e) = self.backend.teardown() {
-            eprintln!("teardown: {e:#}");
-        }
-    }
+/// Starts the topology observer on every node, writing into the run directory.
+fn observe(cluster: &Cluster, t0: Instant) -> Observer {
+    Observer::start(
+        &cluster.specs(),
+        &cluster.path().join(TOPOLOGY_FILE),
+        t0,
+        DEFAULT_INTERVAL,
+    )
+    .unwrap()
 }
 
 /// The run's topology log, by observer.
@@ -128,15 +78,9 @@ fn check(dir: &Path) -> Results {
 #[test]
 fn observer_polls_every_node_every_50_ms_and_a_quiet_cluster_checks_valid() {
     with_cluster_lock(async {
-        let cluster = Cluster::up().await;
+        let cluster = Cluster::redis(3, 1).await;
         let t0 = Instant::now();
-        let observer = Observer::start(
-            &cluster.nodes(),
-            &cluster.path().join(TOPOLOGY_FILE),
-            t0,
-            DEFAULT_INTERVAL,
-        )
-        .unwrap();
+        let observer = observe(&cluster, t0);
         tokio::time::sleep(Duration::from_secs(3)).await;
         let stats = observer.stop().await.unwrap();
         report(&stats);
@@ -194,15 +138,9 @@ fn observer_polls_every_node_every_50_ms_and_a_quiet_cluster_checks_valid() {
 #[test]
 fn observer_captures_the_role_change_of_a_manual_failover() {
     with_cluster_lock(async {
-        let mut cluster = Cluster::up().await;
+        let mut cluster = Cluster::redis(3, 1).await;
         let t0 = Instant::now();
-        let observer = Observer::start(
-            &cluster.nodes(),
-            &cluster.path().join(TOPOLOGY_FILE),
-            t0,
-            DEFAULT_INTERVAL,
-        )
-        .unwrap();
+        let observer = observe(&cluster, t0);
         tokio::time::sleep(Duration::from_millis(500)).await;
         // n4 (index 3) replicates n1: promote it.
         let sent_ns = t0.elapsed().as_nanos() as u64;
@@ -212,8 +150,7 @@ fn observer_captures_the_role_change_of_a_manual_failover() {
             .await
             .unwrap();
         assert_eq!(reply, "OK");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        cluster.admin.wait_agreed(None, deadline).await.unwrap();
+        cluster.wait_agreed(Duration::from_secs(20)).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let stats = observer.stop().await.unwrap();
         report(&stats);
@@ -260,10 +197,10 @@ fn observer_captures_the_role_change_of_a_manual_failover() {
 #[test]
 fn observer_beside_the_set_workload_costs_little_and_the_run_checks_valid() {
     with_cluster_lock(async {
-        let cluster = Cluster::up().await;
+        let cluster = Cluster::redis(3, 1).await;
         let t0 = Instant::now();
         let recorder = Recorder::create_at(&cluster.path().join("history.jsonl"), t0).unwrap();
-        let nodes = cluster.nodes();
+        let nodes = cluster.specs();
         let client = Arc::new(ClusterClient::new(
             ClientConfig::default(),
             &nodes

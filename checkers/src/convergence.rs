@@ -144,7 +144,7 @@ impl Checker for Convergence {
     }
 
     fn check(&self, run: &RunData) -> CheckerResult {
-        let views = Views::parse(&run.topology);
+        let views = run.views();
         let names = &views.names;
         let bound_ms = run.tolerances.convergence_bound_ms;
         let Some(last_ns) = run.topology.iter().map(|o| o.time_ns).max() else {
@@ -261,14 +261,14 @@ impl Checker for Convergence {
             .iter()
             .zip(&latest)
             .filter(|(_, l)| l.is_none())
-            .map(|(o, _)| o.name)
+            .map(|(o, _)| o.name.as_str())
             .collect();
         let answering: Vec<(usize, usize)> = latest
             .iter()
             .enumerate()
             .filter_map(|(o, l)| l.map(|c| (o, c)))
             .collect();
-        let (groups, differences) = disagreement(&views, &configs, &answering);
+        let (groups, differences) = disagreement(views, &configs, &answering);
         let result = base
             .with("observed_after_ms", observed_ms)
             .with("final_views", groups)
@@ -337,7 +337,7 @@ fn reference(run: &RunData, last_ns: u64) -> Reference {
 /// The answering observers grouped by the config they show last, and the differences
 /// between the largest group and the others, in words.
 fn disagreement(
-    views: &Views<'_>,
+    views: &Views,
     configs: &[Config],
     answering: &[(usize, usize)],
 ) -> (Vec<Value>, Vec<String>) {
@@ -347,7 +347,7 @@ fn disagreement(
         by_config
             .entry(c)
             .or_default()
-            .push(views.observers[o].name);
+            .push(views.observers[o].name.as_str());
     }
     let mut groups: Vec<(usize, Vec<&str>)> = by_config.into_iter().collect();
     groups.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));

@@ -72,7 +72,7 @@ impl<D> Episode<D> {
 /// each under a key that says when two polls show "the same" one; `merge` folds a later
 /// poll's detail into the episode's.
 pub(crate) fn find<K, D, F, M>(
-    observers: &[ObserverViews<'_>],
+    observers: &[ObserverViews],
     mut detect: F,
     mut merge: M,
 ) -> Vec<Episode<D>>
@@ -166,7 +166,7 @@ pub(crate) const SUMMARY_EXAMPLES: usize = 3;
 /// unknown when no poll got a view, valid otherwise. `what` names one episode in the
 /// summary ("n3 saw n1 and n2 replicate each other"); `fields` gives its own JSON fields.
 pub(crate) fn report<D>(
-    views: &crate::views::Views<'_>,
+    views: &crate::views::Views,
     episodes: Vec<Episode<D>>,
     tolerance_ms: u64,
     noun: &str,

@@ -24,6 +24,7 @@ use faultline_history::{Op, OpType, Process};
 use serde_json::{json, Value};
 
 use crate::checker::Input;
+use crate::in_flight::InFlight;
 use crate::views::secs;
 use crate::{Checker, CheckerResult, RunData, Validity};
 
@@ -103,18 +104,18 @@ impl Checker for FailoverOutcomes {
         let disrupting: Vec<_> = ops.kinds().iter().filter(|k| k.disrupts_failover).collect();
         let mut in_force: HashMap<&str, i64> = HashMap::new();
         let mut failovers: Vec<(&Op, Option<&Op>, bool)> = Vec::new();
-        let mut open_failover: Option<usize> = None;
+        let mut open_failover: InFlight<(), usize> = InFlight::default();
         for op in run.history.iter().filter(|o| o.process == Process::Nemesis) {
             let faults_now = in_force.values().any(|n| *n > 0);
             if op.kind == OpType::Invoke {
                 if ops.is_failover(&op.f) {
                     failovers.push((op, None, faults_now));
-                    open_failover = Some(failovers.len() - 1);
+                    open_failover.invoke((), failovers.len() - 1);
                 }
                 continue;
             }
             if ops.is_failover(&op.f) {
-                if let Some(i) = open_failover.take() {
+                if let Some(i) = open_failover.complete(&()) {
                     failovers[i].1 = Some(op);
                     failovers[i].2 |= faults_now;
                 }

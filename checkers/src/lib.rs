@@ -31,9 +31,10 @@
 //! - [`standalone_views`]: `mode: standalone` topology (`INFO replication` per node): the
 //!   replica-of graph the observations in force describe, and its cycles.
 //! - [`key_slot`]: the hash slot of a key (CRC16), for checkers that map writes to shards.
-//! - Private: `views` (the topology log parsed once per checker, node names from `myself`
+//! - Private: `views` (the topology log parsed once per analysis, node names from `myself`
 //!   lines, slot-range helpers), `episodes` (how long one observer showed one anomaly),
-//!   `fast_hash` (the hasher behind the checkers' big maps).
+//!   `fast_hash` (the hasher behind the checkers' big maps), `in_flight` (pairing each
+//!   invoke with its completion).
 
 #![warn(missing_docs)]
 
@@ -43,6 +44,7 @@ pub mod convergence;
 mod episodes;
 pub mod failover;
 mod fast_hash;
+mod in_flight;
 pub mod key_slot;
 pub mod log_pattern;
 pub mod lost_writes;

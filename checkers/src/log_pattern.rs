@@ -22,7 +22,6 @@ use std::collections::HashMap;
 use serde_json::{json, Value};
 
 use crate::checker::Input;
-use crate::views::Views;
 use crate::{Checker, CheckerResult, RunData, Validity};
 
 /// The checker's name in `results.json`.
@@ -118,7 +117,7 @@ impl Checker for LogPattern {
         if matches.iter().any(|m| m.flip.is_some()) {
             // Names only when there is something to name: parsing the topology log is
             // the dearest part of this checker.
-            let views = Views::parse(&run.topology);
+            let views = run.views();
             for m in &mut matches {
                 if let Some((node, primary)) = &m.flip {
                     let name = |id: &str| views.names.of(id);

@@ -13,6 +13,7 @@ use faultline_history::{Op, OpType, Process};
 use serde_json::{json, Value};
 
 use crate::fast_hash::{FastMap, FastSet};
+use crate::in_flight::InFlight;
 use crate::{Checker, CheckerResult, RunData, Validity};
 
 /// The checker's name in `results.json`.
@@ -180,7 +181,7 @@ impl<'a> SetHistory<'a> {
             orphan_completions: 0,
         };
         // A process has at most one op in flight: its next completion completes it.
-        let mut pending: FastMap<u64, usize> = FastMap::default();
+        let mut pending: InFlight<u64, usize> = InFlight::default();
         for (pos, op) in history.iter().enumerate() {
             let Process::Client(process) = op.process else {
                 continue;
@@ -192,17 +193,17 @@ impl<'a> SetHistory<'a> {
             if op.kind == OpType::Invoke {
                 // A second invoke while one is pending breaks the one-op rule; the first
                 // one's fate is unknown.
-                if let Some(earlier) = pending.insert(process, pos) {
+                if let Some(earlier) = pending.invoke(process, pos) {
                     s.pair(earlier, None);
                 }
                 continue;
             }
-            match pending.remove(&process) {
+            match pending.complete(&process) {
                 Some(invoke) => s.pair(invoke, Some(pos)),
                 None => s.orphan_completions += 1,
             }
         }
-        let mut unfinished: Vec<usize> = pending.into_values().collect();
+        let mut unfinished: Vec<usize> = pending.unfinished().collect();
         unfinished.sort_unstable();
         for invoke in unfinished {
             s.pair(invoke, None);

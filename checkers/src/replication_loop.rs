@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 use crate::checker::Input;
 use crate::episodes::{self, Episode};
 use crate::standalone_views;
-use crate::views::{lines_about, millis, secs, Views};
+use crate::views::{lines_about, millis, secs};
 use crate::{Checker, CheckerResult, RunData};
 
 /// The checker's name in `results.json`.
@@ -50,7 +50,7 @@ impl Checker for ReplicationLoop {
         if standalone_views::is_standalone(&run.topology) {
             return check_standalone(run);
         }
-        let views = Views::parse(&run.topology);
+        let views = run.views();
         let found = episodes::find(
             &views.observers,
             |view, text| {
@@ -74,7 +74,7 @@ impl Checker for ReplicationLoop {
             hops.join(" -> ")
         };
         episodes::report(
-            &views,
+            views,
             found,
             run.tolerances.replication_loop_ms,
             "replication loop",
@@ -237,7 +237,7 @@ fn cycles(view: &ClusterView) -> Vec<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::views::tests::{healthy_round, id, view_3x1};
+    use crate::views::tests::{healthy_round, id, n4_took_over_from_n1, view_3x1};
     use crate::Validity;
     use faultline_history::Observation;
 
@@ -280,22 +280,7 @@ mod tests {
     fn a_healthy_cluster_and_a_clean_failover_are_valid() {
         let mut obs = healthy_round(0);
         // n4 took over from n1: n4 primary with the slots, n1 its replica.
-        let after = |me| {
-            view_3x1(me, &|n, l| match n {
-                1 => {
-                    l.flags = "slave".into();
-                    l.primary = Some(4);
-                    l.slots.clear();
-                }
-                4 => {
-                    l.flags = "master".into();
-                    l.primary = None;
-                    l.epoch = 7;
-                    l.slots = "0-5460".into();
-                }
-                _ => {}
-            })
-        };
+        let after = n4_took_over_from_n1;
         for n in 1..=6u8 {
             obs.push(Observation::reply(50_000_000, format!("n{n}"), after(n)));
         }

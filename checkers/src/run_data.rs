@@ -2,9 +2,11 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use faultline_history::{read_jsonl, NemesisOps, Observation, Op, ReadError, TOPOLOGY_FILE};
 
+use crate::views::Views;
 use crate::Tolerances;
 
 /// The history file's name inside a run directory.
@@ -51,6 +53,9 @@ pub struct RunData {
     pub topology: Vec<Observation>,
     /// Whether `topology.jsonl` existed. An empty file still counts as present.
     pub topology_present: bool,
+    /// `topology`'s `CLUSTER NODES` replies, parsed on first use and shared by every
+    /// topology checker of one analysis ([`RunData::views`]). Leave it at its default.
+    pub topology_views: TopologyViews,
     /// Each node's `logs/<node>/server.log`, by node name order.
     pub logs: Vec<NodeLog>,
     /// Whether at least one `logs/<node>/server.log` existed.
@@ -106,6 +111,46 @@ impl RunData {
         });
         self.logs_present = true;
         self
+    }
+}
+
+/// The parsed topology log, filled once by the first checker that asks
+/// ([`RunData::views`]). A clone starts empty (the clone's topology may be changed before
+/// it is checked), and the cache takes no part in comparing runs.
+#[derive(Default)]
+pub struct TopologyViews(OnceLock<Views>);
+
+impl Clone for TopologyViews {
+    fn clone(&self) -> Self {
+        TopologyViews::default()
+    }
+}
+
+impl PartialEq for TopologyViews {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for TopologyViews {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = if self.0.get().is_some() {
+            "parsed"
+        } else {
+            "not parsed yet"
+        };
+        f.debug_tuple("TopologyViews").field(&state).finish()
+    }
+}
+
+impl RunData {
+    /// Every observer's `CLUSTER NODES` views, parsed from [`RunData::topology`] the
+    /// first time a checker asks and kept for the others (a topology log holds tens of
+    /// thousands of replies). Change `topology` only before the first call.
+    pub(crate) fn views(&self) -> &Views {
+        self.topology_views
+            .0
+            .get_or_init(|| Views::parse(&self.topology))
     }
 }
 

@@ -16,7 +16,7 @@ use faultline_history::ClusterView;
 
 use crate::checker::Input;
 use crate::episodes::{self, Episode};
-use crate::views::{lines_about, normalize, ranges_text, slot_count, trimmed, Views};
+use crate::views::{lines_about, normalize, ranges_text, slot_count, trimmed};
 use crate::{Checker, CheckerResult, RunData};
 
 /// The checker's name in `results.json`.
@@ -65,7 +65,7 @@ impl Checker for SlotCoverage {
     }
 
     fn check(&self, run: &RunData) -> CheckerResult {
-        let views = Views::parse(&run.topology);
+        let views = run.views();
         let found = episodes::find(&views.observers, problems, |into, later| {
             into.max_slots = into.max_slots.max(later.slots);
         });
@@ -94,7 +94,7 @@ impl Checker for SlotCoverage {
             }
         };
         let mut result = episodes::report(
-            &views,
+            views,
             found,
             run.tolerances.slot_coverage_ms,
             "slot-coverage anomaly",
@@ -222,7 +222,7 @@ fn problems(view: &ClusterView, text: &str) -> Vec<(Kind, Seen)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::views::tests::{healthy_round, view_3x1};
+    use crate::views::tests::{healthy_round, n4_promoted, n4_took_over_from_n1, view_3x1};
     use crate::Validity;
     use faultline_history::Observation;
 
@@ -309,34 +309,8 @@ mod tests {
         // n4 promoted: first n4 claims the slots while n1 still says master with none
         // (it has lost them), then n1 becomes n4's replica. No view lacks an owner.
         let mut obs = healthy_round(0);
-        let step1 = |me| {
-            view_3x1(me, &|n, l| match n {
-                1 => l.slots.clear(),
-                4 => {
-                    l.flags = "master".into();
-                    l.primary = None;
-                    l.epoch = 7;
-                    l.slots = "0-5460".into();
-                }
-                _ => {}
-            })
-        };
-        let step2 = |me| {
-            view_3x1(me, &|n, l| match n {
-                1 => {
-                    l.flags = "slave".into();
-                    l.primary = Some(4);
-                    l.slots.clear();
-                }
-                4 => {
-                    l.flags = "master".into();
-                    l.primary = None;
-                    l.epoch = 7;
-                    l.slots = "0-5460".into();
-                }
-                _ => {}
-            })
-        };
+        let step1 = n4_promoted;
+        let step2 = n4_took_over_from_n1;
         for n in 1..=6u8 {
             obs.push(at(50, &format!("n{n}"), step1(n)));
             obs.push(at(100, &format!("n{n}"), step2(n)));

@@ -17,12 +17,11 @@
 //! are reported and leave the run valid; overlaps with no history to judge them by make it
 //! unknown.
 
-use std::collections::HashMap;
-
 use faultline_history::{Op, OpType, Process};
 use serde_json::{json, Value};
 
 use crate::checker::Input;
+use crate::in_flight::InFlight;
 use crate::key_slot::key_slot;
 use crate::views::{contains, intersect, millis, normalize, ranges_text, secs, Sample, Views};
 use crate::{Checker, CheckerResult, RunData, Validity};
@@ -79,14 +78,14 @@ impl Checker for SplitBrain {
     }
 
     fn check(&self, run: &RunData) -> CheckerResult {
-        let views = Views::parse(&run.topology);
+        let views = run.views();
         if views.ok == 0 {
             return CheckerResult::unknown(
                 "topology.jsonl has no successful observation: no view to judge",
             )
             .with("input", views.input_counts());
         }
-        let claims = own_claims(&views);
+        let claims = own_claims(views);
         let mut overlaps = Vec::new();
         for (i, a) in claims.iter().enumerate() {
             for b in &claims[i + 1..] {
@@ -258,7 +257,7 @@ impl Checker for SplitBrain {
 }
 
 /// Every node's own primary claims, from its own polls.
-fn own_claims<'a>(views: &'a Views<'a>) -> Vec<Claim<'a>> {
+fn own_claims<'a>(views: &'a Views) -> Vec<Claim<'a>> {
     let mut out = Vec::new();
     for observer in &views.observers {
         let mut open: Option<Claim<'a>> = None;
@@ -285,7 +284,7 @@ fn own_claims<'a>(views: &'a Views<'a>) -> Vec<Claim<'a>> {
                         Sample::Failed { .. } => String::new(),
                     };
                     open = Some(Claim {
-                        node: observer.name,
+                        node: &observer.name,
                         first_ns: t,
                         last_ns: t,
                         ranges,
@@ -302,7 +301,7 @@ fn own_claims<'a>(views: &'a Views<'a>) -> Vec<Claim<'a>> {
 
 /// Every ok `add` of a client, with its invoke time and its key's slot.
 fn acked_adds(history: &[Op]) -> Vec<Ack<'_>> {
-    let mut pending: HashMap<u64, u64> = HashMap::new();
+    let mut pending: InFlight<u64, u64> = InFlight::default();
     let mut out = Vec::new();
     for op in history {
         let Process::Client(p) = op.process else {
@@ -312,10 +311,10 @@ fn acked_adds(history: &[Op]) -> Vec<Ack<'_>> {
             continue;
         }
         if op.kind == OpType::Invoke {
-            pending.insert(p, op.time_ns);
+            pending.invoke(p, op.time_ns);
             continue;
         }
-        let invoke_ns = pending.remove(&p).unwrap_or(op.time_ns);
+        let invoke_ns = pending.complete(&p).unwrap_or(op.time_ns);
         if op.kind != OpType::Ok || op.node.is_none() {
             continue;
         }
@@ -341,16 +340,7 @@ mod tests {
 
     /// n4's own view after it was promoted, while n1 has not heard of it.
     fn n4_promoted() -> String {
-        view_3x1(4, &|n, l| match n {
-            1 => l.slots.clear(),
-            4 => {
-                l.flags = "master".into();
-                l.primary = None;
-                l.epoch = 7;
-                l.slots = "0-5460".into();
-            }
-            _ => {}
-        })
+        crate::views::tests::n4_promoted(4)
     }
 
     /// A key in slot range 0-5460 (`foo` is in slot 12182, so use a tag that lands low).

@@ -20,32 +20,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use faultline_history::Observation;
+use faultline_history::{Observation, ReplicationInfo};
 
 /// Whether a topology log holds standalone observations (no cluster views to judge).
 pub fn is_standalone(topology: &[Observation]) -> bool {
     topology.iter().any(|o| o.info_replication.is_some())
         && topology.iter().all(|o| o.cluster_nodes.is_none())
-}
-
-/// `field:value` lines of an INFO section.
-pub fn info_fields(text: &str) -> HashMap<&str, &str> {
-    text.lines()
-        .filter_map(|l| l.trim().split_once(':'))
-        .collect()
-}
-
-/// Whom the node replicates, by `ip:port`, or `None` for a primary.
-pub fn replica_of(text: &str) -> Option<String> {
-    let f = info_fields(text);
-    if f.get("role").copied() != Some("slave") {
-        return None;
-    }
-    Some(format!(
-        "{}:{}",
-        f.get("master_host")?,
-        f.get("master_port")?
-    ))
 }
 
 /// One replication loop: the nodes in replica-of order and how long the observations
@@ -114,9 +94,9 @@ pub fn find_loops(topology: &[Observation]) -> Loops {
         let claim = match &o.info_replication {
             Some(text) => {
                 out.ok += 1;
-                replica_of(text).map(|addr| {
-                    let failover = info_fields(text).get("master_failover_state").copied()
-                        == Some("failover-in-progress");
+                let info = ReplicationInfo::parse(text);
+                info.primary_addr().map(|addr| {
+                    let failover = info.failover_state() == Some("failover-in-progress");
                     (resolve(&addr), failover)
                 })
             }

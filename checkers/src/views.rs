@@ -8,13 +8,13 @@ use faultline_history::{ClusterView, Observation};
 use crate::run_data::node_order;
 
 /// One poll of one observer, parsed.
-pub(crate) enum Sample<'a> {
+pub(crate) enum Sample {
     /// The node answered with a view that parses.
     View {
         /// When the reply arrived.
         time_ns: u64,
         /// The raw reply, for excerpts.
-        text: &'a str,
+        text: String,
         /// The parsed reply.
         view: ClusterView,
     },
@@ -26,7 +26,7 @@ pub(crate) enum Sample<'a> {
     },
 }
 
-impl Sample<'_> {
+impl Sample {
     pub(crate) fn time_ns(&self) -> u64 {
         match self {
             Sample::View { time_ns, .. } | Sample::Failed { time_ns } => *time_ns,
@@ -35,9 +35,9 @@ impl Sample<'_> {
 }
 
 /// One node's polls, in time order.
-pub(crate) struct ObserverViews<'a> {
-    pub(crate) name: &'a str,
-    pub(crate) samples: Vec<Sample<'a>>,
+pub(crate) struct ObserverViews {
+    pub(crate) name: String,
+    pub(crate) samples: Vec<Sample>,
 }
 
 /// Node id -> node name, learned from each observer's own `myself` line.
@@ -65,9 +65,9 @@ impl Names {
 }
 
 /// Every observer's parsed polls.
-pub(crate) struct Views<'a> {
+pub(crate) struct Views {
     /// Observers in node order.
-    pub(crate) observers: Vec<ObserverViews<'a>>,
+    pub(crate) observers: Vec<ObserverViews>,
     pub(crate) names: Names,
     /// Polls with a reply that parsed.
     pub(crate) ok: usize,
@@ -77,10 +77,10 @@ pub(crate) struct Views<'a> {
     pub(crate) unparsed: usize,
 }
 
-impl<'a> Views<'a> {
+impl Views {
     /// Parses every observation, grouping by observer and sorting each group by time.
-    pub(crate) fn parse(topology: &'a [Observation]) -> Views<'a> {
-        let mut by_observer: BTreeMap<(usize, &'a str), Vec<Sample<'a>>> = BTreeMap::new();
+    pub(crate) fn parse(topology: &[Observation]) -> Views {
+        let mut by_observer: BTreeMap<(usize, &str), Vec<Sample>> = BTreeMap::new();
         let mut names = Names::default();
         let (mut ok, mut failed, mut unparsed) = (0, 0, 0);
         for o in topology {
@@ -95,7 +95,7 @@ impl<'a> Views<'a> {
                     ok += 1;
                     Sample::View {
                         time_ns: o.time_ns,
-                        text,
+                        text: text.to_string(),
                         view,
                     }
                 }
@@ -118,7 +118,10 @@ impl<'a> Views<'a> {
             .into_iter()
             .map(|((_, name), mut samples)| {
                 samples.sort_by_key(Sample::time_ns);
-                ObserverViews { name, samples }
+                ObserverViews {
+                    name: name.to_string(),
+                    samples,
+                }
             })
             .collect();
         Views {
@@ -133,7 +136,7 @@ impl<'a> Views<'a> {
     /// The details every topology checker reports about its input.
     pub(crate) fn input_counts(&self) -> serde_json::Value {
         let mut v = serde_json::json!({
-            "observers": self.observers.iter().map(|o| o.name).collect::<Vec<_>>(),
+            "observers": self.observers.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(),
             "observations": self.ok + self.failed,
             "failed_observations": self.failed,
         });
@@ -284,6 +287,37 @@ pub(crate) mod tests {
             ));
         }
         out
+    }
+
+    /// n4's line once it is primary of 0-5460 at epoch 7.
+    fn promote_n4(l: &mut Line) {
+        l.flags = "master".into();
+        l.primary = None;
+        l.epoch = 7;
+        l.slots = "0-5460".into();
+    }
+
+    /// `me`'s view once n4 is promoted and n1 has lost its slots but still says master.
+    pub(crate) fn n4_promoted(me: u8) -> String {
+        view_3x1(me, &|n, l| match n {
+            1 => l.slots.clear(),
+            4 => promote_n4(l),
+            _ => {}
+        })
+    }
+
+    /// `me`'s view after n4 took over from n1: n4 primary of 0-5460 at epoch 7, n1 its
+    /// replica.
+    pub(crate) fn n4_took_over_from_n1(me: u8) -> String {
+        view_3x1(me, &|n, l| match n {
+            1 => {
+                l.flags = "slave".into();
+                l.primary = Some(4);
+                l.slots.clear();
+            }
+            4 => promote_n4(l),
+            _ => {}
+        })
     }
 
     /// The editable parts of one line.

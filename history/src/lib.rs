@@ -15,6 +15,7 @@
 //! - [`bounds`]: self-checking scalars for scenario files ([`bounds::Bounded`], ...).
 //! - [`cluster_nodes`]: parses a raw `CLUSTER NODES` reply into a [`ClusterView`].
 //! - [`nemesis_ops`]: the op names each fault kind writes ([`NemesisOps`]).
+//! - [`info_replication`]: parses a raw `INFO replication` reply into a [`ReplicationInfo`].
 //!
 //! This crate does no networking and knows nothing about servers; clients, nemeses and
 //! checkers all depend on it, and on nothing of each other.
@@ -32,6 +33,8 @@ pub mod cluster_nodes;
 pub mod nemesis_ops;
 pub use cluster_nodes::{ClusterView, NodeLine};
 pub use nemesis_ops::{FaultOps, NemesisOps};
+pub mod info_replication;
+pub use info_replication::ReplicationInfo;
 pub mod topology;
 pub use appender::JsonlAppender;
 pub use topology::{Observation, TOPOLOGY_FILE};

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use faultline_history::bounds::PositiveF64;
 use faultline_history::{ClusterView, FaultOps};
+use faultline_workloads::query::{error_text, query, QueryError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use redis::AsyncConnectionConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -230,27 +230,22 @@ pub(crate) async fn send_failover(
     mode: Option<&str>,
     timeout: Duration,
 ) -> Result<String, String> {
-    let client =
-        redis::Client::open(format!("redis://{addr}/")).map_err(|e| format!("connection: {e}"))?;
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout));
-    let mut conn = client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .map_err(|e| format!("connection: {e}"))?;
     let mut cmd = redis::cmd("CLUSTER");
     cmd.arg("FAILOVER");
     if let Some(m) = mode {
         cmd.arg(m);
     }
-    match cmd.query_async::<String>(&mut conn).await {
-        Ok(reply) => Ok(reply),
-        Err(e) => match (e.code(), e.detail()) {
-            (Some(code), Some(detail)) => Err(format!("{code} {detail}")),
-            (Some(code), None) => Err(code.to_string()),
-            _ => Err(format!("connection: {e}")),
-        },
+    query::<String>(addr, &cmd, timeout)
+        .await
+        .map_err(failover_error)
+}
+
+/// A failover command's error as the history records it: the server's refusal as
+/// `CODE detail`, anything else (never connected, broken, timed out) as `connection: ...`.
+pub(crate) fn failover_error(e: QueryError) -> String {
+    match e {
+        QueryError::Reply(e) if e.code().is_some() => error_text(&e),
+        QueryError::Connect(e) | QueryError::Reply(e) => format!("connection: {e}"),
     }
 }
 

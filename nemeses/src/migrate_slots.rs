@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 use faultline_history::bounds::Bounded;
 use faultline_history::ClusterView;
 use faultline_history::FaultOps;
+use faultline_workloads::query::{self, error_text};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use redis::aio::MultiplexedConnection;
-use redis::AsyncConnectionConfig;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{json, Value};
@@ -383,23 +383,9 @@ async fn occupied_slot(primary: &Primary, timeout: Duration, rng: &mut StdRng) -
 }
 
 async fn connect(addr: &str, timeout: Duration) -> Result<MultiplexedConnection, String> {
-    let client = redis::Client::open(format!("redis://{addr}/")).map_err(|e| e.to_string())?;
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout));
-    client
-        .get_multiplexed_async_connection_with_config(&config)
+    query::connect(addr, timeout, Some(timeout))
         .await
         .map_err(|e| format!("{addr}: {e}"))
-}
-
-/// The server's error as text: `CODE detail`, or the client's description.
-fn error_text(e: &redis::RedisError) -> String {
-    match (e.code(), e.detail()) {
-        (Some(code), Some(detail)) => format!("{code} {detail}"),
-        (Some(code), None) => code.to_string(),
-        _ => e.to_string(),
-    }
 }
 
 /// Open connections to every primary taking part, and the commands of one slot's move.

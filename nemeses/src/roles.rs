@@ -9,8 +9,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use faultline_history::ClusterView;
-use redis::AsyncConnectionConfig;
+use faultline_history::{ClusterView, ReplicationInfo};
+use faultline_workloads::query::query_text;
 
 use crate::control::NodeInfo;
 use crate::target::node_order;
@@ -57,33 +57,7 @@ impl Roles {
 /// # Errors
 /// Connection failure, time-out or error reply, as text.
 pub async fn cluster_nodes(node: &NodeInfo, timeout: Duration) -> Result<String, String> {
-    let fetch = async {
-        let client =
-            redis::Client::open(format!("redis://{}/", node.addr())).map_err(|e| e.to_string())?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout));
-        let mut conn = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(|e| e.to_string())?;
-        redis::cmd("CLUSTER")
-            .arg("NODES")
-            .query_async::<String>(&mut conn)
-            .await
-            .map_err(|e| e.to_string())
-    };
-    tokio::time::timeout(timeout * 2, fetch)
-        .await
-        .unwrap_or_else(|_| Err("timed out".into()))
-}
-
-/// `field:value` lines of an INFO section.
-pub fn info_fields(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .filter_map(|l| l.trim().split_once(':'))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    query_text(&node.addr(), redis::cmd("CLUSTER").arg("NODES"), timeout).await
 }
 
 /// Roles of standalone nodes, each from its own `INFO replication`: `role:master` is a
@@ -96,25 +70,9 @@ pub async fn observe_standalone(nodes: &[NodeInfo], timeout: Duration) -> Result
     for node in nodes {
         let node = node.clone();
         tasks.spawn(async move {
-            let fetch = async {
-                let client = redis::Client::open(format!("redis://{}/", node.addr()))
-                    .map_err(|e| e.to_string())?;
-                let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(timeout))
-                    .set_response_timeout(Some(timeout));
-                let mut conn = client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                redis::cmd("INFO")
-                    .arg("replication")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .map_err(|e| e.to_string())
-            };
-            let text = tokio::time::timeout(timeout * 2, fetch)
-                .await
-                .unwrap_or_else(|_| Err("timed out".into()));
+            let text =
+                query_text::<String>(&node.addr(), redis::cmd("INFO").arg("replication"), timeout)
+                    .await;
             (node.name, text)
         });
     }
@@ -131,20 +89,11 @@ pub async fn observe_standalone(nodes: &[NodeInfo], timeout: Duration) -> Result
                 continue;
             }
         };
-        let f = info_fields(&text);
-        match f.get("role").map(String::as_str) {
-            Some("master") => pairs.push((name, None)),
-            Some("slave") => {
-                let addr = format!(
-                    "{}:{}",
-                    f.get("master_host").map_or("", String::as_str),
-                    f.get("master_port").map_or("", String::as_str)
-                );
-                if let Some(p) = by_addr.get(&addr) {
-                    pairs.push((name, Some(p.clone())));
-                }
-            }
-            _ => {}
+        let info = ReplicationInfo::parse(&text);
+        if info.is_primary() {
+            pairs.push((name, None));
+        } else if let Some(p) = info.primary_addr().and_then(|a| by_addr.get(&a)) {
+            pairs.push((name, Some(p.clone())));
         }
     }
     if pairs.is_empty() {

@@ -14,13 +14,14 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use faultline_history::bounds::{Bounded, PositiveF64};
+use faultline_history::info_replication::info_fields;
 use faultline_history::FaultOps;
-use redis::AsyncConnectionConfig;
+use faultline_workloads::query;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::control::NodeInfo;
-use crate::failover::pick_shard;
+use crate::failover::{failover_error, pick_shard};
 use crate::fault::{Applied, BoxFuture, Ctx, Fault, Outcome};
 use crate::package::{FaultPackage, ModeNeed, Needs};
 use crate::spec::Target;
@@ -91,26 +92,10 @@ impl Fault for StandaloneFailover {
 
 /// `INFO replication` of one node, as fields.
 async fn info(node: &NodeInfo, timeout: Duration) -> Result<HashMap<String, String>, String> {
-    let fetch = async {
-        let client =
-            redis::Client::open(format!("redis://{}/", node.addr())).map_err(|e| e.to_string())?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout));
-        let mut conn = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(|e| e.to_string())?;
-        redis::cmd("INFO")
-            .arg("replication")
-            .query_async::<String>(&mut conn)
-            .await
-            .map_err(|e| e.to_string())
-    };
-    let text = tokio::time::timeout(timeout * 2, fetch)
-        .await
-        .unwrap_or_else(|_| Err("timed out".into()))?;
-    Ok(crate::roles::info_fields(&text))
+    let text =
+        query::query_text::<String>(&node.addr(), redis::cmd("INFO").arg("replication"), timeout)
+            .await?;
+    Ok(info_fields(&text))
 }
 
 impl StandaloneFailover {
@@ -224,18 +209,7 @@ impl StandaloneFailover {
 
 /// `CONFIG REWRITE` on one node.
 async fn config_rewrite(node: &NodeInfo, timeout: Duration) -> Result<(), String> {
-    let client =
-        redis::Client::open(format!("redis://{}/", node.addr())).map_err(|e| e.to_string())?;
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout));
-    let mut conn = client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .map_err(|e| e.to_string())?;
-    redis::cmd("CONFIG")
-        .arg("REWRITE")
-        .query_async::<()>(&mut conn)
+    query::query::<()>(&node.addr(), redis::cmd("CONFIG").arg("REWRITE"), timeout)
         .await
         .map_err(|e| e.to_string())
 }
@@ -248,29 +222,15 @@ async fn send_failover(
     spec: &StandaloneFailoverSpec,
     timeout: Duration,
 ) -> Result<String, String> {
-    let client = redis::Client::open(format!("redis://{}/", old.addr()))
-        .map_err(|e| format!("connection: {e}"))?;
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout));
-    let mut conn = client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .map_err(|e| format!("connection: {e}"))?;
     let mut cmd = redis::cmd("FAILOVER");
     cmd.arg("TO").arg(new.ip.to_string()).arg(new.port);
     if spec.force {
         cmd.arg("FORCE");
     }
     cmd.arg("TIMEOUT").arg(spec.timeout_ms.get());
-    match cmd.query_async::<String>(&mut conn).await {
-        Ok(reply) => Ok(reply),
-        Err(e) => match (e.code(), e.detail()) {
-            (Some(code), Some(detail)) => Err(format!("{code} {detail}")),
-            (Some(code), None) => Err(code.to_string()),
-            _ => Err(format!("connection: {e}")),
-        },
-    }
+    query::query::<String>(&old.addr(), &cmd, timeout)
+        .await
+        .map_err(failover_error)
 }
 
 impl FaultPackage for StandaloneFailover {

@@ -10,14 +10,16 @@
 //! the command was sent means nobody knows ([`Outcome::Info`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use faultline_history::Redirect;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Cmd, RedisError, Value};
+use redis::{Cmd, RedisError, Value};
 
+use crate::pool::Pool;
+use crate::query::error_text;
 use crate::slots::{key_slot, SLOTS};
 
 /// How the client behaves; the defaults suit a throw-away test cluster.
@@ -76,19 +78,80 @@ pub enum Outcome {
     },
 }
 
-/// Per-op trace, kept outside the op's future so a time-out can still read it.
-#[derive(Default)]
-struct Trace {
-    redirects: Vec<Redirect>,
-    node: Option<String>,
-    /// A command was sent and no definite answer has come back for it yet.
-    in_doubt: bool,
+/// Sends `cmd` on the connection `conn` gives (a client's pooled one), all within
+/// `limit`: a client's own question to a node (slot map, roles), not a workload op.
+///
+/// # Errors
+/// The connection's or the reply's error as text; `timed out` past `limit`.
+pub(crate) async fn ask<T: redis::FromRedisValue>(
+    limit: Duration,
+    conn: impl std::future::Future<Output = Result<(u64, MultiplexedConnection), String>>,
+    cmd: &Cmd,
+) -> Result<T, String> {
+    tokio::time::timeout(limit, async {
+        let mut conn = conn.await?.1;
+        cmd.query_async::<T>(&mut conn)
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|_| Err("timed out".into()))
 }
 
-struct Conn {
-    /// Bumped on every reconnect, so a stale error cannot drop a fresh connection.
-    generation: u64,
-    conn: Option<MultiplexedConnection>,
+/// Whether a client whose last refresh was at `last` may refresh again: at most every
+/// 250 ms, so a burst of failing ops does not turn into a burst of refreshes.
+pub(crate) fn refresh_due(last: &Mutex<Option<Instant>>) -> bool {
+    last.lock()
+        .unwrap()
+        .is_none_or(|t| t.elapsed() > Duration::from_millis(250))
+}
+
+/// Per-op trace, kept outside the op's future so a time-out can still read it.
+#[derive(Default)]
+pub(crate) struct Trace {
+    pub(crate) redirects: Vec<Redirect>,
+    pub(crate) node: Option<String>,
+    /// A command was sent and no definite answer has come back for it yet.
+    pub(crate) in_doubt: bool,
+}
+
+impl Trace {
+    /// The op's outcome from what happened to it: `None` if it timed out (in doubt if
+    /// a command had been sent without a definite answer).
+    pub(crate) fn outcome(self, result: Option<Result<Value, Failure>>) -> Outcome {
+        let Trace {
+            redirects,
+            node,
+            in_doubt,
+        } = self;
+        match result {
+            Some(Ok(value)) => Outcome::Ok {
+                value,
+                node,
+                redirects,
+            },
+            Some(Err(Failure::Certain(error))) => Outcome::Fail {
+                error,
+                node,
+                redirects,
+            },
+            Some(Err(Failure::Unknown(error))) => Outcome::Info {
+                error,
+                node,
+                redirects,
+            },
+            None if in_doubt => Outcome::Info {
+                error: "timeout".into(),
+                node,
+                redirects,
+            },
+            None => Outcome::Fail {
+                error: "timeout before the command was sent".into(),
+                node,
+                redirects,
+            },
+        }
+    }
 }
 
 /// Redirect-following client for one cluster. Share it between tasks with an `Arc`.
@@ -100,8 +163,7 @@ pub struct ClusterClient {
     seeds: Vec<String>,
     /// slot -> `ip:port` of its primary, as last learned.
     slots: RwLock<Vec<Option<Arc<str>>>>,
-    conns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Conn>>>>,
-    generations: AtomicU64,
+    pool: Pool,
     /// Set when a connection broke: the slot map may be out of date.
     stale: AtomicBool,
     last_refresh: Mutex<Option<Instant>>,
@@ -124,8 +186,7 @@ impl ClusterClient {
                 .collect(),
             seeds: nodes.iter().map(|(_, addr)| addr.clone()).collect(),
             slots: RwLock::new(vec![None; usize::from(SLOTS)]),
-            conns: Mutex::new(HashMap::new()),
-            generations: AtomicU64::new(0),
+            pool: Pool::default(),
             stale: AtomicBool::new(false),
             last_refresh: Mutex::new(None),
         }
@@ -152,16 +213,12 @@ impl ClusterClient {
         *self.last_refresh.lock().unwrap() = Some(Instant::now());
         let mut errors = Vec::new();
         for addr in &self.seeds {
-            let reply = tokio::time::timeout(self.config.op_timeout, async {
-                let mut conn = self.connection(addr).await?.1;
-                redis::cmd("CLUSTER")
-                    .arg("SLOTS")
-                    .query_async::<Value>(&mut conn)
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-            .await
-            .unwrap_or_else(|_| Err("timed out".into()));
+            let reply = ask::<Value>(
+                self.config.op_timeout,
+                self.connection(addr),
+                redis::cmd("CLUSTER").arg("SLOTS"),
+            )
+            .await;
             match reply.and_then(|v| parse_cluster_slots(&v, addr)) {
                 Ok(map) => {
                     *self.slots.write().unwrap() = map;
@@ -183,38 +240,7 @@ impl ClusterClient {
         let mut trace = Trace::default();
         let result =
             tokio::time::timeout(self.config.op_timeout, self.run(key, cmd, &mut trace)).await;
-        let Trace {
-            redirects,
-            node,
-            in_doubt,
-        } = trace;
-        match result {
-            Ok(Ok(value)) => Outcome::Ok {
-                value,
-                node,
-                redirects,
-            },
-            Ok(Err(Failure::Certain(error))) => Outcome::Fail {
-                error,
-                node,
-                redirects,
-            },
-            Ok(Err(Failure::Unknown(error))) => Outcome::Info {
-                error,
-                node,
-                redirects,
-            },
-            Err(_) if in_doubt => Outcome::Info {
-                error: "timeout".into(),
-                node,
-                redirects,
-            },
-            Err(_) => Outcome::Fail {
-                error: "timeout before the command was sent".into(),
-                node,
-                redirects,
-            },
-        }
+        trace.outcome(result.ok())
     }
 
     async fn run(&self, key: &[u8], cmd: &Cmd, trace: &mut Trace) -> Result<Value, Failure> {
@@ -306,55 +332,23 @@ impl ClusterClient {
     }
 
     async fn maybe_refresh(&self) {
-        let due = self
-            .last_refresh
-            .lock()
-            .unwrap()
-            .is_none_or(|t| t.elapsed() > Duration::from_millis(250));
-        if due {
+        if refresh_due(&self.last_refresh) {
             let _ = self.refresh_slots().await;
         }
     }
 
     async fn connection(&self, addr: &str) -> Result<(u64, MultiplexedConnection), String> {
-        let cell = self
-            .conns
-            .lock()
-            .unwrap()
-            .entry(addr.to_string())
-            .or_insert_with(|| {
-                Arc::new(tokio::sync::Mutex::new(Conn {
-                    generation: 0,
-                    conn: None,
-                }))
+        self.pool
+            .get(addr, || async {
+                crate::query::connect(addr, self.config.connect_timeout, None)
+                    .await
+                    .map_err(|e| e.to_string())
             })
-            .clone();
-        let mut slot = cell.lock().await;
-        if let Some(conn) = &slot.conn {
-            return Ok((slot.generation, conn.clone()));
-        }
-        let client = redis::Client::open(format!("redis://{addr}/")).map_err(|e| e.to_string())?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.config.connect_timeout))
-            .set_response_timeout(None);
-        let conn = client
-            .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(|e| e.to_string())?;
-        slot.generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
-        slot.conn = Some(conn.clone());
-        Ok((slot.generation, conn))
     }
 
     fn drop_connection(&self, addr: &str, generation: u64) {
-        let cell = self.conns.lock().unwrap().get(addr).cloned();
-        if let Some(cell) = cell {
-            if let Ok(mut slot) = cell.try_lock() {
-                if slot.generation == generation {
-                    slot.conn = None;
-                }
-            }
-        }
+        self.pool.drop_connection(addr, generation);
     }
 }
 
@@ -405,8 +399,10 @@ impl Outcome {
     }
 }
 
-enum Failure {
+pub(crate) enum Failure {
+    /// The command surely did not take effect (an error reply, no connection).
     Certain(String),
+    /// It may have (a broken connection after sending, the redirect limit).
     Unknown(String),
 }
 
@@ -459,15 +455,6 @@ impl Class {
             },
             _ => Class::Rejected,
         }
-    }
-}
-
-/// The server's error text as it sent it (`CODE detail`), or the client's description.
-fn error_text(err: &RedisError) -> String {
-    match (err.code(), err.detail()) {
-        (Some(code), Some(detail)) => format!("{code} {detail}"),
-        (Some(code), None) => code.to_string(),
-        _ => err.to_string(),
     }
 }
 

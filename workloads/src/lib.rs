@@ -12,6 +12,8 @@
 //! - [`workload`]: [`Workload`], what the run drives (setup, clients until a stop token,
 //!   final reads, the checkers that judge it), and what every workload is built from.
 //! - [`registry`]: every workload by name; adding one is a file and a line there.
+//! - `pool` (private): the clients' connections, one per node, replaced after a break.
+//! - [`query`]: one connection, one command, bounded in time (nemeses, observer, formation).
 //! - [`set`]: the set workload (unique adds to a few keys, one final read per key).
 //!
 //! A workload drives a [`KeyClient`] and records every op through a
@@ -19,6 +21,8 @@
 
 pub mod client;
 pub mod key_client;
+mod pool;
+pub mod query;
 pub mod registry;
 pub mod set;
 pub mod slots;

@@ -14,35 +14,18 @@
 //! to the node that calls itself primary.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, RwLock};
+use std::time::Instant;
 
-use faultline_history::Redirect;
+use faultline_history::{Redirect, ReplicationInfo};
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Cmd, RedisError, Value};
+use redis::{Cmd, Value};
 
-use crate::client::{ClientConfig, Outcome};
+use crate::client::{ask, refresh_due, ClientConfig, Failure, Outcome, Trace};
 use crate::key_client::{BoxFuture, KeyClient};
-
-/// One connection slot, replaced after it breaks.
-struct Conn {
-    generation: u64,
-    conn: Option<MultiplexedConnection>,
-}
-
-/// Per-op trace, outside the op's future so a time-out can still read it.
-#[derive(Default)]
-struct Trace {
-    redirects: Vec<Redirect>,
-    node: Option<String>,
-    in_doubt: bool,
-}
-
-enum Failure {
-    Certain(String),
-    Unknown(String),
-}
+use crate::pool::Pool;
+use crate::query::error_text;
 
 /// Redirect-following client for one standalone primary and its replicas. Share it
 /// between tasks with an `Arc`.
@@ -58,8 +41,7 @@ pub struct StandaloneClient {
     replicas: RwLock<Vec<String>>,
     /// Round-robin position over `replicas`.
     next_replica: AtomicUsize,
-    conns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Conn>>>>,
-    generations: AtomicU64,
+    pool: Pool,
     /// Set after READONLY or a broken link: the primary may have moved.
     stale: AtomicBool,
     last_refresh: Mutex<Option<Instant>>,
@@ -77,8 +59,7 @@ impl StandaloneClient {
             primary: RwLock::new(primary.to_string()),
             replicas: RwLock::new(Vec::new()),
             next_replica: AtomicUsize::new(0),
-            conns: Mutex::new(HashMap::new()),
-            generations: AtomicU64::new(0),
+            pool: Pool::default(),
             stale: AtomicBool::new(false),
             last_refresh: Mutex::new(None),
             capa: Mutex::new(BTreeMap::new()),
@@ -115,33 +96,25 @@ impl StandaloneClient {
         *self.last_refresh.lock().unwrap() = Some(Instant::now());
         let mut best: Option<(usize, String)> = None;
         let mut seen = Vec::new();
-        let mut infos: Vec<(String, HashMap<String, String>)> = Vec::new();
+        let mut infos: Vec<(String, ReplicationInfo)> = Vec::new();
         for (name, addr) in &self.nodes {
-            let text = tokio::time::timeout(self.config.op_timeout, async {
-                let mut conn = self.connection(addr).await?.1;
-                redis::cmd("INFO")
-                    .arg("replication")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-            .await
-            .unwrap_or_else(|_| Err("timed out".into()));
+            let text = ask::<String>(
+                self.config.op_timeout,
+                self.connection(addr),
+                redis::cmd("INFO").arg("replication"),
+            )
+            .await;
             match text {
                 Ok(t) => {
-                    let f = info_fields(&t);
-                    let role = f.get("role").cloned().unwrap_or_default();
-                    infos.push((addr.clone(), f.clone()));
-                    seen.push(format!("{name} {role}"));
-                    if role == "master" {
-                        let replicas = f
-                            .get("connected_slaves")
-                            .and_then(|v| v.parse().ok())
-                            .unwrap_or(0);
+                    let f = ReplicationInfo::parse(&t);
+                    seen.push(format!("{name} {}", f.role().unwrap_or_default()));
+                    if f.is_primary() {
+                        let replicas = f.connected_replicas();
                         if best.as_ref().is_none_or(|(r, _)| replicas > *r) {
                             best = Some((replicas, addr.clone()));
                         }
                     }
+                    infos.push((addr.clone(), f));
                 }
                 Err(e) => seen.push(format!("{name}: {e}")),
             }
@@ -150,16 +123,7 @@ impl StandaloneClient {
             Some((_, addr)) => {
                 let replicas = infos
                     .iter()
-                    .filter(|(_, f)| {
-                        let of = format!(
-                            "{}:{}",
-                            f.get("master_host").map_or("", String::as_str),
-                            f.get("master_port").map_or("", String::as_str)
-                        );
-                        f.get("role").map(String::as_str) == Some("slave")
-                            && f.get("master_link_status").map(String::as_str) == Some("up")
-                            && of == addr
-                    })
+                    .filter(|(_, f)| f.link_up() && f.primary_addr().as_deref() == Some(&addr))
                     .map(|(a, _)| a.clone())
                     .collect();
                 *self.replicas.write().unwrap() = replicas;
@@ -175,12 +139,7 @@ impl StandaloneClient {
     }
 
     async fn maybe_refresh(&self) {
-        let due = self
-            .last_refresh
-            .lock()
-            .unwrap()
-            .is_none_or(|t| t.elapsed() > Duration::from_millis(250));
-        if due {
+        if refresh_due(&self.last_refresh) {
             let _ = self.find_primary().await;
         }
     }
@@ -216,41 +175,10 @@ impl StandaloneClient {
         let mut trace = Trace::default();
         let result =
             tokio::time::timeout(self.config.op_timeout, self.run(cmd, &mut trace, replica)).await;
-        let Trace {
-            redirects,
-            node,
-            in_doubt,
-        } = trace;
-        match result {
-            Ok(Ok(value)) => Outcome::Ok {
-                value,
-                node,
-                redirects,
-            },
-            Ok(Err(Failure::Certain(error))) => Outcome::Fail {
-                error,
-                node,
-                redirects,
-            },
-            Ok(Err(Failure::Unknown(error))) => Outcome::Info {
-                error,
-                node,
-                redirects,
-            },
-            Err(_) if in_doubt => {
-                self.stale.store(true, Ordering::Relaxed);
-                Outcome::Info {
-                    error: "timeout".into(),
-                    node,
-                    redirects,
-                }
-            }
-            Err(_) => Outcome::Fail {
-                error: "timeout before the command was sent".into(),
-                node,
-                redirects,
-            },
+        if result.is_err() && trace.in_doubt {
+            self.stale.store(true, Ordering::Relaxed);
         }
+        trace.outcome(result.ok())
     }
 
     async fn run(
@@ -322,28 +250,15 @@ impl StandaloneClient {
         addr: &str,
         readonly: bool,
     ) -> Result<(u64, MultiplexedConnection), String> {
-        let cell = self
-            .conns
-            .lock()
-            .unwrap()
-            .entry(conn_key(addr, readonly))
-            .or_insert_with(|| {
-                Arc::new(tokio::sync::Mutex::new(Conn {
-                    generation: 0,
-                    conn: None,
-                }))
-            })
-            .clone();
-        let mut slot = cell.lock().await;
-        if let Some(conn) = &slot.conn {
-            return Ok((slot.generation, conn.clone()));
-        }
-        let client = redis::Client::open(format!("redis://{addr}/")).map_err(|e| e.to_string())?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.config.connect_timeout))
-            .set_response_timeout(None);
-        let mut conn = client
-            .get_multiplexed_async_connection_with_config(&config)
+        self.pool
+            .get(&conn_key(addr, readonly), || self.open(addr, readonly))
+            .await
+    }
+
+    /// A new connection to `addr` that declared `CLIENT CAPA redirect` (and `READONLY`
+    /// when `readonly`).
+    async fn open(&self, addr: &str, readonly: bool) -> Result<MultiplexedConnection, String> {
+        let mut conn = crate::query::connect(addr, self.config.connect_timeout, None)
             .await
             .map_err(|e| e.to_string())?;
         // Capabilities belong to the connection: declare it on every new one.
@@ -375,20 +290,11 @@ impl StandaloneClient {
             .unwrap()
             .entry(self.name_of(addr))
             .or_insert(answer);
-        slot.generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
-        slot.conn = Some(conn.clone());
-        Ok((slot.generation, conn))
+        Ok(conn)
     }
 
-    fn drop_connection(&self, addr: &str, generation: u64) {
-        let cell = self.conns.lock().unwrap().get(addr).cloned();
-        if let Some(cell) = cell {
-            if let Ok(mut slot) = cell.try_lock() {
-                if slot.generation == generation {
-                    slot.conn = None;
-                }
-            }
-        }
+    fn drop_connection(&self, key: &str, generation: u64) {
+        self.pool.drop_connection(key, generation);
     }
 }
 
@@ -404,34 +310,5 @@ fn conn_key(addr: &str, readonly: bool) -> String {
         format!("readonly {addr}")
     } else {
         addr.to_string()
-    }
-}
-
-/// `field:value` lines of an INFO section.
-pub fn info_fields(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .filter_map(|l| l.trim().split_once(':'))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn error_text(err: &RedisError) -> String {
-    match (err.code(), err.detail()) {
-        (Some(code), Some(detail)) => format!("{code} {detail}"),
-        (Some(code), None) => code.to_string(),
-        _ => err.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn info_fields_split_on_the_first_colon() {
-        let f = info_fields("# Replication\r\nrole:slave\r\nmaster_host:10.0.0.1\r\nslave0:ip=10.0.0.2,port=6379,state=online\r\n");
-        assert_eq!(f["role"], "slave");
-        assert_eq!(f["master_host"], "10.0.0.1");
-        assert_eq!(f["slave0"], "ip=10.0.0.2,port=6379,state=online");
     }
 }
