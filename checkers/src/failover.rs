@@ -101,6 +101,13 @@ impl Checker for FailoverOutcomes {
         // fired while a PONG is held, standalone `FAILOVER TO`) share their outcome
         // fields: reply, promoted, took_ms.
         let ops = &run.nemesis_ops;
+        if ops.kinds().is_empty() && run.history.iter().any(|o| o.process == Process::Nemesis) {
+            // Without the catalog no op can be told to be a failover: saying "no failovers"
+            // would be a verdict on nothing.
+            return CheckerResult::unknown(
+                "the history has nemesis ops but no fault catalog was given to tell failovers",
+            );
+        }
         let disrupting: Vec<_> = ops.kinds().iter().filter(|k| k.disrupts_failover).collect();
         let mut in_force: HashMap<&str, i64> = HashMap::new();
         let mut failovers: Vec<(&Op, Option<&Op>, bool)> = Vec::new();
@@ -357,5 +364,15 @@ mod tests {
         assert_eq!(r.details["unreachable"], 1);
         assert_eq!(r.details["under_other_faults"], 1);
         assert_eq!(r.details["unfinished"], 1);
+    }
+
+    #[test]
+    fn nemesis_ops_without_a_catalog_are_unknown_not_valid() {
+        let ops = vec![
+            nemesis(OpType::Invoke, "failover", json!({}), None),
+            nemesis(OpType::Ok, "failover", json!({"promoted": true}), None),
+        ];
+        let r = FailoverOutcomes.check(&RunData::from_history(numbered(ops)));
+        assert_eq!(r.valid, Validity::Unknown, "{r:?}");
     }
 }
