@@ -4,8 +4,35 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
+use crate::fault::Ctx;
 use crate::roles::Roles;
 use crate::spec::Target;
+
+/// Salt that draws a link fault's receivers independently of its senders.
+const TO_SALT: u64 = 0x746f_5f6e_6f64_6573;
+
+/// A link fault's senders and receivers (`from`, `to`), resolved now; the nodes are asked
+/// their roles only when a side names primaries or replicas.
+///
+/// # Errors
+/// No node answered for roles, or a side resolves to nothing.
+pub async fn resolve_links(
+    ctx: &Ctx,
+    from: &Target,
+    to: &Target,
+    draw: u64,
+) -> Result<(Vec<String>, Vec<String>), String> {
+    let by_role = |t: &Target| matches!(t, Target::Primaries | Target::Replicas);
+    let roles = if by_role(from) || by_role(to) {
+        Some(ctx.roles().await?)
+    } else {
+        None
+    };
+    let names = ctx.names();
+    let from = resolve(from, None, &names, roles.as_ref(), draw)?;
+    let to = resolve(to, None, &names, roles.as_ref(), draw ^ TO_SALT)?;
+    Ok((from, to))
+}
 
 /// The nodes a target means right now.
 ///

@@ -53,9 +53,6 @@ use crate::target;
 pub use delayer::QUEUE_NUM;
 pub use netem::{Band, Mechanism};
 
-/// Mixed into the step's draw for `to`, so it is chosen independently of `from`.
-const TO_SALT: u64 = 0x746f_5f6e_6f64_6573;
-
 /// The run's delay/loss chain: `FL-<run id>-delay` (under iptables' 28 characters).
 pub fn chain_name(run_id: &str) -> String {
     format!("FL-{run_id}-delay")
@@ -308,22 +305,9 @@ async fn apply(
     ctx: &Ctx,
     draw: u64,
 ) -> Applied {
-    let needs_roles = [plan.from, plan.to]
-        .iter()
-        .any(|t| matches!(t, Target::Primaries | Target::Replicas));
-    let roles = if needs_roles {
-        match ctx.roles().await {
-            Ok(r) => Some(r),
-            Err(e) => return Applied::failed(value, e),
-        }
-    } else {
-        None
-    };
-    let names = ctx.names();
-    let resolve = |t: &Target, d: u64| target::resolve(t, None, &names, roles.as_ref(), d);
-    let (from, to) = match (resolve(plan.from, draw), resolve(plan.to, draw ^ TO_SALT)) {
-        (Ok(f), Ok(t)) => (f, t),
-        (Err(e), _) | (_, Err(e)) => return Applied::failed(value, e),
+    let (from, to) = match target::resolve_links(ctx, plan.from, plan.to, draw).await {
+        Ok(sides) => sides,
+        Err(e) => return Applied::failed(value, e),
     };
     value["from_nodes"] = json!(from);
     value["to_nodes"] = json!(to);

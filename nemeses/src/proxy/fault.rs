@@ -21,9 +21,6 @@ use crate::package::{links_package, FaultPackage, ModeNeed, Needs, Sweep, SweepW
 use crate::spec::Target;
 use crate::target;
 
-/// Mixed into the step's draw for `to`, so it is chosen independently of `from`.
-const TO_SALT: u64 = 0x746f_5f6e_6f64_6573;
-
 /// The history's `f` for healing a bus fault.
 pub const HEAL: &str = "heal";
 
@@ -203,22 +200,9 @@ async fn apply(
             "this run has no bus proxy: set `cluster.bus: proxy` in the scenario",
         );
     };
-    let needs_roles = [links.from, links.to]
-        .iter()
-        .any(|t| matches!(t, Target::Primaries | Target::Replicas));
-    let roles = if needs_roles {
-        match ctx.roles().await {
-            Ok(r) => Some(r),
-            Err(e) => return Applied::failed(value, e),
-        }
-    } else {
-        None
-    };
-    let names = ctx.names();
-    let resolve = |t: &Target, d: u64| target::resolve(t, None, &names, roles.as_ref(), d);
-    let (from, to) = match (resolve(links.from, draw), resolve(links.to, draw ^ TO_SALT)) {
-        (Ok(f), Ok(t)) => (f, t),
-        (Err(e), _) | (_, Err(e)) => return Applied::failed(value, e),
+    let (from, to) = match target::resolve_links(ctx, links.from, links.to, draw).await {
+        Ok(sides) => sides,
+        Err(e) => return Applied::failed(value, e),
     };
     value["from_nodes"] = json!(from);
     value["to_nodes"] = json!(to);
