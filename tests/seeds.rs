@@ -16,7 +16,9 @@ fn seed(file: &str) {
     require_root();
     let _one_at_a_time = cluster_lock();
     let store = tempfile::tempdir().unwrap();
-    let run = run_to_end(&[&scenario(file), "--time-limit", "16"], store.path());
+    // Steps at 3 s and 14 s; each waits for a held PONG (up to ~5 s on a loaded machine),
+    // so the limit leaves the second one 4 s to fire before the workload stops.
+    let run = run_to_end(&[&scenario(file), "--time-limit", "18"], store.path());
     assert!(run.code == 0 || run.code == 1, "{}", run.text);
     let ops = history(&run.dir);
     let failovers: Vec<_> = ops
