@@ -102,12 +102,10 @@ impl Control for BackendControl {
         crate::sys::run_with_stdin(&prefix[0], &full, stdin)
     }
 
-    fn netns_path(&self, node: &str) -> std::path::PathBuf {
-        // A node without a namespace here gets an empty path: whatever needs it then fails
-        // to open it and says so.
-        self.index(node)
-            .ok()
-            .and_then(|i| lock(&self.backend).netns_path(i))
-            .unwrap_or_default()
+    fn netns_path(&self, node: &str) -> Result<std::path::PathBuf> {
+        let i = self.index(node)?;
+        lock(&self.backend)
+            .netns_path(i)
+            .ok_or_else(|| anyhow!("{node} has no network namespace on this machine"))
     }
 }

@@ -68,5 +68,8 @@ pub trait Control: Send + Sync {
     /// The node's network namespace as a file, for code that works from a thread inside
     /// it (the NFQUEUE delayer): the backend knows where it is (`/run/netns/fl-<id>-<node>`
     /// for the local backend, `/proc/<pid>/ns/net` for a container).
-    fn netns_path(&self, node: &str) -> PathBuf;
+    ///
+    /// # Errors
+    /// If the node has no network namespace on this machine (a node on another host).
+    fn netns_path(&self, node: &str) -> anyhow::Result<PathBuf>;
 }

@@ -795,8 +795,8 @@ mod tests {
         fn resume(&self, _: &str) -> anyhow::Result<()> {
             anyhow::bail!("not here")
         }
-        fn netns_path(&self, _: &str) -> std::path::PathBuf {
-            std::path::PathBuf::new()
+        fn netns_path(&self, _: &str) -> anyhow::Result<std::path::PathBuf> {
+            anyhow::bail!("not here")
         }
         fn exec_in_netns(
             &self,

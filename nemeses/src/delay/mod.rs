@@ -371,7 +371,11 @@ async fn apply(
     // let the packets through undelayed, silently).
     if let Some(d) = delay {
         let (rid, ss) = (run_id.clone(), senders.clone());
-        let paths: Vec<_> = ss.iter().map(|n| ctx.control.netns_path(n)).collect();
+        let paths: Vec<std::path::PathBuf> =
+            match ss.iter().map(|n| ctx.control.netns_path(n)).collect() {
+                Ok(paths) => paths,
+                Err(e) => return Applied::failed(value, format!("starting delayers: {e:#}")),
+            };
         let started = tokio::task::spawn_blocking(move || {
             let mut errors = Vec::new();
             for (i, (node, path)) in ss.iter().zip(paths).enumerate() {
