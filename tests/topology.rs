@@ -15,7 +15,7 @@ use common::{code, faultline, text, with_cluster_lock, Cluster};
 use faultline::observer::{Observer, ObserverStats, DEFAULT_INTERVAL};
 use faultline_checkers::{Results, Validity};
 use faultline_history::{read_jsonl, ClusterView, Observation, Recorder, TOPOLOGY_FILE};
-use faultline_workloads::{ClientConfig, ClusterClient, Counters, SetSpec, SetWorkload};
+use faultline_workloads::{registry, ClientConfig, ClusterClient, Counters, WorkloadParams};
 use tokio_util::sync::CancellationToken;
 
 /// The checkers that read the topology log.
@@ -209,19 +209,24 @@ fn observer_beside_the_set_workload_costs_little_and_the_run_checks_valid() {
                 .collect::<Vec<_>>(),
         ));
         client.refresh_slots().await.unwrap();
-        let workload = SetWorkload::new(SetSpec {
-            keys: 32,
-            concurrency: 16,
-            rate: None,
-            seed: 7,
-        });
+        let workload = registry::by_name(
+            "set",
+            WorkloadParams {
+                keys: 32,
+                concurrency: 16,
+                rate: None,
+                seed: 7,
+            },
+        )
+        .unwrap();
         // Without the observer, with it, then the final reads (all in the run's history,
         // whose final reads must see every add); the last phase, after the final reads,
         // records into a scratch history so the run's own ends with its reads.
         let scratch_dir = tempfile::tempdir().unwrap();
         let scratch = Recorder::create_at(&scratch_dir.path().join("history.jsonl"), t0).unwrap();
         let phase = |seconds: f64, recorder: &Recorder| {
-            let (client, recorder, workload) = (client.clone(), recorder.clone(), &workload);
+            let (client, recorder, workload) =
+                (client.clone(), recorder.clone(), workload.as_ref());
             async move {
                 let counters = Arc::new(Counters::default());
                 let stop = CancellationToken::new();

@@ -31,6 +31,6 @@ pub mod workload;
 
 pub use client::{ClientConfig, ClusterClient, Outcome};
 pub use key_client::KeyClient;
-pub use set::{SetSpec, SetWorkload};
+pub use set::SetWorkload;
 pub use standalone::StandaloneClient;
 pub use workload::{Counters, FinalReads, Workload, WorkloadParams};

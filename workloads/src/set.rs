@@ -18,13 +18,11 @@ use crate::key_client::{BoxFuture, KeyClient};
 use crate::slots::{tag_for_slot, SLOTS};
 use crate::workload::{Counters, FinalReads, Workload, WorkloadParams};
 
-/// What the set workload does: the common parameters, unchanged (`keys` set keys spread
-/// over the slot space, `concurrency` adders, `rate` adds per second, `seed` for key choice).
-pub type SetSpec = WorkloadParams;
-
 /// The set workload for one run.
 pub struct SetWorkload {
-    spec: SetSpec,
+    /// `keys` set keys spread over the slot space, `concurrency` adders, `rate` adds per
+    /// second, `seed` for key choice.
+    spec: WorkloadParams,
     keys: Arc<Vec<String>>,
     next_element: Arc<AtomicU64>,
     /// Final reads use process numbers past every worker's.
@@ -33,7 +31,7 @@ pub struct SetWorkload {
 
 impl SetWorkload {
     /// Builds the key set for `spec`.
-    pub fn new(spec: SetSpec) -> SetWorkload {
+    pub fn new(spec: WorkloadParams) -> SetWorkload {
         let keys = (0..spec.keys)
             .map(|i| {
                 let slot = (i * usize::from(SLOTS) / spec.keys) as u16;
@@ -56,7 +54,7 @@ impl SetWorkload {
     /// Runs `concurrency` client processes until `stop` is cancelled. An op in flight when
     /// `stop` fires is allowed to complete (within the op time-out), so no invoke is left
     /// without its completion.
-    pub async fn run(
+    async fn drive(
         &self,
         client: Arc<dyn KeyClient>,
         recorder: Recorder,
@@ -123,7 +121,7 @@ impl SetWorkload {
 
     /// Reads every key once, retrying a key until it reads successfully or `budget` runs
     /// out. Every attempt is an op in the history.
-    pub async fn final_reads(
+    async fn read_keys(
         &self,
         client: &dyn KeyClient,
         recorder: &Recorder,
@@ -163,8 +161,6 @@ impl SetWorkload {
     }
 }
 
-/// The run drives the set workload through this; `bench` and the topology test still call
-/// the inherent methods directly.
 impl Workload for SetWorkload {
     fn checkers(&self) -> &'static [&'static str] {
         &["lost-writes"]
@@ -177,7 +173,7 @@ impl Workload for SetWorkload {
         stop: CancellationToken,
         counters: Arc<Counters>,
     ) -> BoxFuture<'a, ()> {
-        Box::pin(SetWorkload::run(self, client, recorder, stop, counters))
+        Box::pin(self.drive(client, recorder, stop, counters))
     }
 
     fn final_reads<'a>(
@@ -186,7 +182,7 @@ impl Workload for SetWorkload {
         recorder: &'a Recorder,
         budget: Duration,
     ) -> BoxFuture<'a, FinalReads> {
-        Box::pin(SetWorkload::final_reads(self, client, recorder, budget))
+        Box::pin(self.read_keys(client, recorder, budget))
     }
 }
 
@@ -221,7 +217,7 @@ mod tests {
 
     #[test]
     fn keys_spread_over_the_slot_space() {
-        let w = SetWorkload::new(SetSpec {
+        let w = SetWorkload::new(WorkloadParams {
             keys: 8,
             concurrency: 1,
             rate: None,
