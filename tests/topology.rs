@@ -15,7 +15,7 @@ use common::{code, faultline, text, with_cluster_lock, Cluster};
 use faultline::observer::{Observer, ObserverStats, DEFAULT_INTERVAL};
 use faultline_checkers::{Results, Validity};
 use faultline_history::{read_jsonl, ClusterView, Observation, Recorder, TOPOLOGY_FILE};
-use faultline_workloads::{registry, ClientConfig, ClusterClient, Counters, WorkloadParams};
+use faultline_workloads::{registry, ClientConfig, Counters, WorkloadParams};
 use tokio_util::sync::CancellationToken;
 
 /// The checkers that read the topology log.
@@ -201,14 +201,13 @@ fn observer_beside_the_set_workload_costs_little_and_the_run_checks_valid() {
         let t0 = Instant::now();
         let recorder = Recorder::create_at(&cluster.path().join("history.jsonl"), t0).unwrap();
         let nodes = cluster.specs();
-        let client = Arc::new(ClusterClient::new(
+        let (client, _) = faultline::formed::workload_client(
+            faultline::scenario::Mode::Cluster,
             ClientConfig::default(),
-            &nodes
-                .iter()
-                .map(|n| (n.name.clone(), n.addr()))
-                .collect::<Vec<_>>(),
-        ));
-        client.refresh_slots().await.unwrap();
+            &nodes,
+        )
+        .await
+        .unwrap();
         let workload = registry::by_name(
             "set",
             WorkloadParams {

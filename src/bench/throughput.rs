@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use faultline_history::Recorder;
-use faultline_workloads::{
-    registry, ClientConfig, ClusterClient, Counters, Workload, WorkloadParams,
-};
+use faultline_workloads::{registry, ClientConfig, Counters, Workload, WorkloadParams};
 use serde::Serialize;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +18,7 @@ use super::{bring_up, Setup, PRIMARIES, RANDOM_RANGE, REPLICAS, SET_KEYS};
 use crate::backend::NodeSpec;
 use crate::cli::BenchArgs;
 use crate::cluster::Admin;
+use crate::kinds::Mode;
 use crate::store::HISTORY_FILE;
 
 /// Who produced a round.
@@ -140,17 +139,8 @@ async fn faultline_round(
     primaries: &mut Admin,
     load: Duration,
 ) -> Result<Round> {
-    let client = Arc::new(ClusterClient::new(
-        ClientConfig::default(),
-        &nodes
-            .iter()
-            .map(|n| (n.name.clone(), n.addr()))
-            .collect::<Vec<_>>(),
-    ));
-    client
-        .refresh_slots()
-        .await
-        .context("reading the slot map")?;
+    let (client, _) =
+        crate::formed::workload_client(Mode::Cluster, ClientConfig::default(), nodes).await?;
     let before = sadd_calls(primaries).await?;
     let counters = Arc::new(Counters::default());
     let stop = CancellationToken::new();
