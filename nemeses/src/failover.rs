@@ -92,10 +92,6 @@ impl Failover {
 }
 
 impl Fault for Failover {
-    fn name(&self) -> &'static str {
-        Self::OPS.kind
-    }
-
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
         Box::pin(self.run(ctx, draw))
     }

@@ -113,8 +113,6 @@ impl Applied {
 
 /// One kind of fault, configured.
 pub trait Fault: Send + Sync {
-    /// The history's `f` for applying it (`partition`, `kill`, ...).
-    fn name(&self) -> &'static str;
     /// Applies the fault; `draw` is this step's share of the run's seed.
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied>;
 }

@@ -172,10 +172,6 @@ impl MigrateSlots {
 }
 
 impl Fault for MigrateSlots {
-    fn name(&self) -> &'static str {
-        Self::OPS.kind
-    }
-
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
         Box::pin(self.run(ctx, draw))
     }

@@ -371,10 +371,6 @@ impl Partition {
 }
 
 impl Fault for Partition {
-    fn name(&self) -> &'static str {
-        Self::OPS.kind
-    }
-
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
         Box::pin(self.run(ctx, draw))
     }

@@ -38,10 +38,6 @@ impl Kind {
         }
     }
 
-    fn name(self) -> &'static str {
-        self.ops().kind
-    }
-
     fn heal_name(self) -> &'static str {
         self.ops().heals[0]
     }
@@ -69,18 +65,12 @@ impl Pause {
 }
 
 impl Fault for Kill {
-    fn name(&self) -> &'static str {
-        Kind::Kill.name()
-    }
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
         Box::pin(apply(Kind::Kill, &self.0, ctx, draw))
     }
 }
 
 impl Fault for Pause {
-    fn name(&self) -> &'static str {
-        Kind::Pause.name()
-    }
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
         Box::pin(apply(Kind::Pause, &self.0, ctx, draw))
     }

@@ -74,8 +74,10 @@ impl Nemesis {
         recorder: &Recorder,
     ) -> Option<Box<dyn Heal>> {
         let fault = &self.faults[step.fault];
+        // The history's `f` is the kind's name, as its package declares it.
+        let ops = self.spec.faults[step.fault].package().ops;
         let late = Instant::now().saturating_duration_since(due);
-        let mut invoke = Op::new(Process::Nemesis, OpType::Invoke, fault.name())
+        let mut invoke = Op::new(Process::Nemesis, OpType::Invoke, ops.kind)
             .with_value(serde_json::to_value(&self.spec.faults[step.fault]).unwrap_or(Value::Null));
         let scheduled_ns = recorder.now_ns().saturating_sub(late.as_nanos() as u64);
         invoke
@@ -88,14 +90,12 @@ impl Nemesis {
             .insert("at_ms".into(), json!(step.at.as_millis() as u64));
         let invoke = recorder.record(invoke);
         let applied = fault.apply(ctx, step.draw).await;
-        let ops = self.spec.faults[step.fault].package().ops;
         debug_assert!(
-            ops.starts.contains(&fault.name())
-                && applied
-                    .heal
-                    .as_ref()
-                    .is_none_or(|h| ops.heals.contains(&h.name())),
-            "{}: ops not declared in its package's OPS",
+            applied
+                .heal
+                .as_ref()
+                .is_none_or(|h| ops.heals.contains(&h.name())),
+            "{}: a heal not declared in its package's OPS",
             ops.kind
         );
         let mut done = invoke.complete(match applied.outcome {

@@ -81,10 +81,6 @@ impl StandaloneFailover {
 }
 
 impl Fault for StandaloneFailover {
-    fn name(&self) -> &'static str {
-        Self::OPS.kind
-    }
-
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
         Box::pin(self.run(ctx, draw))
     }

@@ -217,10 +217,6 @@ impl Delay {
 }
 
 impl Fault for Delay {
-    fn name(&self) -> &'static str {
-        Self::OPS.kind
-    }
-
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
         let s = &self.0;
         let value = json!({
@@ -263,10 +259,6 @@ impl Loss {
 }
 
 impl Fault for Loss {
-    fn name(&self) -> &'static str {
-        Self::OPS.kind
-    }
-
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
         let s = &self.0;
         let value = json!({

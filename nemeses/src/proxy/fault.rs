@@ -64,9 +64,6 @@ impl BusHold {
 }
 
 impl Fault for BusDelay {
-    fn name(&self) -> &'static str {
-        Self::OPS.kind
-    }
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
         let s = &self.0;
         let links = Links {
@@ -82,14 +79,11 @@ impl Fault for BusDelay {
             reorder: s.reorder,
         };
         let params = serde_json::to_value(s).unwrap_or(Value::Null);
-        Box::pin(async move { apply(self.name(), links, verdict, 1.0, params, ctx, draw).await })
+        Box::pin(async move { apply(Self::OPS.kind, links, verdict, 1.0, params, ctx, draw).await })
     }
 }
 
 impl Fault for BusDrop {
-    fn name(&self) -> &'static str {
-        Self::OPS.kind
-    }
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
         let s = &self.0;
         let links = Links {
@@ -102,7 +96,7 @@ impl Fault for BusDrop {
         let params = serde_json::to_value(s).unwrap_or(Value::Null);
         Box::pin(async move {
             apply(
-                self.name(),
+                Self::OPS.kind,
                 links,
                 Verdict::Drop,
                 s.probability.0,
@@ -116,9 +110,6 @@ impl Fault for BusDrop {
 }
 
 impl Fault for BusHold {
-    fn name(&self) -> &'static str {
-        Self::OPS.kind
-    }
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
         let s = &self.0;
         let links = Links {
@@ -130,7 +121,7 @@ impl Fault for BusHold {
         };
         let verdict = Verdict::Hold { reorder: s.reorder };
         let params = serde_json::to_value(s).unwrap_or(Value::Null);
-        Box::pin(async move { apply(self.name(), links, verdict, 1.0, params, ctx, draw).await })
+        Box::pin(async move { apply(Self::OPS.kind, links, verdict, 1.0, params, ctx, draw).await })
     }
 }
 

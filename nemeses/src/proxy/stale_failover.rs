@@ -94,10 +94,6 @@ impl FailoverWhileHeld {
 }
 
 impl Fault for FailoverWhileHeld {
-    fn name(&self) -> &'static str {
-        Self::OPS.kind
-    }
-
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
         Box::pin(self.run(ctx, draw))
     }
