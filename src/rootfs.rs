@@ -149,9 +149,12 @@ fn suite_for(cache: &Path, flavor: &str, version: &str) -> Option<String> {
         .map(|(_, _, s)| s.to_string())
 }
 
+/// The version a suite gave: line 1 of `<flavor>-<suite>.version` (line 2 is the
+/// snapshot date of the Release file it was built from).
 fn read_version(cache: &Path, flavor: &str, suite: &str) -> Option<String> {
     let text = std::fs::read_to_string(cache.join(format!("{flavor}-{suite}.version"))).ok()?;
-    Some(text.trim().to_string()).filter(|v| !v.is_empty())
+    let first = text.lines().next().unwrap_or_default().trim().to_string();
+    Some(first).filter(|v| !v.is_empty())
 }
 
 fn image_exists(image: &str) -> bool {
@@ -203,6 +206,29 @@ mod tests {
         );
         assert_eq!(suite_for(none, "redis", "sid").as_deref(), Some("sid"));
         assert_eq!(suite_for(none, "redis", "1.2.3"), None);
+    }
+
+    #[test]
+    fn the_version_is_line_one_of_the_version_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("valkey-sid.version"),
+            "8.1.4\nsnapshot: 2025-05-20T08:14:52Z\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("redis-bookworm.version"), "7.0.15\n").unwrap();
+        assert_eq!(
+            read_version(dir.path(), "valkey", "sid").as_deref(),
+            Some("8.1.4")
+        );
+        assert_eq!(
+            read_version(dir.path(), "redis", "bookworm").as_deref(),
+            Some("7.0.15")
+        );
+        assert_eq!(
+            suite_for(dir.path(), "valkey", "8.1.4").as_deref(),
+            Some("sid")
+        );
     }
 
     #[test]
