@@ -39,6 +39,9 @@ pub enum Command {
     Bench(BenchArgs),
     /// Run one scenario on several server versions and tabulate the verdicts.
     Matrix(MatrixArgs),
+    /// Run a suite (scenarios x targets x seeds, repeated) and gate on what each case
+    /// expects; or merge shard outputs, or compare a result with a baseline.
+    Suite(SuiteArgs),
 }
 
 /// `faultline run`.
@@ -147,6 +150,119 @@ pub struct MatrixArgs {
     /// Store directory; runs go to STORE/<scenario>/, the table to STORE/matrix/<UTC timestamp>/.
     #[arg(long, value_name = "DIR", default_value = "store")]
     pub store: PathBuf,
+}
+
+/// `faultline suite`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct SuiteArgs {
+    /// `merge` or `compare`; without one, run the suite file.
+    #[command(subcommand)]
+    pub action: Option<SuiteAction>,
+    /// Running a suite.
+    #[command(flatten)]
+    pub run: SuiteRunArgs,
+}
+
+/// `faultline suite merge | compare`.
+#[derive(Debug, Subcommand)]
+pub enum SuiteAction {
+    /// Join shard outputs (directories holding suite.json) into one suite.json, junit.xml
+    /// and suite.html.
+    Merge(SuiteMergeArgs),
+    /// Classify every case against a baseline suite.json (new failure, fixed, still
+    /// failing, flaky, rate changed) and write Markdown for a CI step summary. Exit 1 when
+    /// there is a new failure.
+    Compare(SuiteCompareArgs),
+}
+
+/// `faultline suite SUITE.yaml`.
+#[derive(Debug, Args)]
+pub struct SuiteRunArgs {
+    /// Suite file (YAML; see suites/).
+    #[arg(required = true)]
+    pub suite: Option<PathBuf>,
+    /// Repetitions of every seed of every case.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: u32,
+    /// Print the case ids (of the shard, with --partition) instead of running them.
+    #[arg(long, help_heading = "Selection")]
+    pub list: bool,
+    /// What --list prints: ids one per line, JSON, or a GitHub Actions matrix
+    /// (`{"include":[{"case":ID},...]}`).
+    #[arg(long, value_enum, default_value_t = ListFormat::Text, help_heading = "Selection")]
+    pub format: ListFormat,
+    /// Run one shard: hash:M/N (by case id) or slice:M/N (every Nth case). The N shards
+    /// are disjoint and together cover every case.
+    #[arg(long, value_name = "SCHEME:M/N", value_parser = clap::value_parser!(crate::suite::partition::Partition), help_heading = "Selection")]
+    pub partition: Option<crate::suite::partition::Partition>,
+    /// Only this case (repeatable); ids as --list prints them.
+    #[arg(long, value_name = "ID", help_heading = "Selection")]
+    pub case: Vec<String>,
+    /// One seed for every case, instead of the suite's.
+    #[arg(long, help_heading = "Overrides")]
+    pub seed: Option<u64>,
+    /// Where nodes run (overrides every scenario).
+    #[arg(long, value_enum, help_heading = "Overrides")]
+    pub backend: Option<BackendName>,
+    /// Seconds of workload per run (overrides the suite and its scenarios).
+    #[arg(long, value_name = "SECS", help_heading = "Overrides")]
+    pub time_limit: Option<f64>,
+    /// Store directory; runs go to STORE/<scenario>/<UTC timestamp>/ as usual.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "store",
+        help_heading = "Output"
+    )]
+    pub store: PathBuf,
+    /// Where suite.json, junit.xml and suite.html go (default STORE/suites/<suite>/<UTC timestamp>/).
+    #[arg(long, value_name = "DIR", help_heading = "Output")]
+    pub out: Option<PathBuf>,
+    /// A baseline suite.json (or its directory) for suite.html's rate plot.
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub baseline: Option<PathBuf>,
+}
+
+/// What `faultline suite --list` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListFormat {
+    /// One case id per line.
+    Text,
+    /// The cases as JSON (id, scenario, target, seeds, expectation).
+    Json,
+    /// A GitHub Actions matrix: {"include":[{"case":ID},...]}.
+    GhaMatrix,
+}
+
+/// `faultline suite merge`.
+#[derive(Debug, Args)]
+pub struct SuiteMergeArgs {
+    /// Shard output directories (or their suite.json files).
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// Where the merged suite.json, junit.xml and suite.html go.
+    #[arg(long, value_name = "DIR", default_value = "suite-merged")]
+    pub out: PathBuf,
+    /// A baseline suite.json (or its directory) for suite.html's rate plot.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+}
+
+/// `faultline suite compare`.
+#[derive(Debug, Args)]
+pub struct SuiteCompareArgs {
+    /// This run's suite.json (or its directory).
+    pub result: PathBuf,
+    /// The baseline's suite.json (or its directory).
+    #[arg(long, value_name = "FILE")]
+    pub baseline: PathBuf,
+    /// Append the Markdown here (e.g. "$GITHUB_STEP_SUMMARY") instead of printing it.
+    #[arg(long, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
+    /// Also write the classification as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 /// `--nemesis`'s long help, listing every fault kind the registry knows

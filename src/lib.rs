@@ -15,6 +15,7 @@
 //! - [`control`]: what faults may do to nodes, over the backend.
 //! - [`observer`]: the topology observer (every node's CLUSTER NODES into topology.jsonl).
 //! - [`store`]: run directories; [`ledger`]: what each run created, for teardown and clean.
+//! - [`suite`]: suites of cases with expectations, rates, shards, merge and compare.
 //! - [`doctor`], [`clean`], [`bench`], [`matrix`]: the other subcommands; [`sys`]: system tool wrappers.
 
 pub mod analyze;
@@ -39,6 +40,7 @@ pub mod scenario;
 pub mod server;
 pub mod standalone;
 pub mod store;
+pub mod suite;
 pub mod sys;
 
 use std::process::ExitCode;
@@ -88,6 +90,7 @@ pub fn main() -> ExitCode {
             Command::Clean(args) => clean::command(&args),
             Command::Bench(args) => bench::command(args).await,
             Command::Matrix(args) => matrix::command(args).await,
+            Command::Suite(args) => suite::command(args).await,
         }
     });
     // Nothing left on the runtime needs waiting for (the history is closed, the backend
