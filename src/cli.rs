@@ -89,6 +89,25 @@ pub struct RunArgs {
     pub keep: bool,
 }
 
+impl RunArgs {
+    /// No scenario and no override: what `matrix` and `suite` hand
+    /// [`crate::run::run_scenario`] (which reads only the store and `--keep`) for the
+    /// scenarios they prepare themselves.
+    pub fn store_only(store: PathBuf) -> RunArgs {
+        RunArgs {
+            scenario: None,
+            flavor: None,
+            backend: None,
+            time_limit: None,
+            nemesis: None,
+            nemesis_interval: None,
+            seed: None,
+            store,
+            keep: false,
+        }
+    }
+}
+
 /// `faultline analyze`.
 #[derive(Debug, Args)]
 pub struct AnalyzeArgs {

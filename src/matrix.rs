@@ -101,17 +101,7 @@ pub async fn command(args: MatrixArgs) -> Result<u8, Failure> {
     // One seed for every column, so they face the same schedule.
     let base = base.resolve();
     let dir = crate::store::create_run_dir(&args.store, "matrix")?;
-    let run_args = RunArgs {
-        scenario: None,
-        flavor: None,
-        backend: None,
-        time_limit: None,
-        nemesis: None,
-        nemesis_interval: None,
-        seed: None,
-        store: args.store.clone(),
-        keep: false,
-    };
+    let run_args = RunArgs::store_only(args.store.clone());
     let mut cells = Vec::new();
     for target in &targets {
         if cells

@@ -39,17 +39,7 @@ pub async fn run_cases(
     o: &Overrides,
     out: &Path,
 ) -> (Vec<CaseResult>, bool) {
-    let run_args = RunArgs {
-        scenario: None,
-        flavor: None,
-        backend: None,
-        time_limit: None,
-        nemesis: None,
-        nemesis_interval: None,
-        seed: None,
-        store: o.store.clone(),
-        keep: false,
-    };
+    let run_args = RunArgs::store_only(o.store.clone());
     let total: usize = cases.iter().map(|c| plan(c, o).len()).sum();
     let mut done = 0;
     let mut results = Vec::new();

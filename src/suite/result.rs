@@ -471,19 +471,15 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn case(id: &str, expect: Expect, runs: Vec<RunRecord>) -> CaseResult {
-        let mut c = CaseResult {
+        let mut c = CaseResult::empty(&ListedCase {
             id: id.into(),
             scenario: id.split('@').next().unwrap_or(id).into(),
             scenario_file: "s.yaml".into(),
             target: "redis:7.0.15".into(),
+            seeds: None,
             expect,
-            runs,
-            verdict: CaseVerdict::Error,
-            reason: String::new(),
-            rate: Rate::new(0, 0),
-            checkers: BTreeMap::new(),
-            rate_changed: false,
-        };
+        });
+        c.runs = runs;
         c.judge();
         c
     }
@@ -581,7 +577,8 @@ pub(crate) mod tests {
             cases: vec![],
         };
         assert_eq!(s.exit_code(), 0, "an empty shard");
-        s.cases.push(case("a@r", Expect::Valid, vec![run(1, 1, CLEAN)]));
+        s.cases
+            .push(case("a@r", Expect::Valid, vec![run(1, 1, CLEAN)]));
         assert_eq!(s.exit_code(), 0);
         s.cases.push(case(
             "b@r",
