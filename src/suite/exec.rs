@@ -57,18 +57,16 @@ pub async fn run_cases(
             );
             let started = super::output::stamp();
             let clock = std::time::Instant::now();
-            let first = attempt(case, seed, o, &run_args).await;
-            let (outcome, first_error) = match first {
-                Err(f) if f.code == exit::HARNESS_ERROR => {
-                    let first_error = format!("{:#}", f.error);
+            let (outcome, first_error) = with_one_retry(
+                || attempt(case, seed, o, &run_args),
+                |e| {
                     eprintln!(
-                        "faultline: suite: {} seed {seed}: harness error ({first_error}); retrying once",
+                        "faultline: suite: {} seed {seed}: harness error ({e}); retrying once",
                         case.id
                     );
-                    (attempt(case, seed, o, &run_args).await, Some(first_error))
-                }
-                other => (other, None),
-            };
+                },
+            )
+            .await;
             let mut record = RunRecord {
                 seed,
                 repetition,
@@ -134,6 +132,27 @@ pub async fn run_cases(
     (results, interrupted)
 }
 
+/// Runs `attempt`; when it fails in the harness (exit 255), says so through `retrying`
+/// and runs it once more. Returns the last outcome and the first attempt's error if there
+/// was a retry. A verdict (invalid included) and bad input (254) are never retried.
+async fn with_one_retry<T, F, Fut>(
+    mut attempt: F,
+    retrying: impl FnOnce(&str),
+) -> (Result<T, Failure>, Option<String>)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Failure>>,
+{
+    match attempt().await {
+        Err(f) if f.code == exit::HARNESS_ERROR => {
+            let first = format!("{:#}", f.error);
+            retrying(&first);
+            (attempt().await, Some(first))
+        }
+        other => (other, None),
+    }
+}
+
 fn plan(case: &Case, o: &Overrides) -> Vec<(u64, u32)> {
     match o.seed {
         Some(seed) => (1..=o.repeat).map(|r| (seed, r)).collect(),
@@ -183,5 +202,50 @@ pub fn shell_word(text: &str) -> String {
         text.to_string()
     } else {
         format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs [`with_one_retry`] over a list of canned outcomes; returns the outcome, the
+    /// first error and how many attempts were made.
+    fn retry(outcomes: Vec<Result<u8, u8>>) -> (Result<u8, u8>, Option<String>, usize) {
+        let mut left = outcomes.into_iter();
+        let mut calls = 0;
+        let (out, first) = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(with_one_retry(
+                || {
+                    calls += 1;
+                    let next = left.next().expect("no more attempts expected");
+                    async move {
+                        next.map_err(|code| Failure {
+                            code,
+                            error: anyhow::anyhow!("attempt failed with {code}"),
+                        })
+                    }
+                },
+                |_| {},
+            ));
+        (out.map_err(|f| f.code), first, calls)
+    }
+
+    #[test]
+    fn only_a_harness_error_is_retried_and_only_once() {
+        // An invalid verdict is an Ok outcome: never retried.
+        assert_eq!(retry(vec![Ok(exit::INVALID)]), (Ok(1), None, 1));
+        assert_eq!(retry(vec![Ok(exit::VALID)]), (Ok(0), None, 1));
+        // Bad input is not the infrastructure's fault: not retried.
+        assert_eq!(retry(vec![Err(exit::BAD_INPUT)]).2, 1);
+        // 255 then a verdict: flaky infrastructure, the first error kept.
+        let (out, first, calls) = retry(vec![Err(exit::HARNESS_ERROR), Ok(exit::VALID)]);
+        assert_eq!((out, calls), (Ok(0), 2));
+        assert_eq!(first.as_deref(), Some("attempt failed with 255"));
+        // 255 twice: an error, no third attempt.
+        let (out, _, calls) = retry(vec![Err(exit::HARNESS_ERROR), Err(exit::HARNESS_ERROR)]);
+        assert_eq!((out, calls), (Err(255), 2));
     }
 }
