@@ -113,7 +113,7 @@ fn plot(cases: &[&CaseResult], base: &BTreeMap<&str, &CaseResult>) -> String {
     const LEFT: f64 = 330.0;
     const WIDTH: f64 = 420.0;
     const ROW: f64 = 26.0;
-    let height = 40.0 + ROW * cases.len() as f64;
+    let height = 30.0 + ROW * cases.len() as f64;
     let x = |v: f64| LEFT + WIDTH * v.clamp(0.0, 1.0);
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n",
@@ -125,7 +125,7 @@ fn plot(cases: &[&CaseResult], base: &BTreeMap<&str, &CaseResult>) -> String {
             svg,
             "<line x1=\"{0:.1}\" y1=\"20\" x2=\"{0:.1}\" y2=\"{1:.1}\" stroke=\"#ddd\"/><text x=\"{0:.1}\" y=\"14\" text-anchor=\"middle\">{v:.1}</text>",
             x(v),
-            height - 14.0
+            height - 4.0
         );
     }
     let bar = |svg: &mut String, r: &Rate, y: f64, colour: &str| {
@@ -175,10 +175,6 @@ fn plot(cases: &[&CaseResult], base: &BTreeMap<&str, &CaseResult>) -> String {
             bar(&mut svg, &b.rate, y + 8.0, "#999");
         }
     }
-    let _ = writeln!(
-        svg,
-        "<text x=\"{LEFT}\" y=\"{:.1}\">dot: rate, bar: 95% interval (this run in colour, baseline grey); red tick: canary bar or known rate</text>\n</svg>",
-        height - 2.0
-    );
+    svg.push_str("</svg>\n<p><small>Dot: rate; bar: its 95% interval (this result in colour, the baseline grey below it); red tick: a canary's bar or a known finding's stated rate.</small></p>\n");
     svg
 }

@@ -408,13 +408,20 @@ impl SuiteResult {
             .max()
             .unwrap_or(4)
             .max(4);
+        let e = self
+            .cases
+            .iter()
+            .map(|c| c.expect.describe().len())
+            .max()
+            .unwrap_or(6)
+            .max(6);
         let mut out = format!(
-            "{:<w$}  {:<7}  {:<26}  reason\n",
+            "{:<w$}  {:<7}  {:<e$}  reason\n",
             "case", "verdict", "expect"
         );
         for c in &self.cases {
             out.push_str(&format!(
-                "{:<w$}  {:<7}  {:<26}  {}{}\n",
+                "{:<w$}  {:<7}  {:<e$}  {}{}\n",
                 c.id,
                 c.verdict.as_str(),
                 c.expect.describe(),
