@@ -361,11 +361,13 @@ impl Suite {
             let inner = e.into_inner();
             let (line, column) = inner.location().map_or((0, 0), |l| (l.line(), l.column()));
             let message = inner.to_string();
-            let message = message
-                .split(" at line ")
-                .next()
-                .unwrap_or(&message)
-                .to_string();
+            let mut message = message.split(" at line ").next().unwrap_or(&message);
+            // The parser repeats (a prefix of) the path; the path is said once, in front.
+            if let Some((head, rest)) = message.split_once(": ") {
+                if !head.contains(' ') && field.starts_with(head) {
+                    message = rest;
+                }
+            }
             anyhow!("{file}:{line}:{column}: {field}: {message}")
         })?;
         let stem = path
