@@ -9,13 +9,40 @@ use common::{code, faultline, text};
 
 #[test]
 fn every_subcommand_has_help() {
-    for sub in ["run", "analyze", "doctor", "clean", "bench"] {
+    for sub in [
+        "run", "analyze", "doctor", "clean", "bench", "matrix", "suite",
+    ] {
         let out = faultline().args([sub, "--help"]).output().unwrap();
         assert_eq!(code(&out), 0, "{sub} --help: {}", text(&out));
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: faultline"));
     }
     let out = faultline().arg("--help").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("254 bad usage"));
+}
+
+#[test]
+fn bad_suite_exits_254_with_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nightly.yaml");
+    let smoke = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/smoke.yaml");
+    fs::write(
+        &path,
+        format!("cases:\n  - scenario: {smoke}\n    targets: [redis]\n    expect:\n      invalid: [lost-writes]\n      min_rate: 1.5\n"),
+    )
+    .unwrap();
+    let out = faultline().arg("suite").arg(&path).output().unwrap();
+    assert_eq!(code(&out), 254, "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nightly.yaml:5:")
+            && err.contains("cases[0].expect: min_rate must be between 0 and 1, got 1.5"),
+        "{err}"
+    );
+    let out = faultline()
+        .args(["suite", "merge", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 254, "no suite.json there: {}", text(&out));
 }
 
 #[test]
