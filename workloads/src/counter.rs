@@ -1,0 +1,133 @@
+//! The counter workload: clients increment a few counters by small positive amounts
+//! (`INCRBY`) and read them (`GET`), for the `counter` checker (Jepsen's counter).
+//!
+//! Ops (`history.jsonl`, `key` = the counter): `incr` (invoke and ok value: the amount;
+//! the ok completion also carries `after`, the counter's value `INCRBY` answered, which the
+//! checker judges as a read); `read` (ok value: the integer, `null` when the key does not
+//! exist yet, which counts as 0). An error reply is `fail` (the increment did not happen);
+//! a time-out or broken connection after sending is `info` (it may have). After the run
+//! every counter is read once (retried).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use faultline_history::{Op, OpType, Recorder};
+use rand::rngs::StdRng;
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+
+use crate::driver::{self, Generator};
+use crate::key_client::{BoxFuture, KeyClient};
+use crate::workload::{Counters, FinalReads, Workload, WorkloadParams};
+
+/// The largest amount one `incr` adds (amounts are 1 ..= this).
+pub const MAX_INCREMENT: i64 = 5;
+
+/// The counter workload for one run.
+pub struct CounterWorkload {
+    params: WorkloadParams,
+    ops: Arc<CounterOps>,
+    /// Final reads use process numbers past every worker's.
+    next_process: AtomicU64,
+}
+
+struct CounterOps {
+    keys: Vec<String>,
+}
+
+impl CounterWorkload {
+    /// Builds the keys for `params` (`keys` counters spread over the slot space).
+    pub fn new(params: WorkloadParams) -> CounterWorkload {
+        CounterWorkload {
+            ops: Arc::new(CounterOps {
+                keys: driver::spread_keys("c", params.keys),
+            }),
+            next_process: AtomicU64::new(params.concurrency as u64),
+            params,
+        }
+    }
+
+    /// The keys, in order.
+    pub fn keys(&self) -> &[String] {
+        &self.ops.keys
+    }
+}
+
+impl Generator for CounterOps {
+    fn op<'a>(
+        &'a self,
+        client: &'a dyn KeyClient,
+        recorder: &'a Recorder,
+        process: u64,
+        rng: &'a mut StdRng,
+    ) -> BoxFuture<'a, Op> {
+        let key = self.keys[rng.random_range(0..self.keys.len())].as_str();
+        let amount = rng
+            .random_bool(0.5)
+            .then(|| rng.random_range(1..=MAX_INCREMENT));
+        Box::pin(async move {
+            let Some(amount) = amount else {
+                let inv = driver::invoke(process, "read", key);
+                return driver::simple_op(
+                    client,
+                    recorder,
+                    inv,
+                    &driver::get(key),
+                    driver::integer,
+                )
+                .await;
+            };
+            let inv = recorder.record(driver::invoke(process, "incr", key).with_value(amount));
+            let mut cmd = redis::cmd("INCRBY");
+            cmd.arg(key).arg(amount);
+            let outcome = client.execute(key.as_bytes(), &cmd).await;
+            let mut after = serde_json::Value::Null;
+            let mut done = outcome.completion(&inv, |reply| {
+                after = driver::integer(reply);
+                amount.into()
+            });
+            if done.kind == OpType::Ok {
+                done.extra.insert("after".into(), after);
+            }
+            recorder.record(done)
+        })
+    }
+}
+
+impl Workload for CounterWorkload {
+    fn checkers(&self) -> &'static [&'static str] {
+        &["counter"]
+    }
+
+    fn run<'a>(
+        &'a self,
+        client: Arc<dyn KeyClient>,
+        recorder: Recorder,
+        stop: CancellationToken,
+        counters: Arc<Counters>,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let ops = self.ops.clone();
+            let next = driver::drive(ops, &self.params, client, recorder, stop, counters).await;
+            self.next_process.fetch_max(next, Ordering::Relaxed);
+        })
+    }
+
+    fn final_reads<'a>(
+        &'a self,
+        client: &'a dyn KeyClient,
+        recorder: &'a Recorder,
+        budget: Duration,
+    ) -> BoxFuture<'a, FinalReads> {
+        Box::pin(driver::final_reads(
+            &self.ops.keys,
+            client,
+            recorder,
+            budget,
+            &self.next_process,
+            driver::get,
+            driver::integer,
+        ))
+    }
+}
