@@ -106,6 +106,7 @@ pub async fn command(args: MatrixArgs) -> Result<u8, Failure> {
         flavor: None,
         backend: None,
         time_limit: None,
+        workload: None,
         nemesis: None,
         nemesis_interval: None,
         seed: None,
