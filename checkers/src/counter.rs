@@ -122,6 +122,9 @@ fn check_history(history: &[Op]) -> CheckerResult {
         if final_read.is_none() && !incrs.is_empty() {
             unread.push(key.name);
         }
+        // Once an increment is lost every later value of the key is short too: the
+        // examples are each key's first value out of range.
+        let (mut first_under, mut first_over) = (true, true);
         for o in &observed {
             if o.own.is_some() {
                 t.afters += 1;
@@ -148,7 +151,13 @@ fn check_history(history: &[Op]) -> CheckerResult {
             example["upper"] = upper.into();
             example["off_by"] = off_by.into();
             example["final"] = is_final.into();
-            found.add(o.value < lower, is_final, example);
+            let under = o.value < lower;
+            let first = if under {
+                &mut first_under
+            } else {
+                &mut first_over
+            };
+            found.add(under, is_final, std::mem::take(first), example);
         }
     }
     verdict(t, found, finals, unread, by_key.orphan_completions)
@@ -159,7 +168,10 @@ fn check_history(history: &[Op]) -> CheckerResult {
 struct Found {
     under_count: usize,
     over_count: usize,
-    /// The first [`EXAMPLES`] of each, in key then history order.
+    /// Keys with at least one value under (over) its range.
+    under_keys: usize,
+    over_keys: usize,
+    /// Each key's first value out of range, for the first [`EXAMPLES`] keys.
     under: Vec<Value>,
     over: Vec<Value>,
     /// Every final value out of range.
@@ -168,21 +180,30 @@ struct Found {
 }
 
 impl Found {
-    fn add(&mut self, under: bool, is_final: bool, example: Value) {
-        let (count, list, finals) = if under {
+    fn add(&mut self, under: bool, is_final: bool, first_of_key: bool, example: Value) {
+        let (count, keys, list, finals) = if under {
+            let s = self;
             (
-                &mut self.under_count,
-                &mut self.under,
-                &mut self.final_under,
+                &mut s.under_count,
+                &mut s.under_keys,
+                &mut s.under,
+                &mut s.final_under,
             )
         } else {
-            (&mut self.over_count, &mut self.over, &mut self.final_over)
+            let s = self;
+            (
+                &mut s.over_count,
+                &mut s.over_keys,
+                &mut s.over,
+                &mut s.final_over,
+            )
         };
         *count += 1;
+        *keys += usize::from(first_of_key);
         if is_final {
             finals.push(example.clone());
         }
-        if list.len() < EXAMPLES {
+        if first_of_key && list.len() < EXAMPLES {
             list.push(example);
         }
     }
@@ -276,6 +297,8 @@ fn verdict(
     let Found {
         under_count,
         over_count,
+        under_keys,
+        over_keys,
         under: under_ex,
         over: over_ex,
         final_under,
@@ -297,8 +320,8 @@ fn verdict(
     if under_count > 0 {
         let first = &under_ex[0];
         clauses.push(format!(
-            "{under_count} of {checked} values under-counted (acknowledged increments lost; \
-             e.g. {} read {} at {} s, at least {} acknowledged)",
+            "{under_count} of {checked} values on {under_keys} keys under-counted (acknowledged \
+             increments lost; e.g. {} read {} at {} s, at least {} acknowledged)",
             first["key"].as_str().unwrap_or(""),
             first["value"],
             first["completed_s"],
@@ -315,8 +338,8 @@ fn verdict(
     if over_count > 0 {
         let first = &over_ex[0];
         clauses.push(format!(
-            "{over_count} of {checked} values over-counted (e.g. {} read {} at {} s, at most \
-             {} possible)",
+            "{over_count} of {checked} values on {over_keys} keys over-counted (e.g. {} read {} \
+             at {} s, at most {} possible)",
             first["key"].as_str().unwrap_or(""),
             first["value"],
             first["completed_s"],
@@ -352,7 +375,9 @@ fn verdict(
         .with("reads_checked", t.reads)
         .with("increment_results_checked", t.afters)
         .with("under_count", under_count)
+        .with("under_keys", under_keys)
         .with("over_count", over_count)
+        .with("over_keys", over_keys)
         .with("final_under_count", final_under.len())
         .with("final_over_count", final_over.len())
         .with("final_lost_at_least", lost_at_least)
@@ -443,7 +468,8 @@ mod tests {
         assert_eq!(e["final"], true);
         assert_eq!(e["complete_index"], 5);
         assert!(
-            r.headline().contains("1 of 1 values under-counted"),
+            r.headline()
+                .contains("1 of 1 values on 1 keys under-counted"),
             "{}",
             r.headline()
         );

@@ -8,53 +8,55 @@
 //! a time-out or broken connection after sending is `info` (it may have). After the run
 //! every counter is read once (retried).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
-
 use faultline_history::{Op, OpType, Recorder};
 use rand::rngs::StdRng;
 use rand::Rng;
-use tokio_util::sync::CancellationToken;
 
-use crate::driver::{self, Generator};
+use crate::driver::{self, Driven, Generator};
 use crate::key_client::{BoxFuture, KeyClient};
-use crate::workload::{Counters, FinalReads, Workload, WorkloadParams};
+use crate::workload::WorkloadParams;
 
 /// The largest amount one `incr` adds (amounts are 1 ..= this).
 pub const MAX_INCREMENT: i64 = 5;
 
 /// The counter workload for one run.
-pub struct CounterWorkload {
-    params: WorkloadParams,
-    ops: Arc<CounterOps>,
-    /// Final reads use process numbers past every worker's.
-    next_process: AtomicU64,
-}
+pub type CounterWorkload = Driven<CounterOps>;
 
-struct CounterOps {
+/// The counter workload's keys and ops.
+pub struct CounterOps {
     keys: Vec<String>,
 }
 
 impl CounterWorkload {
     /// Builds the keys for `params` (`keys` counters spread over the slot space).
     pub fn new(params: WorkloadParams) -> CounterWorkload {
-        CounterWorkload {
-            ops: Arc::new(CounterOps {
-                keys: driver::spread_keys("c", params.keys),
-            }),
-            next_process: AtomicU64::new(params.concurrency as u64),
-            params,
-        }
+        let keys = driver::spread_keys("c", params.keys);
+        Driven::with(params, CounterOps { keys })
     }
 
     /// The keys, in order.
     pub fn keys(&self) -> &[String] {
-        &self.ops.keys
+        &self.generator().keys
     }
 }
 
 impl Generator for CounterOps {
+    fn checkers(&self) -> &'static [&'static str] {
+        &["counter"]
+    }
+
+    fn final_keys(&self) -> Vec<String> {
+        self.keys.clone()
+    }
+
+    fn read(&self, key: &str) -> redis::Cmd {
+        driver::get(key)
+    }
+
+    fn read_value(&self, reply: &redis::Value) -> serde_json::Value {
+        driver::integer(reply)
+    }
+
     fn op<'a>(
         &'a self,
         client: &'a dyn KeyClient,
@@ -92,42 +94,5 @@ impl Generator for CounterOps {
             }
             recorder.record(done)
         })
-    }
-}
-
-impl Workload for CounterWorkload {
-    fn checkers(&self) -> &'static [&'static str] {
-        &["counter"]
-    }
-
-    fn run<'a>(
-        &'a self,
-        client: Arc<dyn KeyClient>,
-        recorder: Recorder,
-        stop: CancellationToken,
-        counters: Arc<Counters>,
-    ) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
-            let ops = self.ops.clone();
-            let next = driver::drive(ops, &self.params, client, recorder, stop, counters).await;
-            self.next_process.fetch_max(next, Ordering::Relaxed);
-        })
-    }
-
-    fn final_reads<'a>(
-        &'a self,
-        client: &'a dyn KeyClient,
-        recorder: &'a Recorder,
-        budget: Duration,
-    ) -> BoxFuture<'a, FinalReads> {
-        Box::pin(driver::final_reads(
-            &self.ops.keys,
-            client,
-            recorder,
-            budget,
-            &self.next_process,
-            driver::get,
-            driver::integer,
-        ))
     }
 }

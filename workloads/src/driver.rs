@@ -21,10 +21,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::Outcome;
 use crate::key_client::{BoxFuture, KeyClient};
-use crate::workload::{Counters, FinalReads, WorkloadParams};
+use crate::workload::{Counters, FinalReads, Workload, WorkloadParams};
 
-/// One workload's ops.
-pub(crate) trait Generator: Send + Sync + 'static {
+/// One workload's ops: what [`Driven`] needs to be a [`Workload`].
+pub trait Generator: Send + Sync + 'static {
+    /// The checkers that judge this workload ([`Workload::checkers`]).
+    fn checkers(&self) -> &'static [&'static str];
+
+    /// Prepares the keys before the clients start; the default does nothing.
+    fn setup<'a>(&'a self, _client: &'a dyn KeyClient) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+
     /// Performs one op as `process`: records its invoke, runs it, records its completion.
     ///
     /// # Returns
@@ -36,13 +44,100 @@ pub(crate) trait Generator: Send + Sync + 'static {
         process: u64,
         rng: &'a mut StdRng,
     ) -> BoxFuture<'a, Op>;
+
+    /// The keys the final reads read, in order.
+    fn final_keys(&self) -> Vec<String>;
+
+    /// The command that reads `key` whole.
+    fn read(&self, key: &str) -> Cmd;
+
+    /// A read's reply as the completion's value.
+    fn read_value(&self, reply: &Value) -> serde_json::Value;
+}
+
+/// A workload made of a [`Generator`]: the client loop and final reads below.
+pub struct Driven<G> {
+    params: WorkloadParams,
+    generator: Arc<G>,
+    /// Final reads use process numbers past every worker's.
+    next_process: AtomicU64,
+}
+
+impl<G: Generator> Driven<G> {
+    pub(crate) fn with(params: WorkloadParams, generator: G) -> Driven<G> {
+        Driven {
+            next_process: AtomicU64::new(params.concurrency as u64),
+            params,
+            generator: Arc::new(generator),
+        }
+    }
+
+    /// The generator, for the workload's own accessors.
+    pub(crate) fn generator(&self) -> &G {
+        &self.generator
+    }
+}
+
+impl<G: Generator> Workload for Driven<G> {
+    fn checkers(&self) -> &'static [&'static str] {
+        self.generator.checkers()
+    }
+
+    fn setup<'a>(
+        &'a self,
+        client: &'a dyn KeyClient,
+        _recorder: &'a Recorder,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            self.generator.setup(client).await;
+            Ok(())
+        })
+    }
+
+    fn run<'a>(
+        &'a self,
+        client: Arc<dyn KeyClient>,
+        recorder: Recorder,
+        stop: CancellationToken,
+        counters: Arc<Counters>,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let generator = self.generator.clone();
+            let next = drive(generator, &self.params, client, recorder, stop, counters).await;
+            self.next_process.fetch_max(next, Ordering::Relaxed);
+        })
+    }
+
+    fn final_reads<'a>(
+        &'a self,
+        client: &'a dyn KeyClient,
+        recorder: &'a Recorder,
+        budget: Duration,
+    ) -> BoxFuture<'a, FinalReads> {
+        Box::pin(async move {
+            let keys = self.generator.final_keys();
+            let g = &self.generator;
+            let read = |key: &str| g.read(key);
+            let value = |reply: &Value| g.read_value(reply);
+            final_reads(
+                &keys,
+                client,
+                recorder,
+                budget,
+                &self.next_process,
+                read,
+                value,
+            )
+            .await
+        })
+    }
 }
 
 /// Runs `params.concurrency` client processes of `generator` until `stop` is cancelled.
 /// An op in flight when `stop` fires completes (within the op time-out), so no invoke is
 /// left without its completion. Returns the first process number no worker used, for the
 /// final reads.
-pub(crate) async fn drive<G: Generator>(
+async fn drive<G: Generator>(
     generator: Arc<G>,
     params: &WorkloadParams,
     client: Arc<dyn KeyClient>,
@@ -123,14 +218,14 @@ pub(crate) fn invoke(process: u64, f: &str, key: &str) -> Op {
 /// Reads every key of `keys` once with `read` (an op `f: "read"`), retrying a key until a
 /// read succeeds or `budget` runs out; every attempt is an op in the history. Processes
 /// are numbered from `next_process` on (a new one after an `info`).
-pub(crate) async fn final_reads(
+async fn final_reads(
     keys: &[String],
     client: &dyn KeyClient,
     recorder: &Recorder,
     budget: Duration,
     next_process: &AtomicU64,
     read: impl Fn(&str) -> Cmd,
-    ok_value: fn(&Value) -> serde_json::Value,
+    ok_value: impl Fn(&Value) -> serde_json::Value,
 ) -> FinalReads {
     let deadline = Instant::now() + budget;
     let mut result = FinalReads::default();
@@ -144,7 +239,7 @@ pub(crate) async fn final_reads(
                 recorder,
                 invoke(process, "read", key),
                 &cmd,
-                ok_value,
+                &ok_value,
             )
             .await;
             if done.kind == OpType::Ok {

@@ -18,15 +18,15 @@
 //! - [`register`]: reads, writes and compare-and-set (a Lua script) on a few registers.
 //! - [`counter`]: `INCRBY` and reads on a few counters.
 //! - [`list_append`]: `RPUSH` of unique elements and whole-list reads.
-//! - `driver` (private): what those three share: the client-process loop, one recorded
-//!   op, the final reads, reply conversions.
+//! - [`driver`]: what those three share: a [`driver::Generator`] performs one recorded op,
+//!   and [`driver::Driven`] makes it a workload (the client-process loop, the final reads).
 //!
 //! A workload drives a [`KeyClient`] and records every op through a
 //! [`faultline_history::Recorder`]; it knows nothing of processes, namespaces or faults.
 
 pub mod client;
 pub mod counter;
-mod driver;
+pub mod driver;
 pub mod key_client;
 pub mod list_append;
 mod pool;

@@ -11,30 +11,23 @@
 //! was appended to is read once (retried).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
 
 use faultline_history::{Op, Recorder};
 use rand::rngs::StdRng;
 use rand::Rng;
-use tokio_util::sync::CancellationToken;
 
-use crate::driver::{self, Generator};
+use crate::driver::{self, Driven, Generator};
 use crate::key_client::{BoxFuture, KeyClient};
-use crate::workload::{Counters, FinalReads, Workload, WorkloadParams};
+use crate::workload::WorkloadParams;
 
 /// Appends one list takes before its key slot moves on to the next list.
 pub const MAX_APPENDS_PER_LIST: u64 = 256;
 
 /// The list-append workload for one run.
-pub struct ListAppendWorkload {
-    params: WorkloadParams,
-    ops: Arc<Lists>,
-    /// Final reads use process numbers past every worker's.
-    next_process: AtomicU64,
-}
+pub type ListAppendWorkload = Driven<Lists>;
 
-struct Lists {
+/// The list-append workload's lists and ops.
+pub struct Lists {
     /// Per key slot, the prefix of its lists' names (`l3.`) and the hash tag (`{1a2}`).
     slots: Vec<(String, String)>,
     /// Per key slot, appends invoked so far: list `n / MAX_APPENDS_PER_LIST` takes the
@@ -73,24 +66,37 @@ impl ListAppendWorkload {
                 (format!("{}.", &k[..at]), k[at..].to_string())
             })
             .collect::<Vec<_>>();
-        ListAppendWorkload {
-            ops: Arc::new(Lists {
-                appends: slots.iter().map(|_| AtomicU64::new(0)).collect(),
-                slots,
-                next_element: AtomicU64::new(1),
-            }),
-            next_process: AtomicU64::new(params.concurrency as u64),
-            params,
-        }
+        let lists = Lists {
+            appends: slots.iter().map(|_| AtomicU64::new(0)).collect(),
+            slots,
+            next_element: AtomicU64::new(1),
+        };
+        Driven::with(params, lists)
     }
 
     /// Every list appended to so far, and each key slot's current list.
     pub fn keys(&self) -> Vec<String> {
-        self.ops.keys()
+        self.generator().keys()
     }
 }
 
 impl Generator for Lists {
+    fn checkers(&self) -> &'static [&'static str] {
+        &["list-append"]
+    }
+
+    fn final_keys(&self) -> Vec<String> {
+        self.keys()
+    }
+
+    fn read(&self, key: &str) -> redis::Cmd {
+        lrange(key)
+    }
+
+    fn read_value(&self, reply: &redis::Value) -> serde_json::Value {
+        driver::list(reply)
+    }
+
     fn op<'a>(
         &'a self,
         client: &'a dyn KeyClient,
@@ -124,47 +130,6 @@ fn lrange(key: &str) -> redis::Cmd {
     c
 }
 
-impl Workload for ListAppendWorkload {
-    fn checkers(&self) -> &'static [&'static str] {
-        &["list-append"]
-    }
-
-    fn run<'a>(
-        &'a self,
-        client: Arc<dyn KeyClient>,
-        recorder: Recorder,
-        stop: CancellationToken,
-        counters: Arc<Counters>,
-    ) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
-            let ops = self.ops.clone();
-            let next = driver::drive(ops, &self.params, client, recorder, stop, counters).await;
-            self.next_process.fetch_max(next, Ordering::Relaxed);
-        })
-    }
-
-    fn final_reads<'a>(
-        &'a self,
-        client: &'a dyn KeyClient,
-        recorder: &'a Recorder,
-        budget: Duration,
-    ) -> BoxFuture<'a, FinalReads> {
-        Box::pin(async move {
-            let keys = self.ops.keys();
-            driver::final_reads(
-                &keys,
-                client,
-                recorder,
-                budget,
-                &self.next_process,
-                lrange,
-                driver::list,
-            )
-            .await
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,7 +144,7 @@ mod tests {
             seed: 0,
         });
         assert_eq!(w.keys().len(), 2, "each slot's first list");
-        w.ops.appends[1].store(MAX_APPENDS_PER_LIST + 1, Ordering::Relaxed);
+        w.generator().appends[1].store(MAX_APPENDS_PER_LIST + 1, Ordering::Relaxed);
         let keys = w.keys();
         assert_eq!(keys.len(), 3, "{keys:?}");
         assert!(keys[1].starts_with("l1.0{") && keys[2].starts_with("l1.1{"));

@@ -11,19 +11,17 @@
 //! sending is `info`. After the run every key is read once (retried).
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::OnceLock;
 
 use faultline_history::{Op, OpType, Recorder};
 use rand::rngs::StdRng;
 use rand::Rng;
 use redis::{Cmd, Value};
-use tokio_util::sync::CancellationToken;
 
 use crate::client::Outcome;
-use crate::driver::{self, Generator};
+use crate::driver::{self, Driven, Generator};
 use crate::key_client::{BoxFuture, KeyClient};
-use crate::workload::{Counters, FinalReads, Workload, WorkloadParams};
+use crate::workload::WorkloadParams;
 
 /// Sets `KEYS[1]` to `ARGV[2]` if it holds `ARGV[1]`; 1 if it did, 0 if not. Redis runs a
 /// script atomically, so the compare and the set see no other command in between.
@@ -34,15 +32,11 @@ redis.call('SET', KEYS[1], ARGV[2]) return 1 end return 0";
 const NONE: i64 = 0;
 
 /// The register workload for one run.
-pub struct RegisterWorkload {
-    params: WorkloadParams,
-    ops: Arc<Registers>,
-    /// Final reads use process numbers past every worker's.
-    next_process: AtomicU64,
-}
+pub type RegisterWorkload = Driven<Registers>;
 
-/// The generator's state, shared by the client processes.
-struct Registers {
+/// The register workload's keys and the state of its generator, shared by the client
+/// processes.
+pub struct Registers {
     keys: Vec<String>,
     /// The next value to write: unique in the run, from 1.
     next_value: AtomicU64,
@@ -57,21 +51,18 @@ impl RegisterWorkload {
     /// Builds the keys for `params` (`keys` registers spread over the slot space).
     pub fn new(params: WorkloadParams) -> RegisterWorkload {
         let keys = driver::spread_keys("r", params.keys);
-        RegisterWorkload {
-            ops: Arc::new(Registers {
-                last_seen: keys.iter().map(|_| AtomicI64::new(NONE)).collect(),
-                keys,
-                next_value: AtomicU64::new(1),
-                sha: OnceLock::new(),
-            }),
-            next_process: AtomicU64::new(params.concurrency as u64),
-            params,
-        }
+        let registers = Registers {
+            last_seen: keys.iter().map(|_| AtomicI64::new(NONE)).collect(),
+            keys,
+            next_value: AtomicU64::new(1),
+            sha: OnceLock::new(),
+        };
+        Driven::with(params, registers)
     }
 
     /// The keys, in order.
     pub fn keys(&self) -> &[String] {
-        &self.ops.keys
+        &self.generator().keys
     }
 }
 
@@ -122,6 +113,40 @@ fn redirects(outcome: &Outcome) -> Vec<faultline_history::Redirect> {
 }
 
 impl Generator for Registers {
+    fn checkers(&self) -> &'static [&'static str] {
+        &["linearizable"]
+    }
+
+    fn setup<'a>(&'a self, client: &'a dyn KeyClient) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            // Load the script on the node of every key (so every primary has it); the
+            // answer is its SHA1. Where none answers, every cas is sent as EVAL.
+            let mut cmd = redis::cmd("SCRIPT");
+            cmd.arg("LOAD").arg(CAS_SCRIPT);
+            for key in &self.keys {
+                if let Outcome::Ok {
+                    value: Value::BulkString(sha),
+                    ..
+                } = client.execute(key.as_bytes(), &cmd).await
+                {
+                    let _ = self.sha.set(String::from_utf8_lossy(&sha).into_owned());
+                }
+            }
+        })
+    }
+
+    fn final_keys(&self) -> Vec<String> {
+        self.keys.clone()
+    }
+
+    fn read(&self, key: &str) -> Cmd {
+        driver::get(key)
+    }
+
+    fn read_value(&self, reply: &Value) -> serde_json::Value {
+        driver::integer(reply)
+    }
+
     fn op<'a>(
         &'a self,
         client: &'a dyn KeyClient,
@@ -189,72 +214,5 @@ impl Generator for Registers {
                 }
             }
         })
-    }
-}
-
-impl Workload for RegisterWorkload {
-    fn checkers(&self) -> &'static [&'static str] {
-        &["linearizable"]
-    }
-
-    fn setup<'a>(
-        &'a self,
-        client: &'a dyn KeyClient,
-        _recorder: &'a Recorder,
-    ) -> BoxFuture<'a, anyhow::Result<()>> {
-        Box::pin(async move {
-            // Load the script on the node of every key (so every primary has it); the
-            // answer is its SHA1. Where none answers, every cas is sent as EVAL.
-            let mut cmd = redis::cmd("SCRIPT");
-            cmd.arg("LOAD").arg(CAS_SCRIPT);
-            for key in &self.ops.keys {
-                if let Outcome::Ok {
-                    value: Value::BulkString(sha),
-                    ..
-                } = client.execute(key.as_bytes(), &cmd).await
-                {
-                    let _ = self.ops.sha.set(String::from_utf8_lossy(&sha).into_owned());
-                }
-            }
-            Ok(())
-        })
-    }
-
-    fn run<'a>(
-        &'a self,
-        client: Arc<dyn KeyClient>,
-        recorder: Recorder,
-        stop: CancellationToken,
-        counters: Arc<Counters>,
-    ) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
-            let next = driver::drive(
-                self.ops.clone(),
-                &self.params,
-                client,
-                recorder,
-                stop,
-                counters,
-            )
-            .await;
-            self.next_process.fetch_max(next, Ordering::Relaxed);
-        })
-    }
-
-    fn final_reads<'a>(
-        &'a self,
-        client: &'a dyn KeyClient,
-        recorder: &'a Recorder,
-        budget: Duration,
-    ) -> BoxFuture<'a, FinalReads> {
-        Box::pin(driver::final_reads(
-            &self.ops.keys,
-            client,
-            recorder,
-            budget,
-            &self.next_process,
-            driver::get,
-            driver::integer,
-        ))
     }
 }
