@@ -23,12 +23,29 @@ pub fn check_dir(dir: &Path, run_meta: Option<Value>) -> Result<Results, Failure
     let mut run = run.with_nemesis_ops(faultline_nemeses::registry::op_catalog());
     // A run written by `faultline run` carries its scenario: check with its tolerances.
     let scenario_file = dir.join(crate::store::SCENARIO_FILE);
+    let mut workload = None;
     if scenario_file.exists() {
-        run.tolerances = crate::scenario::Scenario::load(&scenario_file)
-            .map_err(Failure::bad_input)?
-            .tolerances;
+        let scenario =
+            crate::scenario::Scenario::load(&scenario_file).map_err(Failure::bad_input)?;
+        run.tolerances = scenario.tolerances;
+        workload = Some(scenario.workload.name.label());
     }
-    let results = faultline_checkers::check(&run, &faultline_checkers::all());
+    let workload = workload.or_else(|| {
+        faultline_workloads::registry::infer(run.history.iter().map(|op| op.f.as_str()))
+    });
+    let (checkers, missing) = checkers_for(workload);
+    let mut results = faultline_checkers::check(&run, &checkers);
+    for name in missing {
+        results.checkers.insert(
+            name.to_string(),
+            faultline_checkers::CheckerResult::unknown(format!(
+                "the {} workload is judged by the {name} checker, which this build of \
+                 faultline does not have",
+                workload.unwrap_or_default()
+            )),
+        );
+        results.valid = results.valid.worst(faultline_checkers::Validity::Unknown);
+    }
     let path = dir.join(RESULTS_FILE);
     let meta = run_meta.or_else(|| {
         std::fs::read(&path)
@@ -48,6 +65,43 @@ pub fn check_dir(dir: &Path, run_meta: Option<Value>) -> Result<Results, Failure
     Ok(results)
 }
 
+/// The checkers for a run of `workload`: every checker no workload names (topology, node
+/// logs, redirects, failovers), and the ones `workload` names (its
+/// [`faultline_workloads::Workload::checkers`]); without a workload, every checker. A
+/// workload's checker judges that workload's ops only (a list-append read is no set
+/// read). Also returns the names `workload` asks for that the registry lacks.
+pub fn checkers_for(
+    workload: Option<&str>,
+) -> (Vec<Box<dyn faultline_checkers::Checker>>, Vec<&'static str>) {
+    use faultline_workloads::registry::{by_name, WORKLOADS};
+    let params = || faultline_workloads::WorkloadParams {
+        keys: 1,
+        concurrency: 1,
+        rate: None,
+        seed: 0,
+    };
+    let all = faultline_checkers::all();
+    let Some(wanted) = workload.and_then(|w| by_name(w, params()).ok()) else {
+        return (all, Vec::new());
+    };
+    let wanted = wanted.checkers();
+    let claimed: Vec<&str> = WORKLOADS
+        .iter()
+        .flat_map(|e| (e.build)(params()).checkers())
+        .copied()
+        .collect();
+    let missing = wanted
+        .iter()
+        .copied()
+        .filter(|name| !all.iter().any(|c| c.name() == *name))
+        .collect();
+    let checkers = all
+        .into_iter()
+        .filter(|c| !claimed.contains(&c.name()) || wanted.contains(&c.name()))
+        .collect();
+    (checkers, missing)
+}
+
 /// `faultline analyze DIR`.
 ///
 /// # Errors
@@ -57,4 +111,41 @@ pub fn command(dir: &Path) -> Result<u8, Failure> {
     println!("{}", results.summary());
     println!("results: {}", dir.join(RESULTS_FILE).display());
     Ok(exit::for_validity(results.valid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(workload: Option<&str>) -> Vec<&'static str> {
+        checkers_for(workload).0.iter().map(|c| c.name()).collect()
+    }
+
+    #[test]
+    fn a_workloads_checkers_judge_its_runs_only() {
+        let every = names(None);
+        assert_eq!(every.len(), faultline_checkers::all().len());
+        let set = names(Some("set"));
+        assert!(set.contains(&"lost-writes") && set.contains(&"split-brain"));
+        assert!(!set.contains(&"counter") && !set.contains(&"list-append"));
+        let counter = names(Some("counter"));
+        assert!(counter.contains(&"counter") && counter.contains(&"failover"));
+        assert!(!counter.contains(&"lost-writes") && !counter.contains(&"list-append"));
+        let list = names(Some("list-append"));
+        assert!(list.contains(&"list-append") && !list.contains(&"counter"));
+        // What a workload asks for is either run or reported missing.
+        for entry in faultline_workloads::registry::WORKLOADS {
+            let (checkers, missing) = checkers_for(Some(entry.name));
+            let run: Vec<&str> = checkers.iter().map(|c| c.name()).collect();
+            let w = (entry.build)(faultline_workloads::WorkloadParams {
+                keys: 1,
+                concurrency: 1,
+                rate: None,
+                seed: 0,
+            });
+            for name in w.checkers() {
+                assert!(run.contains(name) != missing.contains(name), "{name}");
+            }
+        }
+    }
 }

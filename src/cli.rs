@@ -62,6 +62,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS", help_heading = "Overrides")]
     pub time_limit: Option<f64>,
 
+    /// Workload to drive (overrides the scenario's workload.name): set, register,
+    /// counter or list-append.
+    #[arg(long, value_name = "NAME", help_heading = "Overrides")]
+    pub workload: Option<String>,
+
     /// Faults to inject, replacing the scenario's: comma-separated kinds, each with its
     /// defaults (the kinds are listed under `--help`).
     #[arg(long, value_name = "KINDS", help_heading = "Overrides", long_help = nemesis_help())]
@@ -99,6 +104,7 @@ impl RunArgs {
             flavor: None,
             backend: None,
             time_limit: None,
+            workload: None,
             nemesis: None,
             nemesis_interval: None,
             seed: None,

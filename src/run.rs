@@ -162,6 +162,10 @@ fn load_scenario(args: &RunArgs) -> Result<Scenario, Failure> {
         }
         scenario.time_limit.0 = t;
     }
+    if let Some(name) = &args.workload {
+        scenario.workload.name = crate::scenario::WorkloadName::named(name)
+            .map_err(|e| Failure::bad_input(anyhow!("--workload: {e}")))?;
+    }
     if let Some(kinds) = &args.nemesis {
         let mut spec = NemesisSpec::from_kinds(kinds)
             .map_err(|e| Failure::bad_input(anyhow!("--nemesis: {e}")))?;

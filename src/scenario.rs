@@ -166,6 +166,20 @@ impl WorkloadName {
     pub fn label(self) -> &'static str {
         self.0
     }
+
+    /// The registry's workload called `name`.
+    ///
+    /// # Errors
+    /// Names the choices when `name` is not a workload.
+    pub fn named(name: &str) -> Result<WorkloadName, String> {
+        use faultline_workloads::registry::{lookup, NAMES};
+        lookup(name).map(WorkloadName).ok_or_else(|| {
+            format!(
+                "unknown workload {name:?}; choose one of {}",
+                NAMES.join(", ")
+            )
+        })
+    }
 }
 
 impl Default for WorkloadName {
@@ -698,7 +712,12 @@ mod tests {
             .to_string();
         assert_eq!(
             e,
-            "s.yaml:2:9: workload.name: unknown variant `queue`, expected `set`"
+            "s.yaml:2:9: workload.name: unknown variant `queue`, expected one of `set`, \
+             `register`, `counter`, `list-append`"
         );
+        let s = Scenario::parse("workload:\n  name: list-append\n", "s.yaml", "s").unwrap();
+        assert_eq!(s.workload.name, WorkloadName::named("list-append").unwrap());
+        let e = WorkloadName::named("queue").unwrap_err();
+        assert!(e.contains("\"queue\"") && e.contains("counter"), "{e}");
     }
 }

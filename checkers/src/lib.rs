@@ -28,24 +28,32 @@
 //!   - [`log_pattern`]: [`LogPattern`], known-bug signatures in node logs (logs);
 //!   - [`bouncing_redirects`]: [`BouncingRedirects`], clients sent back and forth between
 //!     nodes: redirect cycles, long chains, ping-pong (history).
+//!   - [`counter`]: [`CounterChecker`], the counter workload's reads between the
+//!     increments certainly and possibly applied; under- and over-counts (history);
+//!   - [`list_append`]: [`ListAppend`], the list-append workload's reads as prefixes of
+//!     one growing list: first divergence, duplicates, unexpected and lost elements
+//!     (history).
 //! - [`standalone_views`]: `mode: standalone` topology (`INFO replication` per node): the
 //!   replica-of graph the observations in force describe, and its cycles.
 //! - [`key_slot`]: the hash slot of a key (CRC16), for checkers that map writes to shards.
 //! - Private: `views` (the topology log parsed once per analysis, node names from `myself`
 //!   lines, slot-range helpers), `episodes` (how long one observer showed one anomaly),
 //!   `fast_hash` (the hasher behind the checkers' big maps), `in_flight` (pairing each
-//!   invoke with its completion).
+//!   invoke with its completion), `keyed` (client ops paired and grouped by key).
 
 #![warn(missing_docs)]
 
 pub mod bouncing_redirects;
 pub mod checker;
 pub mod convergence;
+pub mod counter;
 mod episodes;
 pub mod failover;
 mod fast_hash;
 mod in_flight;
 pub mod key_slot;
+mod keyed;
+pub mod list_append;
 pub mod log_pattern;
 pub mod lost_writes;
 pub mod registry;
@@ -62,7 +70,9 @@ mod views;
 pub use bouncing_redirects::BouncingRedirects;
 pub use checker::{Checker, CheckerResult, Input};
 pub use convergence::Convergence;
+pub use counter::CounterChecker;
 pub use failover::FailoverOutcomes;
+pub use list_append::ListAppend;
 pub use log_pattern::LogPattern;
 pub use lost_writes::LostWrites;
 pub use registry::{all, check};

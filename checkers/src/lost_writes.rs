@@ -71,13 +71,13 @@ impl Checker for LostWrites {
 /// they are, other values as JSON). Integers stay integers so the common case hashes no
 /// strings.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Element<'a> {
+pub(crate) enum Element<'a> {
     Int(i64),
     Text(Cow<'a, str>),
 }
 
 impl<'a> Element<'a> {
-    fn of(value: &'a Value) -> Element<'a> {
+    pub(crate) fn of(value: &'a Value) -> Element<'a> {
         match value {
             Value::Number(n) => match n.as_i64() {
                 Some(i) => Element::Int(i),

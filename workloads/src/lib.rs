@@ -15,14 +15,23 @@
 //! - `pool` (private): the clients' connections, one per node, replaced after a break.
 //! - [`query`]: one connection, one command, bounded in time (nemeses, observer, formation).
 //! - [`set`]: the set workload (unique adds to a few keys, one final read per key).
+//! - [`register`]: reads, writes and compare-and-set (a Lua script) on a few registers.
+//! - [`counter`]: `INCRBY` and reads on a few counters.
+//! - [`list_append`]: `RPUSH` of unique elements and whole-list reads.
+//! - [`driver`]: what those three share: a [`driver::Generator`] performs one recorded op,
+//!   and [`driver::Driven`] makes it a workload (the client-process loop, the final reads).
 //!
 //! A workload drives a [`KeyClient`] and records every op through a
 //! [`faultline_history::Recorder`]; it knows nothing of processes, namespaces or faults.
 
 pub mod client;
+pub mod counter;
+pub mod driver;
 pub mod key_client;
+pub mod list_append;
 mod pool;
 pub mod query;
+pub mod register;
 pub mod registry;
 pub mod set;
 pub mod slots;

@@ -6,6 +6,9 @@
 
 use anyhow::{anyhow, Result};
 
+use crate::counter::CounterWorkload;
+use crate::list_append::ListAppendWorkload;
+use crate::register::RegisterWorkload;
 use crate::set::SetWorkload;
 use crate::workload::{Workload, WorkloadParams};
 
@@ -13,18 +16,38 @@ use crate::workload::{Workload, WorkloadParams};
 pub struct Entry {
     /// The name scenarios use.
     pub name: &'static str,
+    /// The op functions (`f`) that only this workload writes: how a history with no
+    /// scenario beside it tells which workload made it ([`infer`]).
+    pub functions: &'static [&'static str],
     /// Builds the workload for one run.
     pub build: fn(WorkloadParams) -> Box<dyn Workload>,
 }
 
 impl Entry {
-    const fn new(name: &'static str, build: fn(WorkloadParams) -> Box<dyn Workload>) -> Entry {
-        Entry { name, build }
+    const fn new(
+        name: &'static str,
+        functions: &'static [&'static str],
+        build: fn(WorkloadParams) -> Box<dyn Workload>,
+    ) -> Entry {
+        Entry {
+            name,
+            functions,
+            build,
+        }
     }
 }
 
 /// Every workload, the default first.
-pub const WORKLOADS: &[Entry] = &[Entry::new("set", |p| Box::new(SetWorkload::new(p)))];
+pub const WORKLOADS: &[Entry] = &[
+    Entry::new("set", &["add"], |p| Box::new(SetWorkload::new(p))),
+    Entry::new("register", &["write", "cas"], |p| {
+        Box::new(RegisterWorkload::new(p))
+    }),
+    Entry::new("counter", &["incr"], |p| Box::new(CounterWorkload::new(p))),
+    Entry::new("list-append", &["append"], |p| {
+        Box::new(ListAppendWorkload::new(p))
+    }),
+];
 
 /// The workloads' names, in [`WORKLOADS`] order (for scenario errors and help).
 pub const NAMES: &[&str] = &names();
@@ -42,6 +65,18 @@ const fn names() -> [&'static str; WORKLOADS.len()] {
 /// The registry's own spelling of `name`, if it is a workload.
 pub fn lookup(name: &str) -> Option<&'static str> {
     NAMES.iter().copied().find(|n| *n == name)
+}
+
+/// The workload whose own op functions (`Entry::functions`) the first of `functions`
+/// that is one belongs to: for a history with no scenario beside it. `None` when none is
+/// (a history of reads only, or of no workload of ours).
+pub fn infer<'a>(functions: impl IntoIterator<Item = &'a str>) -> Option<&'static str> {
+    functions.into_iter().find_map(|f| {
+        WORKLOADS
+            .iter()
+            .find(|e| e.functions.contains(&f))
+            .map(|e| e.name)
+    })
 }
 
 /// Builds the workload called `name` from `params`.
@@ -83,6 +118,24 @@ mod tests {
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(sorted.len(), NAMES.len(), "a workload name is listed twice");
+    }
+
+    #[test]
+    fn a_history_tells_its_workload_by_its_writes() {
+        assert_eq!(infer(["read", "add"]), Some("set"));
+        assert_eq!(infer(["read", "cas"]), Some("register"));
+        assert_eq!(infer(["incr"]), Some("counter"));
+        assert_eq!(infer(["append", "read"]), Some("list-append"));
+        assert_eq!(infer(["read"]), None);
+        let mut all: Vec<&str> = WORKLOADS
+            .iter()
+            .flat_map(|e| e.functions)
+            .copied()
+            .collect();
+        all.sort_unstable();
+        let n = all.len();
+        all.dedup();
+        assert_eq!(all.len(), n, "two workloads claim one op function");
     }
 
     #[test]

@@ -1,0 +1,343 @@
+//! What the register, counter and list-append workloads share: the client-process loop
+//! (rate, process replacement after `info`, stopping), one recorded op, and the final
+//! reads.
+//!
+//! A workload supplies a [`Generator`]: given a process number and its random source, it
+//! performs one op (invoke, command, completion, all recorded) and says how it ended. The
+//! loop does the rest the way the set workload does: `concurrency` processes, `rate` ops
+//! per second over all of them, and a process whose op ended in `info` is replaced by a
+//! fresh number (Jepsen's rule: it may still have an op in flight).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use faultline_history::{Op, OpType, Process, Recorder};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use redis::{Cmd, Value};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::Outcome;
+use crate::key_client::{BoxFuture, KeyClient};
+use crate::workload::{Counters, FinalReads, Workload, WorkloadParams};
+
+/// One workload's ops: what [`Driven`] needs to be a [`Workload`].
+pub trait Generator: Send + Sync + 'static {
+    /// The checkers that judge this workload ([`Workload::checkers`]).
+    fn checkers(&self) -> &'static [&'static str];
+
+    /// Prepares the keys before the clients start; the default does nothing.
+    fn setup<'a>(&'a self, _client: &'a dyn KeyClient) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+
+    /// Performs one op as `process`: records its invoke, runs it, records its completion.
+    ///
+    /// # Returns
+    /// The completion as recorded.
+    fn op<'a>(
+        &'a self,
+        client: &'a dyn KeyClient,
+        recorder: &'a Recorder,
+        process: u64,
+        rng: &'a mut StdRng,
+    ) -> BoxFuture<'a, Op>;
+
+    /// The keys the final reads read, in order.
+    fn final_keys(&self) -> Vec<String>;
+
+    /// The command that reads `key` whole.
+    fn read(&self, key: &str) -> Cmd;
+
+    /// A read's reply as the completion's value.
+    fn read_value(&self, reply: &Value) -> serde_json::Value;
+}
+
+/// A workload made of a [`Generator`]: the client loop and final reads below.
+pub struct Driven<G> {
+    params: WorkloadParams,
+    generator: Arc<G>,
+    /// Final reads use process numbers past every worker's.
+    next_process: AtomicU64,
+}
+
+impl<G: Generator> Driven<G> {
+    pub(crate) fn with(params: WorkloadParams, generator: G) -> Driven<G> {
+        Driven {
+            next_process: AtomicU64::new(params.concurrency as u64),
+            params,
+            generator: Arc::new(generator),
+        }
+    }
+
+    /// The generator, for the workload's own accessors.
+    pub(crate) fn generator(&self) -> &G {
+        &self.generator
+    }
+}
+
+impl<G: Generator> Workload for Driven<G> {
+    fn checkers(&self) -> &'static [&'static str] {
+        self.generator.checkers()
+    }
+
+    fn setup<'a>(
+        &'a self,
+        client: &'a dyn KeyClient,
+        _recorder: &'a Recorder,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            self.generator.setup(client).await;
+            Ok(())
+        })
+    }
+
+    fn run<'a>(
+        &'a self,
+        client: Arc<dyn KeyClient>,
+        recorder: Recorder,
+        stop: CancellationToken,
+        counters: Arc<Counters>,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let generator = self.generator.clone();
+            let next = drive(generator, &self.params, client, recorder, stop, counters).await;
+            self.next_process.fetch_max(next, Ordering::Relaxed);
+        })
+    }
+
+    fn final_reads<'a>(
+        &'a self,
+        client: &'a dyn KeyClient,
+        recorder: &'a Recorder,
+        budget: Duration,
+    ) -> BoxFuture<'a, FinalReads> {
+        Box::pin(async move {
+            let keys = self.generator.final_keys();
+            let g = &self.generator;
+            let read = |key: &str| g.read(key);
+            let value = |reply: &Value| g.read_value(reply);
+            final_reads(
+                &keys,
+                client,
+                recorder,
+                budget,
+                &self.next_process,
+                read,
+                value,
+            )
+            .await
+        })
+    }
+}
+
+/// Runs `params.concurrency` client processes of `generator` until `stop` is cancelled.
+/// An op in flight when `stop` fires completes (within the op time-out), so no invoke is
+/// left without its completion. Returns the first process number no worker used, for the
+/// final reads.
+async fn drive<G: Generator>(
+    generator: Arc<G>,
+    params: &WorkloadParams,
+    client: Arc<dyn KeyClient>,
+    recorder: Recorder,
+    stop: CancellationToken,
+    counters: Arc<Counters>,
+) -> u64 {
+    let n = params.concurrency.max(1);
+    let interval = params.rate.map(|r| Duration::from_secs_f64(n as f64 / r));
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..n {
+        let (generator, client, recorder, stop, counters) = (
+            generator.clone(),
+            client.clone(),
+            recorder.clone(),
+            stop.clone(),
+            counters.clone(),
+        );
+        let mut rng = StdRng::seed_from_u64(
+            params.seed ^ (worker as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        tasks.spawn(async move {
+            let mut process = worker as u64;
+            let start = Instant::now();
+            let mut next = interval.map(|i| start + i.mul_f64(worker as f64 / n as f64));
+            while !stop.is_cancelled() {
+                if let (Some(at), Some(every)) = (next.as_mut(), interval) {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(*at) => {}
+                        _ = stop.cancelled() => break,
+                    }
+                    *at += every;
+                    let now = Instant::now();
+                    if *at + every < now {
+                        *at = now; // fell behind: do not burst to catch up
+                    }
+                }
+                let done = generator
+                    .op(client.as_ref(), &recorder, process, &mut rng)
+                    .await;
+                counters.count(done.kind);
+                if done.kind == OpType::Info {
+                    process += n as u64;
+                }
+            }
+            process
+        });
+    }
+    let mut next_free = n as u64;
+    while let Some(last) = tasks.join_next().await {
+        if let Ok(last) = last {
+            next_free = next_free.max(last + 1);
+        }
+    }
+    next_free
+}
+
+/// One op whose outcome is its command's: records `invoke` (as `process`), sends `cmd` for
+/// `key`, and records the completion, whose value on success is `ok_value` of the reply.
+pub(crate) async fn simple_op(
+    client: &dyn KeyClient,
+    recorder: &Recorder,
+    invoke: Op,
+    cmd: &Cmd,
+    ok_value: impl FnOnce(&Value) -> serde_json::Value,
+) -> Op {
+    let invoke = recorder.record(invoke);
+    let key = invoke.key.clone().unwrap_or_default();
+    let outcome = client.execute(key.as_bytes(), cmd).await;
+    recorder.record(outcome.completion(&invoke, ok_value))
+}
+
+/// An invoke line of a client process.
+pub(crate) fn invoke(process: u64, f: &str, key: &str) -> Op {
+    Op::new(Process::Client(process), OpType::Invoke, f).with_key(key)
+}
+
+/// Reads every key of `keys` once with `read` (an op `f: "read"`), retrying a key until a
+/// read succeeds or `budget` runs out; every attempt is an op in the history. Processes
+/// are numbered from `next_process` on (a new one after an `info`).
+async fn final_reads(
+    keys: &[String],
+    client: &dyn KeyClient,
+    recorder: &Recorder,
+    budget: Duration,
+    next_process: &AtomicU64,
+    read: impl Fn(&str) -> Cmd,
+    ok_value: impl Fn(&Value) -> serde_json::Value,
+) -> FinalReads {
+    let deadline = Instant::now() + budget;
+    let mut result = FinalReads::default();
+    let mut process = next_process.fetch_add(1, Ordering::Relaxed);
+    for key in keys {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let cmd = read(key);
+            let done = simple_op(
+                client,
+                recorder,
+                invoke(process, "read", key),
+                &cmd,
+                &ok_value,
+            )
+            .await;
+            if done.kind == OpType::Ok {
+                result.read += 1;
+                break;
+            }
+            if done.kind == OpType::Info {
+                process = next_process.fetch_add(1, Ordering::Relaxed);
+            }
+            if Instant::now() + backoff >= deadline {
+                result.unread += 1;
+                break;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+    }
+    result
+}
+
+/// `GET key`.
+pub(crate) fn get(key: &str) -> Cmd {
+    let mut c = redis::cmd("GET");
+    c.arg(key);
+    c
+}
+
+/// A reply that should be an integer (a `GET` of a number, an `INCRBY` result), as JSON:
+/// the integer, `null` for a missing key, the text for anything else (a checker then says
+/// what it could not read).
+pub(crate) fn integer(reply: &Value) -> serde_json::Value {
+    match reply {
+        Value::Nil => serde_json::Value::Null,
+        Value::Int(i) => (*i).into(),
+        Value::BulkString(b) => text_or_integer(&String::from_utf8_lossy(b)),
+        Value::SimpleString(s) => text_or_integer(s),
+        other => format!("{other:?}").into(),
+    }
+}
+
+fn text_or_integer(text: &str) -> serde_json::Value {
+    text.parse::<i64>()
+        .map(serde_json::Value::from)
+        .unwrap_or_else(|_| text.into())
+}
+
+/// A list reply (`LRANGE`) as a JSON array, in order, integers where the elements are
+/// integers.
+pub(crate) fn list(reply: &Value) -> serde_json::Value {
+    let items: &[Value] = match reply {
+        Value::Array(v) => v,
+        _ => &[],
+    };
+    items.iter().map(integer).collect()
+}
+
+/// `n` keys named `<prefix><i>{tag}`, key `i` at slot `i * 16384 / n`: spread evenly over
+/// the slot space, so every shard holds some.
+pub(crate) fn spread_keys(prefix: &str, n: usize) -> Vec<String> {
+    let n = n.max(1);
+    (0..n)
+        .map(|i| {
+            let slot = (i * usize::from(crate::slots::SLOTS) / n) as u16;
+            format!("{prefix}{i}{{{}}}", crate::slots::tag_for_slot(slot))
+        })
+        .collect()
+}
+
+/// Whether an outcome is the server refusing an `EVALSHA` because it does not have the
+/// script (a node that never loaded it: a promoted replica, a restarted node).
+pub(crate) fn is_noscript(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::Fail { error, .. } if error.starts_with("NOSCRIPT"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slots::key_slot;
+    use serde_json::json;
+
+    #[test]
+    fn replies_become_integers_lists_and_null() {
+        assert_eq!(integer(&Value::Nil), json!(null));
+        assert_eq!(integer(&Value::Int(7)), json!(7));
+        assert_eq!(integer(&Value::BulkString(b"-12".to_vec())), json!(-12));
+        assert_eq!(integer(&Value::BulkString(b"x".to_vec())), json!("x"));
+        let reply = Value::Array(vec![
+            Value::BulkString(b"3".to_vec()),
+            Value::BulkString(b"1".to_vec()),
+        ]);
+        assert_eq!(list(&reply), json!([3, 1]), "order kept");
+    }
+
+    #[test]
+    fn spread_keys_cover_the_slot_space() {
+        let keys = spread_keys("r", 4);
+        let slots: Vec<u16> = keys.iter().map(|k| key_slot(k.as_bytes())).collect();
+        assert_eq!(slots, vec![0, 4096, 8192, 12288]);
+        assert!(keys[1].starts_with("r1{"));
+    }
+}
