@@ -111,6 +111,7 @@ pub async fn command(args: MatrixArgs) -> Result<u8, Failure> {
         seed: None,
         store: args.store.clone(),
         keep: false,
+        live: Default::default(),
     };
     let mut cells = Vec::new();
     for target in &targets {

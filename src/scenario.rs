@@ -67,6 +67,10 @@ pub struct Scenario {
     /// scenario.yaml.
     #[serde(default, skip_serializing_if = "is_default_tolerances")]
     pub tolerances: Tolerances,
+    /// Test a running cluster faultline did not start (`--live`); absent: faultline
+    /// starts its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<crate::live::LiveSpec>,
 }
 
 fn is_default_tolerances(t: &Tolerances) -> bool {
@@ -337,6 +341,7 @@ impl Scenario {
         }
         scenario.check_node_names(text, file)?;
         scenario.check_mode(text, file)?;
+        scenario.check_live(text, file)?;
         Ok(scenario)
     }
 
@@ -401,6 +406,21 @@ impl Scenario {
     /// standalone failover needs it.
     fn check_mode(&self, text: &str, file: &str) -> Result<(), ScenarioError> {
         let Some((field, hint, message)) = self.mode_conflict() else {
+            return Ok(());
+        };
+        let (line, column) = locate(text, &field, Some(&hint)).unwrap_or((0, 0));
+        Err(ScenarioError::Invalid {
+            file: file.to_string(),
+            line,
+            column,
+            field: Some(field),
+            message,
+        })
+    }
+
+    /// A live cluster's section, and the faults it allows ([`crate::live::fault_refusal`]).
+    fn check_live(&self, text: &str, file: &str) -> Result<(), ScenarioError> {
+        let Some((field, hint, message)) = crate::live::fault_refusal(self) else {
             return Ok(());
         };
         let (line, column) = locate(text, &field, Some(&hint)).unwrap_or((0, 0));
