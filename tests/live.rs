@@ -181,18 +181,19 @@ async fn snapshot<'a>(
 /// Every key on the cluster's primaries whose name starts with `fl-`.
 async fn faultline_keys(cluster: &mut Cluster) -> Vec<String> {
     let mut keys = Vec::new();
-    for name in cluster.names() {
-        let (_, found): (String, Vec<String>) = cluster
-            .query(
-                &name,
-                redis::cmd("SCAN")
-                    .arg(0)
-                    .arg("MATCH")
-                    .arg("fl-*")
-                    .arg("COUNT")
-                    .arg(100_000),
-            )
-            .await;
+    let mut scan = redis::cmd("SCAN");
+    scan.arg(0)
+        .arg("MATCH")
+        .arg("fl-*")
+        .arg("COUNT")
+        .arg(100_000);
+    for (i, name) in cluster.names().iter().enumerate() {
+        // A client-kill fault may have closed the fixture's connection: one reconnect.
+        let reply: anyhow::Result<(String, Vec<String>)> = match cluster.admin.cmd(i, &scan).await {
+            Ok(r) => Ok(r),
+            Err(_) => cluster.admin.cmd(i, &scan).await,
+        };
+        let (_, found) = reply.unwrap_or_else(|e| panic!("SCAN on {name}: {e:#}"));
         keys.extend(found);
     }
     keys
@@ -406,4 +407,82 @@ fn faults_that_are_not_allowed_are_refused_before_anything_starts() {
         assert!(all.contains(expected), "{args:?}\n{all}");
     }
     assert_eq!(std::fs::read_dir(store.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn the_client_port_faults_run_on_a_live_cluster() {
+    with_cluster_lock(async {
+        let mut cluster = Cluster::up(FlavorName::Valkey, 3, 1, 5000, false).await;
+        cluster.protect().await;
+        let client = cluster.client();
+        let planted = plant(&client).await;
+        let seed = cluster.node("n1").addr();
+        let work = tempfile::tempdir().unwrap();
+        let file = work.path().join("live-client-port.yaml");
+        std::fs::write(
+            &file,
+            SCENARIO
+                .replace("interval_s: 3", "interval_s: 1.5")
+                .replace("time_limit: 9", "time_limit: 5"),
+        )
+        .unwrap();
+        let file = file.to_str().unwrap();
+        let store = work.path().join("store");
+        // migrate-slots: MIGRATE must carry the password to the target node.
+        for kind in [
+            "client-pause",
+            "client-kill",
+            "debug-sleep",
+            "migrate-slots",
+        ] {
+            let out = live_run(
+                &[
+                    file,
+                    "--live",
+                    &seed,
+                    "--nemesis",
+                    kind,
+                    "--allow-faults",
+                    kind,
+                    "--auth-password-env",
+                    PASSWORD_VAR,
+                ],
+                PASSWORD,
+                &store,
+            );
+            let all = text(&out);
+            assert_eq!(code(&out), 0, "{kind}\n{all}");
+            let dir = common::run_dir(&String::from_utf8_lossy(&out.stdout));
+            let applied: Vec<_> = common::history(&dir)
+                .into_iter()
+                .filter(|o| o.f == kind && o.kind.is_completion())
+                .collect();
+            // Every application took effect, or (a time-out on a loaded machine) may have;
+            // none was refused, and at least one surely took effect.
+            use faultline_history::OpType;
+            assert!(
+                applied.iter().any(|o| o.kind == OpType::Ok),
+                "{kind} never took effect\n{all}"
+            );
+            for op in &applied {
+                assert_ne!(
+                    op.kind,
+                    OpType::Fail,
+                    "{kind}: {:?} {:?}",
+                    op.error,
+                    op.value
+                );
+            }
+            let post: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(dir.join("postflight.json")).unwrap())
+                    .unwrap();
+            assert_eq!(post["cleanup"]["left"], 0, "{kind}: {post}");
+            assert_eq!(post["slots_covered"], true, "{kind}: {post}");
+            assert!(files_containing(&dir, PASSWORD).is_empty());
+        }
+        assert!(faultline_keys(&mut cluster).await.is_empty());
+        let after = snapshot(&client, planted.keys()).await;
+        assert_eq!(after, planted, "a planted key changed");
+        cluster.finish();
+    });
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use faultline_history::bounds::{Bounded, PositiveF64};
 use faultline_history::FaultOps;
-use faultline_workloads::query::query_text;
+use faultline_workloads::query::{error_text, query, QueryError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -130,14 +130,25 @@ async fn nodes(
     )
 }
 
-/// Sends `cmd` to each node (all at once), within `timeout` each; the replies by node, and
-/// the applied fault's outcome (ok if every node accepted, fail if none did).
+/// What one node made of a command.
+enum Sent {
+    /// It replied (not with an error).
+    Done(String),
+    /// It certainly did not run it: no connection, or an error reply.
+    Refused(String),
+    /// Nobody knows: a time-out or a broken connection after sending.
+    Unknown(String),
+}
+
+/// Sends `cmd` to each node (all at once), `timeout` for connecting and for the reply;
+/// the nodes that replied, every node's reply or error, and the outcome (ok if every node
+/// replied, fail if every other one certainly did not run it, else info) with its error.
 async fn send_each(
     ctx: &Ctx,
     nodes: &[String],
     cmd: &redis::Cmd,
     timeout: Duration,
-) -> (Vec<String>, Value, Vec<String>) {
+) -> (Vec<String>, Value, Outcome, Option<String>) {
     let addrs: Vec<(String, String)> = nodes
         .iter()
         .filter_map(|n| {
@@ -148,25 +159,58 @@ async fn send_each(
     let replies = futures_join(addrs.iter().map(|(_, addr)| {
         let cmd = cmd.clone();
         let addr = addr.clone();
-        async move { query_text::<redis::Value>(&addr, &cmd, timeout).await }
+        async move {
+            match tokio::time::timeout(timeout * 2, query::<redis::Value>(&addr, &cmd, timeout))
+                .await
+            {
+                Ok(Ok(v)) => Sent::Done(format!("{v:?}")),
+                Ok(Err(QueryError::Connect(e))) => Sent::Refused(e.to_string()),
+                Ok(Err(QueryError::Reply(e))) if e.code().is_some() => {
+                    Sent::Refused(error_text(&e))
+                }
+                Ok(Err(QueryError::Reply(e))) => Sent::Unknown(e.to_string()),
+                Err(_) => Sent::Unknown("timed out".into()),
+            }
+        }
     }))
     .await;
     let mut done = Vec::new();
     let mut errors = Vec::new();
+    let mut unknown = false;
     let mut by_node = serde_json::Map::new();
     for ((name, _), reply) in addrs.iter().zip(replies) {
-        match reply {
-            Ok(v) => {
-                by_node.insert(name.clone(), json!(format!("{v:?}")));
+        let text = match reply {
+            Sent::Done(v) => {
                 done.push(name.clone());
+                v
             }
-            Err(e) => {
-                by_node.insert(name.clone(), json!(e));
+            Sent::Refused(e) => {
                 errors.push(format!("{name}: {e}"));
+                e
             }
-        }
+            Sent::Unknown(e) => {
+                unknown = true;
+                errors.push(format!("{name}: {e}"));
+                e
+            }
+        };
+        by_node.insert(name.clone(), json!(text));
     }
-    (done, Value::Object(by_node), errors)
+    let outcome = if errors.is_empty() {
+        Outcome::Ok
+    } else if done.is_empty() && !unknown {
+        Outcome::Fail
+    } else {
+        Outcome::Info
+    };
+    let error = (!errors.is_empty()).then(|| errors.join("; "));
+    (done, Value::Object(by_node), outcome, error)
+}
+
+/// The bound for one client-port command: the nemesis's query budget, at least 2 s (the
+/// commands are instant; a loaded machine is not).
+fn bound(ctx: &Ctx) -> Duration {
+    ctx.query_timeout.max(Duration::from_secs(2))
 }
 
 /// Runs the futures concurrently, results in order.
@@ -181,14 +225,6 @@ where
         out.push(h.await.expect("a client-port fault task panicked"));
     }
     out
-}
-
-fn outcome(done: &[String], errors: &[String]) -> (Outcome, Option<String>) {
-    match (done.is_empty(), errors.is_empty()) {
-        (_, true) => (Outcome::Ok, None),
-        (true, false) => (Outcome::Fail, Some(errors.join("; "))),
-        (false, false) => (Outcome::Info, Some(errors.join("; "))),
-    }
 }
 
 /// `CLIENT PAUSE` on the target nodes.
@@ -209,8 +245,7 @@ impl Fault for ClientPause {
             };
             let mut cmd = redis::cmd("CLIENT");
             cmd.arg("PAUSE").arg(spec.max_ms.get()).arg(mode);
-            let (done, replies, errors) = send_each(ctx, &nodes, &cmd, ctx.query_timeout).await;
-            let (outcome, error) = outcome(&done, &errors);
+            let (done, replies, outcome, error) = send_each(ctx, &nodes, &cmd, bound(ctx)).await;
             Applied {
                 outcome,
                 value: json!({"target": spec.target.to_string(), "mode": mode,
@@ -237,11 +272,10 @@ impl Heal for Unpause {
         Box::pin(async move {
             let mut cmd = redis::cmd("CLIENT");
             cmd.arg("UNPAUSE");
-            let (_, replies, errors) = send_each(ctx, &self.nodes, &cmd, ctx.query_timeout).await;
-            if errors.is_empty() {
-                Ok(json!({"nodes": self.nodes, "replies": replies}))
-            } else {
-                Err(errors.join("; "))
+            let (_, replies, _, error) = send_each(ctx, &self.nodes, &cmd, bound(ctx)).await;
+            match error {
+                None => Ok(json!({"nodes": self.nodes, "replies": replies})),
+                Some(e) => Err(e),
             }
         })
     }
@@ -265,8 +299,7 @@ impl Fault for ClientKill {
                 .arg("normal")
                 .arg("SKIPME")
                 .arg("yes");
-            let (done, replies, errors) = send_each(ctx, &nodes, &cmd, ctx.query_timeout).await;
-            let (outcome, error) = outcome(&done, &errors);
+            let (done, replies, outcome, error) = send_each(ctx, &nodes, &cmd, bound(ctx)).await;
             Applied {
                 outcome,
                 value: json!({"target": spec.target.to_string(), "nodes": nodes,
@@ -294,9 +327,8 @@ impl Fault for DebugSleep {
             let mut cmd = redis::cmd("DEBUG");
             cmd.arg("SLEEP").arg(seconds);
             // The reply comes when the sleep ends.
-            let timeout = ctx.query_timeout + Duration::from_secs_f64(seconds);
-            let (done, replies, errors) = send_each(ctx, &nodes, &cmd, timeout).await;
-            let (outcome, error) = outcome(&done, &errors);
+            let timeout = bound(ctx) + Duration::from_secs_f64(seconds);
+            let (done, replies, outcome, error) = send_each(ctx, &nodes, &cmd, timeout).await;
             Applied {
                 outcome,
                 value: json!({"target": spec.target.to_string(), "seconds": seconds,
