@@ -25,7 +25,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a scenario: bring a cluster up, drive the workload, check the history.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Re-run the checkers on a stored run directory (needs only history.jsonl).
     Analyze(AnalyzeArgs),
     /// (Re)write report.html, its PNG plots and junit.xml for a run directory, and the
@@ -121,6 +121,18 @@ pub struct LiveArgs {
     /// File whose first line is the password.
     #[arg(long, value_name = "FILE", help_heading = "Live cluster")]
     pub auth_password_file: Option<PathBuf>,
+
+    /// Speak TLS to the nodes, trusting this CA certificate (PEM).
+    #[arg(long, value_name = "FILE", help_heading = "Live cluster")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Client certificate (PEM), for nodes that verify clients.
+    #[arg(long, value_name = "FILE", help_heading = "Live cluster")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The client certificate's key (PEM).
+    #[arg(long, value_name = "FILE", help_heading = "Live cluster")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `faultline analyze`.

@@ -84,7 +84,7 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run(args) => run::command(args).await,
+            Command::Run(args) => run::command(*args).await,
             Command::Analyze(args) => analyze::command(&args.run_dir),
             Command::Report(args) => report::command(&args.run_dir),
             Command::Doctor => doctor::command(),

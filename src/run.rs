@@ -559,10 +559,16 @@ impl<'a> Run<'a> {
             query_timeout: Duration::from_millis(500),
         };
 
-        let client_config = ClientConfig {
+        let mut client_config = ClientConfig {
             op_timeout: Duration::from_millis(scenario.workload.op_timeout_ms.get()),
             ..ClientConfig::default()
         };
+        if !self.key_prefix.is_empty() {
+            // A live cluster is across a real network, maybe behind TLS handshakes: a
+            // connection may take as long as an op.
+            client_config.connect_timeout =
+                client_config.connect_timeout.max(client_config.op_timeout);
+        }
         let (client, standalone_client) =
             crate::formed::workload_client(scenario.mode, client_config, &nodes.specs).await?;
         let workload = faultline_workloads::registry::by_name(

@@ -486,3 +486,196 @@ fn the_client_port_faults_run_on_a_live_cluster() {
         cluster.finish();
     });
 }
+
+/// Runs `openssl ARGS` in `dir`; panics with its output on failure.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
+}
+
+/// A CA, a server certificate for `ips`, and a client certificate, all signed by the CA.
+fn certificates(dir: &Path, ips: &[String]) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=faultline test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ],
+    );
+    let san = ips
+        .iter()
+        .map(|ip| format!("IP:{ip}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    std::fs::write(dir.join("server.ext"), format!("subjectAltName={san}\n")).unwrap();
+    for (name, ext) in [("server", Some("server.ext")), ("client", None)] {
+        let (key, csr, crt) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+        );
+        let subject = format!("/CN=faultline test {name}");
+        openssl(
+            dir,
+            &[
+                "req", "-newkey", "rsa:2048", "-nodes", "-subj", &subject, "-keyout", &key, "-out",
+                &csr,
+            ],
+        );
+        let mut sign = vec![
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &crt,
+        ];
+        if let Some(ext) = ext {
+            sign.extend(["-extfile", ext]);
+        }
+        openssl(dir, &sign);
+    }
+}
+
+#[test]
+fn a_live_standalone_valkey_is_tested_over_tls() {
+    with_cluster_lock(async {
+        use faultline::flavor::{self, standalone::Standalone};
+        use std::sync::Arc;
+
+        let dir = tempfile::tempdir().unwrap();
+        let (run_id, mut backend) = common::local_backend(
+            dir.path(),
+            Arc::new(Standalone(Arc::from(flavor::by_name(FlavorName::Valkey)))),
+            vec!["n1".into(), "n2".into()],
+            5000,
+        );
+        let nodes = backend.nodes().to_vec();
+        let ips: Vec<String> = nodes.iter().map(|n| n.ip.to_string()).collect();
+        let certs = tempfile::tempdir().unwrap();
+        certificates(certs.path(), &ips);
+        let cert = |f: &str| certs.path().join(f).display().to_string();
+        // Clients must show a certificate; replication goes over TLS too, so n2 tells
+        // n1 its TLS port and n1 lists it there.
+        for i in 0..nodes.len() {
+            let conf = backend.node_files(i).unwrap().conf.clone();
+            let mut text = std::fs::read_to_string(&conf).unwrap();
+            text.push_str(&format!(
+                "tls-port 6380\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\n\
+                 tls-auth-clients yes\ntls-replication yes\n",
+                cert("server.crt"),
+                cert("server.key"),
+                cert("ca.crt")
+            ));
+            std::fs::write(&conf, text).unwrap();
+        }
+        faultline::backend::start_all(backend.as_mut()).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        // The fixture's own admin uses the plain port.
+        let mut admin = faultline::cluster::Admin::new(&nodes);
+        admin.wait_up(backend.as_mut(), deadline).await.unwrap();
+        let _: String = admin
+            .cmd(1, redis::cmd("REPLICAOF").arg(&ips[0]).arg(6380))
+            .await
+            .unwrap();
+        loop {
+            let info: String = admin
+                .cmd(1, redis::cmd("INFO").arg("replication"))
+                .await
+                .unwrap();
+            if info.contains("master_link_status:up") {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no TLS replication: {info}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        let work = tempfile::tempdir().unwrap();
+        let file = work.path().join("live-tls.yaml");
+        std::fs::write(
+            &file,
+            "name: live-tls\nmode: standalone\ntime_limit: 4\ncluster:\n  primaries: 1\n  replicas: 1\nworkload:\n  keys: 8\n  concurrency: 2\n  op_timeout_ms: 3000\n",
+        )
+        .unwrap();
+        let store = work.path().join("store");
+        let seed = format!("{}:6380", ips[0]);
+        let file = file.to_str().unwrap();
+        let (ca, crt, key) = (cert("ca.crt"), cert("client.crt"), cert("client.key"));
+
+        // Without TLS the port answers nothing a client understands: the preflight fails.
+        let out = live_run(&[file, "--live", &seed], "", &store);
+        assert_eq!(code(&out), 255, "{}", text(&out));
+        assert!(!store.exists());
+
+        let out = live_run(
+            &[
+                file,
+                "--live",
+                &seed,
+                "--tls-ca",
+                &ca,
+                "--tls-cert",
+                &crt,
+                "--tls-key",
+                &key,
+            ],
+            "",
+            &store,
+        );
+        let all = text(&out);
+        assert_eq!(code(&out), 0, "{all}");
+        let run = common::run_dir(&String::from_utf8_lossy(&out.stdout));
+        let r = results(&run);
+        assert_eq!(r["valid"], true, "{r}");
+        let pre: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(run.join("preflight.json")).unwrap()).unwrap();
+        let addrs: Vec<&str> = pre["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["addr"].as_str().unwrap())
+            .collect();
+        assert_eq!(addrs, [seed.clone(), format!("{}:6380", ips[1])], "{pre}");
+        assert_eq!(pre["mode"], "standalone");
+        let ok_adds = common::history(&run)
+            .iter()
+            .filter(|o| o.f == "add" && o.kind == faultline_history::OpType::Ok)
+            .count();
+        assert!(ok_adds > 0, "{all}");
+        let post: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(run.join("postflight.json")).unwrap()).unwrap();
+        assert_eq!(post["cleanup"]["left"], 0, "{post}");
+        assert!(post["cleanup"]["deleted"].as_u64().unwrap() > 0, "{post}");
+        let key_pem = std::fs::read_to_string(certs.path().join("client.key")).unwrap();
+        let secret_line = key_pem.lines().nth(1).unwrap();
+        assert!(files_containing(&run, secret_line).is_empty());
+        drop(admin);
+        backend.teardown().unwrap();
+        common::assert_nothing_left(run_id.as_str(), dir.path());
+    });
+}

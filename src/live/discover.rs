@@ -13,7 +13,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use faultline_history::info_replication::{info_fields, ReplicationInfo};
 use faultline_history::ClusterView;
 use faultline_nemeses::spec::Target as FaultTarget;
-use faultline_workloads::access::{self, Credentials};
+use faultline_workloads::access::{self, Credentials, Tls};
 use faultline_workloads::query::query_text;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -121,6 +121,7 @@ impl Target {
                 "password_env": a.password_env,
                 "password_file": a.password_file,
             })),
+            "tls": self.spec.tls,
             "mode": match self.mode { Mode::Cluster => "cluster", Mode::Standalone => "standalone" },
             "key_prefix": self.key_prefix,
             "nodes": self.nodes,
@@ -173,7 +174,11 @@ pub async fn preflight(scenario: &Scenario, key_prefix: &str) -> Result<Option<T
         Some(a) => Some(a.credentials().map_err(Failure::bad_input)?),
         None => None,
     };
-    let mut target = discover(spec, credentials.as_ref(), key_prefix)
+    let tls = match &spec.tls {
+        Some(t) => Some(t.load().map_err(Failure::bad_input)?),
+        None => None,
+    };
+    let mut target = discover(spec, credentials.as_ref(), tls.as_ref(), key_prefix)
         .await
         .context("live cluster preflight (nothing was changed on the cluster)")?;
     if target.mode != scenario.mode {
@@ -235,15 +240,22 @@ fn check_fault_targets(scenario: &Scenario, n: usize) -> Result<()> {
 async fn discover(
     spec: &LiveSpec,
     credentials: Option<&Credentials>,
+    tls: Option<&Tls>,
     key_prefix: &str,
 ) -> Result<Target> {
     let mut seeds = Vec::new();
     for seed in &spec.seeds {
         seeds.push(resolve(seed)?);
     }
-    if let Some(c) = credentials {
-        access::register(seeds.iter().map(String::as_str), c);
-    }
+    let register = |addrs: Vec<&str>| {
+        if let Some(c) = credentials {
+            access::register(addrs.iter().copied(), c);
+        }
+        if let Some(t) = tls {
+            access::register_tls(addrs.iter().copied(), t);
+        }
+    };
+    register(seeds.iter().map(String::as_str).collect());
     let mut errors = Vec::new();
     for seed in &seeds {
         let info: String =
@@ -270,9 +282,7 @@ async fn discover(
                 continue;
             }
         };
-        if let Some(c) = credentials {
-            access::register(nodes.iter().map(|n| n.addr.as_str()), c);
-        }
+        register(nodes.iter().map(|n| n.addr.as_str()).collect());
         for node in &mut nodes {
             node.spec()?;
             let text: String =

@@ -100,6 +100,41 @@ impl AuthSpec {
     }
 }
 
+/// TLS towards the live nodes (the redis crate's native-tls backend): PEM files.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    /// The CA certificate that signed the nodes' certificates.
+    pub ca: PathBuf,
+    /// Client certificate, for nodes that verify clients (`tls-auth-clients yes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+}
+
+impl TlsSpec {
+    /// Reads the files.
+    ///
+    /// # Errors
+    /// A file that cannot be read, or a certificate without its key (or the reverse).
+    pub fn load(&self) -> Result<faultline_workloads::access::Tls> {
+        let read = |p: &PathBuf, what: &str| {
+            std::fs::read(p).with_context(|| format!("live.tls.{what}: reading {}", p.display()))
+        };
+        let client = match (&self.cert, &self.key) {
+            (Some(c), Some(k)) => Some((read(c, "cert")?, read(k, "key")?)),
+            (None, None) => None,
+            _ => bail!("live.tls: give both cert and key (or neither)"),
+        };
+        Ok(faultline_workloads::access::Tls {
+            ca: read(&self.ca, "ca")?,
+            client,
+        })
+    }
+}
+
 /// The scenario's `live:` section: test a running cluster faultline did not start.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -116,6 +151,9 @@ pub struct LiveSpec {
     /// Credentials, when the nodes ask for them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthSpec>,
+    /// TLS, when the nodes' client port speaks it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
     /// After the run, fail the original primaries back where a failover moved them.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub restore_roles: bool,
@@ -224,12 +262,15 @@ pub fn apply_args(
     }
     let given = args.allow_faults.is_some()
         || args.restore_roles
+        || args.tls_ca.is_some()
+        || args.tls_cert.is_some()
+        || args.tls_key.is_some()
         || args.auth_user.is_some()
         || args.auth_password_env.is_some()
         || args.auth_password_file.is_some();
     let Some(live) = scenario.live.as_mut() else {
         if given {
-            bail!("--allow-faults, --restore-roles and --auth-* apply to a live cluster: add --live HOST:PORT");
+            bail!("--allow-faults, --restore-roles, --auth-* and --tls-* apply to a live cluster: add --live HOST:PORT");
         }
         return Ok(());
     };
@@ -237,6 +278,19 @@ pub fn apply_args(
         live.allow_faults = LiveSpec::list(kinds);
     }
     live.restore_roles |= args.restore_roles;
+    if let Some(ca) = &args.tls_ca {
+        live.tls = Some(TlsSpec {
+            ca: ca.clone(),
+            cert: args.tls_cert.clone(),
+            key: args.tls_key.clone(),
+        });
+    } else if args.tls_cert.is_some() || args.tls_key.is_some() {
+        let Some(tls) = live.tls.as_mut() else {
+            bail!("--tls-cert and --tls-key need --tls-ca (the CA that signed the nodes' certificates)");
+        };
+        tls.cert = args.tls_cert.clone().or(tls.cert.take());
+        tls.key = args.tls_key.clone().or(tls.key.take());
+    }
     if args.auth_password_env.is_some() || args.auth_password_file.is_some() {
         live.auth = Some(AuthSpec {
             user: args.auth_user.clone(),
