@@ -551,12 +551,19 @@ impl<'a> Run<'a> {
             backend: Arc::new(Mutex::new(nodes.backend)),
             specs: nodes.specs,
         };
+        let mut query_timeout = Duration::from_millis(500);
+        if !self.key_prefix.is_empty() {
+            // A live cluster: a fault's question may take as long as an op (a real
+            // network, TLS handshakes on every fresh connection).
+            query_timeout =
+                query_timeout.max(Duration::from_millis(scenario.workload.op_timeout_ms.get()));
+        }
         let nemesis_ctx = Ctx {
             control: Arc::new(BackendControl::new(
                 self.run_id.as_str(),
                 nodes.backend.clone(),
             )),
-            query_timeout: Duration::from_millis(500),
+            query_timeout,
         };
 
         let mut client_config = ClientConfig {

@@ -619,7 +619,7 @@ fn a_live_standalone_valkey_is_tested_over_tls() {
         let file = work.path().join("live-tls.yaml");
         std::fs::write(
             &file,
-            "name: live-tls\nmode: standalone\ntime_limit: 4\ncluster:\n  primaries: 1\n  replicas: 1\nworkload:\n  keys: 8\n  concurrency: 2\n  op_timeout_ms: 3000\n",
+            "name: live-tls\nmode: standalone\ntime_limit: 4\ncluster:\n  primaries: 1\n  replicas: 1\nworkload:\n  keys: 8\n  concurrency: 2\n  op_timeout_ms: 3000\nnemesis:\n  interval_s: 3\n  start_after_s: 1\n  faults:\n    - kind: standalone-failover\n",
         )
         .unwrap();
         let store = work.path().join("store");
@@ -628,7 +628,17 @@ fn a_live_standalone_valkey_is_tested_over_tls() {
         let (ca, crt, key) = (cert("ca.crt"), cert("client.crt"), cert("client.key"));
 
         // Without TLS the port answers nothing a client understands: the preflight fails.
-        let out = live_run(&[file, "--live", &seed], "", &store);
+        let out = live_run(
+            &[
+                file,
+                "--live",
+                &seed,
+                "--allow-faults",
+                "standalone-failover",
+            ],
+            "",
+            &store,
+        );
         assert_eq!(code(&out), 255, "{}", text(&out));
         assert!(!store.exists());
 
@@ -643,6 +653,9 @@ fn a_live_standalone_valkey_is_tested_over_tls() {
                 &crt,
                 "--tls-key",
                 &key,
+                "--allow-faults",
+                "standalone-failover",
+                "--restore-roles",
             ],
             "",
             &store,
@@ -662,6 +675,23 @@ fn a_live_standalone_valkey_is_tested_over_tls() {
             .collect();
         assert_eq!(addrs, [seed.clone(), format!("{}:6380", ips[1])], "{pre}");
         assert_eq!(pre["mode"], "standalone");
+        let history = common::history(&run);
+        let failovers: Vec<_> = history
+            .iter()
+            .filter(|o| o.f == "standalone-failover" && o.kind.is_completion())
+            .collect();
+        assert!(
+            failovers
+                .iter()
+                .any(|o| o.kind == faultline_history::OpType::Ok),
+            "{all}"
+        );
+        // A live cluster's config files are not faultline's to rewrite.
+        assert!(failovers
+            .iter()
+            .all(|o| o.value.get("config_rewritten").is_none()));
+        let scenario = std::fs::read_to_string(run.join("scenario.yaml")).unwrap();
+        assert!(scenario.contains("config_rewrite: false"), "{scenario}");
         let ok_adds = common::history(&run)
             .iter()
             .filter(|o| o.f == "add" && o.kind == faultline_history::OpType::Ok)
@@ -671,6 +701,7 @@ fn a_live_standalone_valkey_is_tested_over_tls() {
             serde_json::from_slice(&std::fs::read(run.join("postflight.json")).unwrap()).unwrap();
         assert_eq!(post["cleanup"]["left"], 0, "{post}");
         assert!(post["cleanup"]["deleted"].as_u64().unwrap() > 0, "{post}");
+        assert_eq!(post["primaries_now"], post["primaries_before"], "{post}");
         let key_pem = std::fs::read_to_string(certs.path().join("client.key")).unwrap();
         let secret_line = key_pem.lines().nth(1).unwrap();
         assert!(files_containing(&run, secret_line).is_empty());

@@ -300,6 +300,16 @@ pub fn apply_args(
     } else if let Some(user) = &args.auth_user {
         live.auth.get_or_insert_with(AuthSpec::default).user = Some(user.clone());
     }
+    // faultline writes no config of a server it did not start.
+    for fault in scenario
+        .nemesis
+        .iter_mut()
+        .flat_map(|n| n.faults.iter_mut())
+    {
+        if let faultline_nemeses::spec::FaultSpec::StandaloneFailover(s) = fault {
+            s.config_rewrite = false;
+        }
+    }
     if let Some((field, _, message)) = fault_refusal(scenario) {
         bail!("{field}: {message}");
     }
