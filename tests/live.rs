@@ -178,6 +178,18 @@ async fn snapshot<'a>(
     out
 }
 
+/// The live cluster: 3x1 Valkey (node time-out `node_timeout_ms`), password-protected,
+/// keys planted; with the test's own client and the planted keys' snapshot.
+async fn protected_cluster(
+    node_timeout_ms: u64,
+) -> (Cluster, ClusterClient, BTreeMap<String, (Value, Value)>) {
+    let mut cluster = Cluster::up(FlavorName::Valkey, 3, 1, node_timeout_ms, false).await;
+    cluster.protect().await;
+    let client = cluster.client();
+    let planted = plant(&client).await;
+    (cluster, client, planted)
+}
+
 /// Every key on the cluster's primaries whose name starts with `fl-`.
 async fn faultline_keys(cluster: &mut Cluster) -> Vec<String> {
     let mut keys = Vec::new();
@@ -233,10 +245,7 @@ fn live_run(args: &[&str], password: &str, store: &Path) -> std::process::Output
 #[test]
 fn a_live_cluster_is_tested_through_its_client_port_and_left_as_it_was() {
     with_cluster_lock(async {
-        let mut cluster = Cluster::up(FlavorName::Valkey, 3, 1, 2000, false).await;
-        cluster.protect().await;
-        let client = cluster.client();
-        let planted = plant(&client).await;
+        let (mut cluster, client, planted) = protected_cluster(2000).await;
         let seed = cluster.node("n2").addr();
         let work = tempfile::tempdir().unwrap();
         let file = work.path().join("live-failover.yaml");
@@ -244,23 +253,18 @@ fn a_live_cluster_is_tested_through_its_client_port_and_left_as_it_was() {
         let store = work.path().join("store");
         let file = file.to_str().unwrap();
 
-        // A wrong password: a clear error, nothing made, nothing written.
-        let _: String = cluster
-            .query("n1", redis::cmd("CONFIG").arg("RESETSTAT"))
-            .await;
-        let out = live_run(
-            &[
-                file,
-                "--live",
-                &seed,
-                "--allow-faults",
-                "failover",
-                "--auth-password-env",
-                PASSWORD_VAR,
-            ],
-            "not-the-password",
-            &store,
-        );
+        let args = [
+            file,
+            "--live",
+            &seed,
+            "--allow-faults",
+            "failover",
+            "--auth-password-env",
+            PASSWORD_VAR,
+        ];
+
+        // A wrong password: a clear error, nothing made.
+        let out = live_run(&args, "not-the-password", &store);
         let all = text(&out);
         assert_eq!(code(&out), 255, "{all}");
         assert!(all.contains("authentication failed"), "{all}");
@@ -269,16 +273,7 @@ fn a_live_cluster_is_tested_through_its_client_port_and_left_as_it_was() {
 
         // The run: valid, roles restored, its keys deleted, the planted keys untouched.
         let out = live_run(
-            &[
-                file,
-                "--live",
-                &seed,
-                "--allow-faults",
-                "failover",
-                "--auth-password-env",
-                PASSWORD_VAR,
-                "--restore-roles",
-            ],
+            &[&args[..], &["--restore-roles"]].concat(),
             PASSWORD,
             &store,
         );
@@ -339,19 +334,7 @@ fn a_live_cluster_is_tested_through_its_client_port_and_left_as_it_was() {
         }
         cluster.ctx.control.kill("n6").unwrap();
         let store2 = work.path().join("store2");
-        let out = live_run(
-            &[
-                file,
-                "--live",
-                &seed,
-                "--allow-faults",
-                "failover",
-                "--auth-password-env",
-                PASSWORD_VAR,
-            ],
-            PASSWORD,
-            &store2,
-        );
+        let out = live_run(&args, PASSWORD, &store2);
         let all = text(&out);
         assert_eq!(code(&out), 255, "{all}");
         assert!(all.contains("preflight"), "{all}");
@@ -412,10 +395,7 @@ fn faults_that_are_not_allowed_are_refused_before_anything_starts() {
 #[test]
 fn the_client_port_faults_run_on_a_live_cluster() {
     with_cluster_lock(async {
-        let mut cluster = Cluster::up(FlavorName::Valkey, 3, 1, 5000, false).await;
-        cluster.protect().await;
-        let client = cluster.client();
-        let planted = plant(&client).await;
+        let (mut cluster, client, planted) = protected_cluster(5000).await;
         let seed = cluster.node("n1").addr();
         let work = tempfile::tempdir().unwrap();
         let file = work.path().join("live-client-port.yaml");
