@@ -654,14 +654,17 @@ impl<'a> Run<'a> {
         })
     }
 
-    /// Unless interrupted: heals every fault still in force, waits for the nodes to agree
-    /// again and reads the final values. Then stops recording (the observer last).
+    /// Heals every fault still in force (unless interrupted; on a live cluster always),
+    /// waits for the nodes to agree again and reads the final values (unless interrupted).
+    /// Then stops recording (the observer last).
     async fn final_phase(&mut self, mut live: Live) -> Nodes<SharedBackend> {
         let (scenario, interrupt) = (self.scenario, self.interrupt);
         let nemesis_ctx = live.nemesis_ctx;
         let bus_proxy = &live.nodes.bus_proxy;
         let recorder = self.recorder.clone();
-        if !interrupt.is_cancelled() {
+        // A live cluster is healed even after Ctrl-C: nobody tears it down.
+        let on_live = !self.key_prefix.is_empty();
+        if !interrupt.is_cancelled() || on_live {
             // Heal every fault still in force, then let the cluster settle.
             for heal in &live.pending {
                 heal_one(heal.as_ref(), &nemesis_ctx, &recorder).await;
@@ -679,6 +682,8 @@ impl<'a> Run<'a> {
                 )
                 .await;
             }
+        }
+        if !interrupt.is_cancelled() {
             let converge = Duration::from_secs_f64(scenario.cluster.converge_timeout_s.get());
             let agreed = tokio::select! {
                 r = live.admin.wait_agreed(Instant::now() + converge) => Some(r),
