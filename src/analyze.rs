@@ -79,6 +79,7 @@ pub fn checkers_for(
         concurrency: 1,
         rate: None,
         seed: 0,
+        key_prefix: String::new(),
     };
     let all = faultline_checkers::all();
     let Some(wanted) = workload.and_then(|w| by_name(w, params()).ok()) else {
@@ -142,6 +143,7 @@ mod tests {
                 concurrency: 1,
                 rate: None,
                 seed: 0,
+                key_prefix: String::new(),
             });
             for name in w.checkers() {
                 assert!(run.contains(name) != missing.contains(name), "{name}");

@@ -25,7 +25,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a scenario: bring a cluster up, drive the workload, check the history.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Re-run the checkers on a stored run directory (needs only history.jsonl).
     Analyze(AnalyzeArgs),
     /// (Re)write report.html, its PNG plots and junit.xml for a run directory, and the
@@ -92,6 +92,55 @@ pub struct RunArgs {
     /// Leave the cluster running after the run (remove it later with `faultline clean`).
     #[arg(long, help_heading = "Output")]
     pub keep: bool,
+
+    /// A cluster faultline did not start, to run against instead of its own.
+    #[command(flatten)]
+    pub live: LiveArgs,
+}
+
+/// `faultline run`'s live-cluster options (each overrides the scenario's `live:` section).
+#[derive(Debug, Args, Default, Clone)]
+pub struct LiveArgs {
+    /// Test this running cluster instead of starting one: comma-separated seed nodes; the
+    /// rest is discovered (CLUSTER NODES; INFO replication in standalone mode). Nothing is
+    /// installed, configured, flushed or stopped; the workload writes only keys of the
+    /// run's own prefix and deletes them at the end.
+    #[arg(long, value_name = "HOST:PORT,...", help_heading = "Live cluster")]
+    pub live: Option<String>,
+
+    /// Fault kinds that may happen to the live cluster, comma-separated; a scenario fault
+    /// of another kind is refused before anything starts (exit 254).
+    #[arg(long, value_name = "KINDS", help_heading = "Live cluster")]
+    pub allow_faults: Option<String>,
+
+    /// After the run, fail the original primaries back where a failover moved them.
+    #[arg(long, help_heading = "Live cluster")]
+    pub restore_roles: bool,
+
+    /// ACL user to authenticate as (default: the default user).
+    #[arg(long, value_name = "USER", help_heading = "Live cluster")]
+    pub auth_user: Option<String>,
+
+    /// Environment variable holding the password (passwords are never taken on the
+    /// command line).
+    #[arg(long, value_name = "VAR", help_heading = "Live cluster")]
+    pub auth_password_env: Option<String>,
+
+    /// File whose first line is the password.
+    #[arg(long, value_name = "FILE", help_heading = "Live cluster")]
+    pub auth_password_file: Option<PathBuf>,
+
+    /// Speak TLS to the nodes, trusting this CA certificate (PEM).
+    #[arg(long, value_name = "FILE", help_heading = "Live cluster")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Client certificate (PEM), for nodes that verify clients.
+    #[arg(long, value_name = "FILE", help_heading = "Live cluster")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The client certificate's key (PEM).
+    #[arg(long, value_name = "FILE", help_heading = "Live cluster")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -110,6 +159,7 @@ impl RunArgs {
             seed: None,
             store,
             keep: false,
+            live: Default::default(),
         }
     }
 }

@@ -13,6 +13,8 @@
 //! - [`cluster`]: forming a cluster and waiting for agreement; [`standalone`]: the same for
 //!   one primary with replicas (`mode: standalone`); [`formed`]: either, once joined.
 //! - [`control`]: what faults may do to nodes, over the backend.
+//! - [`live`]: runs against a cluster faultline did not start (`--live`): discovery,
+//!   preflight, postflight, the key sandbox, allowed faults.
 //! - [`observer`]: the topology observer (every node's CLUSTER NODES into topology.jsonl).
 //! - [`store`]: run directories; [`ledger`]: what each run created, for teardown and clean.
 //! - [`suite`]: suites of cases with expectations, rates, shards, merge and compare.
@@ -31,6 +33,7 @@ pub mod flavor;
 pub mod formed;
 pub mod kinds;
 pub mod ledger;
+pub mod live;
 pub mod matrix;
 pub mod observer;
 pub mod report;
@@ -83,7 +86,7 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run(args) => run::command(args).await,
+            Command::Run(args) => run::command(*args).await,
             Command::Analyze(args) => analyze::command(&args.run_dir),
             Command::Report(args) => report::command(&args.run_dir),
             Command::Doctor => doctor::command(),

@@ -34,6 +34,7 @@ use crate::exit::{self, Failure};
 use crate::flavor::{self, Flavor};
 use crate::formed::Formed;
 use crate::ledger::{Ledger, RunId};
+use crate::live;
 use crate::observer::Observer;
 use crate::scenario::{BackendName, Mode, Scenario};
 use crate::server::Server;
@@ -74,33 +75,71 @@ pub struct RunOutcome {
 /// Bad input (254) for an unusable scenario; harness error (255) otherwise.
 pub async fn run_scenario(scenario: Scenario, args: &RunArgs) -> Result<RunOutcome, Failure> {
     let started = std::time::Instant::now();
-    preflight()?;
+    let run_id = RunId::random();
+    // A live cluster is checked before anything else happens (nothing is written to it,
+    // no run directory is made, if it is not fit to test).
+    let live = live::preflight(&scenario, &live::key_prefix(&run_id)).await?;
+    if live.is_none() {
+        preflight()?;
+    }
     let flavor: Arc<dyn Flavor> =
         Arc::from(flavor::for_cluster(scenario.flavor, &scenario.cluster));
-    let server = Server::resolve(&scenario, flavor.as_ref())?;
-    let version = server.version.clone();
+    let server = match &live {
+        Some(_) => None,
+        None => Some(Server::resolve(&scenario, flavor.as_ref())?),
+    };
+    let version = match (&live, &server) {
+        (Some(t), _) => t.version(),
+        (None, Some(s)) => s.version.clone(),
+        (None, None) => unreachable!("a run has a live target or a server"),
+    };
 
     let run_dir = store::create_run_dir(&args.store, &scenario.name)?;
     std::fs::write(run_dir.join(SCENARIO_FILE), scenario.to_yaml())
         .with_context(|| format!("writing {}", run_dir.join(SCENARIO_FILE).display()))?;
-    let run_id = RunId::random();
-    eprintln!(
-        "faultline: run {run_id}: {} {version}, {}x{} on {}, {}s of {} workload, seed {}\n  dir: {}",
-        scenario.flavor,
-        scenario.cluster.primaries.get(),
-        scenario.cluster.replicas.get(),
-        scenario.backend,
-        scenario.time_limit.get(),
-        scenario.workload.name.label(),
-        scenario.seed(),
-        run_dir.display()
-    );
+    match &live {
+        Some(t) => {
+            std::fs::write(
+                run_dir.join(live::PREFLIGHT_FILE),
+                serde_json::to_string_pretty(&t.report()).unwrap_or_default(),
+            )
+            .with_context(|| format!("writing {}", run_dir.join(live::PREFLIGHT_FILE).display()))?;
+            eprintln!(
+                "faultline: run {run_id}: live cluster {} ({version}), {} nodes, access {}, \
+                 {}s of {} workload on keys {}*, seed {}\n  dir: {}",
+                t.spec.seeds.join(","),
+                t.nodes.len(),
+                t.spec.access,
+                scenario.time_limit.get(),
+                scenario.workload.name.label(),
+                t.key_prefix,
+                scenario.seed(),
+                run_dir.display()
+            );
+        }
+        None => eprintln!(
+            "faultline: run {run_id}: {} {version}, {}x{} on {}, {}s of {} workload, seed {}\n  dir: {}",
+            scenario.flavor,
+            scenario.cluster.primaries.get(),
+            scenario.cluster.replicas.get(),
+            scenario.backend,
+            scenario.time_limit.get(),
+            scenario.workload.name.label(),
+            scenario.seed(),
+            run_dir.display()
+        ),
+    }
 
     let interrupt = CancellationToken::new();
     spawn_signal_watch(interrupt.clone(), run_id.clone());
 
+    let live_report = live.as_ref().map(live::Target::report);
     let mut run = Run::new(&scenario, args, &run_dir, &run_id, &interrupt)?;
-    run.execute(flavor, &server).await?;
+    match (live, &server) {
+        (Some(target), _) => run.execute_live(target).await?,
+        (None, Some(server)) => run.execute(flavor, server).await?,
+        (None, None) => unreachable!("a run has a live target or a server"),
+    }
     let Run {
         mut notes, timings, ..
     } = run;
@@ -109,14 +148,19 @@ pub async fn run_scenario(scenario: Scenario, args: &RunArgs) -> Result<RunOutco
         notes.push("interrupted: the workload was cut short and the final phase skipped".into());
     }
 
+    let rootfs = server.as_ref().and_then(|s| s.rootfs.as_ref());
     let meta = json!({
         "id": run_id.as_str(),
         "scenario": scenario.name,
         "flavor": scenario.flavor.to_string(),
         "server_version": version,
-        "backend": scenario.backend.to_string(),
-        "image": server.rootfs.as_ref().filter(|_| scenario.backend == BackendName::Docker).map(|r| r.image.clone()),
-        "rootfs": server.rootfs.as_ref().filter(|_| scenario.backend == BackendName::Local).map(|r| r.tree.clone()),
+        "backend": match &live_report {
+            Some(r) => format!("live cluster {} (access {})", r["seeds"].as_array().map(|s| s.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(",")).unwrap_or_default(), r["access"].as_str().unwrap_or("?")),
+            None => scenario.backend.to_string(),
+        },
+        "live": live_report,
+        "image": rootfs.filter(|_| scenario.backend == BackendName::Docker && live_report.is_none()).map(|r| r.image.clone()),
+        "rootfs": rootfs.filter(|_| scenario.backend == BackendName::Local && live_report.is_none()).map(|r| r.tree.clone()),
         "bus": match scenario.cluster.bus {
             BusMode::Direct => "direct",
             BusMode::Proxy => "proxy",
@@ -195,6 +239,7 @@ fn load_scenario(args: &RunArgs) -> Result<Scenario, Failure> {
     if let Some(seed) = args.seed {
         scenario.seed = Some(seed);
     }
+    live::apply_args(&mut scenario, &args.live).map_err(Failure::bad_input)?;
     Ok(scenario.resolve())
 }
 
@@ -256,6 +301,11 @@ struct Run<'a> {
     /// Remarks for results.json's `run.notes`.
     notes: Vec<String>,
     timings: Timings,
+    /// Starts every key the workload writes (a live cluster's run prefix; else empty).
+    key_prefix: String,
+    /// The final phase may act on the nodes' hosts (not on a live cluster with access
+    /// `none`).
+    host_access: bool,
 }
 
 /// Seconds each phase took, for results.json's `run.timings_s` (a run interrupted while
@@ -330,6 +380,8 @@ impl<'a> Run<'a> {
             recorder,
             notes: Vec::new(),
             timings: Timings::default(),
+            key_prefix: String::new(),
+            host_access: true,
         })
     }
 
@@ -351,6 +403,39 @@ impl<'a> Run<'a> {
         let live = self.drive(nodes, admin).await?;
         let nodes = self.final_phase(live).await;
         self.teardown(nodes).await
+    }
+
+    /// The same phases on a live cluster that passed its preflight: the preflight stood for
+    /// `provision` and `form` (nodes found, not started; the admin connections are the
+    /// preflight's), `drive` and `final_phase` run unchanged on keys of the run's prefix,
+    /// then, whatever happened, the postflight and the clean-up of the run's keys.
+    async fn execute_live(&mut self, mut target: live::Target) -> Result<()> {
+        self.key_prefix = target.key_prefix.clone();
+        self.host_access = false;
+        let nodes = Nodes {
+            bus_proxy: None,
+            backend: Box::new(live::backend::LiveBackend::new(&target)) as Box<dyn Backend>,
+            specs: target.specs(),
+        };
+        let admin = target
+            .take_admin()
+            .context("the preflight's admin connections are gone")?;
+        self.timings.form = Some(self.lap());
+        let outcome = match self.drive(nodes, admin).await {
+            Ok(live) => Ok(self.final_phase(live).await),
+            Err(e) => Err(e),
+        };
+        let restore = target.spec.restore_roles;
+        let (report, notes) = live::finish::finish(&target, restore).await;
+        self.notes.extend(notes);
+        let file = self.run_dir.join(live::POSTFLIGHT_FILE);
+        std::fs::write(
+            &file,
+            serde_json::to_string_pretty(&report).unwrap_or_default(),
+        )
+        .with_context(|| format!("writing {}", file.display()))?;
+        target.forget_credentials();
+        self.teardown(outcome?).await
     }
 
     /// The backend brings the nodes up (not yet started), with the bus proxy in front of
@@ -470,18 +555,31 @@ impl<'a> Run<'a> {
             backend: Arc::new(Mutex::new(nodes.backend)),
             specs: nodes.specs,
         };
+        let mut query_timeout = Duration::from_millis(500);
+        if !self.key_prefix.is_empty() {
+            // A live cluster: a fault's question may take as long as an op (a real
+            // network, TLS handshakes on every fresh connection).
+            query_timeout =
+                query_timeout.max(Duration::from_millis(scenario.workload.op_timeout_ms.get()));
+        }
         let nemesis_ctx = Ctx {
             control: Arc::new(BackendControl::new(
                 self.run_id.as_str(),
                 nodes.backend.clone(),
             )),
-            query_timeout: Duration::from_millis(500),
+            query_timeout,
         };
 
-        let client_config = ClientConfig {
+        let mut client_config = ClientConfig {
             op_timeout: Duration::from_millis(scenario.workload.op_timeout_ms.get()),
             ..ClientConfig::default()
         };
+        if !self.key_prefix.is_empty() {
+            // A live cluster is across a real network, maybe behind TLS handshakes: a
+            // connection may take as long as an op.
+            client_config.connect_timeout =
+                client_config.connect_timeout.max(client_config.op_timeout);
+        }
         let (client, standalone_client) =
             crate::formed::workload_client(scenario.mode, client_config, &nodes.specs).await?;
         let workload = faultline_workloads::registry::by_name(
@@ -491,6 +589,7 @@ impl<'a> Run<'a> {
                 concurrency: scenario.workload.concurrency.get() as usize,
                 rate: scenario.workload.rate.map(|r| r.get()),
                 seed: scenario.seed(),
+                key_prefix: self.key_prefix.clone(),
             },
         )?;
         workload
@@ -559,14 +658,17 @@ impl<'a> Run<'a> {
         })
     }
 
-    /// Unless interrupted: heals every fault still in force, waits for the nodes to agree
-    /// again and reads the final values. Then stops recording (the observer last).
+    /// Heals every fault still in force (unless interrupted; on a live cluster always),
+    /// waits for the nodes to agree again and reads the final values (unless interrupted).
+    /// Then stops recording (the observer last).
     async fn final_phase(&mut self, mut live: Live) -> Nodes<SharedBackend> {
         let (scenario, interrupt) = (self.scenario, self.interrupt);
         let nemesis_ctx = live.nemesis_ctx;
         let bus_proxy = &live.nodes.bus_proxy;
         let recorder = self.recorder.clone();
-        if !interrupt.is_cancelled() {
+        // A live cluster is healed even after Ctrl-C: nobody tears it down.
+        let on_live = !self.key_prefix.is_empty();
+        if !interrupt.is_cancelled() || on_live {
             // Heal every fault still in force, then let the cluster settle.
             for heal in &live.pending {
                 heal_one(heal.as_ref(), &nemesis_ctx, &recorder).await;
@@ -575,14 +677,17 @@ impl<'a> Run<'a> {
                 // Whatever the schedule's state, the final phase must see the whole
                 // network, no slot half-moved, the whole bus: each fault kind's sweep, in
                 // registry order.
-                faultline_nemeses::registry::final_sweeps(
+                faultline_nemeses::registry::final_sweeps_reaching(
                     &nemesis_ctx,
                     &recorder,
                     &spec.faults,
                     bus_proxy.is_some(),
+                    self.host_access,
                 )
                 .await;
             }
+        }
+        if !interrupt.is_cancelled() {
             let converge = Duration::from_secs_f64(scenario.cluster.converge_timeout_s.get());
             let agreed = tokio::select! {
                 r = live.admin.wait_agreed(Instant::now() + converge) => Some(r),
@@ -706,6 +811,7 @@ mod tests {
                 concurrency: 1,
                 rate: None,
                 seed: 0,
+                key_prefix: String::new(),
             });
             for name in workload.checkers() {
                 assert!(

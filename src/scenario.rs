@@ -67,6 +67,30 @@ pub struct Scenario {
     /// scenario.yaml.
     #[serde(default, skip_serializing_if = "is_default_tolerances")]
     pub tolerances: Tolerances,
+    /// Test a running cluster faultline did not start (`--live`); absent: faultline
+    /// starts its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<crate::live::LiveSpec>,
+}
+
+/// A conflict found after parsing, as (dotted field, word on its line, message), turned
+/// into an error at the field's line.
+fn located(
+    text: &str,
+    file: &str,
+    conflict: Option<(String, String, String)>,
+) -> Result<(), ScenarioError> {
+    let Some((field, hint, message)) = conflict else {
+        return Ok(());
+    };
+    let (line, column) = locate(text, &field, Some(&hint)).unwrap_or((0, 0));
+    Err(ScenarioError::Invalid {
+        file: file.to_string(),
+        line,
+        column,
+        field: Some(field),
+        message,
+    })
 }
 
 fn is_default_tolerances(t: &Tolerances) -> bool {
@@ -351,6 +375,7 @@ impl Scenario {
         }
         scenario.check_node_names(text, file)?;
         scenario.check_mode(text, file)?;
+        scenario.check_live(text, file)?;
         Ok(scenario)
     }
 
@@ -414,17 +439,12 @@ impl Scenario {
     /// `mode: standalone` has one primary, no cluster bus and no cluster faults; the
     /// standalone failover needs it.
     fn check_mode(&self, text: &str, file: &str) -> Result<(), ScenarioError> {
-        let Some((field, hint, message)) = self.mode_conflict() else {
-            return Ok(());
-        };
-        let (line, column) = locate(text, &field, Some(&hint)).unwrap_or((0, 0));
-        Err(ScenarioError::Invalid {
-            file: file.to_string(),
-            line,
-            column,
-            field: Some(field),
-            message,
-        })
+        located(text, file, self.mode_conflict())
+    }
+
+    /// A live cluster's section, and the faults it allows ([`crate::live::fault_refusal`]).
+    fn check_live(&self, text: &str, file: &str) -> Result<(), ScenarioError> {
+        located(text, file, crate::live::fault_refusal(self))
     }
 
     /// What in the scenario does not fit its `mode`, as (dotted field, word on its line,

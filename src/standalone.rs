@@ -67,6 +67,15 @@ pub async fn start_and_form(
 }
 
 impl StandaloneAdmin {
+    /// Admin connections to a group already joined (a live one): `nodes[0]` its primary
+    /// when it was found, the rest its replicas. Connections open lazily.
+    pub fn attach(nodes: &[NodeSpec]) -> StandaloneAdmin {
+        StandaloneAdmin {
+            admin: Admin::new(nodes),
+            nodes: nodes.to_vec(),
+        }
+    }
+
     /// The node's `INFO replication` fields.
     async fn info(&mut self, i: usize) -> Result<HashMap<String, String>> {
         let text: String = self

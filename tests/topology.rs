@@ -215,6 +215,7 @@ fn observer_beside_the_set_workload_costs_little_and_the_run_checks_valid() {
                 concurrency: 16,
                 rate: None,
                 seed: 7,
+                key_prefix: String::new(),
             },
         )
         .unwrap();

@@ -9,12 +9,14 @@
 //! - [`iptables`]: the rules and scripts of the faults that own an iptables chain.
 //! - [`partition`], [`process`] (kill, pause), [`failover`], [`delay`] (delay, loss),
 //!   [`migrate_slots`] (slot migration with ASK windows), [`standalone_failover`]
-//!   (`FAILOVER TO` in `mode: standalone`): the faults.
+//!   (`FAILOVER TO` in `mode: standalone`), [`client_port`] (client-pause, client-kill,
+//!   debug-sleep: the client port only, for live clusters): the faults.
 //! - [`target`], [`roles`]: which nodes a target means right now.
 //! - [`schedule`]: the seeded plan; [`runner`]: fires it, records every fault, heals.
 //!
 //! Faults know nothing of namespaces or containers; they act through [`Control`].
 
+pub mod client_port;
 pub mod control;
 pub mod delay;
 pub mod failover;

@@ -484,9 +484,15 @@ impl<'p> Mover<'p> {
                 .arg(dst.port)
                 .arg("")
                 .arg(0)
-                .arg(self.spec.migrate_timeout_ms.get())
-                .arg("KEYS")
-                .arg(&keys);
+                .arg(self.spec.migrate_timeout_ms.get());
+            // A node that asks for a password (a live cluster's) is given it.
+            if let Some(c) = faultline_workloads::access::credentials(&dst.addr()) {
+                match &c.username {
+                    Some(user) => migrate.arg("AUTH2").arg(user).arg(&c.password),
+                    None => migrate.arg("AUTH").arg(&c.password),
+                };
+            }
+            migrate.arg("KEYS").arg(&keys);
             migrate
                 .query_async::<String>(&mut source)
                 .await

@@ -47,6 +47,17 @@ pub struct StandaloneFailoverSpec {
     /// Seconds to follow `master_failover_state` before calling the outcome unknown.
     #[serde(default = "fifteen")]
     pub wait_s: PositiveF64,
+    /// After a promotion, `CONFIG REWRITE` both nodes (as Sentinel does). A live cluster's
+    /// runs set it to false: faultline does not write a server's config it did not make.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub config_rewrite: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 fn primaries() -> Target {
@@ -66,6 +77,7 @@ impl Default for StandaloneFailoverSpec {
             force: false,
             timeout_ms: five_thousand(),
             wait_s: fifteen(),
+            config_rewrite: true,
         }
     }
 }
@@ -165,7 +177,7 @@ impl StandaloneFailover {
             .and_then(|f| f.get("role").cloned());
         let promoted = new_role.as_deref() == Some("master");
         value["promoted"] = json!(promoted);
-        if promoted {
+        if promoted && self.0.config_rewrite {
             // As Sentinel does after a failover: the config files follow the new roles, so
             // a node restarted by a later kill fault comes back in its current role.
             let mut rewritten = Vec::new();

@@ -283,16 +283,16 @@ impl Backend for DockerBackend {
         )))
     }
 
-    fn plan(&self) -> &BackendPlan {
-        &self.plan
+    fn plan(&self) -> Option<&BackendPlan> {
+        Some(&self.plan)
     }
 
-    fn node_files(&self, index: usize) -> &NodeFiles {
-        &self.nodes[index].files
+    fn node_files(&self, index: usize) -> Option<&NodeFiles> {
+        Some(&self.nodes[index].files)
     }
 
-    fn node_files_mut(&mut self, index: usize) -> &mut NodeFiles {
-        &mut self.nodes[index].files
+    fn node_files_mut(&mut self, index: usize) -> Option<&mut NodeFiles> {
+        Some(&mut self.nodes[index].files)
     }
 
     fn teardown(&mut self) -> Result<()> {

@@ -137,28 +137,39 @@ pub trait Backend: Send {
     /// here (a node on another machine).
     fn netns_path(&self, node: usize) -> Option<PathBuf>;
 
-    /// What the backend was asked to bring up.
-    fn plan(&self) -> &BackendPlan;
+    /// What the backend was asked to bring up; `None` for nodes faultline did not start
+    /// (a live cluster).
+    fn plan(&self) -> Option<&BackendPlan>;
 
     /// The node's files in the run directory (config, data, logs), as
-    /// [`NodeFiles::prepare`] wrote them. The methods below that read or change them have
-    /// defaults over this; a backend whose nodes keep their files elsewhere overrides them.
-    fn node_files(&self, node: usize) -> &NodeFiles;
+    /// [`NodeFiles::prepare`] wrote them; `None` for a node whose files are not ours (a
+    /// live cluster's). The methods below that read or change them have defaults over
+    /// this; a backend whose nodes keep their files elsewhere overrides them.
+    fn node_files(&self, node: usize) -> Option<&NodeFiles>;
 
     /// [`Backend::node_files`], to change.
-    fn node_files_mut(&mut self, node: usize) -> &mut NodeFiles;
+    fn node_files_mut(&mut self, node: usize) -> Option<&mut NodeFiles>;
 
-    /// The last `lines` lines of the node's server log (empty if there is none yet).
+    /// The last `lines` lines of the node's server log (empty if there is none yet, or
+    /// none here).
     fn log_tail(&self, node: usize, lines: usize) -> String {
-        crate::sys::tail(&self.node_files(node).server_log(), lines)
+        self.node_files(node)
+            .map(|f| crate::sys::tail(&f.server_log(), lines))
+            .unwrap_or_default()
     }
 
     /// A file from the node's data directory (`nodes.conf`, say).
     ///
     /// # Errors
-    /// If it does not exist or cannot be read.
+    /// If it does not exist or cannot be read, or the node's files are not here.
     fn read_node_file(&self, node: usize, name: &str) -> Result<Vec<u8>> {
-        self.node_files(node).read(name)
+        match self.node_files(node) {
+            Some(f) => f.read(name),
+            None => anyhow::bail!(
+                "{}'s files are not on this machine",
+                self.nodes()[node].name
+            ),
+        }
     }
 
     /// Makes the node announce `port` as its cluster bus port (and its own address), so
@@ -166,21 +177,26 @@ pub trait Backend: Send {
     /// [`Backend::start`]; call it before the node first starts.
     ///
     /// # Errors
-    /// If the config cannot be rewritten.
+    /// If the config cannot be rewritten, or is not faultline's to write.
     fn announce_bus_port(&mut self, node: usize, port: u16) -> Result<()> {
-        self.node_files_mut(node).announce_bus_port(port)
+        let name = self.nodes()[node].name.clone();
+        match self.node_files_mut(node) {
+            Some(f) => f.announce_bus_port(port),
+            None => anyhow::bail!("{name}'s config is not faultline's to rewrite"),
+        }
     }
 
     /// Where the node's cluster bus listens, as the flavor says (client port + 10000;
     /// Garnet: the client port).
     fn bus_port(&self, node: usize) -> Option<u16> {
-        Some(self.plan().flavor.bus_port(self.nodes()[node].port))
+        self.plan()
+            .map(|p| p.flavor.bus_port(self.nodes()[node].port))
     }
 
     /// The bus port the node announces, if [`Backend::announce_bus_port`] set one:
     /// formation then passes it to `CLUSTER MEET`.
     fn announced_bus_port(&self, node: usize) -> Option<u16> {
-        self.node_files(node).announced_bus_port
+        self.node_files(node).and_then(|f| f.announced_bus_port)
     }
 
     /// Stops every process and removes every namespace, link and file the run created

@@ -30,7 +30,7 @@ pub struct CounterOps {
 impl CounterWorkload {
     /// Builds the keys for `params` (`keys` counters spread over the slot space).
     pub fn new(params: WorkloadParams) -> CounterWorkload {
-        let keys = driver::spread_keys("c", params.keys);
+        let keys = driver::spread_keys(&format!("{}c", params.key_prefix), params.keys);
         Driven::with(params, CounterOps { keys })
     }
 

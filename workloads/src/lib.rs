@@ -13,6 +13,7 @@
 //!   final reads, the checkers that judge it), and what every workload is built from.
 //! - [`registry`]: every workload by name; adding one is a file and a line there.
 //! - `pool` (private): the clients' connections, one per node, replaced after a break.
+//! - [`access`]: credentials for nodes that ask for them (live clusters), by address.
 //! - [`query`]: one connection, one command, bounded in time (nemeses, observer, formation).
 //! - [`set`]: the set workload (unique adds to a few keys, one final read per key).
 //! - [`register`]: reads, writes and compare-and-set (a Lua script) on a few registers.
@@ -24,6 +25,7 @@
 //! A workload drives a [`KeyClient`] and records every op through a
 //! [`faultline_history::Recorder`]; it knows nothing of processes, namespaces or faults.
 
+pub mod access;
 pub mod client;
 pub mod counter;
 pub mod driver;

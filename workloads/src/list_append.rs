@@ -59,7 +59,7 @@ impl Lists {
 impl ListAppendWorkload {
     /// Builds the key slots for `params` (`keys` of them, spread over the slot space).
     pub fn new(params: WorkloadParams) -> ListAppendWorkload {
-        let slots = driver::spread_keys("l", params.keys)
+        let slots = driver::spread_keys(&format!("{}l", params.key_prefix), params.keys)
             .into_iter()
             .map(|k| {
                 let at = k.find('{').unwrap_or(k.len());
@@ -142,6 +142,7 @@ mod tests {
             concurrency: 1,
             rate: None,
             seed: 0,
+            key_prefix: String::new(),
         });
         assert_eq!(w.keys().len(), 2, "each slot's first list");
         w.generator().appends[1].store(MAX_APPENDS_PER_LIST + 1, Ordering::Relaxed);

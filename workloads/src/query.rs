@@ -22,7 +22,7 @@ pub async fn connect(
     connect_timeout: Duration,
     response_timeout: Option<Duration>,
 ) -> Result<MultiplexedConnection, RedisError> {
-    let client = redis::Client::open(format!("redis://{addr}/"))?;
+    let client = crate::access::client(addr)?;
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(connect_timeout))
         .set_response_timeout(response_timeout);

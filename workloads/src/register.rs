@@ -50,7 +50,7 @@ pub struct Registers {
 impl RegisterWorkload {
     /// Builds the keys for `params` (`keys` registers spread over the slot space).
     pub fn new(params: WorkloadParams) -> RegisterWorkload {
-        let keys = driver::spread_keys("r", params.keys);
+        let keys = driver::spread_keys(&format!("{}r", params.key_prefix), params.keys);
         let registers = Registers {
             last_seen: keys.iter().map(|_| AtomicI64::new(NONE)).collect(),
             keys,

@@ -35,7 +35,7 @@ impl SetWorkload {
         let keys = (0..spec.keys)
             .map(|i| {
                 let slot = (i * usize::from(SLOTS) / spec.keys) as u16;
-                format!("s{i}{{{}}}", tag_for_slot(slot))
+                format!("{}s{i}{{{}}}", spec.key_prefix, tag_for_slot(slot))
             })
             .collect();
         SetWorkload {
@@ -222,9 +222,24 @@ mod tests {
             concurrency: 1,
             rate: None,
             seed: 0,
+            key_prefix: String::new(),
         });
         let slots: Vec<u16> = w.keys().iter().map(|k| key_slot(k.as_bytes())).collect();
         assert_eq!(slots, vec![0, 2048, 4096, 6144, 8192, 10240, 12288, 14336]);
+    }
+
+    #[test]
+    fn a_key_prefix_keeps_the_keys_on_their_slots() {
+        let w = SetWorkload::new(WorkloadParams {
+            keys: 4,
+            concurrency: 1,
+            rate: None,
+            seed: 0,
+            key_prefix: "fl-abc123:".into(),
+        });
+        assert!(w.keys().iter().all(|k| k.starts_with("fl-abc123:s")));
+        let slots: Vec<u16> = w.keys().iter().map(|k| key_slot(k.as_bytes())).collect();
+        assert_eq!(slots, vec![0, 4096, 8192, 12288]);
     }
 
     #[test]

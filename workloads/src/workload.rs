@@ -29,6 +29,11 @@ pub struct WorkloadParams {
     pub rate: Option<f64>,
     /// Seed for every random choice of the generator (the run's seed).
     pub seed: u64,
+    /// Starts every key the workload writes (empty on a cluster faultline started). On a
+    /// live cluster it is the run's own (`fl-<run id>:`), so the run touches no key it did
+    /// not write and can delete exactly its own keys at the end; slots come from the
+    /// keys' hash tags, so the keys still spread over the slot space.
+    pub key_prefix: String,
 }
 
 /// A workload for one run: what clients do while faults happen, and how the run ends.
