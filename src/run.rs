@@ -187,6 +187,13 @@ fn load_scenario(args: &RunArgs) -> Result<Scenario, Failure> {
             )));
         }
         spec.interval_s.0 = secs;
+        if let Err(e) = spec.validate() {
+            return Err(Failure::bad_input(anyhow!(
+                "--nemesis-interval {secs}: {}: {}",
+                e.field,
+                e.message
+            )));
+        }
     }
     if let Some(seed) = args.seed {
         scenario.seed = Some(seed);
@@ -487,6 +494,7 @@ impl<'a> Run<'a> {
                 concurrency: scenario.workload.concurrency.get() as usize,
                 rate: scenario.workload.rate.map(|r| r.get()),
                 seed: scenario.seed(),
+                mix: scenario.workload.mix.clone(),
             },
         )?;
         workload
@@ -515,6 +523,10 @@ impl<'a> Run<'a> {
             .map(|spec| Nemesis::new(spec, scenario.seed(), limit));
         if let Some(n) = &nemesis {
             info!("nemesis: {} faults scheduled", n.steps().len());
+            if let Some(note) = n.foreseen_slip() {
+                warn!("{note}");
+                self.notes.push(note);
+            }
         }
         let start = Instant::now();
         let recorder = &self.recorder;
@@ -534,6 +546,10 @@ impl<'a> Run<'a> {
         );
         timer.abort();
         progress.abort();
+        if let Some(note) = nemesis.as_ref().and_then(|n| n.slips().note()) {
+            warn!("{note}");
+            self.notes.push(note);
+        }
         let (ok, fail, infos) = counters.snapshot();
         let workload_s = self.lap();
         self.timings.workload = Some(workload_s);
@@ -702,6 +718,7 @@ mod tests {
                 concurrency: 1,
                 rate: None,
                 seed: 0,
+                ..Default::default()
             });
             for name in workload.checkers() {
                 assert!(

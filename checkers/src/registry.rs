@@ -7,7 +7,7 @@ use std::panic::{self, AssertUnwindSafe};
 
 use crate::{
     BouncingRedirects, Checker, CheckerResult, Convergence, FailoverOutcomes, LogPattern,
-    LostWrites, ReplicationLoop, Results, RunData, SlotCoverage, SplitBrain,
+    LostWrites, ReplicationLoop, Results, RunData, SlotCoverage, SplitBrain, StuckMigration,
 };
 
 /// Every checker, in the order they run. `faultline run` and `faultline analyze` both use
@@ -22,6 +22,7 @@ pub fn all() -> Vec<Box<dyn Checker>> {
         Box::new(FailoverOutcomes),
         Box::new(LogPattern),
         Box::new(BouncingRedirects),
+        Box::new(StuckMigration),
     ]
 }
 
@@ -109,6 +110,7 @@ mod tests {
             "failover",
             "log-pattern",
             "bouncing-redirects",
+            "stuck-migration",
         ] {
             assert!(names.contains(&name), "{name} missing from {names:?}");
         }

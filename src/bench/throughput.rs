@@ -86,6 +86,7 @@ pub(super) async fn throughput(args: &BenchArgs, setup: &Setup, dir: &Path) -> R
             concurrency: args.concurrency,
             rate: None,
             seed: rand::random(),
+            ..Default::default()
         },
     )?;
     let mut primaries = Admin::new(&nodes[..PRIMARIES]);

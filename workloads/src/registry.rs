@@ -73,6 +73,7 @@ mod tests {
                     concurrency: 1,
                     rate: None,
                     seed: 0,
+                    ..Default::default()
                 },
             )
             .unwrap();
@@ -92,6 +93,7 @@ mod tests {
             concurrency: 1,
             rate: None,
             seed: 0,
+            ..Default::default()
         };
         let e = by_name("queue", params).err().unwrap().to_string();
         assert!(e.contains("\"queue\"") && e.contains("set"), "{e}");
