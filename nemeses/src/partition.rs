@@ -418,23 +418,13 @@ pub fn lane_chain(run_id: &str, lane: u8) -> String {
 /// Flushes the chains of `lanes` in `nodes`; see [`heal_all`]. `nodes` lists where a
 /// chain was flushed (a node once, whatever the lanes).
 async fn flush(ctx: &Ctx, nodes: Vec<String>, lanes: Vec<u8>) -> Result<Value, String> {
-    let mut all_flushed: Vec<String> = Vec::new();
-    let mut all_errors = Vec::new();
-    for lane in lanes {
-        let chain = lane_chain(ctx.control.run_id(), lane);
-        let (flushed, errors) = iptables::flush(ctx, &chain, nodes.clone()).await;
-        for n in flushed {
-            if !all_flushed.contains(&n) {
-                all_flushed.push(n);
-            }
-        }
-        all_errors.extend(errors.into_iter().map(|e| format!("flushing {chain}: {e}")));
+    let run_id = ctx.control.run_id();
+    let chains: Vec<String> = lanes.into_iter().map(|l| lane_chain(run_id, l)).collect();
+    let (flushed, errors) = iptables::flush_chains(ctx, &chains, &nodes).await;
+    if !errors.is_empty() {
+        return Err(errors.join("; "));
     }
-    if !all_errors.is_empty() {
-        return Err(all_errors.join("; "));
-    }
-    all_flushed.sort_by_key(|x| node_order(x));
-    Ok(json!({ "nodes": all_flushed, "flushed": all_flushed.len() }))
+    Ok(json!({ "nodes": flushed, "flushed": flushed.len() }))
 }
 
 /// Names in node order.

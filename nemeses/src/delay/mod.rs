@@ -556,19 +556,11 @@ async fn heal_netem(ctx: &Ctx, nodes: Vec<String>, script: String) -> Result<Val
 }
 
 async fn heal_nodes(ctx: &Ctx, nodes: Vec<String>) -> Result<Value, String> {
-    let mut flushed: Vec<String> = Vec::new();
-    let mut errors = Vec::new();
-    for lane in 0..crate::fault::LANES {
-        let chain = lane_chain(ctx.control.run_id(), lane);
-        let (done, failed) = iptables::flush(ctx, &chain, nodes.clone()).await;
-        for n in done {
-            if !flushed.contains(&n) {
-                flushed.push(n);
-            }
-        }
-        errors.extend(failed.into_iter().map(|e| format!("flushing {chain}: {e}")));
-    }
-    flushed.sort_by_key(|n| target::node_order(n));
+    let run_id = ctx.control.run_id();
+    let chains: Vec<String> = (0..crate::fault::LANES)
+        .map(|l| lane_chain(run_id, l))
+        .collect();
+    let (flushed, errors) = iptables::flush_chains(ctx, &chains, &nodes).await;
     // Rules are gone: nothing new is queued, so stopping releases the last packets.
     let run_id = ctx.control.run_id().to_string();
     let stopped = tokio::task::spawn_blocking(move || delayer::stop(&run_id, Some(&nodes)))
