@@ -262,3 +262,84 @@ fn stuck_migration_flags_a_half_moved_slot_and_passes_a_settled_one() {
         cluster.finish();
     });
 }
+
+/// Rules (`-A` lines) in `chain` inside `node`'s namespace; 0 when the chain is absent.
+fn rules_in(cluster: &Cluster, node: &str, chain: &str) -> Vec<String> {
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &cluster.netns(node),
+            "iptables",
+            "-w",
+            "-S",
+            chain,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("-A "))
+        .map(String::from)
+        .collect()
+}
+
+/// Two delays sent from one node at once, in two lanes (as a composed step runs them):
+/// each has its own chain and NFQUEUE queue; healing one leaves the other's rules and
+/// delayer in place; the final sweep removes everything.
+#[test]
+fn two_delays_from_one_sender_in_two_lanes_heal_apart() {
+    use faultline_nemeses::delay::{self, delayer, DelaySpec, Mechanism};
+    use faultline_nemeses::fault::in_lane;
+    use faultline_nemeses::spec::Target;
+    use faultline_nemeses::{Fault, Outcome};
+    with_cluster_lock(async {
+        let cluster = Cluster::up(FlavorName::Valkey, 3, 0, 5000, false).await;
+        let id = cluster.run_id.to_string();
+        let spec = |to: &str, ms: u64| {
+            serde_json::from_value::<DelaySpec>(serde_json::json!({
+                "from": ["n1"], "to": [to], "delay_ms": ms, "mechanism": "fallback",
+            }))
+            .unwrap()
+        };
+        let (a, b) = (spec("n2", 50), spec("n3", 80));
+        assert_eq!(a.mechanism, Mechanism::Fallback);
+        assert_eq!(a.from, Target::Nodes(vec!["n1".into()]));
+        let fa = delay::Delay::new(a);
+        let fb = delay::Delay::new(b);
+        let applied_a = in_lane(0, fa.apply(&cluster.ctx, 1)).await;
+        let applied_b = in_lane(1, fb.apply(&cluster.ctx, 2)).await;
+        assert_eq!(applied_a.outcome, Outcome::Ok, "{}", applied_a.value);
+        assert_eq!(applied_b.outcome, Outcome::Ok, "{}", applied_b.value);
+        let (chain_a, chain_b) = (delay::lane_chain(&id, 0), delay::lane_chain(&id, 1));
+        assert_eq!(applied_a.value["chain"], chain_a.as_str());
+        assert_eq!(applied_b.value["chain"], chain_b.as_str());
+        assert_eq!(applied_a.value["queue_num"], 7700);
+        assert_eq!(applied_b.value["queue_num"], 7701);
+        let n2 = cluster.node("n2").ip.to_string();
+        let n3 = cluster.node("n3").ip.to_string();
+        let ra = rules_in(&cluster, "n1", &chain_a);
+        let rb = rules_in(&cluster, "n1", &chain_b);
+        assert!(
+            ra.len() == 1 && ra[0].contains(&n2) && ra[0].contains("--queue-num 7700"),
+            "{ra:?}"
+        );
+        assert!(
+            rb.len() == 1 && rb[0].contains(&n3) && rb[0].contains("--queue-num 7701"),
+            "{rb:?}"
+        );
+        assert_eq!(delayer::running(&id).len(), 2, "one delayer per lane on n1");
+
+        // Heal the first: the second's rule and delayer stay.
+        let healed = applied_a.heal.unwrap().heal(&cluster.ctx).await.unwrap();
+        assert_eq!(healed["chain"], chain_a.as_str());
+        assert!(rules_in(&cluster, "n1", &chain_a).is_empty());
+        assert_eq!(rules_in(&cluster, "n1", &chain_b), rb);
+        assert_eq!(delayer::running(&id).len(), 1);
+        // The sweep (final phase) removes the rest.
+        let swept = delay::heal_all(&cluster.ctx).await.unwrap();
+        assert!(rules_in(&cluster, "n1", &chain_b).is_empty(), "{swept}");
+        assert!(delayer::running(&id).is_empty());
+        cluster.finish();
+    });
+}

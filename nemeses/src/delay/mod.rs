@@ -234,7 +234,6 @@ impl Fault for Delay {
             "both_ways": s.both_ways,
             "ports": s.ports,
             "delay_ms": s.delay_ms,
-            "queue_num": delayer::queue_for(crate::fault::lane()),
             "seed": draw,
         });
         let plan = Plan {
@@ -247,7 +246,7 @@ impl Fault for Delay {
         };
         Box::pin(apply(
             plan,
-            Action::Queue(delayer::queue_for(crate::fault::lane())),
+            Action::Queue(QUEUE_NUM),
             Some(s.delay_ms),
             value,
             ctx,
@@ -327,7 +326,16 @@ async fn apply(
     let senders: Vec<String> = by_sender.keys().cloned().collect();
     value["senders"] = json!(senders);
     let run_id = ctx.control.run_id().to_string();
+    // Read inside the future: the runner polls it within the step's lane.
     let lane = crate::fault::lane();
+    let queue = delayer::queue_for(lane);
+    let action = match action {
+        Action::Queue(_) => {
+            value["queue_num"] = json!(queue);
+            Action::Queue(queue)
+        }
+        drop => drop,
+    };
     let infos = ctx.control.nodes();
     // Each sender with the peers it sends to.
     let senders_peers: Vec<(NodeInfo, Vec<NodeInfo>)> = senders
@@ -379,7 +387,6 @@ async fn apply(
 
     // Delayers first: a rule must never queue to a queue nobody reads (the bypass would
     // let the packets through undelayed, silently).
-    let queue = delayer::queue_for(lane);
     if let Some(d) = delay {
         let (rid, ss) = (run_id.clone(), senders.clone());
         let paths: Vec<std::path::PathBuf> =
