@@ -66,6 +66,7 @@ fn a_failover_during_a_delay_overlaps_it_heals_both_and_is_valid_on_valkey_8_0_1
     assert!(delay[0].extra["late_ms"].is_number());
     assert!(failover[0].extra["late_ms"].is_number());
     assert_eq!(heals[0].extra["lane"], 0, "{:?}", heals[0]);
+    assert_eq!(heals[0].extra["of_step"], delay[0].extra["step"]);
     // Overlapping for real: the failover started after the delay took effect and before
     // its heal began.
     assert!(delay_ok[0].time_ns < failover[0].time_ns, "{ops:?}");

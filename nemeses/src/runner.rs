@@ -176,7 +176,7 @@ impl Nemesis {
             _ = tokio::time::sleep(step.hold) => {}
             _ = stop.cancelled() => return Some((applied_at, heal)),
         }
-        let tags = [("step", json!(k)), ("lane", json!(step.lane))];
+        let tags = [("of_step", json!(k)), ("lane", json!(step.lane))];
         record_heal_tagged(heal.name(), recorder, heal.heal(ctx), &tags).await;
         None
     }
@@ -303,8 +303,8 @@ pub async fn record_heal(
     record_heal_tagged(f, recorder, action, &[]).await;
 }
 
-/// As [`record_heal`], with `tags` on the invoke (a composed step's heal names its `step`
-/// and `lane`, so it is tied to the fault it undoes).
+/// As [`record_heal`], with `tags` on the invoke (a scheduled heal names the step it
+/// undoes, `of_step`, and its `lane`; `step` stays the mark of a fault's own invoke).
 async fn record_heal_tagged(
     f: &str,
     recorder: &Recorder,
