@@ -79,7 +79,7 @@ pub fn checkers_for(
         concurrency: 1,
         rate: None,
         seed: 0,
-        key_prefix: String::new(),
+        ..Default::default()
     };
     let all = faultline_checkers::all();
     let Some(wanted) = workload.and_then(|w| by_name(w, params()).ok()) else {
@@ -143,7 +143,7 @@ mod tests {
                 concurrency: 1,
                 rate: None,
                 seed: 0,
-                key_prefix: String::new(),
+                ..Default::default()
             });
             for name in w.checkers() {
                 assert!(run.contains(name) != missing.contains(name), "{name}");

@@ -235,6 +235,13 @@ fn load_scenario(args: &RunArgs) -> Result<Scenario, Failure> {
             )));
         }
         spec.interval_s.0 = secs;
+        if let Err(e) = spec.validate() {
+            return Err(Failure::bad_input(anyhow!(
+                "--nemesis-interval {secs}: {}: {}",
+                e.field,
+                e.message
+            )));
+        }
     }
     if let Some(seed) = args.seed {
         scenario.seed = Some(seed);
@@ -590,6 +597,7 @@ impl<'a> Run<'a> {
                 rate: scenario.workload.rate.map(|r| r.get()),
                 seed: scenario.seed(),
                 key_prefix: self.key_prefix.clone(),
+                mix: scenario.workload.mix.clone(),
             },
         )?;
         workload
@@ -618,6 +626,10 @@ impl<'a> Run<'a> {
             .map(|spec| Nemesis::new(spec, scenario.seed(), limit));
         if let Some(n) = &nemesis {
             info!("nemesis: {} faults scheduled", n.steps().len());
+            if let Some(note) = n.foreseen_slip() {
+                warn!("{note}");
+                self.notes.push(note);
+            }
         }
         let start = Instant::now();
         let recorder = &self.recorder;
@@ -637,6 +649,10 @@ impl<'a> Run<'a> {
         );
         timer.abort();
         progress.abort();
+        if let Some(note) = nemesis.as_ref().and_then(|n| n.slips().note()) {
+            warn!("{note}");
+            self.notes.push(note);
+        }
         let (ok, fail, infos) = counters.snapshot();
         let workload_s = self.lap();
         self.timings.workload = Some(workload_s);
@@ -811,7 +827,7 @@ mod tests {
                 concurrency: 1,
                 rate: None,
                 seed: 0,
-                key_prefix: String::new(),
+                ..Default::default()
             });
             for name in workload.checkers() {
                 assert!(

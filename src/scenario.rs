@@ -15,6 +15,7 @@ use faultline_nemeses::package::ModeNeed;
 use faultline_nemeses::proxy::BusMode;
 use faultline_nemeses::spec::Target;
 pub use faultline_nemeses::NemesisSpec;
+use faultline_workloads::workload::ClientMix;
 
 pub use crate::kinds::{BackendName, FlavorName, Mode, Persistence};
 
@@ -251,6 +252,9 @@ pub struct WorkloadSpec {
     /// Seconds the final reads may take, retries included.
     #[serde(default = "final_read_timeout")]
     pub final_read_timeout_s: PositiveF64,
+    /// Readers, own and fresh connections, random start nodes (default: none of them).
+    #[serde(default, skip_serializing_if = "ClientMix::is_default")]
+    pub mix: ClientMix,
 }
 
 fn keys() -> Bounded<1, 16384> {
@@ -275,6 +279,7 @@ impl Default for WorkloadSpec {
             rate: None,
             op_timeout_ms: op_timeout(),
             final_read_timeout_s: final_read_timeout(),
+            mix: ClientMix::default(),
         }
     }
 }
@@ -376,6 +381,7 @@ impl Scenario {
         scenario.check_node_names(text, file)?;
         scenario.check_mode(text, file)?;
         scenario.check_live(text, file)?;
+        scenario.check_compose(text, file)?;
         Ok(scenario)
     }
 
@@ -434,6 +440,22 @@ impl Scenario {
             }
         }
         Ok(())
+    }
+
+    /// Composed and concurrent faults must fit their interval and never overlap two process
+    /// faults ([`NemesisSpec::validate`]).
+    fn check_compose(&self, text: &str, file: &str) -> Result<(), ScenarioError> {
+        let Some(Err(e)) = self.nemesis.as_ref().map(NemesisSpec::validate) else {
+            return Ok(());
+        };
+        let (line, column) = locate(text, &e.field, Some(&e.hint)).unwrap_or((0, 0));
+        Err(ScenarioError::Invalid {
+            file: file.to_string(),
+            line,
+            column,
+            field: Some(e.field),
+            message: e.message,
+        })
     }
 
     /// `mode: standalone` has one primary, no cluster bus and no cluster faults; the
@@ -599,6 +621,113 @@ mod tests {
         let e = err("flavor: keydb\n");
         assert!(e.contains("flavor: unknown variant `keydb`"), "{e}");
         assert!(e.contains("redis"), "{e}");
+    }
+
+    const COMPOSED: &str = "mode: standalone
+cluster:
+  primaries: 1
+  replicas: 1
+nemesis:
+  interval_s: 8
+  faults:
+    - kind: delay
+      from: primaries
+      to: replicas
+      delay_ms: 300
+    - kind: standalone-failover
+  compose:
+    - fault: 0
+      hold_s: 3
+    - fault: 1
+      after_previous: true
+      after_s: 0.5
+";
+
+    #[test]
+    fn composition_parses_and_keeps_its_offsets() {
+        let s = Scenario::parse(COMPOSED, "s.yaml", "s").unwrap();
+        let n = s.nemesis.unwrap();
+        assert!(n.is_composed());
+        assert_eq!(n.compose.len(), 2);
+        assert_eq!(n.compose[0].after_s.get(), 0.0);
+        assert_eq!(n.compose[0].hold_s.map(|h| h.get()), Some(3.0));
+        assert_eq!(n.compose[1].after_s.get(), 0.5);
+        assert!(n.compose[1].after_previous && !n.compose[0].after_previous);
+        // Written back (store/<run>/scenario.yaml) and read again: the same.
+        let again = serde_yaml_ng::to_string(&n).unwrap();
+        let back: NemesisSpec = serde_yaml_ng::from_str(&again).unwrap();
+        assert_eq!(back.compose, n.compose);
+    }
+
+    #[test]
+    fn composition_that_cannot_work_names_file_line_and_field() {
+        // A fault that does not exist.
+        let e = err(&COMPOSED.replace("    - fault: 1\n", "    - fault: 5\n"));
+        assert!(e.starts_with("s.yaml:16:"), "{e}");
+        assert!(e.contains("nemesis.compose[1].fault: no fault 5"), "{e}");
+        // Starting after the interval ends.
+        let e = err(&COMPOSED.replace("after_s: 0.5", "after_s: 9"));
+        assert!(e.starts_with("s.yaml:18:"), "{e}");
+        assert!(e.contains("nemesis.compose[1].after_s"), "{e}");
+        assert!(e.contains("cannot be kept"), "{e}");
+        // In sequence after nothing.
+        let e = err(&COMPOSED.replace(
+            "      hold_s: 3\n",
+            "      hold_s: 3\n      after_previous: true\n",
+        ));
+        assert!(e.starts_with("s.yaml:16:"), "{e}");
+        assert!(e.contains("nemesis.compose[0].after_previous"), "{e}");
+        // Held past the interval.
+        let e = err(&COMPOSED.replace("hold_s: 3", "hold_s: 8"));
+        assert!(e.starts_with("s.yaml:15:"), "{e}");
+        assert!(e.contains("nemesis.compose[0].hold_s"), "{e}");
+        // Two process faults at once.
+        let e = err("nemesis:\n  faults:\n    - kind: kill\n    - kind: pause\n  compose:\n    - fault: 0\n      hold_s: 2\n    - fault: 1\n      after_s: 1\n");
+        assert!(e.starts_with("s.yaml:8:"), "{e}");
+        assert!(e.contains("pause overlaps kill"), "{e}");
+        // In sequence they are fine.
+        Scenario::parse(
+            "nemesis:\n  faults:\n    - kind: kill\n    - kind: pause\n  compose:\n    - fault: 0\n      hold_s: 2\n    - fault: 1\n      after_s: 3\n      hold_s: 2\n",
+            "s.yaml",
+            "s",
+        )
+        .unwrap();
+        // Drawn together: more than listed; both ways at once.
+        let e = err("nemesis:\n  concurrent: 3\n  faults:\n    - kind: kill\n    - kind: delay\n");
+        assert!(e.starts_with("s.yaml:2:"), "{e}");
+        assert!(e.contains("nemesis.concurrent: 3 faults at once"), "{e}");
+        let e = err(&COMPOSED.replace("  compose:\n", "  concurrent: 2\n  compose:\n"));
+        assert!(e.contains("not both"), "{e}");
+        let e = err("nemesis:\n  interval_s: 4\n  concurrent: 2\n  faults:\n    - kind: partition\n    - kind: delay\n");
+        assert!(e.contains("before the next interval"), "{e}");
+        let e = err(&COMPOSED.replace(
+            "    - fault: 0\n      hold_s: 3\n",
+            "    - fault: 0\n      hold_s: 3\n      hold: 3\n",
+        ));
+        assert!(e.contains("unknown field `hold`"), "{e}");
+    }
+
+    #[test]
+    fn client_mix_parses_and_rejects_a_share_outside_0_1() {
+        let s = Scenario::parse(
+            "workload:\n  mix:\n    readers: 0.25\n    fresh_connection_every: 10\n    random_start_node: true\n",
+            "s.yaml",
+            "s",
+        )
+        .unwrap();
+        assert_eq!(s.workload.mix.readers.0, 0.25);
+        assert_eq!(s.workload.mix.reader_count(16), 4);
+        assert_eq!(
+            s.workload.mix.fresh_connection_every.map(|n| n.get()),
+            Some(10)
+        );
+        assert!(s.workload.mix.random_start_node);
+        assert!(Scenario::builtin().workload.mix.is_default());
+        let e = err("workload:\n  mix:\n    readers: 1.5\n");
+        assert!(e.starts_with("s.yaml:3:"), "{e}");
+        assert!(e.contains("between 0 and 1"), "{e}");
+        let e = err("workload:\n  mix:\n    fresh_connection_every: 0\n");
+        assert!(e.contains("workload.mix.fresh_connection_every"), "{e}");
     }
 
     #[test]

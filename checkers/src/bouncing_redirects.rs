@@ -15,7 +15,10 @@
 //! - **ping-pong**: two consecutive ops of one process, close in time
 //!   ([`crate::Tolerances::redirect_pingpong_window_ms`]), the second redirected along a hop
 //!   of the first reversed (B to A after A to B, for the same slot): the cluster's answer
-//!   flipped back, so clients flap between nodes.
+//!   flipped back, so clients flap between nodes. ASK hops are left out of it: an ASK is
+//!   a one-off for a key already moved while the source still owns the slot, so a MOVED
+//!   from the importing node back to the source, next op, is the migration protocol (a
+//!   client starting at the importing node meets exactly that), not a flip.
 //!
 //! TRYAGAIN and CLUSTERDOWN are retries at the same node, never moves: they are counted,
 //! not judged. Findings are grouped into episodes per shape and set of nodes; one episode
@@ -136,12 +139,13 @@ fn returns(hops: &[&Redirect]) -> bool {
         .any(|(i, h)| hops[..i].iter().any(|e| e.from == h.to))
 }
 
-/// A hop of `later` that reverses a hop of `earlier` (same slot, or both slot-less).
+/// A hop of `later` that reverses a hop of `earlier` (same slot, or both slot-less);
+/// ASK hops claim no ownership and take no part.
 fn reversal<'a>(earlier: &[&Redirect], later: &[&'a Redirect]) -> Option<&'a Redirect> {
-    later.iter().copied().find(|b| {
+    later.iter().copied().filter(|b| b.kind != "ASK").find(|b| {
         earlier
             .iter()
-            .any(|a| a.from == b.to && a.to == b.from && a.slot == b.slot)
+            .any(|a| a.kind != "ASK" && a.from == b.to && a.to == b.from && a.slot == b.slot)
     })
 }
 
@@ -500,6 +504,34 @@ mod tests {
             done(1, 200, 2, OpType::Ok, back),
         ]);
         assert_eq!(other_process.valid, Validity::Valid);
+    }
+
+    #[test]
+    fn ask_then_moved_back_during_a_migration_is_the_protocol_not_ping_pong() {
+        // Seen with random start nodes while slot 3 moved from b to a: the key was
+        // already on a (ASK b -> a); the next op started at a, which does not own the slot
+        // yet (MOVED a -> b), and was sent on by ASK again. One return, no flip.
+        let r = check(vec![
+            done(
+                0,
+                100,
+                1,
+                OpType::Ok,
+                vec![hop("ASK", Some(3), "b:1", "a:1")],
+            ),
+            done(
+                1,
+                200,
+                1,
+                OpType::Ok,
+                vec![
+                    hop("MOVED", Some(3), "a:1", "b:1"),
+                    hop("ASK", Some(3), "b:1", "a:1"),
+                ],
+            ),
+        ]);
+        assert_eq!(r.valid, Validity::Valid, "{r:?}");
+        assert_eq!(r.details["returns"], json!(1));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::panic::{self, AssertUnwindSafe};
 use crate::{
     BouncingRedirects, Checker, CheckerResult, Convergence, CounterChecker, FailoverOutcomes,
     ListAppend, LogPattern, LostWrites, ReplicationLoop, Results, RunData, SlotCoverage,
-    SplitBrain,
+    SplitBrain, StuckMigration,
 };
 
 /// Every checker, in the order they run. `faultline run` and `faultline analyze` both use
@@ -25,6 +25,7 @@ pub fn all() -> Vec<Box<dyn Checker>> {
         Box::new(BouncingRedirects),
         Box::new(CounterChecker),
         Box::new(ListAppend),
+        Box::new(StuckMigration),
     ]
 }
 
@@ -114,6 +115,7 @@ mod tests {
             "bouncing-redirects",
             "counter",
             "list-append",
+            "stuck-migration",
         ] {
             assert!(names.contains(&name), "{name} missing from {names:?}");
         }

@@ -17,6 +17,35 @@ use crate::roles::{self, Roles};
 /// A boxed future, so faults can be trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// Most faults one composed step runs at once ([`crate::spec::Compose`]): each gets its
+/// own lane, so faults that own iptables chains or NFQUEUE delayers never share them.
+pub const LANES: u8 = 4;
+
+tokio::task_local! {
+    static LANE: u8;
+}
+
+/// The lane of the fault being applied or healed: 0 outside a composed step (the chain
+/// and queue names every run has always used), 1.. for the other faults of a step.
+/// Faults that own a chain or a queue read it when they apply and keep it in their heal.
+pub fn lane() -> u8 {
+    LANE.try_with(|l| *l).unwrap_or(0)
+}
+
+/// Runs `f` (a fault's apply) in `lane`.
+pub async fn in_lane<F: Future>(lane: u8, f: F) -> F::Output {
+    LANE.scope(lane, f).await
+}
+
+/// `base` for lane 0, `base` + `-` + `tag` + lane otherwise: a lane's own chain name.
+pub fn lane_name(base: &str, tag: &str, lane: u8) -> String {
+    if lane == 0 {
+        base.to_string()
+    } else {
+        format!("{base}-{tag}{lane}")
+    }
+}
+
 /// What faults act through.
 #[derive(Clone)]
 pub struct Ctx {

@@ -99,6 +99,29 @@ pub(crate) async fn flush(
     (flushed, errors)
 }
 
+/// Flushes each of `chains` in each of `nodes` ([`flush`], chain after chain). Returns the
+/// nodes where any chain was flushed, once each, in node order, and the failures, each
+/// naming its chain and node.
+pub(crate) async fn flush_chains(
+    ctx: &Ctx,
+    chains: &[String],
+    nodes: &[String],
+) -> (Vec<String>, Vec<String>) {
+    let mut flushed: Vec<String> = Vec::new();
+    let mut errors = Vec::new();
+    for chain in chains {
+        let (done, failed) = flush(ctx, chain, nodes.to_vec()).await;
+        for n in done {
+            if !flushed.contains(&n) {
+                flushed.push(n);
+            }
+        }
+        errors.extend(failed.into_iter().map(|e| format!("flushing {chain}: {e}")));
+    }
+    flushed.sort_by_key(|n| crate::target::node_order(n));
+    (flushed, errors)
+}
+
 /// A fault's outcome from each node's install result: ok when every node took its rules,
 /// info (with the failures under `failed` in `value`) when any did not; healed either
 /// way, since a node that failed may still hold some rules.

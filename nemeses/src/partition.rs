@@ -340,7 +340,10 @@ impl Partition {
             return Applied::failed(value, format!("nothing to cut: {} nodes in all", all.len()));
         }
 
-        let chain = chain_name(ctx.control.run_id());
+        // A composed step's other partitions write chains of their own (lanes).
+        let lane = crate::fault::lane();
+        let chain = lane_chain(ctx.control.run_id(), lane);
+        value["chain"] = json!(chain);
         let infos = ctx.control.nodes();
         let jobs: Vec<(String, Option<String>)> = infos
             .iter()
@@ -356,7 +359,7 @@ impl Partition {
             .collect();
         let results = ctx.sh_in_each(INSTALL, &chain, jobs).await;
         // Every node was written, so every node may hold rules now.
-        iptables::applied(value, results, Box::new(PartitionHeal { nodes: all }))
+        iptables::applied(value, results, Box::new(PartitionHeal { nodes: all, lane }))
     }
 
     /// The target nodes; roles are asked only for `primaries` / `replicas`.
@@ -376,9 +379,10 @@ impl Fault for Partition {
     }
 }
 
-/// Undoes one partition: flushes the run's chain in the nodes it wrote.
+/// Undoes one partition: flushes its lane's chain in the nodes it wrote.
 pub struct PartitionHeal {
     nodes: Vec<String>,
+    lane: u8,
 }
 
 impl Heal for PartitionHeal {
@@ -387,7 +391,7 @@ impl Heal for PartitionHeal {
     }
 
     fn heal<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Value, String>> {
-        Box::pin(flush(ctx, self.nodes.clone()))
+        Box::pin(flush(ctx, self.nodes.clone(), vec![self.lane]))
     }
 }
 
@@ -401,15 +405,24 @@ impl Heal for PartitionHeal {
 /// # Errors
 /// The nodes where the chain could not be listed or flushed, with why.
 pub async fn heal_all(ctx: &Ctx) -> Result<Value, String> {
-    flush(ctx, ctx.names()).await
+    let lanes: Vec<u8> = (0..crate::fault::LANES).collect();
+    flush(ctx, ctx.names(), lanes).await
 }
 
-/// Flushes the run's chain in `nodes`; see [`heal_all`].
-async fn flush(ctx: &Ctx, nodes: Vec<String>) -> Result<Value, String> {
-    let chain = chain_name(ctx.control.run_id());
-    let (flushed, errors) = iptables::flush(ctx, &chain, nodes).await;
+/// The chain of a partition in `lane` ([`crate::fault::lane`]): [`chain_name`] in lane 0,
+/// `FL-<run id>-p<lane>` in the others.
+pub fn lane_chain(run_id: &str, lane: u8) -> String {
+    crate::fault::lane_name(&chain_name(run_id), "p", lane)
+}
+
+/// Flushes the chains of `lanes` in `nodes`; see [`heal_all`]. `nodes` lists where a
+/// chain was flushed (a node once, whatever the lanes).
+async fn flush(ctx: &Ctx, nodes: Vec<String>, lanes: Vec<u8>) -> Result<Value, String> {
+    let run_id = ctx.control.run_id();
+    let chains: Vec<String> = lanes.into_iter().map(|l| lane_chain(run_id, l)).collect();
+    let (flushed, errors) = iptables::flush_chains(ctx, &chains, &nodes).await;
     if !errors.is_empty() {
-        return Err(format!("flushing {chain}: {}", errors.join("; ")));
+        return Err(errors.join("; "));
     }
     Ok(json!({ "nodes": flushed, "flushed": flushed.len() }))
 }
@@ -842,6 +855,7 @@ mod tests {
                 "components": [["n2"], ["n1", "n3"]],
                 "grudge": {"n1": ["n2"], "n2": ["n1", "n3"], "n3": ["n2"]},
                 "rules": 4,
+                "chain": "FL-abc123",
             })
         );
         let execs = fake.execs();
@@ -943,6 +957,39 @@ mod tests {
         let (ctx, fake) = Fake::ctx(3, &[], "absent");
         let healed = heal_all(&ctx).await.unwrap();
         assert_eq!(healed, json!({"nodes": [], "flushed": 0}));
-        assert_eq!(fake.execs().len(), 3, "every namespace is asked");
+        assert_eq!(
+            fake.execs().len(),
+            3 * usize::from(crate::fault::LANES),
+            "every namespace is asked about every lane's chain"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_partition_in_another_lane_writes_and_heals_its_own_chain() {
+        let (ctx, fake) = Fake::ctx(3, &[], "flushed");
+        let p = Partition::new(PartitionSpec {
+            shape: Shape::Isolate,
+            target: Target::Nodes(v(&["n2"])),
+            ..PartitionSpec::default()
+        });
+        let applied = crate::fault::in_lane(2, p.apply(&ctx, 5)).await;
+        assert_eq!(applied.value["chain"], "FL-abc123-p2");
+        let execs = fake.execs();
+        assert!(execs.iter().all(|(_, a, _)| a[4] == "FL-abc123-p2"));
+        assert!(execs[1]
+            .2
+            .as_deref()
+            .unwrap()
+            .starts_with("*filter\n:FL-abc123-p2 - [0:0]\n"));
+        // The heal runs outside the lane (in the runner, or the final phase) and still
+        // flushes only its own chain: lane 0's partition, if any, stays.
+        applied.heal.unwrap().heal(&ctx).await.unwrap();
+        let flushed: Vec<String> = fake
+            .execs()
+            .into_iter()
+            .filter(|(_, a, _)| a[2] == FLUSH)
+            .map(|(_, a, _)| a[4].clone())
+            .collect();
+        assert_eq!(flushed, vec!["FL-abc123-p2"; 3]);
     }
 }

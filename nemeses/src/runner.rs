@@ -1,25 +1,66 @@
-//! Fires the schedule: each step's fault is applied, held for the scenario's duration and
-//! healed, every action an invoke/completion pair in the history under process `nemesis`.
+//! Fires the schedule: each step's fault is applied, held for the scenario's duration (or
+//! its composed `hold_s`) and healed, every action an invoke/completion pair in the
+//! history under process `nemesis`; the steps of one group (interval) overlap. Each fault
+//! records `late_ms` against its scheduled instant, and [`Nemesis::slips`] sums them up
+//! for the run's notes.
 //! Faults still in force when the workload stops are handed back, for the final phase to
 //! heal.
 
+use std::sync::Mutex;
+use std::task::Poll;
 use std::time::Duration;
 
 use faultline_history::{Op, OpType, Process, Recorder};
+use serde::Serialize;
 use serde_json::{json, Value};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::fault::{Ctx, Fault, Heal, Outcome};
+use crate::fault::{in_lane, BoxFuture, Ctx, Fault, Heal, Outcome};
 use crate::schedule::{self, Step};
 use crate::spec::{FaultSpec, NemesisSpec};
+
+/// A start later than this against its scheduled instant is a slip the run states.
+pub const SLIP: Duration = Duration::from_millis(100);
+
+/// How well the schedule was kept: stated in the run's notes when any fault slipped.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Slips {
+    /// Faults fired.
+    pub fired: usize,
+    /// Of those, how many started more than [`SLIP`] late.
+    pub late: usize,
+    /// The latest start, in ms after its scheduled instant.
+    pub max_late_ms: f64,
+}
+
+impl Slips {
+    /// A sentence for the run's notes, when the schedule was not kept.
+    pub fn note(&self) -> Option<String> {
+        (self.late > 0).then(|| {
+            format!(
+                "nemesis schedule not kept: {} of {} faults started more than {} ms after \
+                 their scheduled instant (latest {:.0} ms; each fault op records `late_ms`)",
+                self.late,
+                self.fired,
+                SLIP.as_millis(),
+                self.max_late_ms
+            )
+        })
+    }
+}
+
+/// A fault still in force when the workload stopped: when it was applied, and its heal.
+type InForce = (Instant, Box<dyn Heal>);
 
 /// A configured nemesis with its seeded schedule.
 pub struct Nemesis {
     spec: NemesisSpec,
     faults: Vec<Box<dyn Fault>>,
     steps: Vec<Step>,
+    slips: Mutex<Slips>,
 }
 
 impl Nemesis {
@@ -29,6 +70,7 @@ impl Nemesis {
             faults: spec.faults.iter().map(FaultSpec::build).collect(),
             steps: schedule::plan(spec, seed, time_limit),
             spec: spec.clone(),
+            slips: Mutex::new(Slips::default()),
         }
     }
 
@@ -37,8 +79,29 @@ impl Nemesis {
         &self.steps
     }
 
-    /// Fires every step due before `stop`, measuring offsets from `start`. Returns the
-    /// heals of faults still in force.
+    /// How late the faults fired so far started.
+    pub fn slips(&self) -> Slips {
+        self.slips.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// What the schedule cannot keep, known before the run: faults held at least as long
+    /// as the interval delay the next one (a sequential schedule waits for each heal).
+    pub fn foreseen_slip(&self) -> Option<String> {
+        let s = &self.spec;
+        (!s.is_composed() && s.duration_s.get() >= s.interval_s.get()).then(|| {
+            format!(
+                "nemesis schedule cannot be kept: each fault holds {} s, the interval is {} s, \
+                 so every fault after the first starts late (each fault op records `late_ms`)",
+                s.duration_s.get(),
+                s.interval_s.get()
+            )
+        })
+    }
+
+    /// Fires every step due before `stop`, measuring offsets from `start`: the groups in
+    /// order, the steps of one group overlapped (each waits for its own instant, fires in
+    /// its lane, holds and heals). Returns the heals of faults still in force, the last
+    /// applied first.
     pub async fn run(
         &self,
         ctx: &Ctx,
@@ -46,23 +109,76 @@ impl Nemesis {
         start: Instant,
         stop: &CancellationToken,
     ) -> Vec<Box<dyn Heal>> {
-        let hold = Duration::from_secs_f64(self.spec.duration_s.get());
-        for (i, step) in self.steps.iter().enumerate() {
-            let due = start + step.at;
-            tokio::select! {
-                _ = tokio::time::sleep_until(due) => {}
-                _ = stop.cancelled() => return Vec::new(),
+        let mut i = 0;
+        while i < self.steps.len() {
+            let group = self.steps[i].group;
+            let n = self.steps[i..]
+                .iter()
+                .take_while(|s| s.group == group)
+                .count();
+            // Each step says when its fault took effect, for a step in sequence after it.
+            let (applied_tx, applied_rx): (Vec<_>, Vec<_>) = (0..n)
+                .map(|_| watch::channel::<Option<Instant>>(None))
+                .unzip();
+            let runs: Vec<BoxFuture<'_, Option<InForce>>> = applied_tx
+                .into_iter()
+                .enumerate()
+                .map(|(j, tx)| -> BoxFuture<'_, _> {
+                    let previous = j.checked_sub(1).map(|p| applied_rx[p].clone());
+                    Box::pin(self.run_step(i + j, ctx, recorder, start, stop, previous, tx))
+                })
+                .collect();
+            let mut pending: Vec<InForce> = join_all(runs).await.into_iter().flatten().collect();
+            if stop.is_cancelled() {
+                pending.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+                return pending.into_iter().map(|(_, h)| h).collect();
             }
-            let Some(heal) = self.fire(i, step, due, ctx, recorder).await else {
-                continue;
-            };
-            tokio::select! {
-                _ = tokio::time::sleep(hold) => {}
-                _ = stop.cancelled() => return vec![heal],
-            }
-            heal_one(heal.as_ref(), ctx, recorder).await;
+            i += n;
         }
         Vec::new()
+    }
+
+    /// One step: waits for its instant (with `after_previous`, for the previous step to
+    /// take effect, then its offset), fires, tells `applied`, holds, heals. Returns its
+    /// heal (with when it was applied) if `stop` came while it held.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_step(
+        &self,
+        k: usize,
+        ctx: &Ctx,
+        recorder: &Recorder,
+        start: Instant,
+        stop: &CancellationToken,
+        previous: Option<watch::Receiver<Option<Instant>>>,
+        applied: watch::Sender<Option<Instant>>,
+    ) -> Option<InForce> {
+        let step = &self.steps[k];
+        let due = match (step.after_previous, previous) {
+            (Some(after), Some(mut previous)) => {
+                let took_effect = tokio::select! {
+                    r = previous.wait_for(Option::is_some) => r.ok().and_then(|v| *v),
+                    _ = stop.cancelled() => return None,
+                };
+                // The previous step never fired (stopped first): neither does this one.
+                took_effect? + after
+            }
+            _ => start + step.at,
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(due) => {}
+            _ = stop.cancelled() => return None,
+        }
+        let heal = in_lane(step.lane, self.fire(k, step, due, ctx, recorder)).await;
+        let applied_at = Instant::now();
+        applied.send_replace(Some(applied_at));
+        let heal = heal?;
+        tokio::select! {
+            _ = tokio::time::sleep(step.hold) => {}
+            _ = stop.cancelled() => return Some((applied_at, heal)),
+        }
+        let tags = [("of_step", json!(k)), ("lane", json!(step.lane))];
+        record_heal_tagged(heal.name(), recorder, heal.heal(ctx), &tags).await;
+        None
     }
 
     async fn fire(
@@ -77,6 +193,15 @@ impl Nemesis {
         // The history's `f` is the kind's name, as its package declares it.
         let ops = self.spec.faults[step.fault].package().ops;
         let late = Instant::now().saturating_duration_since(due);
+        {
+            let mut slips = self.slips.lock().unwrap_or_else(|p| p.into_inner());
+            slips.fired += 1;
+            let ms = late.as_secs_f64() * 1000.0;
+            if late > SLIP {
+                slips.late += 1;
+            }
+            slips.max_late_ms = slips.max_late_ms.max(ms);
+        }
         let mut invoke = Op::new(Process::Nemesis, OpType::Invoke, ops.kind)
             .with_value(serde_json::to_value(&self.spec.faults[step.fault]).unwrap_or(Value::Null));
         let scheduled_ns = recorder.now_ns().saturating_sub(late.as_nanos() as u64);
@@ -88,6 +213,23 @@ impl Nemesis {
         invoke
             .extra
             .insert("at_ms".into(), json!(step.at.as_millis() as u64));
+        // How late it started against its scheduled instant.
+        invoke.extra.insert(
+            "late_ms".into(),
+            json!((late.as_secs_f64() * 1e4).round() / 10.0),
+        );
+        if let Some(after) = step.after_previous {
+            invoke
+                .extra
+                .insert("after_previous_ms".into(), json!(after.as_millis() as u64));
+        }
+        if self.spec.is_composed() {
+            invoke.extra.insert("group".into(), json!(step.group));
+            invoke.extra.insert("lane".into(), json!(step.lane));
+            invoke
+                .extra
+                .insert("hold_ms".into(), json!(step.hold.as_millis() as u64));
+        }
         let invoke = recorder.record(invoke);
         let applied = fault.apply(ctx, step.draw).await;
         debug_assert!(
@@ -117,6 +259,34 @@ impl Nemesis {
     }
 }
 
+/// Polls every future until all are done; results in order (a group has a few steps, so
+/// polling all on each wake costs nothing).
+async fn join_all<T>(futures: Vec<BoxFuture<'_, T>>) -> Vec<T> {
+    let mut futures: Vec<Option<BoxFuture<'_, T>>> = futures.into_iter().map(Some).collect();
+    let mut out: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (slot, result) in futures.iter_mut().zip(out.iter_mut()) {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => {
+                        *result = Some(v);
+                        *slot = None;
+                    }
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
 /// Heals one fault, recording it.
 pub async fn heal_one(heal: &dyn Heal, ctx: &Ctx, recorder: &Recorder) {
     record_heal(heal.name(), recorder, heal.heal(ctx)).await;
@@ -130,7 +300,22 @@ pub async fn record_heal(
     recorder: &Recorder,
     action: impl std::future::Future<Output = Result<Value, String>>,
 ) {
-    let invoke = recorder.record(Op::new(Process::Nemesis, OpType::Invoke, f));
+    record_heal_tagged(f, recorder, action, &[]).await;
+}
+
+/// As [`record_heal`], with `tags` on the invoke (a scheduled heal names the step it
+/// undoes, `of_step`, and its `lane`; `step` stays the mark of a fault's own invoke).
+async fn record_heal_tagged(
+    f: &str,
+    recorder: &Recorder,
+    action: impl std::future::Future<Output = Result<Value, String>>,
+    tags: &[(&str, Value)],
+) {
+    let mut invoke = Op::new(Process::Nemesis, OpType::Invoke, f);
+    for (k, v) in tags {
+        invoke.extra.insert((*k).to_string(), v.clone());
+    }
+    let invoke = recorder.record(invoke);
     let result = action.await;
     let mut done = invoke.complete(if result.is_ok() {
         OpType::Ok

@@ -22,6 +22,31 @@
 //!       force: false
 //!       timeout_ms: 5000
 //! ```
+//!
+//! Faults during faults (Jepsen's `nemesis/compose`), two ways; the faults themselves stay
+//! in `faults`, validated as ever:
+//!
+//! ```yaml
+//! nemesis:
+//!   interval_s: 8
+//!   faults:
+//!     - kind: delay            # faults[0]
+//!       from: primaries
+//!       to: replicas
+//!       delay_ms: 300
+//!     - kind: standalone-failover   # faults[1]
+//!   compose:                   # every interval runs all of these, each at its offset
+//!     - fault: 0
+//!       after_s: 0             # from the interval's start
+//!       hold_s: 3              # until its heal (default duration_s)
+//!     - fault: 1
+//!       after_previous: true   # counted from when the delay took effect ...
+//!       after_s: 0.5           # ... so it fires while the delay holds
+//! ```
+//!
+//! or `concurrent: 2`: each interval draws two different faults from `faults` (seeded)
+//! and applies them together, each held `duration_s`. Each fault of a step runs in its own
+//! lane ([`crate::fault::lane`]): its own iptables chain and NFQUEUE queue, healed alone.
 
 use std::fmt;
 
@@ -54,6 +79,173 @@ pub struct NemesisSpec {
     pub start_after_s: NonNegativeF64,
     /// The faults to draw from, one per interval, chosen by the run's seed.
     pub faults: Vec<FaultSpec>,
+    /// Faults run together every interval, each at its own offset (instead of drawing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compose: Vec<Compose>,
+    /// Draw this many different faults per interval and apply them together (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrent: Option<std::num::NonZeroUsize>,
+}
+
+/// One fault of a composed step: which, when in the interval, how long.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Compose {
+    /// Index into `faults`.
+    pub fault: usize,
+    /// Seconds from the interval's start to this fault.
+    #[serde(default = "zero_nn")]
+    pub after_s: NonNegativeF64,
+    /// Seconds it holds before its heal (default `duration_s`; faults without a heal,
+    /// failovers, ignore it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_s: Option<PositiveF64>,
+    /// In sequence: `after_s` counts from the moment the previous entry's fault took
+    /// effect (its apply returned), not from the interval's start. Applying can take a
+    /// while (iptables in every namespace, a delayer to start), and "fire while the delay
+    /// holds" must not race it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub after_previous: bool,
+}
+
+/// A nemesis section that cannot work, found before the run: the dotted field, the word
+/// on its line, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComposeError {
+    /// The dotted field (`nemesis.compose[1].after_s`).
+    pub field: String,
+    /// A word on the field's line, to locate it.
+    pub hint: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// Kinds that act on a server process: two at once may hit the same node (a pause of a
+/// killed server, a restart of a paused one), so they never overlap in a step.
+const PROCESS_KINDS: &[&str] = &["kill", "pause"];
+
+impl NemesisSpec {
+    /// Whether faults overlap by design (composed or concurrent).
+    pub fn is_composed(&self) -> bool {
+        !self.compose.is_empty() || self.concurrent.is_some_and(|c| c.get() > 1)
+    }
+
+    /// Checks what the types cannot: `compose` and `concurrent` name faults that exist,
+    /// fit in the interval, use at most [`crate::fault::LANES`] lanes, and never overlap
+    /// two process faults.
+    ///
+    /// # Errors
+    /// The first problem, located.
+    pub fn validate(&self) -> Result<(), ComposeError> {
+        let interval = self.interval_s.get();
+        let lanes = usize::from(crate::fault::LANES);
+        if let Some(c) = self.concurrent {
+            let field = "nemesis.concurrent".to_string();
+            let err = |message: String| ComposeError {
+                field: field.clone(),
+                hint: "concurrent".into(),
+                message,
+            };
+            if !self.compose.is_empty() {
+                return Err(err(
+                    "use either `concurrent` (drawn faults together) or `compose` (these \
+                     faults at these offsets), not both"
+                        .into(),
+                ));
+            }
+            if c.get() > self.faults.len() {
+                return Err(err(format!(
+                    "{} faults at once, but `faults` lists {}: list more or draw fewer",
+                    c.get(),
+                    self.faults.len()
+                )));
+            }
+            if c.get() > lanes {
+                return Err(err(format!("at most {lanes} faults at once")));
+            }
+            if c.get() > 1 && self.duration_s.get() >= interval {
+                return Err(err(format!(
+                    "faults held {} s cannot all end before the next interval ({} s): \
+                     shorten `duration_s` or lengthen `interval_s`",
+                    self.duration_s.get(),
+                    interval
+                )));
+            }
+        }
+        if self.compose.len() > lanes {
+            return Err(ComposeError {
+                field: format!("nemesis.compose[{lanes}]"),
+                hint: "fault".into(),
+                message: format!("at most {lanes} faults in one composed step"),
+            });
+        }
+        let mut spans: Vec<(usize, &str, f64, f64)> = Vec::new();
+        for (i, c) in self.compose.iter().enumerate() {
+            if i == 0 && c.after_previous {
+                return Err(ComposeError {
+                    field: "nemesis.compose[0].after_previous".into(),
+                    hint: "after_previous".into(),
+                    message: "the first fault of a step has no previous one: remove \
+                              `after_previous`"
+                        .into(),
+                });
+            }
+            let Some(fault) = self.faults.get(c.fault) else {
+                return Err(ComposeError {
+                    field: format!("nemesis.compose[{i}].fault"),
+                    hint: "fault".into(),
+                    message: format!(
+                        "no fault {}: `faults` has {} (numbered from 0)",
+                        c.fault,
+                        self.faults.len()
+                    ),
+                });
+            };
+            // In sequence, the offset adds to the previous one's (applying taking no time:
+            // whatever it takes shows as `late_ms`).
+            let start = match spans.last() {
+                Some((_, _, prev, _)) if c.after_previous => prev + c.after_s.get(),
+                _ => c.after_s.get(),
+            };
+            let hold = c.hold_s.map_or(self.duration_s.get(), |h| h.get());
+            let heals = !fault.package().ops.heals.is_empty();
+            let end = if heals { start + hold } else { start };
+            if start >= interval || end >= interval {
+                let (key, what) = if start >= interval {
+                    ("after_s", format!("starts {start} s into"))
+                } else {
+                    ("hold_s", format!("is healed {end} s into"))
+                };
+                return Err(ComposeError {
+                    field: format!("nemesis.compose[{i}].{key}"),
+                    hint: key.into(),
+                    message: format!(
+                        "{} {what} a {interval} s interval, so the schedule cannot be kept: \
+                         fit it inside `interval_s` or lengthen it",
+                        fault.kind()
+                    ),
+                });
+            }
+            let kind = fault.kind();
+            if PROCESS_KINDS.contains(&kind) {
+                if let Some((j, other, _, _)) = spans
+                    .iter()
+                    .find(|(_, k, s, e)| PROCESS_KINDS.contains(k) && start <= *e && *s <= end)
+                {
+                    return Err(ComposeError {
+                        field: format!("nemesis.compose[{i}].fault"),
+                        hint: "fault".into(),
+                        message: format!(
+                            "{kind} overlaps {other} (compose[{j}]): two process faults at \
+                             once may hit one node; put them in sequence"
+                        ),
+                    });
+                }
+            }
+            spans.push((i, kind, start, end));
+        }
+        Ok(())
+    }
 }
 
 fn ten() -> PositiveF64 {
@@ -64,6 +256,9 @@ fn five() -> PositiveF64 {
 }
 fn five_nn() -> NonNegativeF64 {
     NonNegativeF64(5.0)
+}
+fn zero_nn() -> NonNegativeF64 {
+    NonNegativeF64(0.0)
 }
 
 impl NemesisSpec {
@@ -90,6 +285,8 @@ impl NemesisSpec {
             duration_s: five(),
             start_after_s: five_nn(),
             faults,
+            compose: Vec::new(),
+            concurrent: None,
         })
     }
 }

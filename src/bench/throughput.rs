@@ -86,7 +86,7 @@ pub(super) async fn throughput(args: &BenchArgs, setup: &Setup, dir: &Path) -> R
             concurrency: args.concurrency,
             rate: None,
             seed: rand::random(),
-            key_prefix: String::new(),
+            ..Default::default()
         },
     )?;
     let mut primaries = Admin::new(&nodes[..PRIMARIES]);

@@ -18,6 +18,7 @@ use faultline_history::Redirect;
 use redis::aio::MultiplexedConnection;
 use redis::{Cmd, RedisError, Value};
 
+use crate::key_client::{session_suffix, Route};
 use crate::pool::Pool;
 use crate::query::error_text;
 use crate::slots::{key_slot, SLOTS};
@@ -234,18 +235,40 @@ impl ClusterClient {
     /// Sends `cmd`, which touches `key`, to the node that owns the key's slot, following
     /// redirects, within the op time-out.
     pub async fn execute(&self, key: &[u8], cmd: &Cmd) -> Outcome {
+        self.execute_routed(key, cmd, Route::default()).await
+    }
+
+    /// As [`ClusterClient::execute`], along `route`: on a session's own connections
+    /// (opened anew with `fresh`), starting at `route.start`'s node rather than the
+    /// slot's owner as last learned (its MOVED is followed and recorded like any other).
+    pub async fn execute_routed(&self, key: &[u8], cmd: &Cmd, route: Route) -> Outcome {
         if self.stale.load(Ordering::Relaxed) {
             self.maybe_refresh().await;
         }
+        if let (Some(id), true) = (route.session, route.fresh) {
+            self.pool.forget_suffix(&session_suffix(id));
+        }
         let mut trace = Trace::default();
-        let result =
-            tokio::time::timeout(self.config.op_timeout, self.run(key, cmd, &mut trace)).await;
+        let result = tokio::time::timeout(
+            self.config.op_timeout,
+            self.run(key, cmd, &mut trace, route),
+        )
+        .await;
         trace.outcome(result.ok())
     }
 
-    async fn run(&self, key: &[u8], cmd: &Cmd, trace: &mut Trace) -> Result<Value, Failure> {
+    async fn run(
+        &self,
+        key: &[u8],
+        cmd: &Cmd,
+        trace: &mut Trace,
+        route: Route,
+    ) -> Result<Value, Failure> {
         let slot = key_slot(key);
-        let mut target = self.owner(slot);
+        let mut target = match route.start {
+            Some(i) => self.seeds[i % self.seeds.len()].clone(),
+            None => self.owner(slot),
+        };
         let mut asking = false;
         let mut backoff = self.config.retry_backoff;
         loop {
@@ -253,7 +276,8 @@ impl ClusterClient {
                 return Err(Failure::Unknown("redirect limit".into()));
             }
             trace.node = Some(self.name_of(&target));
-            let (generation, mut conn) = match self.connection(&target).await {
+            let conn_key = route.conn_key(&target);
+            let (generation, mut conn) = match self.connection_keyed(&conn_key, &target).await {
                 Ok(c) => c,
                 Err(e) => {
                     self.stale.store(true, Ordering::Relaxed);
@@ -315,7 +339,7 @@ impl ClusterClient {
                     return Err(Failure::Certain(error_text(&err)));
                 }
                 Class::Broken => {
-                    self.drop_connection(&target, generation);
+                    self.pool.drop_connection(&conn_key, generation);
                     self.stale.store(true, Ordering::Relaxed);
                     return Err(Failure::Unknown(error_text(&err)));
                 }
@@ -338,17 +362,22 @@ impl ClusterClient {
     }
 
     async fn connection(&self, addr: &str) -> Result<(u64, MultiplexedConnection), String> {
+        self.connection_keyed(addr, addr).await
+    }
+
+    /// The connection to `addr` kept under pool key `key` (a session's, or the shared one).
+    async fn connection_keyed(
+        &self,
+        key: &str,
+        addr: &str,
+    ) -> Result<(u64, MultiplexedConnection), String> {
         self.pool
-            .get(addr, || async {
+            .get(key, || async {
                 crate::query::connect(addr, self.config.connect_timeout, None)
                     .await
                     .map_err(|e| e.to_string())
             })
             .await
-    }
-
-    fn drop_connection(&self, addr: &str, generation: u64) {
-        self.pool.drop_connection(addr, generation);
     }
 }
 

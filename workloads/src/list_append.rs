@@ -142,7 +142,7 @@ mod tests {
             concurrency: 1,
             rate: None,
             seed: 0,
-            key_prefix: String::new(),
+            ..Default::default()
         });
         assert_eq!(w.keys().len(), 2, "each slot's first list");
         w.generator().appends[1].store(MAX_APPENDS_PER_LIST + 1, Ordering::Relaxed);

@@ -71,4 +71,13 @@ impl Pool {
             }
         }
     }
+
+    /// Forgets every connection whose key ends with `suffix` (a session's: the next op
+    /// opens them anew; the old ones close when their last user drops them).
+    pub(crate) fn forget_suffix(&self, suffix: &str) {
+        self.conns
+            .lock()
+            .unwrap()
+            .retain(|key, _| !key.ends_with(suffix));
+    }
 }

@@ -108,7 +108,7 @@ mod tests {
                     concurrency: 1,
                     rate: None,
                     seed: 0,
-                    key_prefix: String::new(),
+                    ..Default::default()
                 },
             )
             .unwrap();
@@ -146,7 +146,7 @@ mod tests {
             concurrency: 1,
             rate: None,
             seed: 0,
-            key_prefix: String::new(),
+            ..Default::default()
         };
         let e = by_name("queue", params).err().unwrap().to_string();
         assert!(e.contains("\"queue\"") && e.contains("set"), "{e}");

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::Outcome;
-use crate::key_client::{BoxFuture, KeyClient};
+use crate::key_client::{BoxFuture, KeyClient, Route};
 use crate::slots::{tag_for_slot, SLOTS};
 use crate::workload::{Counters, FinalReads, Workload, WorkloadParams};
 
@@ -67,8 +67,13 @@ impl SetWorkload {
             .spec
             .rate
             .map(|r| Duration::from_secs_f64(n as f64 / r));
+        let mix = self.spec.mix.clone();
+        let readers = mix.reader_count(n);
         let mut tasks = tokio::task::JoinSet::new();
         for worker in 0..n {
+            let mix = mix.clone();
+            // The first `readers` workers read; the rest add.
+            let reads = worker < readers;
             let client = client.clone();
             let recorder = recorder.clone();
             let stop = stop.clone();
@@ -80,6 +85,7 @@ impl SetWorkload {
             );
             tasks.spawn(async move {
                 let mut process = worker as u64;
+                let mut ops: u64 = 0;
                 let start = Instant::now();
                 let mut next = interval.map(|i| start + i.mul_f64(worker as f64 / n as f64));
                 while !stop.is_cancelled() {
@@ -95,20 +101,42 @@ impl SetWorkload {
                         }
                     }
                     let key = &keys[rng.random_range(0..keys.len())];
-                    let element = next_element.fetch_add(1, Ordering::Relaxed);
-                    let invoke = recorder.record(
-                        Op::new(Process::Client(process), OpType::Invoke, "add")
-                            .with_key(key.as_str())
-                            .with_value(element),
-                    );
-                    let cmd = {
+                    let route = Route {
+                        session: mix.fresh_connection_every.map(|_| worker as u64),
+                        fresh: mix
+                            .fresh_connection_every
+                            .is_some_and(|every| ops.is_multiple_of(every.get())),
+                        start: mix
+                            .random_start_node
+                            .then(|| rng.random_range(0..usize::from(u16::MAX))),
+                    };
+                    ops += 1;
+                    let (op, cmd, element) = if reads {
+                        read_op(key, process, &mut rng, &next_element)
+                    } else {
+                        let element = next_element.fetch_add(1, Ordering::Relaxed);
                         let mut c = redis::cmd("SADD");
                         c.arg(key).arg(element);
-                        c
+                        (
+                            Op::new(Process::Client(process), OpType::Invoke, "add")
+                                .with_key(key.as_str())
+                                .with_value(element),
+                            c,
+                            Some(element),
+                        )
                     };
-                    let outcome = client.execute(key.as_bytes(), &cmd).await;
+                    let mut op = op;
+                    if let Some(r) = route.to_json() {
+                        op.extra.insert("route".into(), r);
+                    }
+                    let invoke = recorder.record(op);
+                    let outcome = client.execute_routed(key.as_bytes(), &cmd, route).await;
                     let crashed = matches!(outcome, Outcome::Info { .. });
-                    let done = recorder.record(outcome.completion(&invoke, |_| element.into()));
+                    let done =
+                        recorder.record(outcome.completion(&invoke, |reply| match element {
+                            Some(e) if !reads => e.into(),
+                            _ => read_value(&cmd, reply),
+                        }));
                     counters.count(done.kind);
                     if crashed {
                         process += n as u64;
@@ -186,6 +214,53 @@ impl Workload for SetWorkload {
     }
 }
 
+/// A reader's op: `smembers` of the key, or `sismember` of an element drawn from those
+/// added so far (half each); the element, for `sismember`.
+fn read_op(
+    key: &str,
+    process: u64,
+    rng: &mut StdRng,
+    next_element: &AtomicU64,
+) -> (Op, redis::Cmd, Option<u64>) {
+    let added = next_element.load(Ordering::Relaxed);
+    if added > 0 && rng.random_bool(0.5) {
+        let element = rng.random_range(0..added);
+        let mut c = redis::cmd("SISMEMBER");
+        c.arg(key).arg(element);
+        let op = Op::new(Process::Client(process), OpType::Invoke, "sismember")
+            .with_key(key)
+            .with_value(element);
+        (op, c, Some(element))
+    } else {
+        let mut c = redis::cmd("SMEMBERS");
+        c.arg(key);
+        let op = Op::new(Process::Client(process), OpType::Invoke, "smembers").with_key(key);
+        (op, c, None)
+    }
+}
+
+/// A reader's completed value: `[element, member?]` for `sismember`, the members for
+/// `smembers`.
+fn read_value(cmd: &redis::Cmd, reply: &Value) -> serde_json::Value {
+    let mut args = cmd.args_iter();
+    let name = match args.next() {
+        Some(redis::Arg::Simple(b)) => b.to_ascii_uppercase(),
+        _ => Vec::new(),
+    };
+    if name == b"SISMEMBER" {
+        let element = match args.nth(1) {
+            Some(redis::Arg::Simple(b)) => String::from_utf8_lossy(b)
+                .parse::<u64>()
+                .map(serde_json::Value::from)
+                .unwrap_or(serde_json::Value::Null),
+            _ => serde_json::Value::Null,
+        };
+        let member = matches!(reply, Value::Int(1) | Value::Boolean(true));
+        return serde_json::json!([element, member]);
+    }
+    elements(reply)
+}
+
 /// A set reply as a JSON array, integers where the members are integers.
 fn elements(reply: &Value) -> serde_json::Value {
     let members: &[Value] = match reply {
@@ -222,7 +297,7 @@ mod tests {
             concurrency: 1,
             rate: None,
             seed: 0,
-            key_prefix: String::new(),
+            ..Default::default()
         });
         let slots: Vec<u16> = w.keys().iter().map(|k| key_slot(k.as_bytes())).collect();
         assert_eq!(slots, vec![0, 2048, 4096, 6144, 8192, 10240, 12288, 14336]);
@@ -236,6 +311,7 @@ mod tests {
             rate: None,
             seed: 0,
             key_prefix: "fl-abc123:".into(),
+            ..Default::default()
         });
         assert!(w.keys().iter().all(|k| k.starts_with("fl-abc123:s")));
         let slots: Vec<u16> = w.keys().iter().map(|k| key_slot(k.as_bytes())).collect();

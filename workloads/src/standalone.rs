@@ -23,7 +23,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{Cmd, Value};
 
 use crate::client::{ask, refresh_due, ClientConfig, Failure, Outcome, Trace};
-use crate::key_client::{BoxFuture, KeyClient};
+use crate::key_client::{session_suffix, BoxFuture, KeyClient, Route};
 use crate::pool::Pool;
 use crate::query::error_text;
 
@@ -146,7 +146,15 @@ impl StandaloneClient {
 
     /// Sends `cmd` to the believed primary, following `-REDIRECT`, within the op time-out.
     pub async fn execute(&self, cmd: &Cmd) -> Outcome {
-        self.execute_at(cmd, None).await
+        self.execute_at(cmd, None, Route::default()).await
+    }
+
+    /// As [`StandaloneClient::execute`], along `route`: on a session's own connections
+    /// (each declaring `CLIENT CAPA redirect`; opened anew with `fresh`), starting at
+    /// `route.start`'s node rather than the believed primary (a replica's `-REDIRECT` is
+    /// followed and recorded like any other).
+    pub async fn execute_routed(&self, cmd: &Cmd, route: Route) -> Outcome {
+        self.execute_at(cmd, None, route).await
     }
 
     /// Sends a read-only `cmd` to one of the primary's replicas, round robin, on a
@@ -164,17 +172,23 @@ impl StandaloneClient {
                 replicas[i % replicas.len()].clone()
             })
         };
-        self.execute_at(cmd, replica).await
+        self.execute_at(cmd, replica, Route::default()).await
     }
 
-    /// One op: at `replica` (read-only) or at the believed primary.
-    async fn execute_at(&self, cmd: &Cmd, replica: Option<String>) -> Outcome {
+    /// One op: at `replica` (read-only) or at the believed primary (or `route.start`).
+    async fn execute_at(&self, cmd: &Cmd, replica: Option<String>, route: Route) -> Outcome {
         if self.stale.load(Ordering::Relaxed) {
             self.maybe_refresh().await;
         }
+        if let (Some(id), true) = (route.session, route.fresh) {
+            self.pool.forget_suffix(&session_suffix(id));
+        }
         let mut trace = Trace::default();
-        let result =
-            tokio::time::timeout(self.config.op_timeout, self.run(cmd, &mut trace, replica)).await;
+        let result = tokio::time::timeout(
+            self.config.op_timeout,
+            self.run(cmd, &mut trace, replica, route),
+        )
+        .await;
         if result.is_err() && trace.in_doubt {
             self.stale.store(true, Ordering::Relaxed);
         }
@@ -186,15 +200,22 @@ impl StandaloneClient {
         cmd: &Cmd,
         trace: &mut Trace,
         replica: Option<String>,
+        route: Route,
     ) -> Result<Value, Failure> {
         let readonly = replica.is_some();
-        let mut target = replica.unwrap_or_else(|| self.primary());
+        let mut target = match (replica, route.start) {
+            (Some(r), _) => r,
+            (None, Some(i)) => self.nodes[i % self.nodes.len()].1.clone(),
+            (None, None) => self.primary(),
+        };
         loop {
             if trace.redirects.len() > self.config.max_redirects {
                 return Err(Failure::Unknown("redirect limit".into()));
             }
             trace.node = Some(self.name_of(&target));
-            let (generation, mut conn) = match self.connection_for(&target, readonly).await {
+            let key = route.conn_key(&conn_key(&target, readonly));
+            let (generation, mut conn) = match self.connection_keyed(&key, &target, readonly).await
+            {
                 Ok(c) => c,
                 Err(e) => {
                     self.stale.store(true, Ordering::Relaxed);
@@ -230,7 +251,7 @@ impl StandaloneClient {
                     return Err(Failure::Certain(error_text(&err)));
                 }
                 None => {
-                    self.drop_connection(&conn_key(&target, readonly), generation);
+                    self.drop_connection(&key, generation);
                     self.stale.store(true, Ordering::Relaxed);
                     return Err(Failure::Unknown(error_text(&err)));
                 }
@@ -250,9 +271,18 @@ impl StandaloneClient {
         addr: &str,
         readonly: bool,
     ) -> Result<(u64, MultiplexedConnection), String> {
-        self.pool
-            .get(&conn_key(addr, readonly), || self.open(addr, readonly))
+        self.connection_keyed(&conn_key(addr, readonly), addr, readonly)
             .await
+    }
+
+    /// The connection to `addr` kept under pool key `key` (a session's, or a shared one).
+    async fn connection_keyed(
+        &self,
+        key: &str,
+        addr: &str,
+        readonly: bool,
+    ) -> Result<(u64, MultiplexedConnection), String> {
+        self.pool.get(key, || self.open(addr, readonly)).await
     }
 
     /// A new connection to `addr` that declared `CLIENT CAPA redirect` (and `READONLY`
@@ -301,6 +331,15 @@ impl StandaloneClient {
 impl KeyClient for StandaloneClient {
     fn execute<'a>(&'a self, _key: &'a [u8], cmd: &'a Cmd) -> BoxFuture<'a, Outcome> {
         Box::pin(StandaloneClient::execute(self, cmd))
+    }
+
+    fn execute_routed<'a>(
+        &'a self,
+        _key: &'a [u8],
+        cmd: &'a Cmd,
+        route: Route,
+    ) -> BoxFuture<'a, Outcome> {
+        Box::pin(StandaloneClient::execute_routed(self, cmd, route))
     }
 }
 

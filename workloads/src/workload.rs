@@ -19,7 +19,7 @@ use crate::key_client::{BoxFuture, KeyClient};
 /// The parameters every workload is built from: the scenario's `workload:` section and the
 /// run's seed. (The op time-out belongs to the client, the final-read budget to
 /// [`Workload::final_reads`].)
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct WorkloadParams {
     /// Number of keys; key `i` sits at slot `i * 16384 / keys`.
     pub keys: usize,
@@ -34,6 +34,82 @@ pub struct WorkloadParams {
     /// not write and can delete exactly its own keys at the end; slots come from the
     /// keys' hash tags, so the keys still spread over the slot space.
     pub key_prefix: String,
+    /// Which clients read, how they connect, where they start (the default: every client
+    /// writes over the shared connections, starting where it last learned to go).
+    pub mix: ClientMix,
+}
+
+/// The client mix (the scenario's `workload: mix:`): Jepsen mixes client kinds because
+/// writers alone are held by a write pause, and a shared connection is held with them.
+///
+/// ```yaml
+/// workload:
+///   mix:
+///     readers: 0.5                # share of client processes that read (SMEMBERS / SISMEMBER)
+///     fresh_connection_every: 1   # each process opens its connections anew every N ops
+///     random_start_node: true     # each op starts at a random node
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientMix {
+    /// Share of the client processes, in [0, 1], that read during the run instead of
+    /// adding; their ops are `smembers` and `sismember` in the history (the final reads
+    /// stay `read`).
+    #[serde(default, skip_serializing_if = "Share::is_zero")]
+    pub readers: Share,
+    /// With `N`, every process has connections of its own and opens them anew on every
+    /// `N`th op (1: every op); absent, all processes share one multiplexed connection per
+    /// node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fresh_connection_every: Option<std::num::NonZeroU64>,
+    /// Every op starts at a node drawn at random rather than the one the client last
+    /// learned of (its redirects are followed and recorded as ever).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub random_start_node: bool,
+}
+
+impl ClientMix {
+    /// Whether this is the plain mix (all writers, shared connections).
+    pub fn is_default(&self) -> bool {
+        *self == ClientMix::default()
+    }
+
+    /// How many of `concurrency` processes read: the share, rounded, at least one when the
+    /// share is above zero.
+    pub fn reader_count(&self, concurrency: usize) -> usize {
+        if self.readers.0 <= 0.0 {
+            return 0;
+        }
+        ((self.readers.0 * concurrency as f64).round() as usize).clamp(1, concurrency)
+    }
+}
+
+/// A share in [0, 1].
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "f64", into = "f64")]
+pub struct Share(pub f64);
+
+impl Share {
+    fn is_zero(&self) -> bool {
+        self.0 == 0.0
+    }
+}
+
+impl TryFrom<f64> for Share {
+    type Error = String;
+    fn try_from(v: f64) -> Result<Share, String> {
+        if (0.0..=1.0).contains(&v) {
+            Ok(Share(v))
+        } else {
+            Err(format!("a share is between 0 and 1, got {v}"))
+        }
+    }
+}
+
+impl From<Share> for f64 {
+    fn from(s: Share) -> f64 {
+        s.0
+    }
 }
 
 /// A workload for one run: what clients do while faults happen, and how the run ends.

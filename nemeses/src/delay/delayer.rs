@@ -35,8 +35,14 @@ use crate::proxy::spec::DelayMs;
 pub const QUEUE_MAX_LEN: u32 = 65536;
 
 /// The queue number the delayer binds in a node's namespace. Queue numbers are per
-/// namespace, and a namespace has at most one delayer at a time, so one number serves.
+/// namespace; a delay in lane `k` of a composed step ([`crate::fault::lane`]) binds
+/// `QUEUE_NUM + k` ([`queue_for`]), so two delays sent from one node never share a queue.
 pub const QUEUE_NUM: u16 = 7700;
+
+/// The queue of a delay in `lane`.
+pub fn queue_for(lane: u8) -> u16 {
+    QUEUE_NUM + u16::from(lane)
+}
 
 /// Longest the thread sleeps with nothing due: the resolution of release times and the
 /// latency the delayer adds at zero delay (the `nfq` queue exposes no descriptor to poll).
@@ -87,6 +93,21 @@ impl Delayer {
         delay: DelayMs,
         seed: u64,
     ) -> io::Result<Delayer> {
+        Self::start_on(netns, QUEUE_NUM, thread_name, delay, seed)
+    }
+
+    /// As [`Delayer::start`], bound to queue `num` (a composed step's other delays use
+    /// queues of their own: [`queue_for`]).
+    ///
+    /// # Errors
+    /// As [`Delayer::start`].
+    pub fn start_on(
+        netns: &Path,
+        num: u16,
+        thread_name: String,
+        delay: DelayMs,
+        seed: u64,
+    ) -> io::Result<Delayer> {
         let path = netns.to_path_buf();
         let stop = Arc::new(AtomicBool::new(false));
         let packets = Arc::new(AtomicU64::new(0));
@@ -94,10 +115,10 @@ impl Delayer {
         let (stop2, packets2) = (stop.clone(), packets.clone());
         let handle = std::thread::Builder::new()
             .name(thread_name)
-            .spawn(move || match open_in(&path, QUEUE_NUM) {
+            .spawn(move || match open_in(&path, num) {
                 Ok(queue) => {
                     let _ = ready_tx.send(Ok(()));
-                    run(queue, QUEUE_NUM, &stop2, &packets2, delay, seed)
+                    run(queue, num, &stop2, &packets2, delay, seed)
                 }
                 Err(e) => {
                     let _ = ready_tx.send(Err(e.to_string()));
@@ -245,14 +266,16 @@ fn run(
     stats
 }
 
-/// The delayers running in this process, by (run id, node).
-fn registry() -> &'static Mutex<HashMap<(String, String), Delayer>> {
-    static R: OnceLock<Mutex<HashMap<(String, String), Delayer>>> = OnceLock::new();
+/// The delayers running in this process, by (run id, node, queue).
+type Key = (String, String, u16);
+
+fn registry() -> &'static Mutex<HashMap<Key, Delayer>> {
+    static R: OnceLock<Mutex<HashMap<Key, Delayer>>> = OnceLock::new();
     R.get_or_init(Default::default)
 }
 
-/// Starts a delayer in `node` of run `run_id`, inside the namespace at `netns`, and
-/// registers it.
+/// Starts a delayer in `node` of run `run_id`, inside the namespace at `netns`, on
+/// [`QUEUE_NUM`], and registers it.
 ///
 /// # Errors
 /// If one already runs there, or it cannot start (see [`Delayer::start`]).
@@ -263,27 +286,57 @@ pub fn start(
     delay: DelayMs,
     seed: u64,
 ) -> Result<(), String> {
-    let key = (run_id.to_string(), node.to_string());
+    start_on(run_id, node, netns, QUEUE_NUM, delay, seed)
+}
+
+/// As [`start`], on queue `num`.
+///
+/// # Errors
+/// If one already runs there on that queue, or it cannot start.
+pub fn start_on(
+    run_id: &str,
+    node: &str,
+    netns: &Path,
+    num: u16,
+    delay: DelayMs,
+    seed: u64,
+) -> Result<(), String> {
+    let key = (run_id.to_string(), node.to_string(), num);
     let mut reg = registry().lock().unwrap_or_else(|p| p.into_inner());
     if reg.contains_key(&key) {
         return Err(format!(
-            "{node}: a delayer already runs there (one delay fault at a time)"
+            "{node}: a delayer already runs on queue {num} there (one delay per lane)"
         ));
     }
-    let d = Delayer::start(netns, format!("fl-delay-{node}"), delay, seed)
+    let d = Delayer::start_on(netns, num, format!("fl-delay-{node}-{num}"), delay, seed)
         .map_err(|e| format!("{node}: {e}"))?;
     reg.insert(key, d);
     Ok(())
 }
 
-/// Stops the delayers of run `run_id` in `nodes` (all of the run's for `None`); what
-/// each did, by node.
+/// Stops the delayers of run `run_id` in `nodes` (all of the run's for `None`), on every
+/// queue; what each did, by node.
 pub fn stop(run_id: &str, nodes: Option<&[String]>) -> Vec<(String, DelayerStats)> {
-    let taken: Vec<((String, String), Delayer)> = {
+    stop_where(run_id, nodes, None)
+}
+
+/// As [`stop`], only the delayers on queue `num`.
+pub fn stop_queue(run_id: &str, nodes: &[String], num: u16) -> Vec<(String, DelayerStats)> {
+    stop_where(run_id, Some(nodes), Some(num))
+}
+
+fn stop_where(
+    run_id: &str,
+    nodes: Option<&[String]>,
+    num: Option<u16>,
+) -> Vec<(String, DelayerStats)> {
+    let taken: Vec<(Key, Delayer)> = {
         let mut reg = registry().lock().unwrap_or_else(|p| p.into_inner());
-        let keys: Vec<(String, String)> = reg
+        let keys: Vec<Key> = reg
             .keys()
-            .filter(|(r, n)| r == run_id && nodes.is_none_or(|ns| ns.contains(n)))
+            .filter(|(r, n, q)| {
+                r == run_id && nodes.is_none_or(|ns| ns.contains(n)) && num.is_none_or(|x| x == *q)
+            })
             .cloned()
             .collect();
         keys.into_iter()
@@ -292,7 +345,14 @@ pub fn stop(run_id: &str, nodes: Option<&[String]>) -> Vec<(String, DelayerStats
     };
     let mut out: Vec<(String, DelayerStats)> = taken
         .into_iter()
-        .map(|((_, node), d)| (node, d.stop()))
+        .map(|((_, node, q), d)| {
+            let name = if q == QUEUE_NUM {
+                node
+            } else {
+                format!("{node}/{q}")
+            };
+            (name, d.stop())
+        })
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
@@ -303,8 +363,8 @@ pub fn running(run_id: &str) -> Vec<(String, u64)> {
     let reg = registry().lock().unwrap_or_else(|p| p.into_inner());
     let mut v: Vec<(String, u64)> = reg
         .iter()
-        .filter(|((r, _), _)| r == run_id)
-        .map(|((_, n), d)| (n.clone(), d.packets()))
+        .filter(|((r, _, _), _)| r == run_id)
+        .map(|((_, n, _), d)| (n.clone(), d.packets()))
         .collect();
     v.sort();
     v

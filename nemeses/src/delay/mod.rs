@@ -58,6 +58,14 @@ pub fn chain_name(run_id: &str) -> String {
     format!("FL-{run_id}-delay")
 }
 
+/// The chain of a delay or loss in `lane` ([`crate::fault::lane`]): [`chain_name`] in
+/// lane 0, `FL-<run id>-delay-d<lane>` in the others. Each chain is hooked from OUTPUT
+/// on its own; on one link, the chain hooked last (the fault applied last) sees a packet
+/// first, and a packet a delayer accepts leaves the hook (it is not delayed twice).
+pub fn lane_chain(run_id: &str, lane: u8) -> String {
+    crate::fault::lane_name(&chain_name(run_id), "d", lane)
+}
+
 fn all() -> Target {
     Target::All
 }
@@ -226,7 +234,6 @@ impl Fault for Delay {
             "both_ways": s.both_ways,
             "ports": s.ports,
             "delay_ms": s.delay_ms,
-            "queue_num": QUEUE_NUM,
             "seed": draw,
         });
         let plan = Plan {
@@ -319,6 +326,16 @@ async fn apply(
     let senders: Vec<String> = by_sender.keys().cloned().collect();
     value["senders"] = json!(senders);
     let run_id = ctx.control.run_id().to_string();
+    // Read inside the future: the runner polls it within the step's lane.
+    let lane = crate::fault::lane();
+    let queue = delayer::queue_for(lane);
+    let action = match action {
+        Action::Queue(_) => {
+            value["queue_num"] = json!(queue);
+            Action::Queue(queue)
+        }
+        drop => drop,
+    };
     let infos = ctx.control.nodes();
     // Each sender with the peers it sends to.
     let senders_peers: Vec<(NodeInfo, Vec<NodeInfo>)> = senders
@@ -331,7 +348,15 @@ async fn apply(
         })
         .collect();
 
-    if plan.mechanism != Mechanism::Fallback {
+    // netem has one band per kind: a composed step's other lanes take the fallback.
+    if lane > 0 && plan.mechanism == Mechanism::Netem {
+        return Applied::failed(
+            value,
+            "netem has one band per kind: a composed step's second delay or loss needs \
+             `mechanism: auto` or `fallback`",
+        );
+    }
+    if plan.mechanism != Mechanism::Fallback && lane == 0 {
         let (band, args) = &plan.netem;
         match try_netem(ctx, &senders_peers, plan.ports, *band, args).await {
             NetemTry::Installed(results) => {
@@ -341,6 +366,7 @@ async fn apply(
                 let heal = LinkHeal {
                     nodes: senders,
                     band: Some(*band),
+                    lane,
                 };
                 return applied(value, results, heal);
             }
@@ -372,7 +398,7 @@ async fn apply(
             let mut errors = Vec::new();
             for (i, (node, path)) in ss.iter().zip(paths).enumerate() {
                 let seed = draw ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-                if let Err(e) = delayer::start(&rid, node, &path, d, seed) {
+                if let Err(e) = delayer::start_on(&rid, node, &path, queue, d, seed) {
                     errors.push(e);
                 }
             }
@@ -381,12 +407,13 @@ async fn apply(
         .await
         .unwrap_or_else(|e| vec![e.to_string()]);
         if !started.is_empty() {
-            delayer::stop(&run_id, Some(&senders));
+            delayer::stop_queue(&run_id, &senders, queue);
             return Applied::failed(value, format!("starting delayers: {}", started.join("; ")));
         }
     }
 
-    let chain = chain_name(&run_id);
+    let chain = lane_chain(&run_id, lane);
+    value["chain"] = json!(chain);
     let jobs = senders_peers
         .iter()
         .map(|(me, peers)| {
@@ -399,6 +426,7 @@ async fn apply(
     let heal = LinkHeal {
         nodes: senders,
         band: None,
+        lane,
     };
     applied(value, results, heal)
 }
@@ -474,6 +502,8 @@ pub struct LinkHeal {
     nodes: Vec<String>,
     /// The netem band the fault used; `None` for the fallback.
     band: Option<Band>,
+    /// Its lane: the chain and queue it owns.
+    lane: u8,
 }
 
 impl Heal for LinkHeal {
@@ -488,7 +518,7 @@ impl Heal for LinkHeal {
                 self.nodes.clone(),
                 netem::heal_script(band),
             )),
-            None => Box::pin(heal_nodes(ctx, self.nodes.clone())),
+            None => Box::pin(heal_lane(ctx, self.nodes.clone(), self.lane)),
         }
     }
 }
@@ -533,8 +563,11 @@ async fn heal_netem(ctx: &Ctx, nodes: Vec<String>, script: String) -> Result<Val
 }
 
 async fn heal_nodes(ctx: &Ctx, nodes: Vec<String>) -> Result<Value, String> {
-    let chain = chain_name(ctx.control.run_id());
-    let (flushed, errors) = iptables::flush(ctx, &chain, nodes.clone()).await;
+    let run_id = ctx.control.run_id();
+    let chains: Vec<String> = (0..crate::fault::LANES)
+        .map(|l| lane_chain(run_id, l))
+        .collect();
+    let (flushed, errors) = iptables::flush_chains(ctx, &chains, &nodes).await;
     // Rules are gone: nothing new is queued, so stopping releases the last packets.
     let run_id = ctx.control.run_id().to_string();
     let stopped = tokio::task::spawn_blocking(move || delayer::stop(&run_id, Some(&nodes)))
@@ -543,9 +576,27 @@ async fn heal_nodes(ctx: &Ctx, nodes: Vec<String>) -> Result<Value, String> {
     let delayers: BTreeMap<String, Value> =
         stopped.into_iter().map(|(n, s)| (n, s.to_json())).collect();
     if !errors.is_empty() {
-        return Err(format!("flushing {chain}: {}", errors.join("; ")));
+        return Err(errors.join("; "));
     }
     Ok(json!({ "nodes": flushed, "flushed": flushed.len(), "delayers": delayers }))
+}
+
+/// Undoes the delay or loss of `lane` in `nodes`: flushes its chain, then stops its
+/// delayers (other lanes' rules and delayers stay).
+async fn heal_lane(ctx: &Ctx, nodes: Vec<String>, lane: u8) -> Result<Value, String> {
+    let chain = lane_chain(ctx.control.run_id(), lane);
+    let (flushed, errors) = iptables::flush(ctx, &chain, nodes.clone()).await;
+    let run_id = ctx.control.run_id().to_string();
+    let queue = delayer::queue_for(lane);
+    let stopped = tokio::task::spawn_blocking(move || delayer::stop_queue(&run_id, &nodes, queue))
+        .await
+        .unwrap_or_default();
+    let delayers: BTreeMap<String, Value> =
+        stopped.into_iter().map(|(n, s)| (n, s.to_json())).collect();
+    if !errors.is_empty() {
+        return Err(format!("flushing {chain}: {}", errors.join("; ")));
+    }
+    Ok(json!({ "chain": chain, "nodes": flushed, "flushed": flushed.len(), "delayers": delayers }))
 }
 
 /// Delay and loss: any mode, in the senders' namespaces; swept by `heal-delay` in every
