@@ -27,7 +27,9 @@
 //!     (history);
 //!   - [`log_pattern`]: [`LogPattern`], known-bug signatures in node logs (logs);
 //!   - [`bouncing_redirects`]: [`BouncingRedirects`], clients sent back and forth between
-//!     nodes: redirect cycles, long chains, ping-pong (history).
+//!     nodes: redirect cycles, long chains, ping-pong (history);
+//!   - [`linearizable`]: [`Linearizable`], register and kv ops per key against a
+//!     linearizable register / kv key (Wing–Gong/Lowe search with a budget; history).
 //! - [`standalone_views`]: `mode: standalone` topology (`INFO replication` per node): the
 //!   replica-of graph the observations in force describe, and its cycles.
 //! - [`key_slot`]: the hash slot of a key (CRC16), for checkers that map writes to shards.
@@ -46,6 +48,7 @@ pub mod failover;
 mod fast_hash;
 mod in_flight;
 pub mod key_slot;
+pub mod linearizable;
 pub mod log_pattern;
 pub mod lost_writes;
 pub mod registry;
@@ -63,6 +66,7 @@ pub use bouncing_redirects::BouncingRedirects;
 pub use checker::{Checker, CheckerResult, Input};
 pub use convergence::Convergence;
 pub use failover::FailoverOutcomes;
+pub use linearizable::Linearizable;
 pub use log_pattern::LogPattern;
 pub use lost_writes::LostWrites;
 pub use registry::{all, check};

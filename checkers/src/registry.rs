@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::panic::{self, AssertUnwindSafe};
 
 use crate::{
-    BouncingRedirects, Checker, CheckerResult, Convergence, FailoverOutcomes, LogPattern,
-    LostWrites, ReplicationLoop, Results, RunData, SlotCoverage, SplitBrain,
+    BouncingRedirects, Checker, CheckerResult, Convergence, FailoverOutcomes, Linearizable,
+    LogPattern, LostWrites, ReplicationLoop, Results, RunData, SlotCoverage, SplitBrain,
 };
 
 /// Every checker, in the order they run. `faultline run` and `faultline analyze` both use
@@ -22,6 +22,7 @@ pub fn all() -> Vec<Box<dyn Checker>> {
         Box::new(FailoverOutcomes),
         Box::new(LogPattern),
         Box::new(BouncingRedirects),
+        Box::new(Linearizable::default()),
     ]
 }
 
@@ -109,6 +110,7 @@ mod tests {
             "failover",
             "log-pattern",
             "bouncing-redirects",
+            "linearizable",
         ] {
             assert!(names.contains(&name), "{name} missing from {names:?}");
         }
