@@ -454,13 +454,15 @@ fn violation(
         .map(|&i| key.ops[i].search.call)
         .min()
         .unwrap_or(0);
-    // Linearized ops whose return is inside the window (or that are still open), last
-    // ones first.
+    // The last few linearized ops, and those whose return is inside the window (or that
+    // are still open), last ones first.
     let context: Vec<usize> = partial
         .iter()
         .rev()
         .copied()
-        .filter(|&i| key.ops[i].search.ret.is_none_or(|r| r >= start))
+        .enumerate()
+        .filter(|&(n, i)| n < 3 || key.ops[i].search.ret.is_none_or(|r| r >= start))
+        .map(|(_, i)| i)
         .take(CONTEXT_OPS)
         .collect();
     let order: FastMap<usize, usize> = partial.iter().enumerate().map(|(n, &i)| (i, n)).collect();

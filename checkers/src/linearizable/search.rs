@@ -21,13 +21,16 @@
 //!   valid history is usually found without placing them speculatively;
 //! - a definite op that leaves the state alone (a read, a failed cas) and can happen now
 //!   is placed now, with no other choice tried at that point (see [`Search::run`]);
+//! - a register op that needs a value (a read, a swapping cas) the register does not
+//!   hold, when every op that could put that value there is already placed, ends the
+//!   branch at once instead of after everything the branch would place first;
 //! - ops that cannot matter are dropped before the search (reads that did not return,
 //!   ops that certainly did not happen);
 //! - the search is resumable ([`Search::run`] takes an allowance of steps), so the checker
 //!   can interleave keys and stop at the first violation without one hard key delaying the
 //!   verdict.
 
-use super::model::{Step, Values};
+use super::model::{CasOutcome, Step, Values};
 
 /// One op of a key, as the search sees it.
 #[derive(Debug, Clone, Copy)]
@@ -115,7 +118,7 @@ pub(crate) struct Search<'a> {
     node_pos: Vec<u64>,
     ret_node: Vec<u32>,
     definite_left: usize,
-    bits: Vec<u64>,
+    bits: Bits,
     zobrist: Vec<u64>,
     hash: u64,
     cache: Cache,
@@ -128,6 +131,13 @@ pub(crate) struct Search<'a> {
     guard: Guard,
     /// The puts (kv), by call position.
     puts: Vec<(u64, u32)>,
+    /// Register ops: per op, the value it needs the register to hold (a read's, a
+    /// swapping cas's expected value) and the value it may leave there (a write's, a cas's
+    /// new value), as indices into `producers_left` (`NIL`: none).
+    needs: Vec<u32>,
+    makes: Vec<u32>,
+    /// Per value, the ops not yet linearized that may leave it in the register.
+    producers_left: Vec<u32>,
     best: Option<(Vec<usize>, u32, usize)>,
     /// Steps taken so far.
     pub steps: u64,
@@ -172,7 +182,6 @@ impl<'a> Search<'a> {
             next[*t as usize] = node;
             *t = node;
         }
-        let words = n.div_ceil(64).max(1);
         let mut puts: Vec<(u64, u32)> = ops
             .iter()
             .enumerate()
@@ -180,6 +189,41 @@ impl<'a> Search<'a> {
             .map(|(i, o)| (o.call, i as u32))
             .collect();
         puts.sort_unstable();
+        let mut dense: std::collections::HashMap<u32, u32> = Default::default();
+        let index = |v: u32, dense: &mut std::collections::HashMap<u32, u32>| {
+            let next = dense.len() as u32;
+            *dense.entry(v).or_insert(next)
+        };
+        let makes: Vec<u32> = ops
+            .iter()
+            .map(|o| match o.step {
+                Step::Write { value } => index(value, &mut dense),
+                Step::Cas {
+                    new,
+                    outcome: CasOutcome::Swapped | CasOutcome::Unknown,
+                    ..
+                } => index(new, &mut dense),
+                _ => NIL,
+            })
+            .collect();
+        let needs: Vec<u32> = ops
+            .iter()
+            .map(|o| match o.step {
+                Step::Read { expect }
+                | Step::Cas {
+                    expect,
+                    outcome: CasOutcome::Swapped,
+                    ..
+                } => index(expect, &mut dense),
+                _ => NIL,
+            })
+            .collect();
+        let mut producers_left = vec![0u32; dense.len()];
+        for &m in &makes {
+            if m != NIL {
+                producers_left[m as usize] += 1;
+            }
+        }
         Search {
             ops,
             init,
@@ -191,10 +235,10 @@ impl<'a> Search<'a> {
             node_pos,
             ret_node,
             definite_left: ops.iter().filter(|o| o.ret.is_some()).count(),
-            bits: vec![0u64; words],
+            bits: Bits::new(ops),
             zobrist: (0..n as u64).map(|i| splitmix(i ^ 0x5eed)).collect(),
             hash: 0,
-            cache: Cache::new(words),
+            cache: Cache::new(),
             stack: Vec::new(),
             state: init,
             fresh: true,
@@ -202,6 +246,9 @@ impl<'a> Search<'a> {
             stop: NIL,
             guard: NO_GUARD,
             puts,
+            needs,
+            makes,
+            producers_left,
             best: None,
             steps: 0,
         }
@@ -210,6 +257,23 @@ impl<'a> Search<'a> {
     /// Bytes the memo holds.
     pub(crate) fn memory(&self) -> usize {
         self.cache.bytes()
+    }
+
+    /// Keeps the current point as the deepest failure, if it is deeper than the last;
+    /// `stuck` is the op that could not be placed.
+    fn record_best(&mut self, stuck: usize) {
+        if self
+            .best
+            .as_ref()
+            .is_none_or(|b| self.stack.len() > b.0.len())
+        {
+            let partial = self
+                .stack
+                .iter()
+                .map(|l| self.node_op[l.node as usize] as usize)
+                .collect();
+            self.best = Some((partial, self.state, stuck));
+        }
     }
 
     /// Tries to linearize the op of call node `node` next: true if it was lifted.
@@ -232,10 +296,10 @@ impl<'a> Search<'a> {
         {
             return false;
         }
-        self.bits[op >> 6] |= 1 << (op & 63);
+        self.bits.set(op);
         self.hash ^= self.zobrist[op];
         if !self.cache.insert(self.hash, new_state, &self.bits) {
-            self.bits[op >> 6] &= !(1 << (op & 63));
+            self.bits.clear(op);
             self.hash ^= self.zobrist[op];
             return false;
         }
@@ -248,6 +312,9 @@ impl<'a> Search<'a> {
             guard: self.guard,
         });
         self.state = new_state;
+        if self.makes[op] != NIL {
+            self.producers_left[self.makes[op] as usize] -= 1;
+        }
         unlink(&mut self.next, &mut self.prev, node);
         let r = self.ret_node[op];
         if r != NIL {
@@ -293,12 +360,25 @@ impl<'a> Search<'a> {
                 let mut guard = NO_GUARD;
                 let mut guards = 0;
                 let mut ret = 0;
+                let mut dead = false;
                 while e != NIL && self.node_is_call[e as usize] {
-                    let op = &self.ops[self.node_op[e as usize] as usize];
+                    let i = self.node_op[e as usize] as usize;
+                    let op = &self.ops[i];
                     let step = op.step;
                     if step.preserves_state() && step.apply(self.state, values) == Some(self.state)
                     {
                         forced = Some(e);
+                        break;
+                    }
+                    // A register op that needs a value the register does not hold, when
+                    // no op that may put it there is left: nothing from here can work.
+                    let need = self.needs[i];
+                    if need != NIL
+                        && self.producers_left[need as usize] == 0
+                        && step.apply(self.state, values).is_none()
+                    {
+                        dead = true;
+                        self.record_best(i);
                         break;
                     }
                     if let (Step::Get { expect }, Some(r)) = (step, op.ret) {
@@ -317,14 +397,16 @@ impl<'a> Search<'a> {
                         .puts
                         .iter()
                         .take_while(|&&(call, _)| call < ret)
-                        .filter(|&&(_, p)| self.bits[p as usize >> 6] & (1 << (p & 63)) == 0);
+                        .filter(|&&(_, p)| !self.bits.contains(p as usize));
                     match (open.next(), open.next()) {
                         (None, _) => self.guard = guard,
                         (Some(&(_, p)), None) => self.guard = Guard { put: p, ..guard },
                         _ => {}
                     }
                 }
-                if let Some(e) = forced {
+                if dead {
+                    stuck = true;
+                } else if let Some(e) = forced {
                     if self.try_lift(e, true, values) {
                         continue;
                     }
@@ -363,22 +445,7 @@ impl<'a> Search<'a> {
                     continue;
                 }
                 // Every choice at this point failed.
-                if self
-                    .best
-                    .as_ref()
-                    .is_none_or(|b| self.stack.len() > b.0.len())
-                {
-                    let partial = self
-                        .stack
-                        .iter()
-                        .map(|l| self.node_op[l.node as usize] as usize)
-                        .collect();
-                    self.best = Some((
-                        partial,
-                        self.state,
-                        self.node_op[self.stop as usize] as usize,
-                    ));
-                }
+                self.record_best(self.node_op[self.stop as usize] as usize);
             }
             // Backtrack: undo the last choice and try the next one at its point; a forced
             // choice had no alternative, so undo the one before it too.
@@ -393,9 +460,12 @@ impl<'a> Search<'a> {
                     });
                 };
                 let op = self.node_op[l.node as usize] as usize;
-                self.bits[op >> 6] &= !(1 << (op & 63));
+                self.bits.clear(op);
                 self.hash ^= self.zobrist[op];
                 self.state = l.state;
+                if self.makes[op] != NIL {
+                    self.producers_left[self.makes[op] as usize] += 1;
+                }
                 // Put the op back: its return first, then its call (the reverse of lifting).
                 let r = self.ret_node[op];
                 if r != NIL {
@@ -440,35 +510,120 @@ fn splitmix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The set of linearized ops. Definite ops have bits in call order from 0, indeterminate
+/// ones from the next word on, so the definite part is mostly a run of whole words of ones
+/// (everything before the search's frontier) followed by a few words, and is kept as
+/// such: `lead` whole words of ones, then the words up to the last non-zero one. A memo
+/// entry then costs a few words however long the history.
+struct Bits {
+    bit: Vec<u32>,
+    words: Vec<u64>,
+    /// Words in the definite part.
+    definite_words: usize,
+    lead: usize,
+    trail: usize,
+}
+
+impl Bits {
+    fn new(ops: &[SearchOp]) -> Bits {
+        let definite = ops.iter().filter(|o| o.ret.is_some()).count();
+        let definite_words = definite.div_ceil(64);
+        let (mut d, mut i) = (0u32, (definite_words * 64) as u32);
+        let bit = ops
+            .iter()
+            .map(|o| {
+                let b = if o.ret.is_some() { &mut d } else { &mut i };
+                *b += 1;
+                *b - 1
+            })
+            .collect();
+        let total = (i as usize).div_ceil(64).max(definite_words);
+        Bits {
+            bit,
+            words: vec![0; total],
+            definite_words,
+            lead: 0,
+            trail: 0,
+        }
+    }
+
+    #[inline]
+    fn contains(&self, op: usize) -> bool {
+        let b = self.bit[op] as usize;
+        self.words[b >> 6] & (1 << (b & 63)) != 0
+    }
+
+    #[inline]
+    fn set(&mut self, op: usize) {
+        let b = self.bit[op] as usize;
+        let w = b >> 6;
+        self.words[w] |= 1 << (b & 63);
+        if w < self.definite_words {
+            self.trail = self.trail.max(w + 1);
+            while self.lead < self.definite_words && self.words[self.lead] == u64::MAX {
+                self.lead += 1;
+            }
+        }
+    }
+
+    #[inline]
+    fn clear(&mut self, op: usize) {
+        let b = self.bit[op] as usize;
+        let w = b >> 6;
+        self.words[w] &= !(1 << (b & 63));
+        if w < self.definite_words {
+            self.lead = self.lead.min(w);
+            while self.trail > 0 && self.words[self.trail - 1] == 0 {
+                self.trail -= 1;
+            }
+        }
+    }
+
+    /// (whole words of ones at the start, the definite words after them, the
+    /// indeterminate words): together they say exactly which ops are in the set.
+    #[inline]
+    fn parts(&self) -> (usize, &[u64], &[u64]) {
+        let lead = self.lead.min(self.trail);
+        (
+            lead,
+            &self.words[lead..self.trail],
+            &self.words[self.definite_words..],
+        )
+    }
+}
+
 /// The set of (linearized ops, state) pairs already explored: an open-addressing table of
-/// indices into an arena that keeps each entry's bitset, compared on a hash match.
+/// indices into an arena that keeps each entry's set (as [`Bits::parts`]), compared on a
+/// hash match.
 struct Cache {
-    words: usize,
     /// Slot -> entry index + 1 (0: empty).
     table: Vec<u32>,
     hashes: Vec<u64>,
     states: Vec<u32>,
+    /// Per entry: where its words start in `sets`, its lead, and its definite length.
+    shapes: Vec<(u32, u32, u32)>,
     sets: Vec<u64>,
 }
 
 impl Cache {
-    fn new(words: usize) -> Cache {
+    fn new() -> Cache {
         Cache {
-            words,
             table: vec![0; 1024],
             hashes: Vec::new(),
             states: Vec::new(),
+            shapes: Vec::new(),
             sets: Vec::new(),
         }
     }
 
     fn bytes(&self) -> usize {
-        self.sets.len() * 8 + self.table.len() * 4 + self.hashes.len() * 12
+        self.sets.len() * 8 + self.table.len() * 4 + self.hashes.len() * 24
     }
 
     /// Adds the pair; `false` if it was there already.
     #[inline]
-    fn insert(&mut self, set_hash: u64, state: u32, bits: &[u64]) -> bool {
+    fn insert(&mut self, set_hash: u64, state: u32, bits: &Bits) -> bool {
+        let (lead, definite, info) = bits.parts();
         let h = splitmix(set_hash ^ u64::from(state).wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let mask = self.table.len() - 1;
         let mut slot = (h as usize) & mask;
@@ -478,17 +633,26 @@ impl Cache {
                 break;
             }
             let i = (e - 1) as usize;
-            if self.hashes[i] == h
-                && self.states[i] == state
-                && self.sets[i * self.words..(i + 1) * self.words] == *bits
-            {
-                return false;
+            if self.hashes[i] == h && self.states[i] == state {
+                let (start, l, len) = self.shapes[i];
+                let start = start as usize;
+                let len = len as usize;
+                if l as usize == lead
+                    && len == definite.len()
+                    && self.sets[start..start + len] == *definite
+                    && self.sets[start + len..start + len + info.len()] == *info
+                {
+                    return false;
+                }
             }
             slot = (slot + 1) & mask;
         }
         self.hashes.push(h);
         self.states.push(state);
-        self.sets.extend_from_slice(bits);
+        self.shapes
+            .push((self.sets.len() as u32, lead as u32, definite.len() as u32));
+        self.sets.extend_from_slice(definite);
+        self.sets.extend_from_slice(info);
         self.table[slot] = self.hashes.len() as u32;
         if self.hashes.len() * 2 > self.table.len() {
             self.grow();
