@@ -233,7 +233,12 @@ fn the_linearizability_violation_is_drawn_as_a_timeline_that_loads_in_chromium()
     ];
     std::fs::write(dir.path().join("history.jsonl"), lines.join("\n") + "\n").unwrap();
     let out = faultline().arg("report").arg(dir.path()).output().unwrap();
-    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(
+        code(&out),
+        1,
+        "the stored verdict is invalid: {}",
+        text(&out)
+    );
     let results = results(dir.path());
     assert_eq!(
         results["checkers"]["linearizable"]["valid"], false,

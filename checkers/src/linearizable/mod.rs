@@ -509,15 +509,19 @@ fn violation(
     } else {
         values.get(state).to_json()
     };
+    let others = match window.len().saturating_sub(1) {
+        0 => "it cannot".to_string(),
+        1 => "neither it nor the 1 other op open then can, in either order".to_string(),
+        n => format!("neither it nor any of the {n} other ops open then can, in any order"),
+    };
     let explanation = format!(
-        "key {:?}: after {} ops linearized the {} holds {}; op {} ({}) must take effect before it returns, but neither it nor any of the {} other ops open then can, in any order",
+        "key {:?}: after {} ops linearized the {} holds {}; op {} ({}) must take effect before it returns, but {others}",
         key.name,
         partial.len(),
         if key.kv { "key" } else { "register" },
         state_json,
         stuck_invoke.index,
         op_text(stuck_invoke, stuck_completion),
-        window.len().saturating_sub(1),
     );
     json!({
         "key": key.name,
