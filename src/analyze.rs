@@ -4,6 +4,8 @@ use std::path::Path;
 
 use anyhow::Context;
 use faultline_checkers::{LoadError, Results};
+use faultline_history::import::{self, Format};
+use faultline_history::Op;
 use serde_json::Value;
 
 use crate::exit::{self, Failure};
@@ -103,11 +105,75 @@ pub fn checkers_for(
     (checkers, missing)
 }
 
-/// `faultline analyze DIR`.
+/// Reads a single history file in any format [`import::detect`] knows.
 ///
 /// # Errors
-/// As [`check_dir`].
+/// Bad input (254) when the file cannot be read or parsed, naming the file, the format
+/// and the line.
+pub fn read_history_file(path: &Path) -> Result<(Vec<Op>, Format), Failure> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading {}", path.display()))
+        .map_err(Failure::bad_input)?;
+    let format = import::detect(&text)
+        .with_context(|| format!("{}", path.display()))
+        .map_err(Failure::bad_input)?;
+    let ops = import::parse(&text, format)
+        .with_context(|| format!("{} (read as {})", path.display(), format.name()))
+        .map_err(Failure::bad_input)?;
+    Ok((ops, format))
+}
+
+/// The checkers for a lone history file. A faultline history of one of our workloads is
+/// judged as its run directory would be (the workload told by its op names); a Jepsen or
+/// Porcupine register / kv history by `linearizable` alone, since the set checkers have
+/// nothing to read in it; anything else by every checker.
+fn checkers_for_file(history: &[Op], format: Format) -> Vec<Box<dyn faultline_checkers::Checker>> {
+    if format == Format::Jsonl {
+        if let Some(workload) =
+            faultline_workloads::registry::infer(history.iter().map(|op| op.f.as_str()))
+        {
+            return checkers_for(Some(workload)).0;
+        }
+    }
+    let all = faultline_checkers::all();
+    if faultline_checkers::linearizable::has_register_ops(history) {
+        all.into_iter()
+            .filter(|c| c.name() == "linearizable")
+            .collect()
+    } else {
+        all
+    }
+}
+
+/// `faultline analyze FILE`: checks one history file (format from its content) and prints
+/// the verdict; nothing is written.
+///
+/// # Errors
+/// Bad input (254) as [`read_history_file`].
+pub fn file_command(path: &Path) -> Result<u8, Failure> {
+    let (ops, format) = read_history_file(path)?;
+    let count = ops.len();
+    let run = faultline_checkers::RunData::from_history(ops)
+        .with_nemesis_ops(faultline_nemeses::registry::op_catalog());
+    let results = faultline_checkers::check(&run, &checkers_for_file(&run.history, format));
+    println!(
+        "{}: {} history, {count} lines",
+        path.display(),
+        format.name()
+    );
+    println!("{}", results.summary());
+    Ok(exit::for_validity(results.valid))
+}
+
+/// `faultline analyze PATH`: a run directory (re-checked, `results.json` rewritten) or a
+/// single history file ([`file_command`]).
+///
+/// # Errors
+/// As [`check_dir`] and [`file_command`].
 pub fn command(dir: &Path) -> Result<u8, Failure> {
+    if dir.is_file() {
+        return file_command(dir);
+    }
     let results = check_dir(dir, None)?;
     println!("{}", results.summary());
     println!("results: {}", dir.join(RESULTS_FILE).display());

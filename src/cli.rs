@@ -26,7 +26,9 @@ pub struct Cli {
 pub enum Command {
     /// Run a scenario: bring a cluster up, drive the workload, check the history.
     Run(Box<RunArgs>),
-    /// Re-run the checkers on a stored run directory (needs only history.jsonl).
+    /// Re-run the checkers on a stored run directory (needs only history.jsonl), or check
+    /// one history file: faultline JSONL, Jepsen history.edn, a Porcupine etcd log or kv
+    /// EDN (format detected from the content).
     Analyze(AnalyzeArgs),
     /// (Re)write report.html, its PNG plots and junit.xml for a run directory, and the
     /// store's index.html.
@@ -42,6 +44,23 @@ pub enum Command {
     /// Run a suite (scenarios x targets x seeds, repeated) and gate on what each case
     /// expects; or merge shard outputs, or compare a result with a baseline.
     Suite(SuiteArgs),
+    /// Write a run's history (or a history file) in another tool's format.
+    Export(ExportArgs),
+}
+
+/// `faultline export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Jepsen `history.edn` (one op map per line), for Knossos and Elle. Required: the only
+    /// format so far.
+    #[arg(long, required = true)]
+    pub edn: bool,
+    /// A run directory (its history.jsonl) or a history file in any format `analyze` reads.
+    pub path: PathBuf,
+    /// Where to write (`-` for standard output). Default: RUN/history.edn for a run
+    /// directory, standard output for a file.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
 }
 
 /// `faultline run`.
@@ -167,7 +186,8 @@ impl RunArgs {
 /// `faultline analyze`.
 #[derive(Debug, Args)]
 pub struct AnalyzeArgs {
-    /// A run directory (or any directory holding a history.jsonl).
+    /// A run directory (or any directory holding a history.jsonl); for `analyze`, also a
+    /// single history file.
     pub run_dir: PathBuf,
 }
 

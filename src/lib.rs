@@ -29,6 +29,7 @@ pub mod cluster;
 pub mod control;
 pub mod doctor;
 pub mod exit;
+pub mod export;
 pub mod flavor;
 pub mod formed;
 pub mod kinds;
@@ -94,6 +95,7 @@ pub fn main() -> ExitCode {
             Command::Bench(args) => bench::command(args).await,
             Command::Matrix(args) => matrix::command(args).await,
             Command::Suite(args) => suite::command(args).await,
+            Command::Export(args) => export::command(&args),
         }
     });
     // Nothing left on the runtime needs waiting for (the history is closed, the backend

@@ -217,6 +217,69 @@ fn report_works_on_a_directory_with_only_a_history_and_escapes_what_it_shows() {
 }
 
 #[test]
+fn the_linearizability_violation_is_drawn_as_a_timeline_that_loads_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    // Three clients on one register: 1 then 2 written and acknowledged, then a read
+    // returns 1 (stale), while a cas of the fourth client is left indeterminate.
+    let lines = [
+        r#"{"index":0,"time_ns":1000000,"process":0,"type":"invoke","f":"write","key":"r1","value":1}"#,
+        r#"{"index":1,"time_ns":2000000,"process":0,"type":"ok","f":"write","key":"r1","value":1,"node":"n1"}"#,
+        r#"{"index":2,"time_ns":2500000,"process":3,"type":"invoke","f":"cas","key":"r1","value":[7,8]}"#,
+        r#"{"index":3,"time_ns":3000000,"process":1,"type":"invoke","f":"write","key":"r1","value":2}"#,
+        r#"{"index":4,"time_ns":4000000,"process":1,"type":"ok","f":"write","key":"r1","value":2,"node":"n1"}"#,
+        r#"{"index":5,"time_ns":5000000,"process":2,"type":"invoke","f":"read","key":"r1","value":null}"#,
+        r#"{"index":6,"time_ns":6000000,"process":2,"type":"ok","f":"read","key":"r1","value":1,"node":"n2"}"#,
+        r#"{"index":7,"time_ns":6500000,"process":3,"type":"info","f":"cas","key":"r1","value":[7,8],"error":"timeout"}"#,
+    ];
+    std::fs::write(dir.path().join("history.jsonl"), lines.join("\n") + "\n").unwrap();
+    let out = faultline().arg("report").arg(dir.path()).output().unwrap();
+    assert_eq!(
+        code(&out),
+        1,
+        "the stored verdict is invalid: {}",
+        text(&out)
+    );
+    let results = results(dir.path());
+    assert_eq!(
+        results["checkers"]["linearizable"]["valid"], false,
+        "{results}"
+    );
+    let dom = dump_dom(&dir.path().join("report.html"));
+    assert!(dom.contains("id=\"lin-timeline-0\""), "{dom}");
+    // One lane per client, each labelled; every op of the window a bar.
+    for lane in ["p0", "p1", "p2", "p3"] {
+        assert!(
+            dom.contains(&format!("font-weight=\"bold\">{lane}</text>")),
+            "lane {lane}"
+        );
+    }
+    assert_eq!(
+        dom.matches("class=\"op\" data-role=\"violating\"").count(),
+        1
+    );
+    assert!(
+        dom.contains("data-role=\"violating\" data-index=\"5\""),
+        "the stale read is marked"
+    );
+    assert!(
+        dom.contains("p2 read -&gt; 1"),
+        "the bar says what the op did"
+    );
+    assert!(
+        dom.contains("data-role=\"linearized\""),
+        "the partial linearization is shown"
+    );
+    assert!(
+        dom.contains("url(#lin-open)"),
+        "the indeterminate cas is drawn open-ended"
+    );
+    assert!(
+        dom.contains("the register holds 2"),
+        "the explanation names the state"
+    );
+}
+
+#[test]
 fn report_of_a_missing_directory_is_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     let out = faultline()

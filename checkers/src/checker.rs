@@ -45,6 +45,9 @@ pub enum Input {
     ClusterViews,
     /// `logs/<node>/server.log`.
     NodeLogs,
+    /// Register or kv ops (write, cas, get, put, append) in `history.jsonl`: absent from
+    /// a set-workload run, whose reads are not a register's.
+    RegisterOps,
 }
 
 impl Input {
@@ -55,6 +58,7 @@ impl Input {
             Input::Topology => "topology.jsonl",
             Input::ClusterViews => "CLUSTER NODES view in topology.jsonl (a standalone run)",
             Input::NodeLogs => "logs/<node>/server.log",
+            Input::RegisterOps => "register or kv ops in history.jsonl",
         }
     }
 
@@ -67,6 +71,7 @@ impl Input {
                 run.topology_present && !crate::standalone_views::is_standalone(&run.topology)
             }
             Input::NodeLogs => run.logs_present,
+            Input::RegisterOps => crate::linearizable::has_register_ops(&run.history),
         }
     }
 }

@@ -27,12 +27,14 @@
 //!     (history);
 //!   - [`log_pattern`]: [`LogPattern`], known-bug signatures in node logs (logs);
 //!   - [`bouncing_redirects`]: [`BouncingRedirects`], clients sent back and forth between
-//!     nodes: redirect cycles, long chains, ping-pong (history).
+//!     nodes: redirect cycles, long chains, ping-pong (history);
 //!   - [`counter`]: [`CounterChecker`], the counter workload's reads between the
 //!     increments certainly and possibly applied; under- and over-counts (history);
 //!   - [`list_append`]: [`ListAppend`], the list-append workload's reads as prefixes of
 //!     one growing list: first divergence, duplicates, unexpected and lost elements
-//!     (history).
+//!     (history);
+//!   - [`linearizable`]: [`Linearizable`], register and kv ops per key against a
+//!     linearizable register / kv key (Wing–Gong/Lowe search with a budget; history).
 //! - [`standalone_views`]: `mode: standalone` topology (`INFO replication` per node): the
 //!   replica-of graph the observations in force describe, and its cycles.
 //! - [`key_slot`]: the hash slot of a key (CRC16), for checkers that map writes to shards.
@@ -53,6 +55,7 @@ mod fast_hash;
 mod in_flight;
 pub mod key_slot;
 mod keyed;
+pub mod linearizable;
 pub mod list_append;
 pub mod log_pattern;
 pub mod lost_writes;
@@ -73,6 +76,7 @@ pub use checker::{Checker, CheckerResult, Input};
 pub use convergence::Convergence;
 pub use counter::CounterChecker;
 pub use failover::FailoverOutcomes;
+pub use linearizable::Linearizable;
 pub use list_append::ListAppend;
 pub use log_pattern::LogPattern;
 pub use lost_writes::LostWrites;

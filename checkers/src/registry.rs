@@ -7,8 +7,8 @@ use std::panic::{self, AssertUnwindSafe};
 
 use crate::{
     BouncingRedirects, Checker, CheckerResult, Convergence, CounterChecker, FailoverOutcomes,
-    ListAppend, LogPattern, LostWrites, ReplicationLoop, Results, RunData, SlotCoverage,
-    SplitBrain, StuckMigration,
+    Linearizable, ListAppend, LogPattern, LostWrites, ReplicationLoop, Results, RunData,
+    SlotCoverage, SplitBrain, StuckMigration,
 };
 
 /// Every checker, in the order they run. `faultline run` and `faultline analyze` both use
@@ -26,6 +26,7 @@ pub fn all() -> Vec<Box<dyn Checker>> {
         Box::new(CounterChecker),
         Box::new(ListAppend),
         Box::new(StuckMigration),
+        Box::new(Linearizable::default()),
     ]
 }
 
@@ -116,6 +117,7 @@ mod tests {
             "counter",
             "list-append",
             "stuck-migration",
+            "linearizable",
         ] {
             assert!(names.contains(&name), "{name} missing from {names:?}");
         }

@@ -16,6 +16,10 @@
 //! - [`cluster_nodes`]: parses a raw `CLUSTER NODES` reply into a [`ClusterView`].
 //! - [`nemesis_ops`]: the op names each fault kind writes ([`NemesisOps`]).
 //! - [`info_replication`]: parses a raw `INFO replication` reply into a [`ReplicationInfo`].
+//! - [`edn`]: a small EDN reader and writer (line/column errors).
+//! - [`import`]: history files of other tools (Jepsen `history.edn`, Porcupine etcd and kv
+//!   logs) detected from their content and read as [`Op`]s; [`import::to_edn`] writes Jepsen
+//!   `history.edn`.
 //!
 //! This crate does no networking and knows nothing about servers; clients, nemeses and
 //! checkers all depend on it, and on nothing of each other.
@@ -38,3 +42,5 @@ pub use info_replication::ReplicationInfo;
 pub mod topology;
 pub use appender::JsonlAppender;
 pub use topology::{Observation, TOPOLOGY_FILE};
+pub mod edn;
+pub mod import;

@@ -226,6 +226,9 @@ pub fn render(page: &Page) -> String {
             id = escape(name),
             v = validity_class(c.valid),
         );
+        if name.as_str() == "linearizable" {
+            out.push_str(&super::timeline::render(&c.details));
+        }
         let (scalars, blocks): (Vec<_>, Vec<_>) = c
             .details
             .iter()

@@ -7,6 +7,7 @@
 //! - [`downsample`]: thinning a million-point scatter plot without changing its look.
 //! - [`episode`]: a checker's episode, marked on the topology timeline.
 //! - [`plots`]: the PNGs (latency, throughput, topology timeline, redirects).
+//! - [`timeline`]: the `linearizable` checker's violation window as an SVG timeline.
 //! - [`html`]: `report.html`; [`junit`]: `junit.xml`; [`index`]: `STORE/index.html`.
 //! - [`escape`]: HTML/XML escaping; [`progress`]: the live progress bar of a run.
 
@@ -19,6 +20,7 @@ pub mod index;
 pub mod junit;
 pub mod plots;
 pub mod progress;
+pub mod timeline;
 pub mod topology_digest;
 
 use std::path::{Path, PathBuf};
