@@ -217,6 +217,19 @@ fn load_scenario(args: &RunArgs) -> Result<Scenario, Failure> {
             spec.interval_s = old.interval_s;
             spec.duration_s = old.duration_s;
             spec.start_after_s = old.start_after_s;
+            // `compose` and `concurrent` speak of the scenario's own fault list, which
+            // --nemesis has just replaced: they go with it, and the user is told.
+            if !old.compose.is_empty() || old.concurrent.is_some() {
+                warn!(
+                    "--nemesis replaces the scenario's faults: its {} is dropped too (the \
+                     named kinds run one at a time)",
+                    if old.compose.is_empty() {
+                        "`concurrent:`"
+                    } else {
+                        "`compose:` section"
+                    }
+                );
+            }
         }
         scenario.nemesis = Some(spec);
         if let Some((_, _, message)) = scenario.mode_conflict() {

@@ -122,7 +122,7 @@ fn a_search_out_of_budget_is_unknown_never_valid() {
     let ops =
         faultline_history::import::parse(&lines, faultline_history::import::Format::Jsonl).unwrap();
     let r = Linearizable {
-        time_budget: std::time::Duration::ZERO,
+        time_budget: Some(std::time::Duration::ZERO),
         memory_budget_bytes: 1 << 30,
     }
     .check(&RunData::from_history(ops));

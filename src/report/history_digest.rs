@@ -267,29 +267,41 @@ impl HistoryDigest {
     }
 
     /// The intervals during which faults were in force: each fault from its invoke until
-    /// the completion of the next heal; a fault followed by another fault before any heal
-    /// (a failover, which has no heal) lasts from its invoke to its own completion; a
-    /// fault never healed lasts to the end of the history.
+    /// the completion of the heal that undid it (a scheduled heal names its fault's step,
+    /// `of_step`; a heal that names none, such as a final sweep, undoes every fault still
+    /// open). In a sequential schedule a fault followed by another fault before any heal
+    /// (a failover, which has no heal) lasts from its invoke to its own completion; in a
+    /// composed step (`group`) faults overlap, and one of a kind that has no heal lasts to
+    /// its own completion. A fault never healed lasts to the end of the history.
     pub fn bands(&self) -> Vec<Band> {
+        fn band(fault: &NemesisAction, end_ns: u64) -> Band {
+            Band {
+                f: fault.invoke.f.clone(),
+                start_ns: fault.invoke.time_ns,
+                end_ns,
+            }
+        }
+        let catalog = faultline_nemeses::registry::op_catalog();
         let mut bands = Vec::new();
-        let mut open: Option<&NemesisAction> = None;
+        let mut open: Vec<&NemesisAction> = Vec::new();
         for action in &self.nemesis {
             if action.is_heal() {
-                if let Some(fault) = open.take() {
-                    bands.push(Band {
-                        f: fault.invoke.f.clone(),
-                        start_ns: fault.invoke.time_ns,
-                        end_ns: action.end_ns(),
-                    });
-                }
+                let closed: Vec<&NemesisAction> = match action.invoke.extra.get("of_step") {
+                    Some(step) => {
+                        let (undone, rest) = open
+                            .into_iter()
+                            .partition(|f| f.invoke.extra.get("step") == Some(step));
+                        open = rest;
+                        undone
+                    }
+                    None => std::mem::take(&mut open),
+                };
+                bands.extend(closed.into_iter().map(|f| band(f, action.end_ns())));
                 continue;
             }
-            if let Some(fault) = open.take() {
-                bands.push(Band {
-                    f: fault.invoke.f.clone(),
-                    start_ns: fault.invoke.time_ns,
-                    end_ns: fault.end_ns(),
-                });
+            let composed = action.invoke.extra.contains_key("group");
+            if !composed {
+                bands.extend(open.drain(..).map(|f| band(f, f.end_ns())));
             }
             let failed = action
                 .completion
@@ -298,15 +310,22 @@ impl HistoryDigest {
             if failed {
                 continue;
             }
-            open = Some(action);
+            let lasts = catalog
+                .kinds()
+                .iter()
+                .find(|k| k.starts.contains(&action.invoke.f.as_str()))
+                .is_none_or(|k| !k.heals.is_empty());
+            if composed && !lasts {
+                bands.push(band(action, action.end_ns()));
+                continue;
+            }
+            open.push(action);
         }
-        if let Some(fault) = open {
-            bands.push(Band {
-                f: fault.invoke.f.clone(),
-                start_ns: fault.invoke.time_ns,
-                end_ns: self.end_ns.max(fault.end_ns()),
-            });
-        }
+        bands.extend(
+            open.into_iter()
+                .map(|f| band(f, self.end_ns.max(f.end_ns()))),
+        );
+        bands.sort_by_key(|b| b.start_ns);
         bands
     }
 
@@ -419,6 +438,35 @@ mod tests {
         assert_eq!((bands[0].start_ns, bands[0].end_ns), (20, 60));
         assert_eq!(bands[1].f, "failover");
         assert_eq!((bands[1].start_ns, bands[1].end_ns), (70, 90));
+    }
+
+    #[test]
+    fn composed_faults_overlap_and_each_heal_closes_its_own_step() {
+        let (_dir, path) = write(&[
+            r#"{"index":0,"time_ns":10,"process":"nemesis","type":"invoke","f":"delay","value":null,"step":0,"group":0,"lane":0}"#,
+            r#"{"index":1,"time_ns":12,"process":"nemesis","type":"ok","f":"delay","value":null}"#,
+            r#"{"index":2,"time_ns":14,"process":"nemesis","type":"invoke","f":"partition","value":null,"step":1,"group":0,"lane":1}"#,
+            r#"{"index":3,"time_ns":16,"process":"nemesis","type":"ok","f":"partition","value":null}"#,
+            r#"{"index":4,"time_ns":20,"process":"nemesis","type":"invoke","f":"standalone-failover","value":null,"step":2,"group":0,"lane":2}"#,
+            r#"{"index":5,"time_ns":30,"process":"nemesis","type":"ok","f":"standalone-failover","value":null}"#,
+            r#"{"index":6,"time_ns":40,"process":"nemesis","type":"invoke","f":"heal","value":null,"of_step":1,"lane":1}"#,
+            r#"{"index":7,"time_ns":45,"process":"nemesis","type":"ok","f":"heal","value":null}"#,
+            r#"{"index":8,"time_ns":50,"process":"nemesis","type":"invoke","f":"heal","value":null,"of_step":0,"lane":0}"#,
+            r#"{"index":9,"time_ns":60,"process":"nemesis","type":"ok","f":"heal","value":null}"#,
+        ]);
+        let bands = HistoryDigest::read(&path).unwrap().bands();
+        let got: Vec<(&str, u64, u64)> = bands
+            .iter()
+            .map(|b| (b.f.as_str(), b.start_ns, b.end_ns))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("delay", 10, 60),
+                ("partition", 14, 45),
+                ("standalone-failover", 20, 30)
+            ]
+        );
     }
 
     #[test]

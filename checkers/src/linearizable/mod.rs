@@ -53,8 +53,9 @@ pub fn has_register_ops(history: &[Op]) -> bool {
 /// The linearizability checker, with its budget.
 #[derive(Debug, Clone, Copy)]
 pub struct Linearizable {
-    /// Time for the whole check; keys share it.
-    pub time_budget: Duration,
+    /// Time for the whole check; keys share it. `None`: the run's tolerance
+    /// (`linearizable_budget_ms`).
+    pub time_budget: Option<Duration>,
     /// Memory one key's memo may use.
     pub memory_budget_bytes: usize,
 }
@@ -62,7 +63,7 @@ pub struct Linearizable {
 impl Default for Linearizable {
     fn default() -> Self {
         Linearizable {
-            time_budget: Duration::from_secs(30),
+            time_budget: None,
             memory_budget_bytes: 2 << 30,
         }
     }
@@ -111,7 +112,10 @@ impl Checker for Linearizable {
         // key advances at the same pace: one hard key cannot starve the rest, and the
         // first violation (any key's) ends the search as soon as it is found, as
         // Porcupine's parallel partitions do. Keys still undecided then are named.
-        let deadline = started + self.time_budget;
+        let deadline = started
+            + self
+                .time_budget
+                .unwrap_or(Duration::from_millis(run.tolerances.linearizable_budget_ms));
         let key_ops: Vec<Vec<SearchOp>> = keys
             .iter()
             .map(|k| k.ops.iter().map(|o| o.search).collect())

@@ -332,7 +332,7 @@ fn out_of_budget_is_unknown_and_names_the_key() {
     lines.push((99, "invoke", "read", "hard", n()));
     lines.push((99, "ok", "read", "hard", json!(1000)));
     let checker = Linearizable {
-        time_budget: Duration::ZERO,
+        time_budget: Some(Duration::ZERO),
         memory_budget_bytes: 1 << 30,
     };
     let r = checker.check(&RunData::from_history(history(&lines)));
