@@ -16,10 +16,12 @@ use crate::store::RESULTS_FILE;
 /// Bad input (254) when the directory holds nothing checkable or a damaged log; harness
 /// error (255) when results cannot be written.
 pub fn check_dir(dir: &Path, run_meta: Option<Value>) -> Result<Results, Failure> {
-    let run = faultline_checkers::load_run(dir).map_err(|e| match e {
+    let load_failure = |e: LoadError| match e {
         LoadError::Read(faultline_history::ReadError::Io { .. }) => Failure::from(e),
         other => Failure::bad_input(other),
-    })?;
+    };
+    // The history stays on disk: the checkers read it in one pass (checkers::stream).
+    let run = faultline_checkers::load_run_streaming(dir).map_err(load_failure)?;
     let mut run = run.with_nemesis_ops(faultline_nemeses::registry::op_catalog());
     // A run written by `faultline run` carries its scenario: check with its tolerances.
     let scenario_file = dir.join(crate::store::SCENARIO_FILE);
@@ -28,7 +30,8 @@ pub fn check_dir(dir: &Path, run_meta: Option<Value>) -> Result<Results, Failure
             .map_err(Failure::bad_input)?
             .tolerances;
     }
-    let results = faultline_checkers::check(&run, &faultline_checkers::all());
+    let results =
+        faultline_checkers::try_check(&run, &faultline_checkers::all()).map_err(load_failure)?;
     let path = dir.join(RESULTS_FILE);
     let meta = run_meta.or_else(|| {
         std::fs::read(&path)
