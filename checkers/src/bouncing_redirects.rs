@@ -27,6 +27,7 @@ use faultline_history::{Op, OpType, Process, Redirect};
 use serde_json::{json, Value};
 
 use crate::checker::Input;
+use crate::fast_hash::FastMap;
 use crate::stream::{HistoryPass, OpSource};
 use crate::{Checker, CheckerResult, RunData, Validity};
 
@@ -170,7 +171,7 @@ impl Checker for BouncingRedirects {
             longest: 0,
             returned: 0,
             findings: Vec::new(),
-            previous: HashMap::new(),
+            previous: FastMap::default(),
         }))
     }
 }
@@ -187,7 +188,7 @@ struct Pass<'r> {
     returned: u64,
     findings: Vec<Finding>,
     /// Per process: the time and moving hops of its previous completion.
-    previous: HashMap<Process, (u64, Vec<Redirect>)>,
+    previous: FastMap<Process, (u64, Vec<Redirect>)>,
 }
 
 impl HistoryPass for Pass<'_> {
@@ -196,6 +197,14 @@ impl HistoryPass for Pass<'_> {
             return;
         }
         self.completions += 1;
+        let gave_up = op.kind == OpType::Info && op.error.as_deref() == Some(REDIRECT_LIMIT);
+        if op.redirects.is_empty() && !gave_up {
+            // No hop: nothing to count or find, and nothing for a later op to reverse.
+            if !self.previous.is_empty() {
+                self.previous.remove(&op.process);
+            }
+            return;
+        }
         for r in &op.redirects {
             *self.by_kind.entry(r.kind.clone()).or_default() += 1;
         }
@@ -219,7 +228,6 @@ impl HistoryPass for Pass<'_> {
         if let Some(nodes) = cycle(&hops) {
             self.findings.push(finding(Shape::Cycle, nodes));
         }
-        let gave_up = op.kind == OpType::Info && op.error.as_deref() == Some(REDIRECT_LIMIT);
         if hops.len() > self.chain_max || gave_up {
             self.findings
                 .push(finding(Shape::LongChain, nodes_of(&hops)));

@@ -145,6 +145,11 @@ enum Outcome {
     Info,
 }
 
+/// [`Outcome::flag`]s of every outcome: the element was attempted.
+const ATTEMPTED: u8 = 1 | 2 | 4;
+/// The element is in its key's final read.
+const PRESENT: u8 = 8;
+
 impl Outcome {
     fn flag(self) -> u8 {
         match self {
@@ -323,15 +328,18 @@ impl SetHistory {
         // One key at a time, so the per-element maps never hold more than one key.
         for (k, key) in self.keys.iter().enumerate() {
             let adds = &key.adds;
-            let mut attempted: FastMap<Elem, u8> = FastMap::default();
-            attempted.reserve(adds.element.len());
-            for (e, o) in adds.element.iter().zip(&adds.outcome) {
-                *attempted.entry(*e).or_insert(0) |= o.flag();
+            // One map per key: each element's attempt outcomes, and whether the final
+            // read holds it.
+            let mut flags: FastMap<Elem, u8> = FastMap::default();
+            let final_elements = key.final_read.as_ref().map(|(_, e)| e);
+            flags.reserve(adds.element.len().max(final_elements.map_or(0, Vec::len)));
+            for e in final_elements.into_iter().flatten() {
+                flags.insert(*e, PRESENT);
             }
-            let present: Option<FastSet<Elem>> = key
-                .final_read
-                .as_ref()
-                .map(|(_, elements)| elements.iter().copied().collect());
+            for (e, o) in adds.element.iter().zip(&adds.outcome) {
+                *flags.entry(*e).or_insert(0) |= o.flag();
+            }
+            let attempted = |e: &Elem| flags.get(e).is_some_and(|f| f & ATTEMPTED != 0);
             for i in 0..adds.element.len() {
                 let outcome = adds.outcome[i];
                 match outcome {
@@ -339,11 +347,11 @@ impl SetHistory {
                     Outcome::Fail => c.failed += 1,
                     Outcome::Info => c.indeterminate += 1,
                 }
-                let (Some((r, _)), Some(present)) = (&key.final_read, &present) else {
+                let Some((r, _)) = &key.final_read else {
                     continue;
                 };
                 let element = adds.element[i];
-                let is_present = present.contains(&element);
+                let is_present = flags[&element] & PRESENT != 0;
                 let named = (adds.invoke[i], k, i);
                 match outcome {
                     Outcome::Ok if is_present => {}
@@ -361,24 +369,21 @@ impl SetHistory {
                         // Another attempt of the same element that may have happened
                         // explains it.
                         let others = Outcome::Ok.flag() | Outcome::Info.flag();
-                        if is_present && attempted[&element] & others == 0 {
+                        if is_present && flags[&element] & others == 0 {
                             failed_but_present.push(named);
                         }
                     }
                 }
             }
             for (e, first) in &key.earlier_reads {
-                if !attempted.contains_key(e) {
+                if !attempted(e) {
                     unexpected.push(*first);
                 }
             }
             if let Some((r, elements)) = &key.final_read {
                 let mut seen: FastSet<Elem> = FastSet::default();
                 for (i, e) in elements.iter().enumerate() {
-                    if !attempted.contains_key(e)
-                        && !key.earlier_reads.contains_key(e)
-                        && seen.insert(*e)
-                    {
+                    if !attempted(e) && !key.earlier_reads.contains_key(e) && seen.insert(*e) {
                         unexpected.push((*r, i));
                     }
                 }

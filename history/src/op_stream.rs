@@ -9,7 +9,7 @@
 //! anything else goes through serde, so both give the same [`Op`].
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use serde_json::Value;
@@ -31,19 +31,36 @@ pub fn for_each_op(
         path: path.to_path_buf(),
         source,
     };
-    let mut reader = BufReader::with_capacity(1 << 20, File::open(path).map_err(io_err)?);
+    let mut file = File::open(path).map_err(io_err)?;
     let mut op = Op::new(Process::Client(0), OpType::Invoke, "");
-    let mut line = Vec::with_capacity(256);
     let mut pending: Option<Skipped> = None;
-    let (mut offset, mut number) = (0u64, 0usize);
+    // `buf[start..end]` is unread; `base` is the file offset of `buf[0]`.
+    let mut buf = vec![0u8; 1 << 22];
+    let (mut start, mut end, mut base) = (0usize, 0usize, 0u64);
+    let (mut eof, mut number) = (false, 0usize);
     loop {
-        line.clear();
-        let n = reader.read_until(b'\n', &mut line).map_err(io_err)?;
-        if n == 0 {
-            break;
-        }
-        let start = offset;
-        offset += n as u64;
+        let line = match memchr::memchr(b'\n', &buf[start..end]) {
+            Some(i) => &buf[start..start + i],
+            None if eof && start < end => &buf[start..end],
+            None if eof => break,
+            None => {
+                buf.copy_within(start..end, 0);
+                base += start as u64;
+                end -= start;
+                start = 0;
+                if end == buf.len() {
+                    buf.resize(buf.len() * 2, 0);
+                }
+                match file.read(&mut buf[end..]).map_err(io_err)? {
+                    0 => eof = true,
+                    n => end += n,
+                }
+                continue;
+            }
+        };
+        let at = base + start as u64;
+        // Past the newline (or, for a last line without one, to the end).
+        start = (start + line.len() + 1).min(end);
         number += 1;
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
@@ -55,10 +72,8 @@ pub fn for_each_op(
                 message: bad.message,
             });
         }
-        // As `read_jsonl` sees it: without the newline (serde's messages count columns).
-        let text = line.strip_suffix(b"\n").unwrap_or(&line);
-        match parse_into(text, &mut op) {
-            Ok(()) => each(start, &op),
+        match parse_into(line, &mut op) {
+            Ok(()) => each(at, &op),
             Err(e) => {
                 pending = Some(Skipped {
                     line: number,
@@ -121,8 +136,8 @@ fn scan(text: &str, op: &mut Op) -> Option<()> {
         let (p, rest) = number(rest)?;
         (Process::Client(p), rest)
     };
-    let rest = rest.strip_prefix(",\"type\":\"")?;
-    let (kind, rest) = rest.split_once('"')?;
+    let rest = rest.strip_prefix(",\"type\":")?;
+    let (kind, rest) = plain_string(rest)?;
     let kind = match kind {
         "invoke" => OpType::Invoke,
         "ok" => OpType::Ok,
@@ -185,26 +200,36 @@ fn optional_string<'a>(rest: &'a str, field: &str) -> Option<(Option<&'a str>, &
 
 /// A JSON string with no escapes and no control characters, and what follows it.
 fn plain_string(text: &str) -> Option<(&str, &str)> {
-    let rest = text.strip_prefix('"')?;
-    let end = rest.find('"')?;
-    let s = &rest[..end];
-    if s.bytes().any(|b| b == b'\\' || b < 0x20) {
+    let bytes = text.as_bytes();
+    if bytes.first() != Some(&b'"') {
         return None;
     }
-    Some((s, &rest[end + 1..]))
+    for (i, &b) in bytes[1..].iter().enumerate() {
+        match b {
+            b'"' => return Some((&text[1..1 + i], &text[i + 2..])),
+            b'\\' | 0..=0x1f => return None,
+            _ => {}
+        }
+    }
+    None
 }
 
 /// A decimal u64 (no sign, no leading zeros) and what follows it.
 fn number(text: &str) -> Option<(u64, &str)> {
-    let end = text
-        .bytes()
-        .position(|b| !b.is_ascii_digit())
-        .unwrap_or(text.len());
-    let digits = &text[..end];
-    if digits.is_empty() || (digits.len() > 1 && digits.starts_with('0')) {
+    let bytes = text.as_bytes();
+    let mut n = 0u64;
+    let mut len = 0;
+    while let Some(&b) = bytes.get(len) {
+        if !b.is_ascii_digit() {
+            break;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+        len += 1;
+    }
+    if len == 0 || (len > 1 && bytes[0] == b'0') {
         return None;
     }
-    Some((digits.parse().ok()?, &text[end..]))
+    Some((n, &text[len..]))
 }
 
 /// The value: an integer or a plain string by hand, `null`, an array through serde.
@@ -307,6 +332,12 @@ mod tests {
         let skipped = for_each_op(&path, |_, _| {}).unwrap().unwrap();
         assert_eq!(skipped, read_jsonl::<Op>(&path).unwrap().skipped.unwrap());
 
+        let no_newline = format!("{}\n{}", LINES[0], LINES[1]);
+        let path = file("no-newline", &no_newline);
+        let mut n = 0;
+        assert!(for_each_op(&path, |_, _| n += 1).unwrap().is_none());
+        assert_eq!(n, 2);
+
         let path = file("middle", &format!("{}\nnope\n{}\n", LINES[0], LINES[1]));
         let err = for_each_op(&path, |_, _| {}).unwrap_err();
         assert!(matches!(err, ReadError::BadLine { line: 2, .. }), "{err}");
@@ -314,5 +345,24 @@ mod tests {
             err.to_string(),
             read_jsonl::<Op>(&path).unwrap_err().to_string()
         );
+    }
+
+    #[test]
+    fn a_line_longer_than_the_read_buffer_is_read_whole() {
+        let members: Vec<String> = (0..700_000).map(|i| format!("\"{i}\"")).collect();
+        let read = format!(
+            r#"{{"index":1,"time_ns":2,"process":0,"type":"ok","f":"read","key":"k","value":[{}]}}"#,
+            members.join(",")
+        );
+        assert!(read.len() > 1 << 22);
+        let path = file("long", &format!("{}\n{read}\n{}\n", LINES[0], LINES[1]));
+        let mut got = Vec::new();
+        for_each_op(&path, |at, op| {
+            got.push((at, op.value.as_array().map(Vec::len)))
+        })
+        .unwrap();
+        let second = LINES[0].len() as u64 + 1;
+        let third = second + read.len() as u64 + 1;
+        assert_eq!(got, [(0, None), (second, Some(700_000)), (third, None)]);
     }
 }
