@@ -48,7 +48,7 @@ fn streaming_and_in_memory_checking_agree() {
         let catalog = faultline_nemeses::registry::op_catalog();
         let held = faultline_checkers::load_run(&dir)
             .unwrap()
-            .with_nemesis_ops(catalog.clone());
+            .with_nemesis_ops(catalog);
         let streamed = faultline_checkers::load_run_streaming(&dir)
             .unwrap()
             .with_nemesis_ops(catalog);
