@@ -14,7 +14,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::reader::{ReadError, Skipped};
+use crate::reader::{hold_back, ReadError, Skipped};
 use crate::{Op, OpType, Process};
 
 /// Calls `each(offset, op)` for every op of the history at `path`, in file order.
@@ -65,21 +65,9 @@ pub fn for_each_op(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        if let Some(bad) = pending.take() {
-            return Err(ReadError::BadLine {
-                path: path.to_path_buf(),
-                line: bad.line,
-                message: bad.message,
-            });
-        }
-        match parse_into(line, &mut op) {
-            Ok(()) => each(at, &op),
-            Err(e) => {
-                pending = Some(Skipped {
-                    line: number,
-                    message: e.to_string(),
-                })
-            }
+        let parsed = parse_into(line, &mut op);
+        if hold_back(path, &mut pending, number, parsed)?.is_some() {
+            each(at, &op);
         }
     }
     Ok(pending)
