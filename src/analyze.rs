@@ -18,10 +18,12 @@ use crate::store::RESULTS_FILE;
 /// Bad input (254) when the directory holds nothing checkable or a damaged log; harness
 /// error (255) when results cannot be written.
 pub fn check_dir(dir: &Path, run_meta: Option<Value>) -> Result<Results, Failure> {
-    let run = faultline_checkers::load_run(dir).map_err(|e| match e {
+    let load_failure = |e: LoadError| match e {
         LoadError::Read(faultline_history::ReadError::Io { .. }) => Failure::from(e),
         other => Failure::bad_input(other),
-    })?;
+    };
+    // The history stays on disk: the checkers read it in one pass (checkers::stream).
+    let run = faultline_checkers::load_run_streaming(dir).map_err(load_failure)?;
     let mut run = run.with_nemesis_ops(faultline_nemeses::registry::op_catalog());
     // A run written by `faultline run` carries its scenario: check with its tolerances.
     let scenario_file = dir.join(crate::store::SCENARIO_FILE);
@@ -32,11 +34,9 @@ pub fn check_dir(dir: &Path, run_meta: Option<Value>) -> Result<Results, Failure
         run.tolerances = scenario.tolerances;
         workload = Some(scenario.workload.name.label());
     }
-    let workload = workload.or_else(|| {
-        faultline_workloads::registry::infer(run.history.iter().map(|op| op.f.as_str()))
-    });
+    let workload = workload.or_else(|| infer_workload(&dir.join(crate::store::HISTORY_FILE)));
     let (checkers, missing) = checkers_for(workload);
-    let mut results = faultline_checkers::check(&run, &checkers);
+    let mut results = faultline_checkers::try_check(&run, &checkers).map_err(load_failure)?;
     for name in missing {
         results.checkers.insert(
             name.to_string(),
@@ -65,6 +65,19 @@ pub fn check_dir(dir: &Path, run_meta: Option<Value>) -> Result<Results, Failure
     )
     .with_context(|| format!("writing {}", path.display()))?;
     Ok(results)
+}
+
+/// The workload of a history with no scenario beside it: the first of its first
+/// `INFER_LINES` ops that only one workload writes names it (the history stays on disk;
+/// reading stops there).
+fn infer_workload(history: &Path) -> Option<&'static str> {
+    const INFER_LINES: usize = 100_000;
+    let file = std::fs::File::open(history).ok()?;
+    std::io::BufRead::lines(std::io::BufReader::new(file))
+        .take(INFER_LINES)
+        .map_while(Result::ok)
+        .filter_map(|line| serde_json::from_str::<Op>(&line).ok())
+        .find_map(|op| faultline_workloads::registry::infer([op.f.as_str()]))
 }
 
 /// The checkers for a run of `workload`: every checker no workload names (topology, node

@@ -220,6 +220,13 @@ pub struct BenchArgs {
     /// Where the bench's own run directories go.
     #[arg(long, value_name = "DIR", default_value = "store")]
     pub store: PathBuf,
+    /// Measure at scale instead: analysis and report of a generated set history of
+    /// `--ops` adds (wall time, max RSS, each history checker against lost-writes).
+    #[arg(long)]
+    pub scale: bool,
+    /// Adds in the `--scale` history.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub ops: u64,
 }
 
 /// `faultline matrix`.

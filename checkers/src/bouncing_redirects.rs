@@ -26,10 +26,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use faultline_history::{OpType, Process, Redirect};
+use faultline_history::{Op, OpType, Process, Redirect};
 use serde_json::{json, Value};
 
 use crate::checker::Input;
+use crate::fast_hash::FastMap;
+use crate::stream::{HistoryPass, OpSource};
 use crate::{Checker, CheckerResult, RunData, Validity};
 
 /// The checker's name in `results.json`.
@@ -159,61 +161,107 @@ impl Checker for BouncingRedirects {
     }
 
     fn check(&self, run: &RunData) -> CheckerResult {
-        let chain_max = run.tolerances.redirect_chain_max as usize;
-        let window_ns = run.tolerances.redirect_pingpong_window_ms * 1_000_000;
+        crate::stream::run_in_memory(self.history_pass(run).expect("streams"), run)
+    }
 
-        let mut by_kind: BTreeMap<String, u64> = BTreeMap::new();
-        let mut completions = 0u64;
-        let mut redirected = 0u64;
-        let mut longest = 0usize;
-        let mut returned = 0u64;
-        let mut findings: Vec<Finding> = Vec::new();
-        // Per process: the time and moving hops of its previous completion.
-        let mut previous: HashMap<Process, (u64, Vec<&Redirect>)> = HashMap::new();
+    fn history_pass<'r>(&self, run: &'r RunData) -> Option<Box<dyn HistoryPass + 'r>> {
+        Some(Box::new(Pass {
+            run,
+            chain_max: run.tolerances.redirect_chain_max as usize,
+            window_ns: run.tolerances.redirect_pingpong_window_ms * 1_000_000,
+            by_kind: BTreeMap::new(),
+            completions: 0,
+            redirected: 0,
+            longest: 0,
+            returned: 0,
+            findings: Vec::new(),
+            previous: FastMap::default(),
+        }))
+    }
+}
 
-        for op in &run.history {
-            if op.process == Process::Nemesis || op.kind == OpType::Invoke {
-                continue;
+/// The counts and findings so far, as the history streams past.
+struct Pass<'r> {
+    run: &'r RunData,
+    chain_max: usize,
+    window_ns: u64,
+    by_kind: BTreeMap<String, u64>,
+    completions: u64,
+    redirected: u64,
+    longest: usize,
+    returned: u64,
+    findings: Vec<Finding>,
+    /// Per process: the time and moving hops of its previous completion.
+    previous: FastMap<Process, (u64, Vec<Redirect>)>,
+}
+
+impl HistoryPass for Pass<'_> {
+    fn op(&mut self, _at: u64, op: &Op) {
+        if op.process == Process::Nemesis || op.kind == OpType::Invoke {
+            return;
+        }
+        self.completions += 1;
+        let gave_up = op.kind == OpType::Info && op.error.as_deref() == Some(REDIRECT_LIMIT);
+        if op.redirects.is_empty() && !gave_up {
+            // No hop: nothing to count or find, and nothing for a later op to reverse.
+            if !self.previous.is_empty() {
+                self.previous.remove(&op.process);
             }
-            completions += 1;
-            for r in &op.redirects {
-                *by_kind.entry(r.kind.clone()).or_default() += 1;
-            }
-            if !op.redirects.is_empty() {
-                redirected += 1;
-            }
-            let hops: Vec<&Redirect> = op.redirects.iter().filter(|r| moves(r)).collect();
-            longest = longest.max(hops.len());
-            if returns(&hops) {
-                returned += 1;
-            }
-            let finding = |shape, nodes| Finding {
-                shape,
-                nodes,
-                time_ns: op.time_ns,
-                process: op.process,
-                index: op.index,
-                hops: op.redirects.len(),
-                redirects: op.redirects.clone(),
-            };
-            if let Some(nodes) = cycle(&hops) {
-                findings.push(finding(Shape::Cycle, nodes));
-            }
-            let gave_up = op.kind == OpType::Info && op.error.as_deref() == Some(REDIRECT_LIMIT);
-            if hops.len() > chain_max || gave_up {
-                findings.push(finding(Shape::LongChain, nodes_of(&hops)));
-            }
-            if let Some((then, before)) = previous.get(&op.process) {
-                if op.time_ns.saturating_sub(*then) <= window_ns {
-                    if let Some(back) = reversal(before, &hops) {
-                        let nodes = [back.from.clone(), back.to.clone()].into();
-                        findings.push(finding(Shape::PingPong, nodes));
-                    }
+            return;
+        }
+        for r in &op.redirects {
+            *self.by_kind.entry(r.kind.clone()).or_default() += 1;
+        }
+        if !op.redirects.is_empty() {
+            self.redirected += 1;
+        }
+        let hops: Vec<&Redirect> = op.redirects.iter().filter(|r| moves(r)).collect();
+        self.longest = self.longest.max(hops.len());
+        if returns(&hops) {
+            self.returned += 1;
+        }
+        let finding = |shape, nodes| Finding {
+            shape,
+            nodes,
+            time_ns: op.time_ns,
+            process: op.process,
+            index: op.index,
+            hops: op.redirects.len(),
+            redirects: op.redirects.clone(),
+        };
+        if let Some(nodes) = cycle(&hops) {
+            self.findings.push(finding(Shape::Cycle, nodes));
+        }
+        if hops.len() > self.chain_max || gave_up {
+            self.findings
+                .push(finding(Shape::LongChain, nodes_of(&hops)));
+        }
+        if let Some((then, before)) = self.previous.get(&op.process) {
+            if op.time_ns.saturating_sub(*then) <= self.window_ns {
+                let before: Vec<&Redirect> = before.iter().collect();
+                if let Some(back) = reversal(&before, &hops) {
+                    let nodes = [back.from.clone(), back.to.clone()].into();
+                    self.findings.push(finding(Shape::PingPong, nodes));
                 }
             }
-            previous.insert(op.process, (op.time_ns, hops));
         }
+        let hops = hops.into_iter().cloned().collect();
+        self.previous.insert(op.process, (op.time_ns, hops));
+    }
 
+    fn finish(self: Box<Self>, _: &dyn OpSource) -> CheckerResult {
+        let Pass {
+            run,
+            chain_max,
+            window_ns,
+            by_kind,
+            completions,
+            redirected,
+            longest,
+            returned,
+            findings,
+            ..
+        } = *self;
         let episodes = group(findings, window_ns);
         let mut result = if completions == 0 {
             CheckerResult::unknown("no client op completed, so no redirect was observed")

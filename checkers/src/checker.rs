@@ -4,6 +4,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::stream::HistoryPass;
 use crate::{RunData, Validity};
 
 /// One property checked over a run's history and topology.
@@ -30,6 +31,23 @@ pub trait Checker: Send + Sync {
     /// The verdict and details. A checker whose inputs are present but say too little to
     /// decide answers [`Validity::Unknown`] with a `reason`, never valid.
     fn check(&self, run: &RunData) -> CheckerResult;
+
+    /// Whether [`Checker::check`] reads [`RunData::history`]. When a run is checked
+    /// streaming ([`crate::run_data::load_run_streaming`]), the history is held in memory
+    /// only for checkers that read it and do not stream; the default (true) keeps a new
+    /// checker correct. A checker that reads only topology or logs says false.
+    fn reads_history(&self) -> bool {
+        true
+    }
+
+    /// Opt-in streaming: the checker's state for one pass over the history, given the
+    /// run's other inputs (its [`RunData::history`] is empty then). `None`, the default,
+    /// means the checker reads [`RunData::history`] in [`Checker::check`] as always. A
+    /// checker that returns a pass should implement `check` as
+    /// [`crate::stream::run_in_memory`] over it, so both paths agree.
+    fn history_pass<'r>(&self, _run: &'r RunData) -> Option<Box<dyn HistoryPass + 'r>> {
+        None
+    }
 }
 
 /// One of a run's input files.

@@ -11,10 +11,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use faultline_history::{ClusterView, OpType, Process};
+use faultline_history::{ClusterView, Op, OpType, Process};
 use serde_json::{json, Value};
 
 use crate::checker::Input;
+use crate::stream::{HistoryPass, OpSource};
 use crate::views::{millis, normalize, ranges_text, secs, Names, Sample, Views};
 use crate::{Checker, CheckerResult, RunData, Validity};
 
@@ -144,192 +145,218 @@ impl Checker for Convergence {
     }
 
     fn check(&self, run: &RunData) -> CheckerResult {
-        let views = run.views();
-        let names = &views.names;
-        let bound_ms = run.tolerances.convergence_bound_ms;
-        let Some(last_ns) = run.topology.iter().map(|o| o.time_ns).max() else {
-            return CheckerResult::unknown("topology.jsonl is empty");
-        };
-        let reference = reference(run, last_ns);
-        let t0 = reference.time_ns();
+        crate::stream::run_in_memory(self.history_pass(run).expect("streams"), run)
+    }
 
-        // Every successful poll at or after the reference, in time order, as interned
-        // configs.
-        let mut interned: HashMap<Config, usize> = HashMap::new();
-        let mut configs: Vec<Config> = Vec::new();
-        let mut timeline: Vec<(u64, usize, usize)> = Vec::new();
-        for (o, observer) in views.observers.iter().enumerate() {
-            for sample in &observer.samples {
-                if let Sample::View { time_ns, view, .. } = sample {
-                    if *time_ns >= t0 {
-                        let c = config(view);
-                        let id = *interned.entry(c.clone()).or_insert_with(|| {
-                            configs.push(c);
-                            configs.len() - 1
-                        });
-                        timeline.push((*time_ns, o, id));
-                    }
-                }
-            }
-        }
-        timeline.sort_unstable();
-        let base = CheckerResult::new(Validity::Unknown)
-            .with(
-                "reference",
-                json!({"kind": reference.kind(), "time_ns": t0}),
-            )
-            .with("bound_ms", bound_ms)
-            .with("input", views.input_counts());
-        if timeline.is_empty() {
-            let reason = format!(
-                "no successful observation after {}: nothing to judge convergence by",
-                reference.describe()
-            );
-            return base.with("reason", reason);
-        }
-
-        let n = views.observers.len();
-        let mut latest: Vec<Option<usize>> = vec![None; n];
-        let mut agreed_since: Option<u64> = None;
-        for &(t, o, c) in &timeline {
-            latest[o] = Some(c);
-            let agreed = latest.iter().all(|l| l.is_some() && *l == latest[0]);
-            match (agreed, agreed_since) {
-                (true, None) => agreed_since = Some(t),
-                (false, Some(_)) => agreed_since = None,
-                _ => {}
-            }
-        }
-        let end_ns = timeline.last().map_or(t0, |e| e.0);
-        let observed_ms = millis(t0, end_ns);
-
-        if let Some(since) = agreed_since {
-            let took_ms = millis(t0, since);
-            let agreed = &configs[latest[0].unwrap_or(0)];
-            let mut primaries: Vec<String> = agreed
-                .iter()
-                .filter(|(_, s)| s.role == "primary")
-                .map(|(id, s)| format!("{} {}", names.of(id), state_text(names, Some(s))))
-                .collect();
-            primaries.sort();
-            let owned = normalize(
-                agreed
-                    .values()
-                    .filter(|s| s.role == "primary")
-                    .flat_map(|s| s.slots.iter().copied())
-                    .collect(),
-            );
-            let unowned = 16384 - crate::views::slot_count(&owned);
-            let result = base
-                .with("converged_ns", since)
-                .with("took_ms", took_ms)
-                .with("observed_after_ms", observed_ms)
-                .with("agreed_primaries", primaries)
-                .with("agreed_unowned_slots", unowned);
-            let late = took_ms > bound_ms && !matches!(reference, Reference::TopologyTail(_));
-            let mut result = if late {
-                CheckerResult {
-                    valid: Validity::Invalid,
-                    ..result
-                }
-                .with(
-                    "summary",
-                    format!(
-                        "every view agreed only {took_ms} ms after {} (bound {bound_ms} ms)",
-                        reference.describe()
-                    ),
-                )
-            } else {
-                CheckerResult {
-                    valid: Validity::Valid,
-                    ..result
-                }
-                .with(
-                    "summary",
-                    format!(
-                        "all {n} views agreed {took_ms} ms after {} and stayed agreed",
-                        reference.describe()
-                    ),
-                )
-            };
-            result.details.remove("reason");
-            return result;
-        }
-
-        let silent: Vec<&str> = views
-            .observers
-            .iter()
-            .zip(&latest)
-            .filter(|(_, l)| l.is_none())
-            .map(|(o, _)| o.name.as_str())
-            .collect();
-        let answering: Vec<(usize, usize)> = latest
-            .iter()
-            .enumerate()
-            .filter_map(|(o, l)| l.map(|c| (o, c)))
-            .collect();
-        let (groups, differences) = disagreement(views, &configs, &answering);
-        let result = base
-            .with("observed_after_ms", observed_ms)
-            .with("final_views", groups)
-            .with("differences", differences.clone());
-        let first = differences
-            .iter()
-            .take(SUMMARY_DIFFERENCES)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("; ");
-        if differences.is_empty() && !silent.is_empty() {
-            let reason = format!(
-                "{} never answered after {}; the other views agree",
-                silent.join(", "),
-                reference.describe()
-            );
-            return result
-                .with("silent_observers", silent)
-                .with("reason", reason);
-        }
-        let result = result.with("silent_observers", silent);
-        let tail = matches!(reference, Reference::TopologyTail(_));
-        if !tail && observed_ms < bound_ms {
-            let reason = format!(
-                "observation stopped {observed_ms} ms after {}, before the {bound_ms} ms bound, with views still apart: {first}",
-                reference.describe()
-            );
-            return result.with("reason", reason);
-        }
-        let summary = format!(
-            "views still disagree {observed_ms} ms after {}: {first}",
-            reference.describe()
-        );
-        let mut result = CheckerResult {
-            valid: Validity::Invalid,
-            ..result
-        }
-        .with("summary", summary);
-        result.details.remove("reason");
-        result
+    fn history_pass<'r>(&self, run: &'r RunData) -> Option<Box<dyn HistoryPass + 'r>> {
+        Some(Box::new(Marks {
+            run,
+            last_nemesis_ns: None,
+            first_read_ns: None,
+        }))
     }
 }
 
+/// What the history says about where the clock starts, gathered as it streams past.
+struct Marks<'r> {
+    run: &'r RunData,
+    /// The latest nemesis op's time.
+    last_nemesis_ns: Option<u64>,
+    /// The first `read` invoke's time.
+    first_read_ns: Option<u64>,
+}
+
+impl HistoryPass for Marks<'_> {
+    fn op(&mut self, _at: u64, op: &Op) {
+        if op.process == Process::Nemesis {
+            self.last_nemesis_ns = self.last_nemesis_ns.max(Some(op.time_ns));
+        }
+        if self.first_read_ns.is_none() && op.f == "read" && op.kind == OpType::Invoke {
+            self.first_read_ns = Some(op.time_ns);
+        }
+    }
+
+    fn finish(self: Box<Self>, _: &dyn OpSource) -> CheckerResult {
+        judge(self.run, &self)
+    }
+}
+
+/// The verdict, once the history's marks are known.
+fn judge(run: &RunData, marks: &Marks) -> CheckerResult {
+    let views = run.views();
+    let names = &views.names;
+    let bound_ms = run.tolerances.convergence_bound_ms;
+    let Some(last_ns) = run.topology.iter().map(|o| o.time_ns).max() else {
+        return CheckerResult::unknown("topology.jsonl is empty");
+    };
+    let reference = reference(marks, last_ns);
+    let t0 = reference.time_ns();
+
+    // Every successful poll at or after the reference, in time order, as interned
+    // configs.
+    let mut interned: HashMap<Config, usize> = HashMap::new();
+    let mut configs: Vec<Config> = Vec::new();
+    let mut timeline: Vec<(u64, usize, usize)> = Vec::new();
+    for (o, observer) in views.observers.iter().enumerate() {
+        for sample in &observer.samples {
+            if let Sample::View { time_ns, view, .. } = sample {
+                if *time_ns >= t0 {
+                    let c = config(view);
+                    let id = *interned.entry(c.clone()).or_insert_with(|| {
+                        configs.push(c);
+                        configs.len() - 1
+                    });
+                    timeline.push((*time_ns, o, id));
+                }
+            }
+        }
+    }
+    timeline.sort_unstable();
+    let base = CheckerResult::new(Validity::Unknown)
+        .with(
+            "reference",
+            json!({"kind": reference.kind(), "time_ns": t0}),
+        )
+        .with("bound_ms", bound_ms)
+        .with("input", views.input_counts());
+    if timeline.is_empty() {
+        let reason = format!(
+            "no successful observation after {}: nothing to judge convergence by",
+            reference.describe()
+        );
+        return base.with("reason", reason);
+    }
+
+    let n = views.observers.len();
+    let mut latest: Vec<Option<usize>> = vec![None; n];
+    let mut agreed_since: Option<u64> = None;
+    for &(t, o, c) in &timeline {
+        latest[o] = Some(c);
+        let agreed = latest.iter().all(|l| l.is_some() && *l == latest[0]);
+        match (agreed, agreed_since) {
+            (true, None) => agreed_since = Some(t),
+            (false, Some(_)) => agreed_since = None,
+            _ => {}
+        }
+    }
+    let end_ns = timeline.last().map_or(t0, |e| e.0);
+    let observed_ms = millis(t0, end_ns);
+
+    if let Some(since) = agreed_since {
+        let took_ms = millis(t0, since);
+        let agreed = &configs[latest[0].unwrap_or(0)];
+        let mut primaries: Vec<String> = agreed
+            .iter()
+            .filter(|(_, s)| s.role == "primary")
+            .map(|(id, s)| format!("{} {}", names.of(id), state_text(names, Some(s))))
+            .collect();
+        primaries.sort();
+        let owned = normalize(
+            agreed
+                .values()
+                .filter(|s| s.role == "primary")
+                .flat_map(|s| s.slots.iter().copied())
+                .collect(),
+        );
+        let unowned = 16384 - crate::views::slot_count(&owned);
+        let result = base
+            .with("converged_ns", since)
+            .with("took_ms", took_ms)
+            .with("observed_after_ms", observed_ms)
+            .with("agreed_primaries", primaries)
+            .with("agreed_unowned_slots", unowned);
+        let late = took_ms > bound_ms && !matches!(reference, Reference::TopologyTail(_));
+        let mut result = if late {
+            CheckerResult {
+                valid: Validity::Invalid,
+                ..result
+            }
+            .with(
+                "summary",
+                format!(
+                    "every view agreed only {took_ms} ms after {} (bound {bound_ms} ms)",
+                    reference.describe()
+                ),
+            )
+        } else {
+            CheckerResult {
+                valid: Validity::Valid,
+                ..result
+            }
+            .with(
+                "summary",
+                format!(
+                    "all {n} views agreed {took_ms} ms after {} and stayed agreed",
+                    reference.describe()
+                ),
+            )
+        };
+        result.details.remove("reason");
+        return result;
+    }
+
+    let silent: Vec<&str> = views
+        .observers
+        .iter()
+        .zip(&latest)
+        .filter(|(_, l)| l.is_none())
+        .map(|(o, _)| o.name.as_str())
+        .collect();
+    let answering: Vec<(usize, usize)> = latest
+        .iter()
+        .enumerate()
+        .filter_map(|(o, l)| l.map(|c| (o, c)))
+        .collect();
+    let (groups, differences) = disagreement(views, &configs, &answering);
+    let result = base
+        .with("observed_after_ms", observed_ms)
+        .with("final_views", groups)
+        .with("differences", differences.clone());
+    let first = differences
+        .iter()
+        .take(SUMMARY_DIFFERENCES)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if differences.is_empty() && !silent.is_empty() {
+        let reason = format!(
+            "{} never answered after {}; the other views agree",
+            silent.join(", "),
+            reference.describe()
+        );
+        return result
+            .with("silent_observers", silent)
+            .with("reason", reason);
+    }
+    let result = result.with("silent_observers", silent);
+    let tail = matches!(reference, Reference::TopologyTail(_));
+    if !tail && observed_ms < bound_ms {
+        let reason = format!(
+                "observation stopped {observed_ms} ms after {}, before the {bound_ms} ms bound, with views still apart: {first}",
+                reference.describe()
+            );
+        return result.with("reason", reason);
+    }
+    let summary = format!(
+        "views still disagree {observed_ms} ms after {}: {first}",
+        reference.describe()
+    );
+    let mut result = CheckerResult {
+        valid: Validity::Invalid,
+        ..result
+    }
+    .with("summary", summary);
+    result.details.remove("reason");
+    result
+}
+
 /// Where the clock starts: see the module documentation.
-fn reference(run: &RunData, last_ns: u64) -> Reference {
-    if run.history_present {
-        if let Some(op) = run
-            .history
-            .iter()
-            .filter(|o| o.process == Process::Nemesis)
-            .max_by_key(|o| o.time_ns)
-        {
-            return Reference::LastNemesisOp(op.time_ns);
-        }
-        if let Some(op) = run
-            .history
-            .iter()
-            .find(|o| o.f == "read" && o.kind == OpType::Invoke)
-        {
-            return Reference::FirstFinalRead(op.time_ns);
-        }
+fn reference(marks: &Marks, last_ns: u64) -> Reference {
+    if let Some(t) = marks.last_nemesis_ns {
+        return Reference::LastNemesisOp(t);
+    }
+    if let Some(t) = marks.first_read_ns {
+        return Reference::FirstFinalRead(t);
     }
     Reference::TopologyTail(last_ns.saturating_sub(TAIL_NS))
 }

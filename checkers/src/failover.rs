@@ -20,11 +20,12 @@
 
 use std::collections::HashMap;
 
-use faultline_history::{Op, OpType, Process};
+use faultline_history::{NemesisOps, Op, OpType, Process};
 use serde_json::{json, Value};
 
 use crate::checker::Input;
 use crate::in_flight::InFlight;
+use crate::stream::{HistoryPass, OpSource};
 use crate::views::secs;
 use crate::{Checker, CheckerResult, RunData, Validity};
 
@@ -96,152 +97,182 @@ impl Checker for FailoverOutcomes {
     }
 
     fn check(&self, run: &RunData) -> CheckerResult {
-        // Pair failover invokes with their completions (the nemesis does one thing at a
-        // time); track which faults that disrupt failovers are in force. Failovers (plain,
-        // fired while a PONG is held, standalone `FAILOVER TO`) share their outcome
-        // fields: reply, promoted, took_ms.
-        let ops = &run.nemesis_ops;
-        if ops.kinds().is_empty() && run.history.iter().any(|o| o.process == Process::Nemesis) {
-            // Without the catalog no op can be told to be a failover: saying "no failovers"
-            // would be a verdict on nothing.
-            return CheckerResult::unknown(
-                "the history has nemesis ops but no fault catalog was given to tell failovers",
-            );
-        }
-        let disrupting: Vec<_> = ops.kinds().iter().filter(|k| k.disrupts_failover).collect();
-        let mut in_force: HashMap<&str, i64> = HashMap::new();
-        let mut failovers: Vec<(&Op, Option<&Op>, bool)> = Vec::new();
-        let mut open_failover: InFlight<(), usize> = InFlight::default();
-        for op in run.history.iter().filter(|o| o.process == Process::Nemesis) {
-            let faults_now = in_force.values().any(|n| *n > 0);
-            if op.kind == OpType::Invoke {
-                if ops.is_failover(&op.f) {
-                    failovers.push((op, None, faults_now));
-                    open_failover.invoke((), failovers.len() - 1);
-                }
-                continue;
-            }
-            if ops.is_failover(&op.f) {
-                if let Some(i) = open_failover.complete(&()) {
-                    failovers[i].1 = Some(op);
-                    failovers[i].2 |= faults_now;
-                }
-                continue;
-            }
-            if op.kind != OpType::Ok {
-                continue;
-            }
-            let f = op.f.as_str();
-            for k in &disrupting {
-                if k.starts.contains(&f) {
-                    *in_force.entry(k.kind).or_default() += 1;
-                } else if k.heals.contains(&f) {
-                    let n = in_force.entry(k.kind).or_default();
-                    *n = (*n - 1).max(0);
-                }
-                if k.sweeps.contains(&f) {
-                    in_force.insert(k.kind, 0);
-                }
-            }
-        }
-
-        let mut counts: HashMap<&'static str, usize> = HashMap::new();
-        let mut findings = Vec::new();
-        let mut under_faults = 0usize;
-        let mut took: Vec<u64> = Vec::new();
-        for (invoke, done, faults) in &failovers {
-            let o = outcome(*done);
-            *counts.entry(o.label()).or_default() += 1;
-            if o == Outcome::Promoted {
-                if let Some(ms) = done
-                    .and_then(|d| d.value.get("took_ms"))
-                    .and_then(Value::as_u64)
-                {
-                    took.push(ms);
-                }
-            }
-            if !o.is_finding() {
-                continue;
-            }
-            if *faults {
-                under_faults += 1;
-                continue;
-            }
-            let done = done.unwrap_or(invoke);
-            findings.push(json!({
-                "outcome": o.label(),
-                "index": done.index,
-                "time_ns": done.time_ns,
-                "primary": done.value.get("primary"),
-                "replica": done.value.get("replica"),
-                "mode": done.value.get("mode"),
-                "reply": done.value.get("reply"),
-                "error": done.error,
-            }));
-        }
-        let count = |o: Outcome| counts.get(o.label()).copied().unwrap_or(0);
-        let attempted = failovers.len() - count(Outcome::NotAttempted);
-        let words = |f: &Value| {
-            let replica = f["replica"].as_str().unwrap_or("?");
-            let at = secs(f["time_ns"].as_u64().unwrap_or(0));
-            match f["outcome"].as_str() {
-                Some("error reply") => format!(
-                    "{replica} replied {} at {at}",
-                    f["reply"]
-                        .as_str()
-                        .or(f["error"].as_str())
-                        .unwrap_or("an error")
-                ),
-                _ => format!(
-                    "{replica} was not primary in time at {at} ({})",
-                    f["error"].as_str().unwrap_or("no reason given")
-                ),
-            }
-        };
-        let (valid, summary) = if !findings.is_empty() {
-            let named: Vec<String> = findings.iter().take(3).map(words).collect();
-            let more = if findings.len() > 3 { "; ..." } else { "" };
-            (
-                Validity::Invalid,
-                format!(
-                    "{} of {attempted} failovers went wrong: {}{more}",
-                    findings.len(),
-                    named.join("; ")
-                ),
-            )
-        } else if failovers.is_empty() {
-            (Validity::Valid, "no failovers in the history".to_string())
-        } else {
-            let mut s = format!(
-                "{} of {attempted} failovers promoted their replica",
-                count(Outcome::Promoted)
-            );
-            if let Some(max) = took.iter().max() {
-                s.push_str(&format!(" (slowest {max} ms)"));
-            }
-            if under_faults > 0 {
-                s.push_str(&format!(
-                    "; {under_faults} failed while another fault was in force"
-                ));
-            }
-            (Validity::Valid, s)
-        };
-        let findings_count = findings.len();
-        findings.truncate(EXAMPLES);
-        CheckerResult::new(valid)
-            .with("summary", summary)
-            .with("failovers", failovers.len())
-            .with("promoted", count(Outcome::Promoted))
-            .with("error_replies", count(Outcome::ErrorReply))
-            .with("not_promoted", count(Outcome::NotPromoted))
-            .with("unreachable", count(Outcome::Unreachable))
-            .with("not_attempted", count(Outcome::NotAttempted))
-            .with("unfinished", count(Outcome::Unfinished))
-            .with("under_other_faults", under_faults)
-            .with("finding_count", findings_count)
-            .with("findings", findings)
-            .with("slowest_promotion_ms", took.iter().max().copied())
+        crate::stream::run_in_memory(self.history_pass(run).expect("streams"), run)
     }
+
+    fn history_pass<'r>(&self, run: &'r RunData) -> Option<Box<dyn HistoryPass + 'r>> {
+        Some(Box::new(NemesisLines {
+            catalog: &run.nemesis_ops,
+            ops: Vec::new(),
+        }))
+    }
+}
+
+/// The nemesis lines of a history, kept whole as they stream past (they are few).
+struct NemesisLines<'r> {
+    catalog: &'r NemesisOps,
+    ops: Vec<Op>,
+}
+
+impl HistoryPass for NemesisLines<'_> {
+    fn op(&mut self, _at: u64, op: &Op) {
+        if op.process == Process::Nemesis {
+            self.ops.push(op.clone());
+        }
+    }
+
+    fn finish(self: Box<Self>, _: &dyn OpSource) -> CheckerResult {
+        judge(self.catalog, &self.ops)
+    }
+}
+
+/// The verdict on a history's nemesis ops (`history` may hold client ops too; they are
+/// ignored).
+fn judge(ops: &NemesisOps, history: &[Op]) -> CheckerResult {
+    // Pair failover invokes with their completions (the nemesis does one thing at a
+    // time); track which faults that disrupt failovers are in force. Failovers (plain,
+    // fired while a PONG is held, standalone `FAILOVER TO`) share their outcome
+    // fields: reply, promoted, took_ms.
+    if ops.kinds().is_empty() && history.iter().any(|o| o.process == Process::Nemesis) {
+        // Without the catalog no op can be told to be a failover: saying "no failovers"
+        // would be a verdict on nothing.
+        return CheckerResult::unknown(
+            "the history has nemesis ops but no fault catalog was given to tell failovers",
+        );
+    }
+    let disrupting: Vec<_> = ops.kinds().iter().filter(|k| k.disrupts_failover).collect();
+    let mut in_force: HashMap<&str, i64> = HashMap::new();
+    let mut failovers: Vec<(&Op, Option<&Op>, bool)> = Vec::new();
+    let mut open_failover: InFlight<(), usize> = InFlight::default();
+    for op in history.iter().filter(|o| o.process == Process::Nemesis) {
+        let faults_now = in_force.values().any(|n| *n > 0);
+        if op.kind == OpType::Invoke {
+            if ops.is_failover(&op.f) {
+                failovers.push((op, None, faults_now));
+                open_failover.invoke((), failovers.len() - 1);
+            }
+            continue;
+        }
+        if ops.is_failover(&op.f) {
+            if let Some(i) = open_failover.complete(&()) {
+                failovers[i].1 = Some(op);
+                failovers[i].2 |= faults_now;
+            }
+            continue;
+        }
+        if op.kind != OpType::Ok {
+            continue;
+        }
+        let f = op.f.as_str();
+        for k in &disrupting {
+            if k.starts.contains(&f) {
+                *in_force.entry(k.kind).or_default() += 1;
+            } else if k.heals.contains(&f) {
+                let n = in_force.entry(k.kind).or_default();
+                *n = (*n - 1).max(0);
+            }
+            if k.sweeps.contains(&f) {
+                in_force.insert(k.kind, 0);
+            }
+        }
+    }
+
+    let mut counts: HashMap<&'static str, usize> = HashMap::new();
+    let mut findings = Vec::new();
+    let mut under_faults = 0usize;
+    let mut took: Vec<u64> = Vec::new();
+    for (invoke, done, faults) in &failovers {
+        let o = outcome(*done);
+        *counts.entry(o.label()).or_default() += 1;
+        if o == Outcome::Promoted {
+            if let Some(ms) = done
+                .and_then(|d| d.value.get("took_ms"))
+                .and_then(Value::as_u64)
+            {
+                took.push(ms);
+            }
+        }
+        if !o.is_finding() {
+            continue;
+        }
+        if *faults {
+            under_faults += 1;
+            continue;
+        }
+        let done = done.unwrap_or(invoke);
+        findings.push(json!({
+            "outcome": o.label(),
+            "index": done.index,
+            "time_ns": done.time_ns,
+            "primary": done.value.get("primary"),
+            "replica": done.value.get("replica"),
+            "mode": done.value.get("mode"),
+            "reply": done.value.get("reply"),
+            "error": done.error,
+        }));
+    }
+    let count = |o: Outcome| counts.get(o.label()).copied().unwrap_or(0);
+    let attempted = failovers.len() - count(Outcome::NotAttempted);
+    let words = |f: &Value| {
+        let replica = f["replica"].as_str().unwrap_or("?");
+        let at = secs(f["time_ns"].as_u64().unwrap_or(0));
+        match f["outcome"].as_str() {
+            Some("error reply") => format!(
+                "{replica} replied {} at {at}",
+                f["reply"]
+                    .as_str()
+                    .or(f["error"].as_str())
+                    .unwrap_or("an error")
+            ),
+            _ => format!(
+                "{replica} was not primary in time at {at} ({})",
+                f["error"].as_str().unwrap_or("no reason given")
+            ),
+        }
+    };
+    let (valid, summary) = if !findings.is_empty() {
+        let named: Vec<String> = findings.iter().take(3).map(words).collect();
+        let more = if findings.len() > 3 { "; ..." } else { "" };
+        (
+            Validity::Invalid,
+            format!(
+                "{} of {attempted} failovers went wrong: {}{more}",
+                findings.len(),
+                named.join("; ")
+            ),
+        )
+    } else if failovers.is_empty() {
+        (Validity::Valid, "no failovers in the history".to_string())
+    } else {
+        let mut s = format!(
+            "{} of {attempted} failovers promoted their replica",
+            count(Outcome::Promoted)
+        );
+        if let Some(max) = took.iter().max() {
+            s.push_str(&format!(" (slowest {max} ms)"));
+        }
+        if under_faults > 0 {
+            s.push_str(&format!(
+                "; {under_faults} failed while another fault was in force"
+            ));
+        }
+        (Validity::Valid, s)
+    };
+    let findings_count = findings.len();
+    findings.truncate(EXAMPLES);
+    CheckerResult::new(valid)
+        .with("summary", summary)
+        .with("failovers", failovers.len())
+        .with("promoted", count(Outcome::Promoted))
+        .with("error_replies", count(Outcome::ErrorReply))
+        .with("not_promoted", count(Outcome::NotPromoted))
+        .with("unreachable", count(Outcome::Unreachable))
+        .with("not_attempted", count(Outcome::NotAttempted))
+        .with("unfinished", count(Outcome::Unfinished))
+        .with("under_other_faults", under_faults)
+        .with("finding_count", findings_count)
+        .with("findings", findings)
+        .with("slowest_promotion_ms", took.iter().max().copied())
 }
 
 #[cfg(test)]

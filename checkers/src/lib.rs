@@ -14,6 +14,8 @@
 //!   checker needs (a checker whose input file is absent is skipped, with a note).
 //! - [`registry`]: [`all`] checkers and [`check`], which runs them. A new checker is one
 //!   file here plus one line in [`all`].
+//! - [`stream`]: the opt-in one-pass reading of `history.jsonl` ([`HistoryPass`]), so a
+//!   history of tens of millions of ops is checked without being held.
 //! - [`results`]: [`Results`], the contents of `results.json`, with a terminal summary.
 //! - The checkers, one file each:
 //!   - [`lost_writes`]: [`LostWrites`], the set workload's lost-write checker (history);
@@ -66,6 +68,7 @@ pub mod run_data;
 pub mod slot_coverage;
 pub mod split_brain;
 pub mod standalone_views;
+pub mod stream;
 pub mod stuck_migration;
 pub mod tolerances;
 pub mod validity;
@@ -80,12 +83,13 @@ pub use linearizable::Linearizable;
 pub use list_append::ListAppend;
 pub use log_pattern::LogPattern;
 pub use lost_writes::LostWrites;
-pub use registry::{all, check};
+pub use registry::{all, check, try_check};
 pub use replication_loop::ReplicationLoop;
 pub use results::Results;
-pub use run_data::{load_run, LoadError, NodeLog, RunData};
+pub use run_data::{load_run, load_run_streaming, LoadError, NodeLog, RunData};
 pub use slot_coverage::SlotCoverage;
 pub use split_brain::SplitBrain;
+pub use stream::{HistoryPass, OpSource};
 pub use stuck_migration::StuckMigration;
 pub use tolerances::Tolerances;
 pub use validity::Validity;

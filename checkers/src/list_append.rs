@@ -22,7 +22,6 @@ use serde_json::{json, Value};
 
 use crate::fast_hash::{FastMap, FastSet};
 use crate::keyed::{self, KeyOps, Outcome, Paired};
-use crate::lost_writes::Element;
 use crate::{Checker, CheckerResult, RunData, Validity};
 
 /// The checker's name in `results.json`.
@@ -387,6 +386,32 @@ fn verdict(found: Found, orphans: usize) -> CheckerResult {
         result = result.with("orphan_completions", orphans);
     }
     result
+}
+
+/// A list element as Redis compares it: a JSON integer and a string holding that
+/// integer's canonical decimal form are one element (LRANGE answers strings); anything
+/// else compares by its text (strings as they are, other values as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Element<'a> {
+    Int(i64),
+    Text(std::borrow::Cow<'a, str>),
+}
+
+impl<'a> Element<'a> {
+    fn of(value: &'a Value) -> Element<'a> {
+        use std::borrow::Cow;
+        match value {
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => Element::Int(i),
+                None => Element::Text(Cow::Owned(n.to_string())),
+            },
+            Value::String(s) => match crate::lost_writes::canonical_int(s) {
+                Some(i) => Element::Int(i),
+                None => Element::Text(Cow::Borrowed(s)),
+            },
+            other => Element::Text(Cow::Owned(other.to_string())),
+        }
+    }
 }
 
 #[cfg(test)]

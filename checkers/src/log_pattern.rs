@@ -65,6 +65,10 @@ impl Checker for LogPattern {
         &[Input::NodeLogs]
     }
 
+    fn reads_history(&self) -> bool {
+        false
+    }
+
     fn check(&self, run: &RunData) -> CheckerResult {
         let window_ms = run.tolerances.log_pattern_window_ms;
         let mut matches = Vec::new();

@@ -7,13 +7,12 @@
 //! and, with Jepsen's op model, keeps "lost" (acknowledged, then gone) apart from adds whose
 //! fate nobody knows.
 
-use std::borrow::Cow;
-
 use faultline_history::{Op, OpType, Process};
 use serde_json::{json, Value};
 
 use crate::fast_hash::{FastMap, FastSet};
 use crate::in_flight::InFlight;
+use crate::stream::{HistoryPass, OpSource};
 use crate::{Checker, CheckerResult, RunData, Validity};
 
 /// The checker's name in `results.json`.
@@ -59,41 +58,72 @@ impl Checker for LostWrites {
         if !run.history_present {
             return CheckerResult::unknown("no history.jsonl in the run");
         }
-        SetHistory::index(&run.history).verdict()
+        crate::stream::run_in_memory(Box::new(SetHistory::default()), run)
+    }
+
+    fn history_pass<'r>(&self, _run: &'r RunData) -> Option<Box<dyn HistoryPass + 'r>> {
+        Some(Box::new(SetHistory::default()))
     }
 }
 
-/// A set element as Redis compares it.
+/// A set element as Redis compares it, in eight bytes.
 ///
 /// Redis set members are byte strings: `SADD s 42` and `SADD s "42"` add the same member,
 /// and `SMEMBERS` answers strings. So a JSON integer and a string holding that integer's
 /// canonical decimal form are one element; anything else compares by its text (strings as
-/// they are, other values as JSON). Integers stay integers so the common case hashes no
-/// strings.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) enum Element<'a> {
-    Int(i64),
-    Text(Cow<'a, str>),
+/// they are, other values as JSON). An integer in ±2^62 is held as itself (the set
+/// workload's case, hashing no strings); any other element is a number given by
+/// [`Interner`] (integers and texts apart, so an integer never equals a text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Elem(u64);
+
+/// Integers in `-SMALL..SMALL` are held directly.
+const SMALL: i64 = 1 << 62;
+/// The bit that marks an interned element.
+const INTERNED: u64 = 1 << 63;
+
+/// Numbers for the elements that are not small integers.
+#[derive(Default)]
+struct Interner {
+    ids: FastMap<(bool, Box<str>), u64>,
 }
 
-impl<'a> Element<'a> {
-    pub(crate) fn of(value: &'a Value) -> Element<'a> {
+impl Interner {
+    fn elem(&mut self, value: &Value) -> Elem {
         match value {
             Value::Number(n) => match n.as_i64() {
-                Some(i) => Element::Int(i),
-                None => Element::Text(Cow::Owned(n.to_string())),
+                Some(i) => self.int(i),
+                None => self.text(&n.to_string()),
             },
             Value::String(s) => match canonical_int(s) {
-                Some(i) => Element::Int(i),
-                None => Element::Text(Cow::Borrowed(s)),
+                Some(i) => self.int(i),
+                None => self.text(s),
             },
-            other => Element::Text(Cow::Owned(other.to_string())),
+            other => self.text(&other.to_string()),
         }
+    }
+
+    fn int(&mut self, i: i64) -> Elem {
+        if (-SMALL..SMALL).contains(&i) {
+            Elem((i + SMALL) as u64)
+        } else {
+            self.intern(true, &i.to_string())
+        }
+    }
+
+    fn text(&mut self, s: &str) -> Elem {
+        self.intern(false, s)
+    }
+
+    fn intern(&mut self, int: bool, s: &str) -> Elem {
+        let next = self.ids.len() as u64;
+        let id = *self.ids.entry((int, s.into())).or_insert(next);
+        Elem(INTERNED | id)
     }
 }
 
 /// `s` as an i64 if it is exactly how an i64 prints (no `+`, no leading zeros, no `-0`).
-fn canonical_int(s: &str) -> Option<i64> {
+pub(crate) fn canonical_int(s: &str) -> Option<i64> {
     let digits = s.strip_prefix('-').unwrap_or(s);
     let canonical = !digits.is_empty()
         && digits.bytes().all(|b| b.is_ascii_digit())
@@ -115,6 +145,11 @@ enum Outcome {
     Info,
 }
 
+/// [`Outcome::flag`]s of every outcome: the element was attempted.
+const ATTEMPTED: u8 = 1 | 2 | 4;
+/// The element is in its key's final read.
+const PRESENT: u8 = 8;
+
 impl Outcome {
     fn flag(self) -> u8 {
         match self {
@@ -125,39 +160,57 @@ impl Outcome {
     }
 }
 
-/// One add attempt, invoke and completion paired. Positions are indexes into the history.
-struct Add<'a> {
+/// `complete` of an add that never completed: after every real position.
+const NEVER: u64 = u64::MAX;
+
+/// A key's add attempts, one column per field (25 bytes an add, so tens of millions fit).
+/// Positions are the `at` of [`HistoryPass::op`].
+#[derive(Default)]
+struct Adds {
+    element: Vec<Elem>,
+    invoke: Vec<u64>,
+    complete: Vec<u64>,
+    outcome: Vec<Outcome>,
+}
+
+/// A pending invoke, as much of it as pairing needs.
+struct Invoke {
+    at: u64,
     key: usize,
-    element: Element<'a>,
-    invoke: usize,
-    complete: Option<usize>,
-    outcome: Outcome,
+    /// The element, for an add; `None` for a read.
+    add: Option<Elem>,
 }
 
 /// One ok read whose value is a list.
 struct Read {
     key: usize,
-    invoke: usize,
-    complete: usize,
+    invoke: u64,
+    complete: u64,
 }
+
+/// Where an element was first read: (index into [`SetHistory::reads`], position in the
+/// read's list). Sorting by it is the order the reads were completed and listed.
+type FirstRead = (usize, usize);
 
 /// What the history says about one key.
-struct Key<'a> {
-    name: &'a str,
-    /// Every element an add attempted on this key, with the [`Outcome::flag`]s of its
-    /// attempts (an element is normally added once, but nothing depends on that).
-    attempted: FastMap<Element<'a>, u8>,
-    /// Index into [`SetHistory::reads`] of the key's last ok read.
-    final_read: Option<usize>,
+struct Key {
+    name: Box<str>,
+    adds: Adds,
+    /// The key's last ok read so far: its index in [`SetHistory::reads`] and elements.
+    final_read: Option<(usize, Vec<Elem>)>,
+    /// Every element of the key's earlier ok reads, where each was first read (empty
+    /// unless a key is read more than once).
+    earlier_reads: FastMap<Elem, FirstRead>,
 }
 
-/// The set-workload ops of a history, paired and grouped by key, in one pass.
-struct SetHistory<'a> {
-    history: &'a [Op],
-    keys: Vec<Key<'a>>,
-    key_ids: FastMap<&'a str, usize>,
-    /// Adds in completion order (never-completed ones last).
-    adds: Vec<Add<'a>>,
+/// The set-workload ops of a history, paired and grouped by key as they stream past.
+#[derive(Default)]
+struct SetHistory {
+    keys: Vec<Key>,
+    key_ids: FastMap<Box<str>, usize>,
+    elements: Interner,
+    /// A process has at most one op in flight: its next completion completes it.
+    pending: InFlight<u64, Invoke>,
     /// Ok reads in completion order.
     reads: Vec<Read>,
     /// How many history lines were set-workload ops.
@@ -168,200 +221,199 @@ struct SetHistory<'a> {
     orphan_completions: usize,
 }
 
-impl<'a> SetHistory<'a> {
-    fn index(history: &'a [Op]) -> SetHistory<'a> {
-        let mut s = SetHistory {
-            history,
-            keys: Vec::new(),
-            key_ids: FastMap::default(),
-            adds: Vec::new(),
-            reads: Vec::new(),
-            set_ops: 0,
-            malformed_reads: 0,
-            orphan_completions: 0,
+impl HistoryPass for SetHistory {
+    fn op(&mut self, at: u64, op: &Op) {
+        let Process::Client(process) = op.process else {
+            return;
         };
-        // A process has at most one op in flight: its next completion completes it.
-        let mut pending: InFlight<u64, usize> = InFlight::default();
-        for (pos, op) in history.iter().enumerate() {
-            let Process::Client(process) = op.process else {
-                continue;
-            };
-            if op.f != "add" && op.f != "read" {
-                continue;
-            }
-            s.set_ops += 1;
-            if op.kind == OpType::Invoke {
-                // A second invoke while one is pending breaks the one-op rule; the first
-                // one's fate is unknown.
-                if let Some(earlier) = pending.invoke(process, pos) {
-                    s.pair(earlier, None);
-                }
-                continue;
-            }
-            match pending.complete(&process) {
-                Some(invoke) => s.pair(invoke, Some(pos)),
-                None => s.orphan_completions += 1,
-            }
+        if op.f != "add" && op.f != "read" {
+            return;
         }
-        let mut unfinished: Vec<usize> = pending.unfinished().collect();
-        unfinished.sort_unstable();
-        for invoke in unfinished {
-            s.pair(invoke, None);
+        self.set_ops += 1;
+        if op.kind == OpType::Invoke {
+            let key = self.key_id(op.key.as_deref().unwrap_or(""));
+            let add = (op.f == "add").then(|| self.elements.elem(&op.value));
+            // A second invoke while one is pending breaks the one-op rule; the first
+            // one's fate is unknown.
+            if let Some(earlier) = self.pending.invoke(process, Invoke { at, key, add }) {
+                self.pair(earlier, None);
+            }
+            return;
         }
-        s
+        match self.pending.complete(&process) {
+            Some(invoke) => self.pair(invoke, Some((at, op))),
+            None => self.orphan_completions += 1,
+        }
     }
 
-    /// Records the op invoked at `invoke` and completed at `complete` (`None`: never).
-    fn pair(&mut self, invoke: usize, complete: Option<usize>) {
-        let history = self.history;
-        let op = &history[invoke];
-        let key = self.key_id(op.key.as_deref().unwrap_or(""));
-        let kind = complete.map_or(OpType::Info, |c| history[c].kind);
-        if op.f == "add" {
+    fn finish(mut self: Box<Self>, ops: &dyn OpSource) -> CheckerResult {
+        let mut unfinished: Vec<Invoke> = std::mem::take(&mut self.pending).unfinished().collect();
+        unfinished.sort_unstable_by_key(|i| i.at);
+        for invoke in unfinished {
+            self.pair(invoke, None);
+        }
+        self.verdict(ops)
+    }
+}
+
+/// An add the verdict names: (invoke position, key, index in the key's [`Adds`]).
+type Named = (u64, usize, usize);
+
+impl SetHistory {
+    /// Records the op invoked as `invoke` and completed at `complete` (`None`: never).
+    fn pair(&mut self, invoke: Invoke, complete: Option<(u64, &Op)>) {
+        let kind = complete.map_or(OpType::Info, |(_, op)| op.kind);
+        let key = &mut self.keys[invoke.key];
+        if let Some(element) = invoke.add {
             let outcome = match kind {
                 OpType::Ok => Outcome::Ok,
                 OpType::Fail => Outcome::Fail,
                 OpType::Info | OpType::Invoke => Outcome::Info,
             };
-            let element = Element::of(&op.value);
-            *self.keys[key].attempted.entry(element.clone()).or_insert(0) |= outcome.flag();
-            self.adds.push(Add {
-                key,
-                element,
-                invoke,
-                complete,
-                outcome,
-            });
-        } else if let (OpType::Ok, Some(complete)) = (kind, complete) {
-            if history[complete].value.is_array() {
-                self.keys[key].final_read = Some(self.reads.len());
-                self.reads.push(Read {
-                    key,
-                    invoke,
-                    complete,
-                });
-            } else {
+            key.adds.element.push(element);
+            key.adds.invoke.push(invoke.at);
+            key.adds.complete.push(complete.map_or(NEVER, |(at, _)| at));
+            key.adds.outcome.push(outcome);
+        } else if let (OpType::Ok, Some((at, op))) = (kind, complete) {
+            let Some(values) = op.value.as_array() else {
                 self.malformed_reads += 1;
+                return;
+            };
+            let read = self.reads.len();
+            self.reads.push(Read {
+                key: invoke.key,
+                invoke: invoke.at,
+                complete: at,
+            });
+            let elements = values.iter().map(|v| self.elements.elem(v)).collect();
+            let key = &mut self.keys[invoke.key];
+            if let Some((earlier, elements)) = key.final_read.replace((read, elements)) {
+                for (i, e) in elements.into_iter().enumerate() {
+                    key.earlier_reads.entry(e).or_insert((earlier, i));
+                }
             }
         }
     }
 
-    fn key_id(&mut self, name: &'a str) -> usize {
+    fn key_id(&mut self, name: &str) -> usize {
         if let Some(&id) = self.key_ids.get(name) {
             return id;
         }
         let id = self.keys.len();
         self.keys.push(Key {
-            name,
-            attempted: FastMap::default(),
+            name: name.into(),
+            adds: Adds::default(),
             final_read: None,
+            earlier_reads: FastMap::default(),
         });
-        self.key_ids.insert(name, id);
+        self.key_ids.insert(name.into(), id);
         id
     }
 
-    /// The elements of an ok read.
-    fn read_values(&self, read: &Read) -> &'a [Value] {
-        let history = self.history;
-        history[read.complete]
-            .value
-            .as_array()
-            .map_or(&[], Vec::as_slice)
-    }
-
-    fn verdict(&self) -> CheckerResult {
+    fn verdict(&self, ops: &dyn OpSource) -> CheckerResult {
         if self.set_ops == 0 {
             return CheckerResult::unknown("no set-workload ops in history");
         }
-        if self.adds.is_empty() && self.reads.is_empty() {
+        let attempted_total: usize = self.keys.iter().map(|k| k.adds.element.len()).sum();
+        if attempted_total == 0 && self.reads.is_empty() {
             return CheckerResult::unknown("no adds and no successful reads in history");
         }
 
-        let present: Vec<Option<FastSet<Element<'a>>>> = self
-            .keys
-            .iter()
-            .map(|k| {
-                k.final_read.map(|r| {
-                    self.read_values(&self.reads[r])
-                        .iter()
-                        .map(Element::of)
-                        .collect()
-                })
-            })
-            .collect();
-
         let mut c = Counts::default();
-        let (mut lost, mut recovered, mut failed_but_present) =
+        let (mut lost, mut recovered, mut failed_but_present): (Vec<Named>, _, _) =
             (Vec::new(), Vec::new(), Vec::new());
-        for (i, add) in self.adds.iter().enumerate() {
-            match add.outcome {
-                Outcome::Ok => c.acknowledged += 1,
-                Outcome::Fail => c.failed += 1,
-                Outcome::Info => c.indeterminate += 1,
-            }
-            let key = &self.keys[add.key];
-            let (Some(r), Some(present)) = (key.final_read, &present[add.key]) else {
-                continue;
-            };
-            let is_present = present.contains(&add.element);
-            match add.outcome {
-                Outcome::Ok if is_present => {}
-                Outcome::Ok => {
-                    if add.complete.is_some_and(|done| done < self.reads[r].invoke) {
-                        lost.push(i);
-                    } else {
-                        c.unresolved += 1;
-                    }
-                }
-                Outcome::Info if is_present => recovered.push(i),
-                Outcome::Info => c.indeterminate_absent += 1,
-                Outcome::Fail => {
-                    // Another attempt of the same element that may have happened explains it.
-                    let others = Outcome::Ok.flag() | Outcome::Info.flag();
-                    if is_present && key.attempted[&add.element] & others == 0 {
-                        failed_but_present.push(i);
-                    }
-                }
-            }
-        }
-
         // Unexpected: read, in any ok read, but never attempted on that key. Each
         // (key, element) once, at the first read that showed it.
-        let mut unexpected: Vec<(&Read, &'a Value)> = Vec::new();
-        let mut seen: FastSet<(usize, Element<'a>)> = FastSet::default();
-        for read in &self.reads {
-            let attempted = &self.keys[read.key].attempted;
-            for value in self.read_values(read) {
-                let element = Element::of(value);
-                if !attempted.contains_key(&element) && seen.insert((read.key, element)) {
-                    unexpected.push((read, value));
+        let mut unexpected: Vec<FirstRead> = Vec::new();
+        // One key at a time, so the per-element maps never hold more than one key.
+        for (k, key) in self.keys.iter().enumerate() {
+            let adds = &key.adds;
+            // One map per key: each element's attempt outcomes, and whether the final
+            // read holds it.
+            let mut flags: FastMap<Elem, u8> = FastMap::default();
+            let final_elements = key.final_read.as_ref().map(|(_, e)| e);
+            flags.reserve(adds.element.len().max(final_elements.map_or(0, Vec::len)));
+            for e in final_elements.into_iter().flatten() {
+                flags.insert(*e, PRESENT);
+            }
+            for (e, o) in adds.element.iter().zip(&adds.outcome) {
+                *flags.entry(*e).or_insert(0) |= o.flag();
+            }
+            let attempted = |e: &Elem| flags.get(e).is_some_and(|f| f & ATTEMPTED != 0);
+            for i in 0..adds.element.len() {
+                let outcome = adds.outcome[i];
+                match outcome {
+                    Outcome::Ok => c.acknowledged += 1,
+                    Outcome::Fail => c.failed += 1,
+                    Outcome::Info => c.indeterminate += 1,
+                }
+                let Some((r, _)) = &key.final_read else {
+                    continue;
+                };
+                let element = adds.element[i];
+                let is_present = flags[&element] & PRESENT != 0;
+                let named = (adds.invoke[i], k, i);
+                match outcome {
+                    Outcome::Ok if is_present => {}
+                    Outcome::Ok => {
+                        let done = adds.complete[i];
+                        if done != NEVER && done < self.reads[*r].invoke {
+                            lost.push(named);
+                        } else {
+                            c.unresolved += 1;
+                        }
+                    }
+                    Outcome::Info if is_present => recovered.push(named),
+                    Outcome::Info => c.indeterminate_absent += 1,
+                    Outcome::Fail => {
+                        // Another attempt of the same element that may have happened
+                        // explains it.
+                        let others = Outcome::Ok.flag() | Outcome::Info.flag();
+                        if is_present && flags[&element] & others == 0 {
+                            failed_but_present.push(named);
+                        }
+                    }
+                }
+            }
+            for (e, first) in &key.earlier_reads {
+                if !attempted(e) {
+                    unexpected.push(*first);
+                }
+            }
+            if let Some((r, elements)) = &key.final_read {
+                let mut seen: FastSet<Elem> = FastSet::default();
+                for (i, e) in elements.iter().enumerate() {
+                    if !attempted(e) && !key.earlier_reads.contains_key(e) && seen.insert(*e) {
+                        unexpected.push((*r, i));
+                    }
                 }
             }
         }
+        unexpected.sort_unstable();
 
         let mut unread_keys: Vec<&str> = self
             .keys
             .iter()
-            .filter(|k| !k.attempted.is_empty() && k.final_read.is_none())
-            .map(|k| k.name)
+            .filter(|k| !k.adds.element.is_empty() && k.final_read.is_none())
+            .map(|k| &*k.name)
             .collect();
         unread_keys.sort_unstable();
 
-        let by_invoke = |list: &mut Vec<usize>| list.sort_by_key(|&i| self.adds[i].invoke);
-        by_invoke(&mut lost);
-        by_invoke(&mut recovered);
-        by_invoke(&mut failed_but_present);
-        let lost_ex = self.add_examples(&lost);
-        let recovered_ex = self.add_examples(&recovered);
-        let fbp_ex = self.add_examples(&failed_but_present);
+        lost.sort_unstable();
+        recovered.sort_unstable();
+        failed_but_present.sort_unstable();
+        let lost_ex = self.add_examples(&lost, ops);
+        let recovered_ex = self.add_examples(&recovered, ops);
+        let fbp_ex = self.add_examples(&failed_but_present, ops);
         let unexpected_ex: Vec<Value> = unexpected
             .iter()
             .take(EXAMPLES)
-            .map(|(read, value)| {
-                let (inv, done) = (&self.history[read.invoke], &self.history[read.complete]);
+            .map(|&(r, i)| {
+                let read = &self.reads[r];
+                let (inv, done) = (ops.op_at(read.invoke), ops.op_at(read.complete));
                 json!({
-                    "key": self.keys[read.key].name,
-                    "element": value,
+                    "key": &*self.keys[read.key].name,
+                    "element": done.value.as_array().and_then(|v| v.get(i)),
                     "invoke_index": inv.index,
                     "complete_index": done.index,
                     "time_ns": done.time_ns,
@@ -378,7 +430,12 @@ impl<'a> SetHistory<'a> {
             Validity::Valid
         };
 
-        let keys_with_adds = self.keys.iter().filter(|k| !k.attempted.is_empty()).count();
+        let keys_with_adds = self
+            .keys
+            .iter()
+            .filter(|k| !k.adds.element.is_empty())
+            .count();
+
         let mut clauses = Vec::new();
         if !lost.is_empty() {
             clauses.push(format!(
@@ -441,7 +498,7 @@ impl<'a> SetHistory<'a> {
         let mut result = CheckerResult::new(valid)
             .with("summary", clauses.join("; "))
             .with("keys", self.keys.len())
-            .with("attempted", self.adds.len())
+            .with("attempted", attempted_total)
             .with("acknowledged", c.acknowledged)
             .with("failed", c.failed)
             .with("indeterminate", c.indeterminate)
@@ -465,21 +522,22 @@ impl<'a> SetHistory<'a> {
         result
     }
 
-    /// The first [`EXAMPLES`] of `adds` (indexes into [`SetHistory::adds`]) as JSON.
-    fn add_examples(&self, adds: &[usize]) -> Vec<Value> {
+    /// The first [`EXAMPLES`] of `adds` as JSON.
+    fn add_examples(&self, adds: &[Named], ops: &dyn OpSource) -> Vec<Value> {
         adds.iter()
             .take(EXAMPLES)
-            .map(|&i| {
-                let add = &self.adds[i];
-                let invoke = &self.history[add.invoke];
-                let complete = add.complete.map(|c| &self.history[c]);
+            .map(|&(_, k, i)| {
+                let key = &self.keys[k];
+                let invoke = ops.op_at(key.adds.invoke[i]);
+                let done = key.adds.complete[i];
+                let complete = (done != NEVER).then(|| ops.op_at(done));
                 json!({
-                    "key": self.keys[add.key].name,
+                    "key": &*key.name,
                     "element": invoke.value,
                     "invoke_index": invoke.index,
-                    "complete_index": complete.map(|op| op.index),
+                    "complete_index": complete.as_ref().map(|op| op.index),
                     // When it was acknowledged (or, never completed, attempted).
-                    "time_ns": complete.unwrap_or(invoke).time_ns,
+                    "time_ns": complete.as_ref().unwrap_or(&invoke).time_ns,
                 })
             })
             .collect()

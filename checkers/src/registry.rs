@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 use std::panic::{self, AssertUnwindSafe};
 
+use crate::stream::HistoryFile;
 use crate::{
     BouncingRedirects, Checker, CheckerResult, Convergence, CounterChecker, FailoverOutcomes,
-    Linearizable, ListAppend, LogPattern, LostWrites, ReplicationLoop, Results, RunData,
+    Linearizable, ListAppend, LoadError, LogPattern, LostWrites, ReplicationLoop, Results, RunData,
     SlotCoverage, SplitBrain, StuckMigration,
 };
 
@@ -42,28 +43,107 @@ pub fn all() -> Vec<Box<dyn Checker>> {
 /// A checker that panics is a bug in faultline, not evidence about the server: as in
 /// Jepsen's `check-safe`, it is reported as unknown with the panic message under `error`,
 /// and the other checkers still run.
+///
+/// A run loaded with [`crate::load_run_streaming`] should go through [`try_check`], which
+/// reports a damaged history as an error; here that error leaves no checker and a note.
 pub fn check(run: &RunData, checkers: &[Box<dyn Checker>]) -> Results {
+    try_check(run, checkers).unwrap_or_else(|e| {
+        let mut notes = run.notes.clone();
+        notes.push(e.to_string());
+        Results::new(BTreeMap::new(), notes)
+    })
+}
+
+/// [`check`], for a run whose history may still be on disk
+/// ([`RunData::history_file`]): the file is read once, every op handed to each checker
+/// that streams ([`Checker::history_pass`]); the others get [`RunData::history`] read in
+/// the same pass, and only if one of them [`Checker::reads_history`].
+///
+/// # Errors
+/// [`LoadError::Read`] if the history cannot be read or has a malformed line before its
+/// last (what [`crate::load_run`] would have refused).
+pub fn try_check(run: &RunData, checkers: &[Box<dyn Checker>]) -> Result<Results, LoadError> {
     let mut out = BTreeMap::new();
     let mut skipped: BTreeMap<crate::Input, Vec<&'static str>> = BTreeMap::new();
+    let mut applicable = Vec::new();
     for checker in checkers {
-        if let Some(missing) = checker.needs().iter().find(|i| !i.present_in(run)) {
-            skipped.entry(*missing).or_default().push(checker.name());
-            continue;
+        match checker.needs().iter().find(|i| !i.present_in(run)) {
+            Some(missing) => skipped.entry(*missing).or_default().push(checker.name()),
+            None => applicable.push(checker.as_ref()),
         }
-        let result = panic::catch_unwind(AssertUnwindSafe(|| checker.check(run))).unwrap_or_else(
-            |payload| {
-                let message = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".to_string());
-                CheckerResult::unknown("the checker crashed")
-                    .with("error", format!("checker panicked: {message}"))
-            },
-        );
-        out.insert(checker.name().to_string(), result);
     }
     let mut notes = run.notes.clone();
+    match (&run.history_file, run.history_present) {
+        (Some(path), true) => {
+            let mut passes = Vec::new();
+            let mut rest = Vec::new();
+            for checker in applicable {
+                match guarded(|| checker.history_pass(run)) {
+                    Ok(Some(pass)) => passes.push((checker.name(), Some(pass))),
+                    Ok(None) => rest.push(checker),
+                    Err(crashed) => {
+                        out.insert(checker.name().to_string(), crashed);
+                    }
+                }
+            }
+            let collect = rest.iter().any(|c| c.reads_history());
+            let mut history = Vec::new();
+            let torn = faultline_history::for_each_op(path, |at, op| {
+                for (name, slot) in passes.iter_mut() {
+                    let Some(pass) = slot else { continue };
+                    if let Err(crashed) = guarded(|| pass.op(at, op)) {
+                        out.insert(name.to_string(), crashed);
+                        *slot = None;
+                    }
+                }
+                if collect {
+                    history.push(op.clone());
+                }
+            })?;
+            if let Some(torn) = torn {
+                // Where load_run puts it: before the topology log's note.
+                notes.insert(
+                    0,
+                    format!(
+                        "{}:{}: torn last line skipped ({})",
+                        crate::run_data::HISTORY_FILE,
+                        torn.line,
+                        torn.message
+                    ),
+                );
+            }
+            let file = HistoryFile(path.clone());
+            for (name, slot) in passes {
+                if let Some(pass) = slot {
+                    let result = guarded(|| pass.finish(&file)).unwrap_or_else(|e| e);
+                    out.insert(name.to_string(), result);
+                }
+            }
+            if !rest.is_empty() {
+                let full;
+                let run = if collect {
+                    full = RunData {
+                        history,
+                        history_file: None,
+                        ..run.clone()
+                    };
+                    &full
+                } else {
+                    run
+                };
+                for checker in rest {
+                    let result = guarded(|| checker.check(run)).unwrap_or_else(|e| e);
+                    out.insert(checker.name().to_string(), result);
+                }
+            }
+        }
+        _ => {
+            for checker in applicable {
+                let result = guarded(|| checker.check(run)).unwrap_or_else(|e| e);
+                out.insert(checker.name().to_string(), result);
+            }
+        }
+    }
     for (input, names) in skipped {
         notes.push(format!(
             "skipped (no {} in the run): {}",
@@ -71,7 +151,20 @@ pub fn check(run: &RunData, checkers: &[Box<dyn Checker>]) -> Results {
             names.join(", ")
         ));
     }
-    Results::new(out, notes)
+    Ok(Results::new(out, notes))
+}
+
+/// `f()`, or the unknown verdict of a checker that panicked.
+fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, CheckerResult> {
+    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_string());
+        CheckerResult::unknown("the checker crashed")
+            .with("error", format!("checker panicked: {message}"))
+    })
 }
 
 #[cfg(test)]

@@ -46,6 +46,10 @@ impl Checker for ReplicationLoop {
         &[Input::Topology]
     }
 
+    fn reads_history(&self) -> bool {
+        false
+    }
+
     fn check(&self, run: &RunData) -> CheckerResult {
         if standalone_views::is_standalone(&run.topology) {
             return check_standalone(run);

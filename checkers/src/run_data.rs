@@ -48,6 +48,9 @@ pub struct RunData {
     pub history: Vec<Op>,
     /// Whether `history.jsonl` existed. An empty file still counts as present.
     pub history_present: bool,
+    /// Set by [`load_run_streaming`]: the history was left on disk here, and
+    /// [`crate::check`] reads it in one pass (`history` stays empty until then).
+    pub history_file: Option<PathBuf>,
     /// Every observation of `topology.jsonl`, in file order (per observer, that is time
     /// order; observers interleave).
     pub topology: Vec<Observation>,
@@ -193,13 +196,43 @@ pub enum LoadError {
 /// if none of [`KNOWN_INPUTS`] is in it; [`LoadError::Read`] if an input cannot be read or
 /// has a malformed line before its last one.
 pub fn load_run(dir: &Path) -> Result<RunData, LoadError> {
+    load(dir, false)
+}
+
+/// [`load_run`] without reading `history.jsonl`: the file is only found, and
+/// [`crate::check`] streams it once past every checker (see [`crate::stream`]), so memory
+/// does not grow with the history. Same verdicts, details and notes as [`load_run`].
+///
+/// # Errors
+/// As [`load_run`], except that a damaged history is found by [`crate::check`].
+pub fn load_run_streaming(dir: &Path) -> Result<RunData, LoadError> {
+    load(dir, true)
+}
+
+fn load(dir: &Path, stream_history: bool) -> Result<RunData, LoadError> {
     if !dir.is_dir() {
         return Err(LoadError::NotADirectory {
             dir: dir.to_path_buf(),
         });
     }
     let mut run = RunData::default();
-    if let Some(history) = read_optional::<Op>(dir, HISTORY_FILE, &mut run.notes)? {
+    let history_path = dir.join(HISTORY_FILE);
+    if stream_history {
+        match std::fs::metadata(&history_path) {
+            Ok(_) => {
+                run.history_present = true;
+                run.history_file = Some(history_path);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(ReadError::Io {
+                    path: history_path,
+                    source,
+                }
+                .into())
+            }
+        }
+    } else if let Some(history) = read_optional::<Op>(dir, HISTORY_FILE, &mut run.notes)? {
         run.history = history;
         run.history_present = true;
     }

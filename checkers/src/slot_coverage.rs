@@ -64,6 +64,10 @@ impl Checker for SlotCoverage {
         &[Input::Topology, Input::ClusterViews]
     }
 
+    fn reads_history(&self) -> bool {
+        false
+    }
+
     fn check(&self, run: &RunData) -> CheckerResult {
         let views = run.views();
         let found = episodes::find(&views.observers, problems, |into, later| {

@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 use crate::checker::Input;
 use crate::in_flight::InFlight;
 use crate::key_slot::key_slot;
+use crate::stream::{HistoryPass, OpSource};
 use crate::views::{contains, intersect, millis, normalize, ranges_text, secs, Sample, Views};
 use crate::{Checker, CheckerResult, RunData, Validity};
 
@@ -52,20 +53,26 @@ struct Claim<'a> {
     line: String,
 }
 
-/// Two claims at once.
-struct Overlap<'a> {
+/// An [`Overlap`] with its claims.
+struct OverlapOf<'a> {
     a: &'a Claim<'a>,
     b: &'a Claim<'a>,
-    ranges: Vec<(u16, u16)>,
+    ranges: &'a [(u16, u16)],
     from_ns: u64,
     to_ns: u64,
 }
 
-/// An acknowledged add, invoke and completion paired.
-struct Ack<'a> {
-    invoke_ns: u64,
-    complete: &'a Op,
-    slot: u16,
+/// Two claims at once (indexes into the claims), and the writes each side acknowledged
+/// during it.
+struct Overlap {
+    a: usize,
+    b: usize,
+    ranges: Vec<(u16, u16)>,
+    from_ns: u64,
+    to_ns: u64,
+    /// Per side (`a`, `b`): how many ok adds it acknowledged during the overlap, and the
+    /// first [`WRITE_EXAMPLES`] of them.
+    acked: [(usize, Vec<Value>); 2],
 }
 
 impl Checker for SplitBrain {
@@ -78,17 +85,33 @@ impl Checker for SplitBrain {
     }
 
     fn check(&self, run: &RunData) -> CheckerResult {
+        crate::stream::run_in_memory(self.history_pass(run).expect("streams"), run)
+    }
+
+    fn history_pass<'r>(&self, run: &'r RunData) -> Option<Box<dyn HistoryPass + 'r>> {
+        Some(Box::new(Pass::new(run)))
+    }
+}
+
+/// The overlaps, found from the topology before the history streams past, and the
+/// acknowledged adds that fall in them.
+struct Pass<'r> {
+    run: &'r RunData,
+    claims: Vec<Claim<'r>>,
+    overlaps: Vec<Overlap>,
+    /// Overlaps shorter than the tolerance.
+    ignored: usize,
+    /// Each client's pending `add` invoke time.
+    pending: InFlight<u64, u64>,
+}
+
+impl<'r> Pass<'r> {
+    fn new(run: &'r RunData) -> Pass<'r> {
         let views = run.views();
-        if views.ok == 0 {
-            return CheckerResult::unknown(
-                "topology.jsonl has no successful observation: no view to judge",
-            )
-            .with("input", views.input_counts());
-        }
         let claims = own_claims(views);
         let mut overlaps = Vec::new();
         for (i, a) in claims.iter().enumerate() {
-            for b in &claims[i + 1..] {
+            for (j, b) in claims.iter().enumerate().skip(i + 1) {
                 if a.node == b.node {
                     continue;
                 }
@@ -98,50 +121,111 @@ impl Checker for SplitBrain {
                 }
                 let ranges = intersect(&a.ranges, &b.ranges);
                 if !ranges.is_empty() {
-                    let (a, b) = if a.node <= b.node { (a, b) } else { (b, a) };
+                    let (a, b) = if a.node <= b.node { (i, j) } else { (j, i) };
                     overlaps.push(Overlap {
                         a,
                         b,
                         ranges,
                         from_ns,
                         to_ns,
+                        acked: Default::default(),
                     });
                 }
             }
         }
         overlaps.sort_by_key(|o| o.from_ns);
-        let tolerance_ms = run.tolerances.split_brain_ms;
-        let min_ns = tolerance_ms.saturating_mul(1_000_000);
+        let min_ns = run.tolerances.split_brain_ms.saturating_mul(1_000_000);
         let before = overlaps.len();
         overlaps.retain(|o| o.to_ns - o.from_ns >= min_ns);
         let ignored = before - overlaps.len();
+        Pass {
+            run,
+            claims,
+            overlaps,
+            ignored,
+            pending: InFlight::default(),
+        }
+    }
+}
 
-        let acks = if run.history_present {
-            acked_adds(&run.history)
-        } else {
-            Vec::new()
+impl HistoryPass for Pass<'_> {
+    /// Every ok `add` of a client, with its invoke time and its key's slot, counted in
+    /// the overlaps it falls in.
+    fn op(&mut self, _at: u64, op: &Op) {
+        if self.overlaps.is_empty() {
+            return;
+        }
+        let Process::Client(p) = op.process else {
+            return;
         };
+        if op.f != "add" {
+            return;
+        }
+        if op.kind == OpType::Invoke {
+            self.pending.invoke(p, op.time_ns);
+            return;
+        }
+        let invoke_ns = self.pending.complete(&p).unwrap_or(op.time_ns);
+        if op.kind != OpType::Ok {
+            return;
+        }
+        let (Some(node), Some(key)) = (op.node.as_deref(), op.key.as_deref()) else {
+            return;
+        };
+        let slot = key_slot(key);
+        for o in &mut self.overlaps {
+            let side = if node == self.claims[o.a].node {
+                0
+            } else if node == self.claims[o.b].node {
+                1
+            } else {
+                continue;
+            };
+            if contains(&o.ranges, slot) && invoke_ns <= o.to_ns && op.time_ns >= o.from_ns {
+                let (count, examples) = &mut o.acked[side];
+                *count += 1;
+                if examples.len() < WRITE_EXAMPLES {
+                    examples.push(json!({
+                        "index": op.index,
+                        "key": op.key,
+                        "value": op.value,
+                        "node": op.node,
+                        "time_ns": op.time_ns,
+                    }));
+                }
+            }
+        }
+    }
+
+    fn finish(self: Box<Self>, _: &dyn OpSource) -> CheckerResult {
+        let run = self.run;
+        let views = run.views();
+        if views.ok == 0 {
+            return CheckerResult::unknown(
+                "topology.jsonl has no successful observation: no view to judge",
+            )
+            .with("input", views.input_counts());
+        }
+        let (overlaps, ignored) = (&self.overlaps, self.ignored);
+        let tolerance_ms = run.tolerances.split_brain_ms;
         let mut double_acked = 0usize;
         let mut listed = Vec::new();
         let mut worst: Option<String> = None;
-        for o in &overlaps {
-            let during = |node: &str| -> Vec<&Ack> {
-                acks.iter()
-                    .filter(|a| {
-                        a.complete.node.as_deref() == Some(node)
-                            && contains(&o.ranges, a.slot)
-                            && a.invoke_ns <= o.to_ns
-                            && a.complete.time_ns >= o.from_ns
-                    })
-                    .collect()
+        for overlap in overlaps {
+            let o = OverlapOf {
+                a: &self.claims[overlap.a],
+                b: &self.claims[overlap.b],
+                ranges: &overlap.ranges,
+                from_ns: overlap.from_ns,
+                to_ns: overlap.to_ns,
             };
-            let (by_a, by_b) = (during(o.a.node), during(o.b.node));
-            let both = !by_a.is_empty() && !by_b.is_empty();
+            let [(by_a, ex_a), (by_b, ex_b)] = &overlap.acked;
+            let both = *by_a > 0 && *by_b > 0;
             let text = format!(
                 "{} and {} both primary for {} in their own views for {} ms from {}",
                 o.a.node,
                 o.b.node,
-                ranges_text(&o.ranges),
+                ranges_text(o.ranges),
                 millis(o.from_ns, o.to_ns),
                 secs(o.from_ns)
             );
@@ -150,31 +234,14 @@ impl Checker for SplitBrain {
                 if worst.is_none() {
                     worst = Some(format!(
                         "{text}, and both acknowledged writes then ({} by {}, {} by {})",
-                        by_a.len(),
-                        o.a.node,
-                        by_b.len(),
-                        o.b.node
+                        by_a, o.a.node, by_b, o.b.node
                     ));
                 }
             }
             if listed.len() < EXAMPLES {
-                let examples = |acks: &[&Ack]| -> Vec<Value> {
-                    acks.iter()
-                        .take(WRITE_EXAMPLES)
-                        .map(|a| {
-                            json!({
-                                "index": a.complete.index,
-                                "key": a.complete.key,
-                                "value": a.complete.value,
-                                "node": a.complete.node,
-                                "time_ns": a.complete.time_ns,
-                            })
-                        })
-                        .collect()
-                };
                 let mut entry = json!({
                     "nodes": [o.a.node, o.b.node],
-                    "slots": ranges_text(&o.ranges),
+                    "slots": ranges_text(o.ranges),
                     "first_ns": o.from_ns,
                     "last_ns": o.to_ns,
                     "duration_ms": millis(o.from_ns, o.to_ns),
@@ -188,12 +255,12 @@ impl Checker for SplitBrain {
                 });
                 if run.history_present {
                     entry["acknowledged"] = json!({
-                        o.a.node: by_a.len(),
-                        o.b.node: by_b.len(),
+                        o.a.node: by_a,
+                        o.b.node: by_b,
                     });
                     entry["acknowledged_examples"] = json!({
-                        o.a.node: examples(&by_a),
-                        o.b.node: examples(&by_b),
+                        o.a.node: ex_a,
+                        o.b.node: ex_b,
                     });
                 }
                 listed.push(entry);
@@ -295,37 +362,6 @@ fn own_claims<'a>(views: &'a Views) -> Vec<Claim<'a>> {
             }
         }
         out.extend(open);
-    }
-    out
-}
-
-/// Every ok `add` of a client, with its invoke time and its key's slot.
-fn acked_adds(history: &[Op]) -> Vec<Ack<'_>> {
-    let mut pending: InFlight<u64, u64> = InFlight::default();
-    let mut out = Vec::new();
-    for op in history {
-        let Process::Client(p) = op.process else {
-            continue;
-        };
-        if op.f != "add" {
-            continue;
-        }
-        if op.kind == OpType::Invoke {
-            pending.invoke(p, op.time_ns);
-            continue;
-        }
-        let invoke_ns = pending.complete(&p).unwrap_or(op.time_ns);
-        if op.kind != OpType::Ok || op.node.is_none() {
-            continue;
-        }
-        let Some(key) = op.key.as_deref() else {
-            continue;
-        };
-        out.push(Ack {
-            invoke_ns,
-            complete: op,
-            slot: key_slot(key),
-        });
     }
     out
 }

@@ -14,9 +14,10 @@
 
 use serde_json::{json, Value};
 
-use faultline_history::{Observation, Process};
+use faultline_history::{Observation, Op, Process};
 
 use crate::checker::Input;
+use crate::stream::{HistoryPass, OpSource};
 use crate::{Checker, CheckerResult, RunData, Validity};
 
 /// The checker's name in `results.json`.
@@ -68,15 +69,24 @@ fn parse_marker(body: &str) -> Option<Marker> {
     })
 }
 
-/// The instant after which the run is settled: the last nemesis op's time (the final
-/// phase's sweeps come last), or 0 in a run without faults.
-fn settled_after(run: &RunData) -> u64 {
-    run.history
-        .iter()
-        .filter(|o| o.process == Process::Nemesis)
-        .map(|o| o.time_ns)
-        .max()
-        .unwrap_or(0)
+/// Finds the instant after which the run is settled: the last nemesis op's time (the
+/// final phase's sweeps come last), or 0 in a run without faults. The history streams
+/// past; nothing of it is kept.
+struct SettledAfter<'r> {
+    run: &'r RunData,
+    after: u64,
+}
+
+impl HistoryPass for SettledAfter<'_> {
+    fn op(&mut self, _at: u64, op: &Op) {
+        if op.process == Process::Nemesis {
+            self.after = self.after.max(op.time_ns);
+        }
+    }
+
+    fn finish(self: Box<Self>, _ops: &dyn OpSource) -> CheckerResult {
+        judge(self.run, self.after)
+    }
 }
 
 impl Checker for StuckMigration {
@@ -89,90 +99,94 @@ impl Checker for StuckMigration {
     }
 
     fn check(&self, run: &RunData) -> CheckerResult {
-        let after = settled_after(run);
-        let mut observers: Vec<&str> = run.topology.iter().map(|o| o.observer.as_str()).collect();
-        observers.sort_unstable();
-        observers.dedup();
-        let mut stuck: Vec<Value> = Vec::new();
-        let mut unjudged: Vec<&str> = Vec::new();
-        let mut judged = 0;
-        for observer in observers {
-            let last: Option<&Observation> = run
-                .topology
-                .iter()
-                .filter(|o| {
-                    o.observer == observer && o.time_ns >= after && o.cluster_nodes.is_some()
-                })
-                .max_by_key(|o| o.time_ns);
-            let Some((markers, line)) = last
-                .and_then(|o| o.cluster_nodes.as_deref())
-                .and_then(own_markers)
-            else {
-                unjudged.push(observer);
-                continue;
-            };
-            judged += 1;
-            if !markers.is_empty() {
-                stuck.push(json!({
-                    "node": observer,
-                    "time_ns": last.map(|o| o.time_ns),
-                    "slots": markers.iter().map(|m| json!({
-                        "slot": m.slot, "state": m.state, "peer": m.peer,
-                    })).collect::<Vec<_>>(),
-                    "line": line,
-                }));
-            }
-        }
-        let base = |valid| {
-            CheckerResult::new(valid)
-                .with("settled_after_ns", after)
-                .with("nodes_judged", judged)
-                .with("unjudged", json!(unjudged))
-        };
-        if !stuck.is_empty() {
-            let slots: usize = stuck
-                .iter()
-                .map(|s| s["slots"].as_array().map_or(0, Vec::len))
-                .sum();
-            return base(Validity::Invalid)
-                .with(
-                    "summary",
-                    format!(
-                        "{} node(s) still list {slots} slot(s) MIGRATING or IMPORTING after the \
-                         final settle",
-                        stuck.len()
-                    ),
-                )
-                .with("stuck", stuck);
-        }
-        if judged == 0 {
-            return base(Validity::Unknown).with(
-                "reason",
-                "no node's own CLUSTER NODES view after the last nemesis op",
-            );
-        }
-        let unseen = if unjudged.is_empty() {
-            String::new()
-        } else {
-            format!(
-                " ({} not seen after it: {})",
-                unjudged.len(),
-                unjudged.join(", ")
-            )
-        };
-        base(Validity::Valid).with(
-            "summary",
-            format!(
-                "no slot MIGRATING or IMPORTING on {judged} nodes after the final settle{unseen}"
-            ),
-        )
+        crate::stream::run_in_memory(Box::new(SettledAfter { run, after: 0 }), run)
     }
+
+    fn history_pass<'r>(&self, run: &'r RunData) -> Option<Box<dyn HistoryPass + 'r>> {
+        Some(Box::new(SettledAfter { run, after: 0 }))
+    }
+}
+
+/// The verdict from each node's last own view after `after`.
+fn judge(run: &RunData, after: u64) -> CheckerResult {
+    let mut observers: Vec<&str> = run.topology.iter().map(|o| o.observer.as_str()).collect();
+    observers.sort_unstable();
+    observers.dedup();
+    let mut stuck: Vec<Value> = Vec::new();
+    let mut unjudged: Vec<&str> = Vec::new();
+    let mut judged = 0;
+    for observer in observers {
+        let last: Option<&Observation> = run
+            .topology
+            .iter()
+            .filter(|o| o.observer == observer && o.time_ns >= after && o.cluster_nodes.is_some())
+            .max_by_key(|o| o.time_ns);
+        let Some((markers, line)) = last
+            .and_then(|o| o.cluster_nodes.as_deref())
+            .and_then(own_markers)
+        else {
+            unjudged.push(observer);
+            continue;
+        };
+        judged += 1;
+        if !markers.is_empty() {
+            stuck.push(json!({
+                "node": observer,
+                "time_ns": last.map(|o| o.time_ns),
+                "slots": markers.iter().map(|m| json!({
+                    "slot": m.slot, "state": m.state, "peer": m.peer,
+                })).collect::<Vec<_>>(),
+                "line": line,
+            }));
+        }
+    }
+    let base = |valid| {
+        CheckerResult::new(valid)
+            .with("settled_after_ns", after)
+            .with("nodes_judged", judged)
+            .with("unjudged", json!(unjudged))
+    };
+    if !stuck.is_empty() {
+        let slots: usize = stuck
+            .iter()
+            .map(|s| s["slots"].as_array().map_or(0, Vec::len))
+            .sum();
+        return base(Validity::Invalid)
+            .with(
+                "summary",
+                format!(
+                    "{} node(s) still list {slots} slot(s) MIGRATING or IMPORTING after the \
+                         final settle",
+                    stuck.len()
+                ),
+            )
+            .with("stuck", stuck);
+    }
+    if judged == 0 {
+        return base(Validity::Unknown).with(
+            "reason",
+            "no node's own CLUSTER NODES view after the last nemesis op",
+        );
+    }
+    let unseen = if unjudged.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " ({} not seen after it: {})",
+            unjudged.len(),
+            unjudged.join(", ")
+        )
+    };
+    base(Validity::Valid).with(
+        "summary",
+        format!("no slot MIGRATING or IMPORTING on {judged} nodes after the final settle{unseen}"),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use faultline_history::{Op, OpType};
+    use faultline_history::OpType;
 
     const SETTLED: &str = "aaa 10.0.0.11:6379@16379 myself,master - 0 0 1 connected 0-8191\n\
         bbb 10.0.0.12:6379@16379 master - 0 0 2 connected 8192-16383\n";

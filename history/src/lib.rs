@@ -10,6 +10,8 @@
 //! Module map:
 //! - [`op`]: the [`Op`] record and its parts ([`OpType`], [`Process`], [`Redirect`]).
 //! - [`reader`]: reads a JSONL log back, tolerating the torn last line a killed run leaves.
+//! - [`op_stream`]: reads `history.jsonl` one op at a time (same rules), and one op back
+//!   by its byte offset, for checkers that must not hold the whole history.
 //! - [`recorder`]: the single writer that numbers, timestamps and appends ops.
 //! - [`appender`]: [`JsonlAppender`], JSON lines flushed while a run goes.
 //! - [`bounds`]: self-checking scalars for scenario files ([`bounds::Bounded`], ...).
@@ -25,10 +27,12 @@
 //! checkers all depend on it, and on nothing of each other.
 
 pub mod op;
+pub mod op_stream;
 pub mod reader;
 pub mod recorder;
 
 pub use op::{Op, OpType, Process, Redirect};
+pub use op_stream::{for_each_op, op_at};
 pub use reader::{read_jsonl, JsonlFile, ReadError, Skipped};
 pub use recorder::Recorder;
 pub mod appender;

@@ -70,27 +70,41 @@ pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<JsonlFile<T>, Read
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        if let Some(bad) = pending.take() {
-            return Err(ReadError::BadLine {
-                path: path.to_path_buf(),
-                line: bad.line,
-                message: bad.message,
-            });
-        }
-        match serde_json::from_slice::<T>(&line) {
-            Ok(record) => records.push(record),
-            Err(e) => {
-                pending = Some(Skipped {
-                    line: i + 1,
-                    message: e.to_string(),
-                })
-            }
+        let parsed = serde_json::from_slice::<T>(&line);
+        if let Some(record) = hold_back(path, &mut pending, i + 1, parsed)? {
+            records.push(record);
         }
     }
     Ok(JsonlFile {
         records,
         skipped: pending,
     })
+}
+
+/// One non-blank line's parse, under the torn-last-line rule: a failure earlier in
+/// `pending` meant a bad line before the last (an error); this line's own failure is held
+/// back in `pending` until we know whether another line follows it.
+pub(crate) fn hold_back<T>(
+    path: &Path,
+    pending: &mut Option<Skipped>,
+    line: usize,
+    parsed: Result<T, serde_json::Error>,
+) -> Result<Option<T>, ReadError> {
+    if let Some(bad) = pending.take() {
+        return Err(ReadError::BadLine {
+            path: path.to_path_buf(),
+            line: bad.line,
+            message: bad.message,
+        });
+    }
+    Ok(parsed
+        .map_err(|e| {
+            *pending = Some(Skipped {
+                line,
+                message: e.to_string(),
+            })
+        })
+        .ok())
 }
 
 #[cfg(test)]

@@ -81,6 +81,7 @@ impl LocalBackend {
     }
 
     fn provision(&mut self) -> Result<()> {
+        warn_if_neighbour_table_too_small(self.plan.node_names.len());
         let id = self.plan.run_id.clone();
         let hub = id.hub_netns();
         let host_link = id.host_link();
@@ -143,6 +144,32 @@ impl LocalBackend {
             });
         }
         Ok(())
+    }
+}
+
+/// The kernel's neighbour (ARP) table is one table for every network namespace, capped at
+/// `gc_thresh3` entries (1024 by default). A cluster bus is a full mesh, so N nodes need
+/// about N*N entries; past the cap the kernel logs "neighbor table overflow!" and new
+/// peers stay unreachable (a 50x1 cluster then fails to form with "Unknown node" from
+/// CLUSTER REPLICATE). faultline does not change the machine's settings; it says which one.
+fn warn_if_neighbour_table_too_small(nodes: usize) {
+    const PATH: &str = "/proc/sys/net/ipv4/neigh/default/gc_thresh3";
+    let Some(cap) = std::fs::read_to_string(PATH)
+        .ok()
+        .and_then(|t| t.trim().parse::<usize>().ok())
+    else {
+        return;
+    };
+    let needed = nodes * (nodes + 1);
+    if needed > cap {
+        tracing::warn!(
+            "{nodes} nodes need about {needed} neighbour (ARP) entries and the kernel keeps at \
+             most {cap} ({PATH}, shared by every namespace): nodes may not reach each other. \
+             Raise it first, e.g. sysctl -w net.ipv4.neigh.default.gc_thresh2={} \
+             net.ipv4.neigh.default.gc_thresh3={}",
+            needed.next_power_of_two(),
+            2 * needed.next_power_of_two()
+        );
     }
 }
 

@@ -18,6 +18,7 @@
 //! Here: the command, what both comparisons share and the report; `throughput` and
 //! `startup` are the two comparisons, `stats` the arithmetic on their samples.
 
+mod scale;
 mod startup;
 mod stats;
 mod throughput;
@@ -63,6 +64,9 @@ const RANDOM_RANGE: u64 = 1_000_000;
 /// anything that fails while measuring, including an interrupt. Whatever the bench
 /// started is stopped and removed on every path.
 pub async fn command(args: BenchArgs) -> Result<u8, Failure> {
+    if args.scale {
+        return scale_command(&args);
+    }
     let flavor_name = check_args(&args)?;
     let setup = Setup::prepare(flavor_name)?;
     let dir = store::create_run_dir(&args.store, "bench")?;
@@ -91,6 +95,25 @@ pub async fn command(args: BenchArgs) -> Result<u8, Failure> {
     )
     .with_context(|| format!("writing {}", path.display()))?;
     println!("{}", report.table());
+    println!("bench directory: {}", dir.display());
+    Ok(VALID)
+}
+
+/// `faultline bench --scale`: the figures go to `bench.json` as for the other mode.
+fn scale_command(args: &BenchArgs) -> Result<u8, Failure> {
+    if args.ops == 0 {
+        return Err(Failure::bad_input(anyhow!("--ops must be at least 1")));
+    }
+    let dir = store::create_run_dir(&args.store, "bench-scale")?;
+    eprintln!("bench --scale on {} CPUs\n  dir: {}", cpus(), dir.display());
+    let analysis = scale::analysis(&dir.join("analysis"), args.ops)?;
+    let path = dir.join(REPORT_FILE);
+    fs::write(
+        &path,
+        serde_json::to_vec_pretty(&analysis).context("encoding the report")?,
+    )
+    .with_context(|| format!("writing {}", path.display()))?;
+    println!("{}", analysis.table());
     println!("bench directory: {}", dir.display());
     Ok(VALID)
 }
