@@ -89,7 +89,12 @@ impl Input {
                 run.topology_present && !crate::standalone_views::is_standalone(&run.topology)
             }
             Input::NodeLogs => run.logs_present,
-            Input::RegisterOps => crate::linearizable::has_register_ops(&run.history),
+            // A streamed run's history is not in memory yet: decided again once it is read
+            // (`registry::try_check`).
+            Input::RegisterOps => {
+                (run.history_file.is_some() && run.history.is_empty() && run.history_present)
+                    || crate::linearizable::has_register_ops(&run.history)
+            }
         }
     }
 }

@@ -132,6 +132,11 @@ pub fn try_check(run: &RunData, checkers: &[Box<dyn Checker>]) -> Result<Results
                     run
                 };
                 for checker in rest {
+                    // What a checker needs of the history's content is known only now.
+                    if let Some(missing) = checker.needs().iter().find(|i| !i.present_in(run)) {
+                        skipped.entry(*missing).or_default().push(checker.name());
+                        continue;
+                    }
                     let result = guarded(|| checker.check(run)).unwrap_or_else(|e| e);
                     out.insert(checker.name().to_string(), result);
                 }
