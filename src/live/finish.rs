@@ -355,7 +355,7 @@ async fn wait_primary(target: &Target, addr: &str) -> Result<()> {
 }
 
 /// Deletes every key with the run's prefix from every node serving as primary now, then
-/// scans again; returns (deleted, still there).
+/// scans every node (replicas too) until none holds one; returns (deleted, still there).
 async fn clean_up(target: &Target, now: &Now) -> Result<(usize, usize)> {
     let primaries: Vec<&str> = match &now.primaries {
         Ok(map) => {
@@ -386,11 +386,23 @@ async fn clean_up(target: &Target, now: &Now) -> Result<(usize, usize)> {
             }
         }
     }
-    let mut left = 0;
-    for name in &primaries {
-        left += scan_prefix(&addr(name)?, &target.key_prefix, usize::MAX)
-            .await?
-            .len();
+    // The deletes reach the replicas asynchronously: count what is left on every node,
+    // replicas included, until none is or the bound passes.
+    let deadline = Instant::now() + REPLICAS_CATCH_UP;
+    loop {
+        let mut left = 0;
+        for node in &target.nodes {
+            left += scan_prefix(&node.addr, &target.key_prefix, usize::MAX)
+                .await?
+                .len();
+        }
+        if left == 0 || Instant::now() >= deadline {
+            return Ok((deleted, left));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Ok((deleted, left))
 }
+
+/// How long the replicas get to apply the run's deletes before what they still hold is
+/// counted as left behind.
+const REPLICAS_CATCH_UP: Duration = Duration::from_secs(10);
