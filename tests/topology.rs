@@ -70,9 +70,11 @@ fn report(stats: &ObserverStats) {
     );
 }
 
+/// Checks `dir` as `faultline run` checks a run of the set workload (the checkers that
+/// workload and every workload get).
 fn check(dir: &Path) -> Results {
     let run = faultline_checkers::load_run(dir).unwrap();
-    faultline_checkers::check(&run, &faultline_checkers::all())
+    faultline_checkers::check(&run, &faultline::analyze::checkers_for(Some("set")).0)
 }
 
 #[test]
