@@ -175,17 +175,27 @@ pub(crate) mod test_history {
     use faultline_history::{Op, OpType, Process};
     use serde_json::Value;
 
-    /// A history being written.
+    /// A history being written the way the recorder writes it: index = position, lines
+    /// `step_ns` apart (1 ms unless [`History::with_step_ns`] says otherwise).
     #[derive(Default)]
     pub(crate) struct History {
         pub(crate) ops: Vec<Op>,
         pending: HashMap<u64, Op>,
+        step_ns: Option<u64>,
     }
 
     impl History {
-        fn push(&mut self, mut op: Op) {
+        /// An empty history whose lines are `step_ns` apart.
+        pub(crate) fn with_step_ns(step_ns: u64) -> History {
+            History {
+                step_ns: Some(step_ns),
+                ..History::default()
+            }
+        }
+
+        pub(crate) fn push(&mut self, mut op: Op) {
             op.index = self.ops.len() as u64;
-            op.time_ns = op.index * 1_000_000;
+            op.time_ns = op.index * self.step_ns.unwrap_or(1_000_000);
             self.ops.push(op);
         }
 

@@ -570,52 +570,24 @@ fn example_text(examples: &[Value], total: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    /// Builds a history the way the recorder would: index = position, time = 1 µs apart.
-    #[derive(Default)]
-    struct History {
-        ops: Vec<Op>,
-        pending: HashMap<u64, Op>,
+    use crate::keyed::test_history::History;
+
+    /// A set history the way the recorder would write it, lines 1 µs apart (the times the
+    /// assertions name).
+    fn history() -> History {
+        History::with_step_ns(1000)
     }
 
-    impl History {
-        fn push(&mut self, mut op: Op) {
-            op.index = self.ops.len() as u64;
-            op.time_ns = op.index * 1000;
-            self.ops.push(op);
-        }
+    /// The set workload's ops on the shared history builder.
+    trait SetOps {
+        fn add(&mut self, p: u64, key: &str, element: i64, kind: OpType) -> &mut Self;
+        fn check(&self) -> CheckerResult;
+    }
 
-        fn invoke(&mut self, p: u64, f: &str, key: &str, value: Value) -> &mut Self {
-            let op = Op::new(Process::Client(p), OpType::Invoke, f)
-                .with_key(key)
-                .with_value(value);
-            self.pending.insert(p, op.clone());
-            self.push(op);
-            self
-        }
-
-        fn complete(&mut self, p: u64, kind: OpType, value: Option<Value>) -> &mut Self {
-            let mut op = self
-                .pending
-                .remove(&p)
-                .expect("pending invoke")
-                .complete(kind);
-            if let Some(v) = value {
-                op.value = v;
-            }
-            self.push(op);
-            self
-        }
-
+    impl SetOps for History {
         fn add(&mut self, p: u64, key: &str, element: i64, kind: OpType) -> &mut Self {
-            self.invoke(p, "add", key, element.into())
-                .complete(p, kind, None)
-        }
-
-        fn read(&mut self, p: u64, key: &str, set: Value) -> &mut Self {
-            self.invoke(p, "read", key, Value::Null)
-                .complete(p, OpType::Ok, Some(set))
+            self.op(p, "add", key, element.into(), kind, None)
         }
 
         fn check(&self) -> CheckerResult {
@@ -629,7 +601,7 @@ mod tests {
 
     #[test]
     fn clean_history_is_valid() {
-        let mut h = History::default();
+        let mut h = history();
         for e in 1..=5 {
             h.add(e as u64 % 2, "s1", e, OpType::Ok);
         }
@@ -648,7 +620,7 @@ mod tests {
 
     #[test]
     fn planted_lost_element_is_invalid_and_named() {
-        let mut h = History::default();
+        let mut h = history();
         h.add(0, "s1", 1, OpType::Ok)
             .add(0, "s1", 2, OpType::Ok)
             .add(0, "s1", 3, OpType::Ok)
@@ -666,7 +638,7 @@ mod tests {
 
     #[test]
     fn info_add_present_is_recovered_and_valid() {
-        let mut h = History::default();
+        let mut h = history();
         h.add(0, "s1", 1, OpType::Ok)
             .add(1, "s1", 2, OpType::Info)
             .read(2, "s1", json!([1, 2]));
@@ -679,7 +651,7 @@ mod tests {
 
     #[test]
     fn info_add_absent_is_fine() {
-        let mut h = History::default();
+        let mut h = history();
         h.add(0, "s1", 1, OpType::Ok)
             .add(1, "s1", 2, OpType::Info)
             .read(2, "s1", json!([1]));
@@ -692,7 +664,7 @@ mod tests {
 
     #[test]
     fn unexpected_element_is_invalid() {
-        let mut h = History::default();
+        let mut h = history();
         h.add(0, "s1", 1, OpType::Ok).read(1, "s1", json!([1, 99]));
         let r = h.check();
         assert_eq!(r.valid, Validity::Invalid);
@@ -706,7 +678,7 @@ mod tests {
 
     #[test]
     fn element_added_to_another_key_is_unexpected_here() {
-        let mut h = History::default();
+        let mut h = history();
         h.add(0, "s1", 1, OpType::Ok)
             .read(1, "s1", json!([1]))
             .read(1, "s2", json!([1]));
@@ -717,7 +689,7 @@ mod tests {
 
     #[test]
     fn failed_add_present_is_invalid() {
-        let mut h = History::default();
+        let mut h = history();
         h.add(0, "s1", 1, OpType::Ok)
             .add(0, "s1", 2, OpType::Fail)
             .read(1, "s1", json!([1, 2]));
@@ -730,7 +702,7 @@ mod tests {
 
     #[test]
     fn failed_add_present_is_fine_if_a_retry_of_it_may_have_happened() {
-        let mut h = History::default();
+        let mut h = history();
         h.add(0, "s1", 2, OpType::Fail)
             .add(0, "s1", 2, OpType::Info)
             .read(1, "s1", json!([2]));
@@ -741,7 +713,7 @@ mod tests {
 
     #[test]
     fn key_with_adds_and_only_a_failed_read_is_unknown() {
-        let mut h = History::default();
+        let mut h = history();
         h.add(0, "s1", 1, OpType::Ok)
             .invoke(1, "read", "s1", Value::Null)
             .complete(1, OpType::Fail, None);
@@ -752,7 +724,7 @@ mod tests {
 
     #[test]
     fn lost_and_unread_is_invalid() {
-        let mut h = History::default();
+        let mut h = history();
         h.add(0, "s1", 1, OpType::Ok)
             .add(0, "s2", 2, OpType::Ok)
             .read(1, "s1", json!([]));
@@ -764,7 +736,7 @@ mod tests {
 
     #[test]
     fn add_concurrent_with_final_read_and_absent_is_not_lost() {
-        let mut h = History::default();
+        let mut h = history();
         h.invoke(0, "add", "s1", 1.into())
             .invoke(1, "read", "s1", Value::Null)
             .complete(0, OpType::Ok, None)
@@ -777,7 +749,7 @@ mod tests {
 
     #[test]
     fn invoke_without_completion_is_info() {
-        let mut h = History::default();
+        let mut h = history();
         h.invoke(0, "add", "s1", 1.into())
             .invoke(2, "add", "s1", 2.into())
             .read(1, "s1", json!([1]));
@@ -791,7 +763,7 @@ mod tests {
 
     #[test]
     fn the_last_ok_read_is_the_final_one() {
-        let mut h = History::default();
+        let mut h = history();
         h.add(0, "s1", 1, OpType::Ok)
             .read(1, "s1", json!([1]))
             .read(1, "s1", json!([]))
@@ -804,7 +776,7 @@ mod tests {
 
     #[test]
     fn no_set_ops_is_unknown() {
-        let mut h = History::default();
+        let mut h = history();
         let nemesis = Op::new(Process::Nemesis, OpType::Invoke, "partition");
         h.push(nemesis.clone());
         h.push(nemesis.complete(OpType::Ok));
@@ -819,13 +791,13 @@ mod tests {
 
     #[test]
     fn elements_compare_as_redis_members() {
-        let mut h = History::default();
+        let mut h = history();
         h.add(0, "s1", 42, OpType::Ok)
             .invoke(0, "add", "s1", json!("x"))
             .complete(0, OpType::Ok, None)
             .read(1, "s1", json!(["42", "x"]));
         assert_eq!(h.check().valid, Validity::Valid);
-        let mut h = History::default();
+        let mut h = history();
         h.add(0, "s1", 42, OpType::Ok)
             .read(1, "s1", json!([42, "042"]));
         let r = h.check();
@@ -840,7 +812,7 @@ mod tests {
 
     #[test]
     fn examples_are_capped_and_in_index_order() {
-        let mut h = History::default();
+        let mut h = history();
         // Completions out of invoke order: 30 processes in flight at once.
         for e in 0..30 {
             h.invoke(e as u64, "add", "s1", e.into());
