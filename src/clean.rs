@@ -29,6 +29,9 @@ pub fn command(args: &CleanArgs) -> Result<u8, Failure> {
         })?),
         None => None,
     };
+    if let Some(file) = &args.live {
+        return live_hosts(file, only.as_ref(), args.dry_run);
+    }
     let wanted = |id: &RunId| only.as_ref().is_none_or(|o| o == id);
     let (ledgers, problems) = Ledger::load_all();
     for p in problems {
@@ -140,6 +143,26 @@ pub fn command(args: &CleanArgs) -> Result<u8, Failure> {
     }
     for a in &actions {
         println!("{a}");
+    }
+    Ok(if failed {
+        exit::HARNESS_ERROR
+    } else {
+        exit::VALID
+    })
+}
+
+/// `faultline clean --live HOSTS_FILE`: only the hosts of that file ([`crate::live::clean`]).
+fn live_hosts(file: &std::path::Path, only: Option<&RunId>, dry_run: bool) -> Result<u8, Failure> {
+    use crate::live::hosts::HostsFile;
+    if let Err(e) = HostsFile::load(file) {
+        return Err(Failure::bad_input(anyhow!("{e}")));
+    }
+    let (lines, failed) = crate::live::clean::clean(file, only, dry_run).map_err(Failure::from)?;
+    if lines.is_empty() {
+        println!("nothing to clean on the hosts of {}", file.display());
+    }
+    for l in &lines {
+        println!("{l}");
     }
     Ok(if failed {
         exit::HARNESS_ERROR

@@ -160,6 +160,11 @@ pub struct LiveArgs {
     /// The client certificate's key (PEM).
     #[arg(long, value_name = "FILE", help_heading = "Live cluster")]
     pub tls_key: Option<PathBuf>,
+
+    /// Access `ssh`: the hosts file mapping each node address to its SSH destination and
+    /// restart command (partitions, kill, pause, netem then become possible).
+    #[arg(long, value_name = "FILE", help_heading = "Live cluster")]
+    pub hosts: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -200,6 +205,10 @@ pub struct CleanArgs {
     /// Say what would be removed, remove nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Also read the ledgers on the hosts of this live-cluster hosts file (access `ssh`)
+    /// and revert what runs left there (chains, qdiscs, stopped or killed servers).
+    #[arg(long, value_name = "HOSTS_FILE")]
+    pub live: Option<PathBuf>,
 }
 
 /// `faultline bench`.

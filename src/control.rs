@@ -94,12 +94,28 @@ impl Control for BackendControl {
         stdin: Option<&str>,
     ) -> Result<String> {
         let i = self.index(node)?;
-        // Only the prefix is read under the lock: commands in several namespaces overlap.
-        let prefix = lock(&self.backend).netns_exec_prefix(i);
-        let mut full: Vec<&str> = prefix[1..].iter().map(String::as_str).collect();
-        full.push(program);
-        full.extend_from_slice(args);
-        crate::sys::run_with_stdin(&prefix[0], &full, stdin)
+        // Only the command line is made under the lock: commands in several namespaces
+        // overlap.
+        let mut argv = vec![program];
+        argv.extend_from_slice(args);
+        let line = lock(&self.backend).exec_command(i, &argv);
+        let rest: Vec<&str> = line[1..].iter().map(String::as_str).collect();
+        crate::sys::run_with_stdin(&line[0], &rest, stdin)
+    }
+
+    fn guard(
+        &self,
+        node: &str,
+        change: &faultline_nemeses::HostChange,
+        bound: std::time::Duration,
+    ) -> Result<()> {
+        let i = self.index(node)?;
+        lock(&self.backend).guard(i, change, bound)
+    }
+
+    fn release(&self, node: &str, change: &faultline_nemeses::HostChange) -> Result<()> {
+        let i = self.index(node)?;
+        lock(&self.backend).release(i, change)
     }
 
     fn netns_path(&self, node: &str) -> Result<std::path::PathBuf> {

@@ -431,10 +431,11 @@ impl<'a> Run<'a> {
     /// then, whatever happened, the postflight and the clean-up of the run's keys.
     async fn execute_live(&mut self, mut target: live::Target) -> Result<()> {
         self.key_prefix = target.key_prefix.clone();
-        self.host_access = false;
+        self.host_access = target.spec.access == live::AccessLevel::Ssh;
+        let backend = live::backend::LiveBackend::new(&target, self.run_id, self.run_dir)?;
         let nodes = Nodes {
             bus_proxy: None,
-            backend: Box::new(live::backend::LiveBackend::new(&target)) as Box<dyn Backend>,
+            backend: Box::new(backend) as Box<dyn Backend>,
             specs: target.specs(),
         };
         let admin = target

@@ -19,7 +19,7 @@ use faultline_workloads::workload::ClientMix;
 
 pub use crate::kinds::{BackendName, FlavorName, Mode, Persistence};
 
-mod locate;
+pub(crate) mod locate;
 use locate::{clean_message, line_of, locate, quoted};
 
 /// The scenario `faultline run` uses when given no file.

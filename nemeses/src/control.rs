@@ -6,6 +6,7 @@
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// One node, as faults address it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +26,25 @@ impl NodeInfo {
     pub fn addr(&self) -> String {
         format!("{}:{}", self.ip, self.port)
     }
+}
+
+/// A change a fault makes on a node's host that must not outlive the fault. Faults declare
+/// it ([`Control::guard`]) before making it and after undoing it ([`Control::release`]), so
+/// that a backend on hosts faultline does not own (a live cluster reached over SSH) can
+/// write it down on the host first and arm a revert there that runs even if faultline
+/// dies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostChange {
+    /// An iptables chain of the run's in table `filter`, hooked from a built-in chain.
+    Chain {
+        /// `FL-<run id>...`.
+        chain: String,
+        /// `INPUT` or `OUTPUT`.
+        hook: &'static str,
+    },
+    /// faultline's root `prio` qdisc with its netem bands ([`crate::delay::netem`]), on
+    /// whichever device routes to the peers.
+    Qdisc,
 }
 
 /// The orchestrator's side of faults.
@@ -72,4 +92,22 @@ pub trait Control: Send + Sync {
     /// # Errors
     /// If the node has no network namespace on this machine (a node on another host).
     fn netns_path(&self, node: &str) -> anyhow::Result<PathBuf>;
+    /// Declares `change` before a fault makes it on `node`'s host, to be undone within
+    /// `bound` should the fault's heal never come. Nothing to do (the default) where
+    /// faultline owns the hosts: their namespaces go with the run.
+    ///
+    /// # Errors
+    /// If the change could not be written down or its revert armed: the fault must then
+    /// not make it.
+    fn guard(&self, _node: &str, _change: &HostChange, _bound: Duration) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// Declares `change` undone on `node`'s host (after its heal), which removes what is
+    /// left of it and disarms its revert; a change never guarded is nothing to do.
+    ///
+    /// # Errors
+    /// If the host could not be reached.
+    fn release(&self, _node: &str, _change: &HostChange) -> anyhow::Result<()> {
+        Ok(())
+    }
 }

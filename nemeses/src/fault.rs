@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::control::Control;
+use crate::control::{Control, HostChange};
 use crate::roles::{self, Roles};
 
 /// A boxed future, so faults can be trait objects.
@@ -23,6 +23,22 @@ pub const LANES: u8 = 4;
 
 tokio::task_local! {
     static LANE: u8;
+    static HOLD: Duration;
+}
+
+/// How long a change is assumed to hold when the schedule did not say (a fault applied
+/// outside the runner).
+pub const DEFAULT_HOLD: Duration = Duration::from_secs(60);
+
+/// How long the fault being applied holds before its heal (the step's `hold`), for a
+/// revert that must not come before it; [`DEFAULT_HOLD`] outside a scheduled step.
+pub fn hold() -> Duration {
+    HOLD.try_with(|h| *h).unwrap_or(DEFAULT_HOLD)
+}
+
+/// Runs `f` (a scheduled step's apply) in `lane`, holding for `hold`.
+pub async fn in_step<F: Future>(lane: u8, hold: Duration, f: F) -> F::Output {
+    HOLD.scope(hold, LANE.scope(lane, f)).await
 }
 
 /// The lane of the fault being applied or healed: 0 outside a composed step (the chain
@@ -83,6 +99,56 @@ impl Ctx {
         for (node, handle) in handles {
             let result = handle.await.unwrap_or_else(|e| Err(e.to_string()));
             out.push((node, result));
+        }
+        out
+    }
+
+    /// Declares `change` on each node ([`Control::guard`], bounded by the step's
+    /// [`hold`]), all at once; results in node order, errors as text.
+    pub(crate) async fn guard_each(
+        &self,
+        nodes: &[String],
+        change: &HostChange,
+    ) -> Vec<(String, Result<(), String>)> {
+        let bound = hold();
+        self.each(nodes, change, move |c, n, ch| c.guard(n, ch, bound))
+            .await
+    }
+
+    /// Declares `change` undone on each node ([`Control::release`]); the failures, as
+    /// text naming the node.
+    pub(crate) async fn release_each(&self, nodes: &[String], change: &HostChange) -> Vec<String> {
+        self.each(nodes, change, |c, n, ch| c.release(n, ch))
+            .await
+            .into_iter()
+            .filter_map(|(n, r)| r.err().map(|e| format!("{n}: {e}")))
+            .collect()
+    }
+
+    async fn each(
+        &self,
+        nodes: &[String],
+        change: &HostChange,
+        call: impl Fn(&dyn Control, &str, &HostChange) -> anyhow::Result<()>
+            + Send
+            + Sync
+            + Copy
+            + 'static,
+    ) -> Vec<(String, Result<(), String>)> {
+        let handles: Vec<_> = nodes
+            .iter()
+            .map(|node| {
+                let control = self.control.clone();
+                let (name, change) = (node.clone(), change.clone());
+                let handle = tokio::task::spawn_blocking(move || {
+                    call(control.as_ref(), &name, &change).map_err(|e| format!("{e:#}"))
+                });
+                (node.clone(), handle)
+            })
+            .collect();
+        let mut out = Vec::with_capacity(handles.len());
+        for (node, handle) in handles {
+            out.push((node, handle.await.unwrap_or_else(|e| Err(e.to_string()))));
         }
         out
     }

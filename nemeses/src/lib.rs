@@ -35,7 +35,7 @@ pub mod spec;
 pub mod standalone_failover;
 pub mod target;
 
-pub use control::{Control, NodeInfo};
+pub use control::{Control, HostChange, NodeInfo};
 pub use fault::{Applied, Ctx, Fault, Heal, Outcome};
 pub use package::FaultPackage;
 pub use runner::Nemesis;

@@ -28,7 +28,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::control::NodeInfo;
+use crate::control::{HostChange, NodeInfo};
 use crate::fault::{Applied, BoxFuture, Ctx, Fault, Heal};
 use crate::package::{FaultPackage, ModeNeed, Needs, SpecError, Sweep, SweepWhen};
 use crate::spec::Target;
@@ -357,7 +357,21 @@ impl Partition {
                 )
             })
             .collect();
-        let results = ctx.sh_in_each(INSTALL, &chain, jobs).await;
+        // On hosts faultline does not own, the chain is written down there and its revert
+        // armed first; a node where that failed is not written.
+        let change = hook(&chain);
+        let refused: BTreeMap<String, String> = ctx
+            .guard_each(&all, &change)
+            .await
+            .into_iter()
+            .filter_map(|(n, r)| r.err().map(|e| (n, format!("not guarded: {e}"))))
+            .collect();
+        let jobs = jobs
+            .into_iter()
+            .filter(|(n, _)| !refused.contains_key(n))
+            .collect();
+        let mut results = ctx.sh_in_each(INSTALL, &chain, jobs).await;
+        results.extend(refused.into_iter().map(|(n, e)| (n, Err(e))));
         // Every node was written, so every node may hold rules now.
         iptables::applied(value, results, Box::new(PartitionHeal { nodes: all, lane }))
     }
@@ -420,11 +434,24 @@ pub fn lane_chain(run_id: &str, lane: u8) -> String {
 async fn flush(ctx: &Ctx, nodes: Vec<String>, lanes: Vec<u8>) -> Result<Value, String> {
     let run_id = ctx.control.run_id();
     let chains: Vec<String> = lanes.into_iter().map(|l| lane_chain(run_id, l)).collect();
-    let (flushed, errors) = iptables::flush_chains(ctx, &chains, &nodes).await;
+    let (flushed, mut errors) = iptables::flush_chains(ctx, &chains, &nodes).await;
+    if errors.is_empty() {
+        for chain in &chains {
+            errors.extend(ctx.release_each(&nodes, &hook(chain)).await);
+        }
+    }
     if !errors.is_empty() {
         return Err(errors.join("; "));
     }
     Ok(json!({ "nodes": flushed, "flushed": flushed.len() }))
+}
+
+/// A partition chain as a change on a node's host: hooked from INPUT.
+fn hook(chain: &str) -> HostChange {
+    HostChange::Chain {
+        chain: chain.to_string(),
+        hook: "INPUT",
+    }
 }
 
 /// Names in node order.

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::fault::{in_lane, BoxFuture, Ctx, Fault, Heal, Outcome};
+use crate::fault::{in_step, BoxFuture, Ctx, Fault, Heal, Outcome};
 use crate::schedule::{self, Step};
 use crate::spec::{FaultSpec, NemesisSpec};
 
@@ -168,7 +168,7 @@ impl Nemesis {
             _ = tokio::time::sleep_until(due) => {}
             _ = stop.cancelled() => return None,
         }
-        let heal = in_lane(step.lane, self.fire(k, step, due, ctx, recorder)).await;
+        let heal = in_step(step.lane, step.hold, self.fire(k, step, due, ctx, recorder)).await;
         let applied_at = Instant::now();
         applied.send_replace(Some(applied_at));
         let heal = heal?;

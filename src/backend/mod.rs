@@ -125,6 +125,38 @@ pub trait Backend: Send {
     /// without holding the backend.
     fn netns_exec_prefix(&self, node: usize) -> Vec<String>;
 
+    /// The whole command line that runs `argv` inside the node's network namespace: the
+    /// prefix and `argv` (the default); a backend whose prefix cannot take arguments as
+    /// they are (ssh joins them for a remote shell) builds its own.
+    fn exec_command(&self, node: usize, argv: &[&str]) -> Vec<String> {
+        let mut line = self.netns_exec_prefix(node);
+        line.extend(argv.iter().map(|a| a.to_string()));
+        line
+    }
+
+    /// Writes down, before a fault makes it, a change on the node's host that must be
+    /// undone within `bound` (see [`faultline_nemeses::Control::guard`]); nothing to do
+    /// (the default) where the run owns the hosts.
+    ///
+    /// # Errors
+    /// If it could not be written down or its revert armed.
+    fn guard(
+        &mut self,
+        _node: usize,
+        _change: &faultline_nemeses::HostChange,
+        _bound: std::time::Duration,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    /// The change is undone (see [`faultline_nemeses::Control::release`]).
+    ///
+    /// # Errors
+    /// If the host could not be reached.
+    fn release(&mut self, _node: usize, _change: &faultline_nemeses::HostChange) -> Result<()> {
+        Ok(())
+    }
+
     /// The command prefix that runs a program on the machine the node runs on, outside
     /// its namespace; empty (the default) when that is this machine.
     fn host_exec_prefix(&self, _node: usize) -> Vec<String> {
@@ -225,7 +257,7 @@ pub fn create(name: BackendName, plan: BackendPlan) -> Result<Box<dyn Backend>> 
 
 /// How teardown and `faultline clean` remove the ledger kinds that backend modules make
 /// (the ledger itself removes processes, namespaces and host links).
-pub const REMOVERS: &[Remover] = &[docker::remove_listed];
+pub const REMOVERS: &[Remover] = &[docker::remove_listed, crate::live::backend::remove_listed];
 
 /// Removes everything a ledger lists (see [`Ledger::release`]); returns what it did.
 pub fn release(ledger: &Ledger) -> Vec<String> {

@@ -13,14 +13,22 @@
 //!   recorded, and no key of the run's prefix present; anything else is a harness error
 //!   (255) with nothing touched.
 //! - [`backend::LiveBackend`]: the [`crate::backend::Backend`] for such nodes: addresses
-//!   and bus ports from discovery; it cannot start, kill or pause a server (access `none`).
+//!   and bus ports from discovery; with access `none` it cannot start, kill or pause a
+//!   server; with access `ssh` it reaches each node's host through [`hosts`] (the hosts
+//!   file) and [`ssh`] (OpenSSH, shared connections), writing every change down on the
+//!   host with a dead-man revert first ([`remote`]); [`clean`] is `faultline clean
+//!   --live`.
 //! - [`finish`]: after the run, the postflight (topology against the preflight's, who is
 //!   primary now, slot coverage; `--restore-roles` fails the original primaries back) and
 //!   the sandbox's clean-up (only keys with the run's prefix are deleted).
 
 pub mod backend;
+pub mod clean;
 pub mod discover;
 pub mod finish;
+pub mod hosts;
+pub mod remote;
+pub mod ssh;
 
 use std::path::PathBuf;
 
@@ -43,12 +51,17 @@ pub enum AccessLevel {
     /// send; no process, firewall or qdisc on the hosts.
     #[default]
     None,
+    /// The client port, and each node's host over SSH (a hosts file): partitions in the
+    /// run's own iptables chains, netem where the host has it, kill and restart through
+    /// the configured commands, pause and resume by the server's pid.
+    Ssh,
 }
 
 impl std::fmt::Display for AccessLevel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             AccessLevel::None => "none",
+            AccessLevel::Ssh => "ssh",
         })
     }
 }
@@ -157,6 +170,9 @@ pub struct LiveSpec {
     /// After the run, fail the original primaries back where a failover moved them.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub restore_roles: bool,
+    /// Access `ssh`: the hosts file ([`hosts::HostsFile`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts_file: Option<PathBuf>,
 }
 
 impl LiveSpec {
@@ -209,6 +225,13 @@ pub fn fault_refusal(scenario: &crate::scenario::Scenario) -> Option<(String, St
             ));
         }
     }
+    if live.access == AccessLevel::Ssh && live.hosts_file.is_none() {
+        return Some((
+            "live.access".into(),
+            "access".into(),
+            "access ssh needs live.hosts_file (or --hosts FILE): which SSH destination reaches each node's host".into(),
+        ));
+    }
     if scenario.cluster.bus == BusMode::Proxy {
         return Some((
             "cluster.bus".into(),
@@ -231,6 +254,10 @@ pub fn fault_refusal(scenario: &crate::scenario::Scenario) -> Option<(String, St
             )
         } else if needs.bus_proxy {
             format!("{kind} acts on faultline's bus proxy, which a live cluster does not have")
+        } else if needs.node_host && live.access == AccessLevel::Ssh && live.hosts_file.is_none() {
+            format!(
+                "{kind} needs the nodes' hosts: access ssh needs live.hosts_file (--hosts FILE)"
+            )
         } else if needs.node_host && live.access == AccessLevel::None {
             format!(
                 "{kind} acts on the node's host (processes, firewall, qdiscs), which access \
@@ -260,6 +287,11 @@ pub fn apply_args(
     if let Some(seeds) = &args.live {
         scenario.live.get_or_insert_with(LiveSpec::default).seeds = LiveSpec::list(seeds);
     }
+    if let Some(hosts) = &args.hosts {
+        let live = scenario.live.get_or_insert_with(LiveSpec::default);
+        live.hosts_file = Some(hosts.clone());
+        live.access = AccessLevel::Ssh;
+    }
     let given = args.allow_faults.is_some()
         || args.restore_roles
         || args.tls_ca.is_some()
@@ -267,7 +299,8 @@ pub fn apply_args(
         || args.tls_key.is_some()
         || args.auth_user.is_some()
         || args.auth_password_env.is_some()
-        || args.auth_password_file.is_some();
+        || args.auth_password_file.is_some()
+        || args.hosts.is_some();
     let Some(live) = scenario.live.as_mut() else {
         if given {
             bail!("--allow-faults, --restore-roles, --auth-* and --tls-* apply to a live cluster: add --live HOST:PORT");
@@ -306,12 +339,24 @@ pub fn apply_args(
         .iter_mut()
         .flat_map(|n| n.faults.iter_mut())
     {
-        if let faultline_nemeses::spec::FaultSpec::StandaloneFailover(s) = fault {
-            s.config_rewrite = false;
+        use faultline_nemeses::delay::Mechanism;
+        use faultline_nemeses::spec::FaultSpec;
+        match fault {
+            FaultSpec::StandaloneFailover(s) => s.config_rewrite = false,
+            // The NFQUEUE delayer runs in a thread inside the node's namespace, which a
+            // host reached over SSH is not: netem where the host has it, else the fault
+            // fails saying why.
+            FaultSpec::Delay(s) => s.mechanism = Mechanism::Netem,
+            FaultSpec::Loss(s) => s.mechanism = Mechanism::Netem,
+            _ => {}
         }
     }
     if let Some((field, _, message)) = fault_refusal(scenario) {
         bail!("{field}: {message}");
+    }
+    // A hosts file that cannot be used is bad input, before anything connects.
+    if let Some(file) = scenario.live.as_ref().and_then(|l| l.hosts_file.as_ref()) {
+        hosts::HostsFile::load(file).map_err(|e| anyhow!("{e}"))?;
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! needs the key's own line. Block-style YAML only, which is what scenarios are.
 
 /// serde_yaml_ng repeats the path and the location in its message; keep the rest.
-pub(super) fn clean_message(message: &str, path: &str) -> String {
+pub(crate) fn clean_message(message: &str, path: &str) -> String {
     let mut m = message;
     if let Some(i) = m.rfind(" at line ") {
         m = &m[..i];
@@ -21,7 +21,7 @@ pub(super) fn clean_message(message: &str, path: &str) -> String {
 /// `nemesis.faults[1].target`), for block-style YAML. Serde loses the inner path of
 /// internally tagged values (a fault's fields); then `hint` (the word the error quotes,
 /// such as an unknown variant or field) is looked for inside the block the path reaches.
-pub(super) fn locate(text: &str, path: &str, hint: Option<&str>) -> Option<(usize, usize)> {
+pub(crate) fn locate(text: &str, path: &str, hint: Option<&str>) -> Option<(usize, usize)> {
     if path == "." || path.is_empty() {
         return None;
     }
@@ -94,13 +94,13 @@ pub(super) fn locate(text: &str, path: &str, hint: Option<&str>) -> Option<(usiz
 }
 
 /// The first word a serde message quotes in backticks (`unknown variant `circle``).
-pub(super) fn quoted(message: &str) -> Option<&str> {
+pub(crate) fn quoted(message: &str) -> Option<&str> {
     let start = message.find('`')? + 1;
     let len = message[start..].find('`')?;
     Some(&message[start..start + len])
 }
 
-pub(super) fn line_of(text: &str, needle: &str) -> usize {
+pub(crate) fn line_of(text: &str, needle: &str) -> usize {
     text.lines()
         .position(|l| l.trim_start().starts_with(needle))
         .map_or(0, |i| i + 1)

@@ -42,7 +42,7 @@ use faultline_history::FaultOps;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::control::NodeInfo;
+use crate::control::{HostChange, NodeInfo};
 use crate::fault::{Applied, BoxFuture, Ctx, Fault, Heal};
 use crate::iptables::{self, Peer, INSTALL_OUTPUT as INSTALL};
 use crate::package::{links_package, FaultPackage, ModeNeed, Needs, Sweep, SweepWhen};
@@ -453,6 +453,22 @@ async fn try_netem(
     if let Some(why) = NETEM_MISSING.get() {
         return NetemTry::Unavailable(why.clone());
     }
+    // On hosts faultline does not own, the qdisc is written down there and its revert
+    // armed first.
+    let senders: Vec<String> = senders_peers
+        .iter()
+        .map(|(me, _)| me.name.clone())
+        .collect();
+    let refused: Vec<String> = ctx
+        .guard_each(&senders, &HostChange::Qdisc)
+        .await
+        .into_iter()
+        .filter_map(|(n, r)| r.err().map(|e| format!("{n}: {e}")))
+        .collect();
+    if !refused.is_empty() {
+        ctx.release_each(&senders, &HostChange::Qdisc).await;
+        return NetemTry::Unavailable(format!("not guarded: {}", refused.join("; ")));
+    }
     let jobs = senders_peers
         .iter()
         .map(|(me, peers)| {
@@ -478,6 +494,7 @@ async fn try_netem(
                 .map(|(me, _)| (me.name.clone(), Some(netem::heal_script(band))))
                 .collect();
             ctx.sh_in_each(RUN_STDIN, "", jobs).await;
+            ctx.release_each(&senders, &HostChange::Qdisc).await;
             let _ = NETEM_MISSING.set(why.clone());
             NetemTry::Unavailable(why)
         }
@@ -555,6 +572,9 @@ async fn heal_netem(ctx: &Ctx, nodes: Vec<String>, script: String) -> Result<Val
             Ok(_) => touched.push(node),
             Err(e) => errors.push(format!("{node}: {e}")),
         }
+    }
+    if errors.is_empty() {
+        errors = ctx.release_each(&nodes, &HostChange::Qdisc).await;
     }
     if !errors.is_empty() {
         return Err(format!("removing netem: {}", errors.join("; ")));
