@@ -525,6 +525,77 @@ fn chains(cluster: &Cluster) -> Vec<String> {
     out
 }
 
+/// Starts `faultline run SCENARIO --live ... --hosts ...` and SIGKILLs it once the
+/// partition's rules are in every node's chain; its run id and when it was killed.
+fn kill_mid_partition(
+    cluster: &Cluster,
+    sshd: &Sshd,
+    file: &Path,
+    seed: &str,
+    store: &Path,
+) -> (String, Instant) {
+    let stderr = store.with_extension("stderr");
+    let mut child = faultline()
+        .arg("run")
+        .arg(file)
+        .args([
+            "--live",
+            seed,
+            "--hosts",
+            sshd.hosts(),
+            "--allow-faults",
+            "partition",
+            "--store",
+        ])
+        .arg(store)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    // SIGKILL once every node's chain has its rules (an isolated primary: every node
+    // drops someone), so no ssh command of the run is still installing one.
+    let deadline = Instant::now() + Duration::from_secs(25);
+    let cut = |cluster: &Cluster| {
+        let with_rules: std::collections::BTreeSet<String> = chains(cluster)
+            .into_iter()
+            .filter(|l| l.contains("-A FL-"))
+            .filter_map(|l| l.split(':').next().map(String::from))
+            .collect();
+        with_rules.len() == cluster.names().len()
+    };
+    while !cut(cluster) {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let nemesis: Vec<String> = std::fs::read_dir(store.join("live-ssh-kill"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|d| std::fs::read_to_string(d.path().join("history.jsonl")).ok())
+                .flat_map(|h| {
+                    h.lines()
+                        .filter(|l| l.contains("nemesis"))
+                        .map(String::from)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            panic!(
+                "no partition rule appeared:\n{}\n{nemesis:#?}",
+                std::fs::read_to_string(&stderr).unwrap_or_default()
+            );
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "faultline ended before partitioning"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed_at = Instant::now();
+    let id = run_id(&std::fs::read_to_string(&stderr).unwrap());
+    (id, killed_at)
+}
+
 #[test]
 fn sigkill_mid_partition_is_healed_by_the_dead_man_and_netem_is_refused_with_the_reason() {
     with_cluster_lock(async {
@@ -536,56 +607,7 @@ fn sigkill_mid_partition_is_healed_by_the_dead_man_and_netem_is_refused_with_the
 
         let file = work.path().join("kill.yaml");
         std::fs::write(&file, PARTITION).unwrap();
-        let stderr = work.path().join("stderr");
-        let mut child = faultline()
-            .arg("run")
-            .arg(&file)
-            .args([
-                "--live",
-                &seed,
-                "--hosts",
-                sshd.hosts(),
-                "--allow-faults",
-                "partition",
-                "--store",
-            ])
-            .arg(&store)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        // SIGKILL once a partition rule is in some node's chain.
-        let deadline = Instant::now() + Duration::from_secs(25);
-        while !chains(&cluster).iter().any(|l| l.contains("-A FL-")) {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let nemesis: Vec<String> = std::fs::read_dir(store.join("live-ssh-kill"))
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .filter_map(|d| std::fs::read_to_string(d.path().join("history.jsonl")).ok())
-                    .flat_map(|h| {
-                        h.lines()
-                            .filter(|l| l.contains("nemesis"))
-                            .map(String::from)
-                            .collect::<Vec<_>>()
-                    })
-                    .collect();
-                panic!(
-                    "no partition rule appeared:\n{}\n{nemesis:#?}",
-                    std::fs::read_to_string(&stderr).unwrap_or_default()
-                );
-            }
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "faultline ended before partitioning"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        let killed_at = Instant::now();
-        let id = run_id(&std::fs::read_to_string(&stderr).unwrap());
+        let (id, killed_at) = kill_mid_partition(&cluster, &sshd, &file, &seed, &store);
         // The dead-man's bound: the hold (4 s) plus the margin (10 s), from the guard,
         // which came before the rule; 3 s of slack for a loaded machine.
         let bound =
@@ -644,6 +666,35 @@ fn sigkill_mid_partition_is_healed_by_the_dead_man_and_netem_is_refused_with_the
         assert!(refused.iter().all(|e| e.contains("netem")), "{refused:?}");
         let left = host_leftovers(&cluster, &run.id);
         assert!(left.is_empty(), "left on the hosts: {left:#?}");
+
+        // SIGKILL again, and clean at once: `clean --live` stops the dead-men and reverts.
+        let (id, _) = kill_mid_partition(
+            &cluster,
+            &sshd,
+            Path::new(&work.path().join("kill.yaml")),
+            &seed,
+            &store,
+        );
+        let out = faultline()
+            .args(["clean", "--live", sshd.hosts(), "--run", &id])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{}", text(&out));
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            said.contains(&format!("reverted chain FL-{id} INPUT")),
+            "{said}"
+        );
+        assert!(
+            chains(&cluster).is_empty(),
+            "{:?}\n{said}",
+            chains(&cluster)
+        );
+        let out = faultline().args(["clean", "--run", &id]).output().unwrap();
+        assert_eq!(code(&out), 0, "{}", text(&out));
+        let left = host_leftovers(&cluster, &id);
+        assert!(left.is_empty(), "left on the hosts: {left:#?}");
+        wait_healthy(&cluster);
         drop(sshd);
         cluster.finish();
     });

@@ -10,11 +10,15 @@ use std::path::Path;
 use anyhow::{anyhow, Result};
 
 use super::hosts::HostsFile;
-use super::remote::{self, Change, LEDGER_DIR};
+use super::remote::{self, Change, Entry, LEDGER_DIR};
 use super::ssh::Dest;
 use crate::ledger::{Ledger, RunId};
 
 /// What `clean --live` did (or would do), one line each, and whether anything failed.
+///
+/// Every ledger line names its node, and each change is reverted on that node's host
+/// (a host's ledger may list several nodes, and hosts may share a filesystem); a change
+/// seen in several ledgers (one run numbers its changes once) is reverted once.
 pub fn clean(file: &Path, only: Option<&RunId>, dry_run: bool) -> Result<(Vec<String>, bool)> {
     let hosts = HostsFile::load(file).map_err(|e| anyhow!("{e}"))?;
     let (ledgers, _) = Ledger::load_all();
@@ -26,13 +30,27 @@ pub fn clean(file: &Path, only: Option<&RunId>, dry_run: bool) -> Result<(Vec<St
     let dir = std::env::temp_dir().join(format!("faultline-clean-{}", std::process::id()));
     let mut lines = Vec::new();
     let mut failed = false;
-    // Nodes sharing a destination share its ledgers: read each destination once.
-    let mut seen: BTreeMap<Vec<String>, ()> = BTreeMap::new();
+    // One destination per distinct ssh command line; each node's index into `dests`.
+    let mut dests: Vec<Dest> = Vec::new();
+    let mut node_dest: BTreeMap<String, usize> = BTreeMap::new();
     for entry in &hosts.nodes {
         let dest = Dest::new(&hosts, entry, &dir);
-        if seen.insert(dest.command_line(&[]), ()).is_some() {
-            continue;
-        }
+        let i = match dests
+            .iter()
+            .position(|d| d.command_line(&[]) == dest.command_line(&[]))
+        {
+            Some(i) => i,
+            None => {
+                dests.push(dest);
+                dests.len() - 1
+            }
+        };
+        node_dest.insert(entry.node.clone(), i);
+    }
+    // Per run: its changes by seq, its dead-men, and the destinations holding its files.
+    type Found = (BTreeMap<u64, Entry>, Vec<remote::DeadMan>, Vec<usize>);
+    let mut runs: BTreeMap<String, Found> = BTreeMap::new();
+    for (i, dest) in dests.iter().enumerate() {
         let listing = match dest.sh(
             &format!("cd {LEDGER_DIR} 2>/dev/null || exit 0; for f in *.ledger; do [ -f \"$f\" ] && {{ echo \"== $f\"; cat \"$f\"; }}; done; true"),
             None,
@@ -40,7 +58,7 @@ pub fn clean(file: &Path, only: Option<&RunId>, dry_run: bool) -> Result<(Vec<St
             Ok(t) => t,
             Err(e) => {
                 failed = true;
-                lines.push(format!("{}: could not read its ledgers: {e:#}", entry.node));
+                lines.push(format!("{}: could not read its ledgers: {e:#}", dest.node));
                 continue;
             }
         };
@@ -51,74 +69,123 @@ pub fn clean(file: &Path, only: Option<&RunId>, dry_run: bool) -> Result<(Vec<St
             if alive.contains(&run) {
                 lines.push(format!(
                     "{}: run {run} still running here, left alone",
-                    entry.node
+                    dest.node
                 ));
                 continue;
             }
-            let (entries, deadmen) = match remote::parse_ledger(&text) {
-                Ok(x) => x,
+            match remote::parse_ledger(&text) {
+                Ok((entries, deadmen)) => {
+                    let found = runs.entry(run).or_default();
+                    for e in entries {
+                        found.0.insert(e.seq, e);
+                    }
+                    for d in deadmen {
+                        if !found.1.contains(&d) {
+                            found.1.push(d);
+                        }
+                    }
+                    found.2.push(i);
+                }
                 Err(e) => {
                     failed = true;
                     lines.push(format!(
                         "{}: run {run}: ledger not understood, left alone: {e:#}",
-                        entry.node
-                    ));
-                    continue;
-                }
-            };
-            let mut script = String::new();
-            for pid in &deadmen {
-                script.push_str(&format!("kill -KILL -{pid} 2>/dev/null\n"));
-            }
-            // Servers back first, then the network; a chain or qdisc once.
-            let mut ordered = entries.clone();
-            ordered.sort_by_key(|e| {
-                (
-                    !matches!(e.change, Change::Killed | Change::Stopped { .. }),
-                    e.seq,
-                )
-            });
-            let mut undone: Vec<Change> = Vec::new();
-            for e in &ordered {
-                if undone.contains(&e.change) && !matches!(e.change, Change::Killed) {
-                    continue;
-                }
-                let start = hosts.entry(&e.node).and_then(|h| h.start_command());
-                if matches!(e.change, Change::Killed) && start.is_none() {
-                    failed = true;
-                    lines.push(format!(
-                        "{}: run {run}: {} was killed and the hosts file gives no command to start it",
-                        entry.node, e.node
-                    ));
-                }
-                script.push_str(&e.change.revert(start));
-                undone.push(e.change.clone());
-                lines.push(format!(
-                    "{}: run {run}: {} {} ({})",
-                    entry.node,
-                    if dry_run { "would revert" } else { "reverted" },
-                    e.change.line(),
-                    e.node
-                ));
-            }
-            script.push_str(&format!(
-                "rm -f {} {LEDGER_DIR}/{run}.*.revert\n",
-                remote::ledger_path(&run)
-            ));
-            if entries.is_empty() && deadmen.is_empty() {
-                lines.push(format!("{}: run {run}: empty ledger removed", entry.node));
-            }
-            if !dry_run {
-                if let Err(e) = dest.sh(&script, None) {
-                    failed = true;
-                    lines.push(format!(
-                        "{}: run {run}: could not revert: {e:#}",
-                        entry.node
+                        dest.node
                     ));
                 }
             }
         }
-        dest.close();
+    }
+    for (run, (entries, deadmen, holders)) in runs {
+        // Per destination: stop the dead-men, then servers back first, then the network;
+        // a chain or qdisc once per destination.
+        let mut scripts: BTreeMap<usize, String> = BTreeMap::new();
+        let mut undone: Vec<(usize, Change)> = Vec::new();
+        for d in &deadmen {
+            let Some(&i) = node_dest.get(&d.node) else {
+                continue;
+            };
+            scripts
+                .entry(i)
+                .or_default()
+                .push_str(&format!("kill -KILL -{} 2>/dev/null\n", d.pid));
+        }
+        let mut ordered: Vec<&Entry> = entries.values().collect();
+        ordered.sort_by_key(|e| {
+            (
+                !matches!(e.change, Change::Killed | Change::Stopped { .. }),
+                e.seq,
+            )
+        });
+        for e in ordered {
+            let Some(&i) = node_dest.get(&e.node) else {
+                failed = true;
+                lines.push(format!(
+                    "run {run}: {} ({}) is on a node the hosts file does not list: left alone",
+                    e.change.line(),
+                    e.node
+                ));
+                continue;
+            };
+            if !matches!(e.change, Change::Killed) && undone.contains(&(i, e.change.clone())) {
+                continue;
+            }
+            let start = hosts.entry(&e.node).and_then(|h| h.start_command());
+            if matches!(e.change, Change::Killed) && start.is_none() {
+                failed = true;
+                lines.push(format!(
+                    "run {run}: {} was killed and the hosts file gives no command to start it",
+                    e.node
+                ));
+            }
+            scripts
+                .entry(i)
+                .or_default()
+                .push_str(&e.change.revert(start));
+            undone.push((i, e.change.clone()));
+            lines.push(format!(
+                "{}: run {run}: {} {}",
+                e.node,
+                if dry_run { "would revert" } else { "reverted" },
+                e.change.line(),
+            ));
+        }
+        for i in holders {
+            scripts.entry(i).or_default();
+        }
+        if entries.is_empty() {
+            lines.push(format!("run {run}: empty ledger removed"));
+        }
+        if dry_run {
+            continue;
+        }
+        // Reverts everywhere first, then the files (a dead-man left running would read
+        // its line gone and do nothing).
+        for (i, script) in &scripts {
+            if let Err(e) = dests[*i].sh(script, None) {
+                failed = true;
+                lines.push(format!(
+                    "{}: run {run}: could not revert: {e:#}",
+                    dests[*i].node
+                ));
+            }
+        }
+        for i in scripts.keys() {
+            let rm = format!(
+                "rm -f {} {LEDGER_DIR}/{run}.*.revert\n",
+                remote::ledger_path(&run)
+            );
+            if let Err(e) = dests[*i].sh(&rm, None) {
+                failed = true;
+                lines.push(format!(
+                    "{}: run {run}: could not remove its ledger: {e:#}",
+                    dests[*i].node
+                ));
+            }
+        }
+    }
+    for d in &dests {
+        d.close();
     }
     let _ = std::fs::remove_dir(&dir);
     Ok((lines, failed))

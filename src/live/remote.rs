@@ -173,11 +173,22 @@ pub struct Entry {
     pub change: Change,
 }
 
-/// Parses a host's ledger text: the changes and their dead-men's pids.
+/// A dead-man as a host's ledger names it: its change's seq, node and process group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadMan {
+    /// Its change's number.
+    pub seq: u64,
+    /// The node of that change (its host runs the dead-man).
+    pub node: String,
+    /// Its pid, which is its process group.
+    pub pid: u32,
+}
+
+/// Parses a host's ledger text: the changes and their dead-men.
 ///
 /// # Errors
 /// A line that is no ledger line (nothing is reverted from a file not understood).
-pub fn parse_ledger(text: &str) -> Result<(Vec<Entry>, Vec<u32>)> {
+pub fn parse_ledger(text: &str) -> Result<(Vec<Entry>, Vec<DeadMan>)> {
     let mut entries = Vec::new();
     let mut deadmen = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -188,7 +199,11 @@ pub fn parse_ledger(text: &str) -> Result<(Vec<Entry>, Vec<u32>)> {
         };
         match &words[2..] {
             ["deadman", pid] => match pid.parse() {
-                Ok(p) => deadmen.push(p),
+                Ok(pid) => deadmen.push(DeadMan {
+                    seq,
+                    node: node.to_string(),
+                    pid,
+                }),
                 Err(_) => bail!("not a ledger line: {line:?}"),
             },
             rest => match Change::parse(rest) {
@@ -231,7 +246,10 @@ mod tests {
             entries.iter().map(|e| e.change.clone()).collect::<Vec<_>>(),
             changes
         );
-        assert_eq!(deadmen, vec![90, 91, 92, 93]);
+        assert_eq!(
+            deadmen.iter().map(|d| d.pid).collect::<Vec<_>>(),
+            vec![90, 91, 92, 93]
+        );
         assert!(parse_ledger("1 x chain DOCKER INPUT\n").is_err());
         assert!(parse_ledger("1 x chain FL-abc123 FORWARD\n").is_err());
     }
