@@ -338,6 +338,25 @@ fn fault_ops(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Milliseconds from each nemesis invoke to its completion, as `f=ms` (shown, not
+/// asserted: timing belongs to benchmarks).
+fn fault_ms(dir: &Path) -> Vec<String> {
+    let ops = history(dir);
+    let mut out = Vec::new();
+    let mut open: Option<(String, u64)> = None;
+    for op in ops
+        .iter()
+        .filter(|op| op.process == faultline_history::Process::Nemesis)
+    {
+        if op.kind == faultline_history::OpType::Invoke {
+            open = Some((op.f.clone(), op.time_ns));
+        } else if let Some((f, t)) = open.take() {
+            out.push(format!("{f}={:.0}", (op.time_ns - t) as f64 / 1e6));
+        }
+    }
+    out
+}
+
 fn verdicts(results: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
     results["checkers"]
         .as_object()
@@ -420,6 +439,11 @@ fn access_ssh_partitions_kills_pauses_and_fails_over_and_leaves_no_trace() {
         assert!(managed.code == 0 || managed.code == 1, "{}", managed.text);
         let (l, m) = (verdicts(&live_results), verdicts(&results(&managed.dir)));
         eprintln!("live ssh verdicts: {l:?}\nmanaged verdicts: {m:?}");
+        eprintln!(
+            "fault ms, live ssh: {:?}\nfault ms, managed: {:?}",
+            fault_ms(&live.dir),
+            fault_ms(&managed.dir)
+        );
         // log-pattern reads server logs, which a live run does not have (documented).
         assert_eq!(
             l.keys().collect::<Vec<_>>(),
