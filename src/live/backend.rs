@@ -244,8 +244,8 @@ pub fn remove_listed(ledger: &Ledger) -> Vec<String> {
     let changes = ledger.listed(CHANGES);
     if !changes.is_empty() {
         done.push(format!(
-            "run {} made {} change(s) on live hosts over ssh; their dead-men revert them on              the hosts, and `faultline clean --live HOSTS_FILE` reverts what is left",
-            ledger.run_id,
+            "made {} change(s) on live hosts over ssh; their dead-men revert them on the \
+             hosts, and `faultline clean --live HOSTS_FILE` reverts what is left",
             changes.len()
         ));
     }
