@@ -259,7 +259,7 @@ fn each_checker(dir: &Path) -> Result<Vec<CheckerTime>> {
 }
 
 /// User + system CPU seconds this process has used so far.
-fn own_cpu_s() -> f64 {
+pub(super) fn own_cpu_s() -> f64 {
     // SAFETY: plain FFI call with a valid out-pointer.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
