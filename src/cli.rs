@@ -219,6 +219,10 @@ pub struct BenchArgs {
     /// only the unpipelined one).
     #[arg(long, default_value_t = 16)]
     pub pipeline: usize,
+    /// redis-benchmark rounds per comparison, each followed by a faultline round (after
+    /// a first faultline round), so a machine whose load drifts weighs on both alike.
+    #[arg(long, default_value_t = 2)]
+    pub rounds: usize,
     /// Times to repeat the cluster start-up comparison.
     #[arg(long, default_value_t = 3)]
     pub startups: usize,

@@ -5,7 +5,9 @@
 //! - Throughput: on one 3x1 cluster formed exactly as `faultline run` forms it, the set
 //!   workload flat out (every op recorded to a history) alternates with
 //!   `redis-benchmark --cluster -t sadd`: faultline, benchmark (after a short uncounted
-//!   calibration run that sizes its `-n` to about as long), faultline. Twice: against
+//!   calibration run that sizes its `-n` to about as long), faultline, benchmark,
+//!   faultline (`--rounds` pairs). Each round also records the CPU its tool used per op
+//!   (faultline's own rusage; the benchmark's from `RUSAGE_CHILDREN`). Twice: against
 //!   `-c C -P 1` with C faultline processes, then against `-c C -P P` with C x P, the same
 //!   requests in flight on both sides. Per-primary `SADD` counts (INFO commandstats) show
 //!   both sides really spread over all three shards.
@@ -36,7 +38,7 @@ use tokio::time::Instant;
 
 use self::startup::{startup, Startup};
 use self::stats::samples;
-use self::throughput::{cpu_busy, rates, throughput, Throughput, Tool};
+use self::throughput::{cpu_costs, rates, throughput, Throughput, Tool};
 use crate::backend::{self, Backend, BackendPlan};
 use crate::cli::BenchArgs;
 use crate::cluster::{start_and_form, Layout};
@@ -270,7 +272,7 @@ impl Report {
         );
         for c in &t.comparisons {
             out.push_str(&format!(
-                "\nthroughput -P {} (S={}s): faultline {:.0} ops/s recorded ({} processes), redis-benchmark -c {} -P {} {:.0} req/s, ratio {:.2}\n  faultline rounds [{}] ops/s ({} CPUs busy in faultline); redis-benchmark rounds [{}] req/s",
+                "\nthroughput -P {} (S={}s): faultline {:.0} ops/s recorded ({} processes), redis-benchmark -c {} -P {} {:.0} req/s, ratio {:.2}\n  faultline rounds [{}] ops/s; redis-benchmark rounds [{}] req/s\n  CPU per op: faultline {:.2} us [{}], redis-benchmark {:.2} us [{}], ratio {:.2}",
                 c.pipeline,
                 self.seconds,
                 c.faultline_ops_per_s,
@@ -280,8 +282,12 @@ impl Report {
                 c.benchmark_req_per_s,
                 c.ratio,
                 rates(&c.rounds, Tool::Faultline),
-                cpu_busy(&c.rounds),
                 rates(&c.rounds, Tool::RedisBenchmark),
+                c.faultline_cpu_us_per_op,
+                cpu_costs(&c.rounds, Tool::Faultline),
+                c.benchmark_cpu_us_per_req,
+                cpu_costs(&c.rounds, Tool::RedisBenchmark),
+                c.faultline_cpu_us_per_op / c.benchmark_cpu_us_per_req,
             ));
         }
         out.push_str(&format!("\n  note: {}", t.note));

@@ -266,6 +266,14 @@ pub(super) fn own_cpu_s() -> f64 {
     (timeval(usage.ru_utime) + timeval(usage.ru_stime)).as_secs_f64()
 }
 
+/// User + system CPU seconds of this process's children that have been waited for.
+pub(super) fn children_cpu_s() -> f64 {
+    // SAFETY: plain FFI call with a valid out-pointer.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    (timeval(usage.ru_utime) + timeval(usage.ru_stime)).as_secs_f64()
+}
+
 fn timeval(t: libc::timeval) -> Duration {
     Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000)
 }

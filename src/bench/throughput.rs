@@ -47,10 +47,14 @@ pub(super) struct Round {
     not_ok: u64,
     /// `SADD` calls each primary (n1, n2, n3) executed during the round.
     sadd_per_primary: Vec<u64>,
-    /// faultline: CPU seconds faultline's own process used during the round (all its
-    /// threads: clients, recorder, writer), per second of wall time.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cpu_per_s: Option<f64>,
+    /// CPU seconds the tool used during the round (faultline: its whole process, every
+    /// thread: clients, recorder, writer; redis-benchmark: the child, from
+    /// `RUSAGE_CHILDREN`), per second of wall time.
+    cpu_per_s: f64,
+    /// CPU microseconds the tool spent per op (faultline: per recorded ok op, two history
+    /// lines; redis-benchmark: per request): how much each side costs, whatever share of
+    /// the machine it got.
+    cpu_us_per_op: f64,
 }
 
 /// Why the two throughput figures differ in kind, printed with them.
@@ -71,6 +75,13 @@ pub(super) struct Comparison {
     pub(super) benchmark_req_per_s: f64,
     /// faultline / redis-benchmark.
     pub(super) ratio: f64,
+    /// Mean over faultline's rounds of its CPU microseconds per recorded op.
+    pub(super) faultline_cpu_us_per_op: f64,
+    /// Mean over redis-benchmark's rounds of its CPU microseconds per request.
+    pub(super) benchmark_cpu_us_per_req: f64,
+    /// Lines faultline's rounds wrote to the history (two per op; the file is deleted
+    /// after counting, it was only there to be written).
+    pub(super) history_lines: u64,
     /// The redis-benchmark command line of the (last) benchmark round.
     pub(super) benchmark_command: String,
     /// In the order they ran (the benchmark's calibration run is not among them).
@@ -146,6 +157,8 @@ async fn compare(
     )?;
     let load = Duration::from_secs_f64(args.seconds);
 
+    // faultline, then (calibration and) benchmark and faultline in turn `--rounds`
+    // times, so a machine whose load drifts weighs on both sides alike.
     let mut rounds = Vec::new();
     let first = faultline_round(workload.as_ref(), &recorder, nodes, primaries, load).await?;
     if first.ok == 0 {
@@ -158,11 +171,20 @@ async fn compare(
     }
     let first_rate = first.per_s;
     rounds.push(first);
-    let (round, benchmark_command) =
-        sized_benchmark_round(args, setup, &nodes[0], pipeline, first_rate, primaries).await?;
-    rounds.push(round);
-    rounds.push(faultline_round(workload.as_ref(), &recorder, nodes, primaries, load).await?);
+    let mut benchmark_command = String::new();
+    let mut requests = None;
+    for _ in 0..args.rounds.max(1) {
+        let (round, line, n) = sized_benchmark_round(
+            args, setup, &nodes[0], pipeline, first_rate, requests, primaries,
+        )
+        .await?;
+        requests = Some(n);
+        benchmark_command = line;
+        rounds.push(round);
+        rounds.push(faultline_round(workload.as_ref(), &recorder, nodes, primaries, load).await?);
+    }
     recorder.close().context("writing the history")?;
+    let history_lines = recorder.len();
 
     let per_s = |tool| {
         mean(
@@ -173,7 +195,17 @@ async fn compare(
                 .collect::<Vec<_>>(),
         )
     };
+    let cost = |tool| {
+        mean(
+            &rounds
+                .iter()
+                .filter(|r| r.tool == tool)
+                .map(|r| r.cpu_us_per_op)
+                .collect::<Vec<_>>(),
+        )
+    };
     let (ours, theirs) = (per_s(Tool::Faultline), per_s(Tool::RedisBenchmark));
+    let (our_cost, their_cost) = (cost(Tool::Faultline), cost(Tool::RedisBenchmark));
     Ok(Comparison {
         pipeline,
         connections: args.concurrency,
@@ -181,6 +213,9 @@ async fn compare(
         faultline_ops_per_s: ours,
         benchmark_req_per_s: theirs,
         ratio: ours / theirs,
+        faultline_cpu_us_per_op: our_cost,
+        benchmark_cpu_us_per_req: their_cost,
+        history_lines,
         benchmark_command,
         rounds,
     })
@@ -224,36 +259,51 @@ async fn faultline_round(
         ok,
         not_ok: fail + info,
         sadd_per_primary: spread,
-        cpu_per_s: Some(cpu / elapsed),
+        cpu_per_s: cpu / elapsed,
+        cpu_us_per_op: cpu * 1e6 / ok.max(1) as f64,
     };
     eprintln!(
-        "bench: faultline: {:.0} ops/s recorded ({ok} ok, {fail} fail, {info} info in {elapsed:.2}s, {:.2} CPUs busy in faultline); SADDs per primary [{}]",
+        "bench: faultline: {:.0} ops/s recorded ({ok} ok, {fail} fail, {info} info in {elapsed:.2}s, {:.2} CPUs busy in faultline, {:.2} us CPU per op); SADDs per primary [{}]",
         round.per_s,
         cpu / elapsed,
+        round.cpu_us_per_op,
         counts(&round.sadd_per_primary)
     );
     Ok(round)
 }
 
-/// A redis-benchmark round of about `--seconds`: a short calibration run (about a quarter
-/// of the time, sized from `guess_per_s`, faultline's rate) measures the benchmark's own
-/// rate, which sizes the counted run's `-n`.
+/// A redis-benchmark round of about `--seconds`: the first time (`known` is `None`), a
+/// short calibration run (about a quarter of the time, sized from `guess_per_s`,
+/// faultline's rate) measures the benchmark's own rate, which sizes the counted run's
+/// `-n`; later rounds reuse that `-n`.
+///
+/// # Returns
+/// The round, its command line and its `-n`.
 async fn sized_benchmark_round(
     args: &BenchArgs,
     setup: &Setup,
     seed: &NodeSpec,
     pipeline: usize,
     guess_per_s: f64,
+    known: Option<u64>,
     primaries: &mut Admin,
-) -> Result<(Round, String)> {
-    let requests =
-        |per_s: f64, seconds: f64| ((per_s * seconds).round() as u64).max(args.concurrency as u64);
+) -> Result<(Round, String, u64)> {
+    let requests = |per_s: f64, seconds: f64| {
+        ((per_s * seconds).round() as u64).max((args.concurrency * pipeline) as u64)
+    };
     let c = args.concurrency;
-    eprintln!("bench: redis-benchmark calibration (not counted)");
-    let probe = requests(guess_per_s, args.seconds / 4.0);
-    let (calibration, _) = benchmark_round(setup, seed, c, pipeline, probe, primaries).await?;
-    let counted = requests(calibration.per_s, args.seconds);
-    benchmark_round(setup, seed, c, pipeline, counted, primaries).await
+    let counted = match known {
+        Some(n) => n,
+        None => {
+            eprintln!("bench: redis-benchmark calibration (not counted)");
+            let probe = requests(guess_per_s, args.seconds / 4.0);
+            let (calibration, _) =
+                benchmark_round(setup, seed, c, pipeline, probe, primaries).await?;
+            requests(calibration.per_s, args.seconds)
+        }
+    };
+    let (round, line) = benchmark_round(setup, seed, c, pipeline, counted, primaries).await?;
+    Ok((round, line, counted))
 }
 
 /// Runs `redis-benchmark --cluster -t sadd -P pipeline` for `requests` requests from
@@ -296,6 +346,7 @@ async fn benchmark_round(
     eprintln!("bench: running {line}");
     let before = sadd_calls(primaries).await?;
     let start = Instant::now();
+    let cpu_before = super::scale::children_cpu_s();
     let run = tokio::process::Command::new(&setup.benchmark)
         .args(&args)
         .stdin(Stdio::null())
@@ -307,6 +358,7 @@ async fn benchmark_round(
         .map_err(|_| anyhow!("`{line}` did not finish within 300s"))?
         .with_context(|| format!("running {}", setup.benchmark.display()))?;
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu = super::scale::children_cpu_s() - cpu_before;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         bail!(
@@ -320,7 +372,9 @@ async fn benchmark_round(
     let spread = since(&before, &sadd_calls(primaries).await?);
     let executed: u64 = spread.iter().sum();
     eprintln!(
-        "bench: redis-benchmark: {per_s:.0} req/s ({requests} requests in {elapsed:.2}s); SADDs per primary [{}], {executed} in all",
+        "bench: redis-benchmark: {per_s:.0} req/s ({requests} requests in {elapsed:.2}s, {:.2} CPUs busy in it, {:.2} us CPU per request); SADDs per primary [{}], {executed} in all",
+        cpu / elapsed,
+        cpu * 1e6 / requests.max(1) as f64,
         counts(&spread)
     );
     let round = Round {
@@ -330,7 +384,8 @@ async fn benchmark_round(
         ok: requests,
         not_ok: requests.saturating_sub(executed),
         sadd_per_primary: spread,
-        cpu_per_s: None,
+        cpu_per_s: cpu / elapsed,
+        cpu_us_per_op: cpu * 1e6 / requests.max(1) as f64,
     };
     Ok((round, line))
 }
@@ -410,12 +465,12 @@ pub(super) fn rates(rounds: &[Round], tool: Tool) -> String {
         .join(" ")
 }
 
-/// faultline's rounds' CPUs busy, space separated.
-pub(super) fn cpu_busy(rounds: &[Round]) -> String {
+/// One tool's rounds' CPU microseconds per op, space separated.
+pub(super) fn cpu_costs(rounds: &[Round], tool: Tool) -> String {
     rounds
         .iter()
-        .filter_map(|r| r.cpu_per_s)
-        .map(|c| format!("{c:.2}"))
+        .filter(|r| r.tool == tool)
+        .map(|r| format!("{:.2}", r.cpu_us_per_op))
         .collect::<Vec<_>>()
         .join(" ")
 }
