@@ -40,10 +40,6 @@ impl CounterWorkload {
 }
 
 impl Generator for CounterOps {
-    fn checkers(&self) -> &'static [&'static str] {
-        &["counter"]
-    }
-
     fn final_keys(&self) -> Vec<String> {
         self.keys.clone()
     }

@@ -25,9 +25,6 @@ use crate::workload::{Counters, FinalReads, Workload, WorkloadParams};
 
 /// One workload's ops: what [`Driven`] needs to be a [`Workload`].
 pub trait Generator: Send + Sync + 'static {
-    /// The checkers that judge this workload ([`Workload::checkers`]).
-    fn checkers(&self) -> &'static [&'static str];
-
     /// Prepares the keys before the clients start; the default does nothing.
     fn setup<'a>(&'a self, _client: &'a dyn KeyClient) -> BoxFuture<'a, ()> {
         Box::pin(async {})
@@ -92,10 +89,6 @@ impl<G: Generator> Driven<G> {
 }
 
 impl<G: Generator> Workload for Driven<G> {
-    fn checkers(&self) -> &'static [&'static str] {
-        self.generator.checkers()
-    }
-
     fn setup<'a>(
         &'a self,
         client: &'a dyn KeyClient,

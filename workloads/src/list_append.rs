@@ -80,10 +80,6 @@ impl ListAppendWorkload {
 }
 
 impl Generator for Lists {
-    fn checkers(&self) -> &'static [&'static str] {
-        &["list-append"]
-    }
-
     fn final_keys(&self) -> Vec<String> {
         self.keys()
     }

@@ -112,10 +112,6 @@ fn redirects(outcome: &Outcome) -> Vec<faultline_history::Redirect> {
 }
 
 impl Generator for Registers {
-    fn checkers(&self) -> &'static [&'static str] {
-        &["linearizable"]
-    }
-
     fn setup<'a>(&'a self, client: &'a dyn KeyClient) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             // Load the script on the node of every key (so every primary has it); the

@@ -63,10 +63,6 @@ impl SetOps {
 }
 
 impl Generator for SetOps {
-    fn checkers(&self) -> &'static [&'static str] {
-        &["lost-writes"]
-    }
-
     fn final_keys(&self) -> Vec<String> {
         self.keys.clone()
     }
