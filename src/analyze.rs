@@ -81,31 +81,19 @@ fn infer_workload(history: &Path) -> Option<&'static str> {
 }
 
 /// The checkers for a run of `workload`: every checker no workload names (topology, node
-/// logs, redirects, failovers), and the ones `workload` names (its
-/// [`faultline_workloads::Workload::checkers`]); without a workload, every checker. A
+/// logs, redirects, failovers), and the ones `workload` names (its registry entry's
+/// [`faultline_workloads::registry::Entry::checkers`]); without a workload, every checker. A
 /// workload's checker judges that workload's ops only (a list-append read is no set
 /// read). Also returns the names `workload` asks for that the registry lacks.
 pub fn checkers_for(
     workload: Option<&str>,
 ) -> (Vec<Box<dyn faultline_checkers::Checker>>, Vec<&'static str>) {
-    use faultline_workloads::registry::{by_name, WORKLOADS};
-    let params = || faultline_workloads::WorkloadParams {
-        keys: 1,
-        concurrency: 1,
-        rate: None,
-        seed: 0,
-        ..Default::default()
-    };
+    use faultline_workloads::registry;
     let all = faultline_checkers::all();
-    let Some(wanted) = workload.and_then(|w| by_name(w, params()).ok()) else {
+    let Some(wanted) = workload.and_then(registry::entry).map(|e| e.checkers) else {
         return (all, Vec::new());
     };
-    let wanted = wanted.checkers();
-    let claimed: Vec<&str> = WORKLOADS
-        .iter()
-        .flat_map(|e| (e.build)(params()).checkers())
-        .copied()
-        .collect();
+    let claimed: Vec<&str> = registry::claimed_checkers().collect();
     let missing = wanted
         .iter()
         .copied()
@@ -217,14 +205,7 @@ mod tests {
         for entry in faultline_workloads::registry::WORKLOADS {
             let (checkers, missing) = checkers_for(Some(entry.name));
             let run: Vec<&str> = checkers.iter().map(|c| c.name()).collect();
-            let w = (entry.build)(faultline_workloads::WorkloadParams {
-                keys: 1,
-                concurrency: 1,
-                rate: None,
-                seed: 0,
-                ..Default::default()
-            });
-            for name in w.checkers() {
+            for name in entry.checkers {
                 assert!(run.contains(name) != missing.contains(name), "{name}");
             }
         }

@@ -220,9 +220,18 @@ pub struct BenchArgs {
     /// Seconds of load for each side of the throughput comparison.
     #[arg(long, default_value_t = 10.0)]
     pub seconds: f64,
-    /// Client connections / processes on both sides.
+    /// redis-benchmark's connections (`-c`); faultline runs as many client processes
+    /// against `-P 1`, and this times `--pipeline` against `-P <--pipeline>`.
     #[arg(long, default_value_t = 50)]
     pub concurrency: usize,
+    /// redis-benchmark's pipeline depth (`-P`) of the second throughput comparison (1:
+    /// only the unpipelined one).
+    #[arg(long, default_value_t = 16)]
+    pub pipeline: usize,
+    /// redis-benchmark rounds per comparison, each followed by a faultline round (after
+    /// a first faultline round), so a machine whose load drifts weighs on both alike.
+    #[arg(long, default_value_t = 2)]
+    pub rounds: usize,
     /// Times to repeat the cluster start-up comparison.
     #[arg(long, default_value_t = 3)]
     pub startups: usize,

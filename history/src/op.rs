@@ -181,6 +181,39 @@ impl Op {
     }
 }
 
+/// An op without its index and time, serialized as the JSON object `Op` would be with
+/// those two entries left out (same keys, same order, same omissions): the
+/// [`crate::Recorder`] serializes this before it numbers and stamps the op.
+pub(crate) struct Body<'a>(pub(crate) &'a Op);
+
+impl Serialize for Body<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let op = self.0;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("process", &op.process)?;
+        m.serialize_entry("type", &op.kind)?;
+        m.serialize_entry("f", &op.f)?;
+        if let Some(key) = &op.key {
+            m.serialize_entry("key", key)?;
+        }
+        m.serialize_entry("value", &op.value)?;
+        if let Some(node) = &op.node {
+            m.serialize_entry("node", node)?;
+        }
+        if let Some(error) = &op.error {
+            m.serialize_entry("error", error)?;
+        }
+        if !op.redirects.is_empty() {
+            m.serialize_entry("redirects", &op.redirects)?;
+        }
+        for (k, v) in &op.extra {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +235,37 @@ mod tests {
         assert_eq!(op.process, Process::Nemesis);
         assert_eq!(op.extra["shape"], Value::from("halves"));
         assert_eq!(serde_json::to_string(&op).unwrap(), line);
+    }
+
+    #[test]
+    fn a_body_is_the_op_without_index_and_time() {
+        let mut full = Op::new(Process::Client(3), OpType::Info, "add")
+            .with_key("s1{06S}")
+            .with_value(42);
+        full.index = 12;
+        full.time_ns = 987_654_321;
+        full.node = Some("n2".into());
+        full.error = Some("timeout \"quoted\"".into());
+        full.redirects.push(Redirect {
+            kind: "MOVED".into(),
+            slot: Some(1234),
+            from: "10.77.0.11:6379".into(),
+            to: "10.77.0.12:6379".into(),
+        });
+        full.extra
+            .insert("route".into(), serde_json::json!({"fresh": true}));
+        let bare = Op::new(Process::Nemesis, OpType::Invoke, "partition");
+        for op in [full, bare] {
+            let whole = serde_json::to_string(&op).unwrap();
+            let body = serde_json::to_string(&Body(&op)).unwrap();
+            let rebuilt = format!(
+                "{{\"index\":{},\"time_ns\":{},{}",
+                op.index,
+                op.time_ns,
+                &body[1..]
+            );
+            assert_eq!(rebuilt, whole);
+        }
     }
 
     #[test]

@@ -1,26 +1,26 @@
 //! The single writer of `history.jsonl`.
 //!
-//! Every client task and the nemesis record through one [`Recorder`]. It numbers ops and
-//! stamps their time under one lock, so `index` order is time order, and appends them
-//! through a [`JsonlAppender`], whose thread flushes every [`FLUSH_EVERY`]: a run killed at
-//! any moment leaves a readable prefix of its history (at most one torn line at the end,
-//! which [`crate::read_jsonl`] skips).
+//! Every client task and the nemesis record through one [`Recorder`]. An op is serialized
+//! by its caller (everything but its index and time), then numbered, stamped and copied
+//! onto the file's pending buffer under one short lock, so `index` order is time order
+//! and file order. A [`JsonlAppender`]'s writer thread writes the buffer every
+//! [`FLUSH_EVERY`]: a run killed at any moment leaves a readable prefix of its history (at
+//! most one torn line at the end, which [`crate::read_jsonl`] skips).
 
-use std::io;
+use std::io::{self, Write};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::appender::with_json;
 pub use crate::appender::FLUSH_EVERY;
+use crate::op::Body;
 use crate::{JsonlAppender, Op};
 
 /// Appends ops to a history file. Cheap to clone; all clones write to the same file.
 #[derive(Clone)]
 pub struct Recorder {
     t0: Instant,
-    /// The next index; held while an op is numbered, stamped and appended, so index order
-    /// is time order and file order.
-    next: Arc<Mutex<u64>>,
+    /// Its line numbers are the ops' indexes.
     out: JsonlAppender,
 }
 
@@ -41,7 +41,6 @@ impl Recorder {
     pub fn create_at(path: &Path, t0: Instant) -> io::Result<Recorder> {
         Ok(Recorder {
             t0,
-            next: Arc::new(Mutex::new(0)),
             out: JsonlAppender::create(path)?,
         })
     }
@@ -57,18 +56,38 @@ impl Recorder {
     }
 
     /// Numbers and timestamps `op`, appends it, and returns it as written.
+    ///
+    /// The line is byte for byte `serde_json::to_string(&op)` with its index and time.
     pub fn record(&self, mut op: Op) -> Op {
-        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
-        op.index = *next;
-        op.time_ns = self.now_ns();
-        *next += 1;
-        self.out.append(&op);
+        let stamped = with_json(&Body(&op), |body| {
+            self.out.append_with(|index, line| {
+                let time_ns = self.now_ns();
+                // `{"index":I,"time_ns":T,` then the body past its opening brace.
+                let _ = write!(line, "{{\"index\":{index},\"time_ns\":{time_ns},");
+                line.extend_from_slice(&body[1..]);
+                (index, time_ns)
+            })
+        });
+        match stamped {
+            Ok((index, time_ns)) => {
+                op.index = index;
+                op.time_ns = time_ns;
+            }
+            // Not expected (an Op always serializes); numbered and written the slow way.
+            Err(_) => {
+                self.out.append_with(|index, line| {
+                    op.index = index;
+                    op.time_ns = self.now_ns();
+                    let _ = serde_json::to_writer(line, &op);
+                });
+            }
+        }
         op
     }
 
     /// How many ops have been recorded.
     pub fn len(&self) -> u64 {
-        *self.next.lock().unwrap_or_else(|p| p.into_inner())
+        self.out.lines()
     }
 
     /// Whether nothing has been recorded yet.
@@ -76,7 +95,7 @@ impl Recorder {
         self.len() == 0
     }
 
-    /// Writes everything buffered to the file now.
+    /// Writes everything recorded so far to the file now.
     ///
     /// # Errors
     /// The first write error seen so far.
@@ -84,7 +103,7 @@ impl Recorder {
         self.out.flush()
     }
 
-    /// Flushes, stops the flusher and reports any write error seen during the run.
+    /// Flushes, stops the writer thread and reports any write error seen during the run.
     ///
     /// # Errors
     /// The first write error of the whole run.
@@ -119,5 +138,47 @@ mod tests {
             .windows(2)
             .all(|w| w[0].time_ns <= w[1].time_ns));
         rec.close().unwrap();
+    }
+
+    #[test]
+    fn concurrent_recorders_write_each_op_as_serde_would_in_index_order() {
+        let dir = std::env::temp_dir().join(format!("faultline-rec2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("history.jsonl");
+        let rec = Recorder::create(&path).unwrap();
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let rec = rec.clone();
+                std::thread::spawn(move || {
+                    (0..2000u64)
+                        .map(|i| {
+                            let mut op =
+                                Op::new(Process::Client(t), OpType::Invoke, "add").with_value(i);
+                            if i % 3 == 0 {
+                                op.key = Some(format!("s{i}"));
+                                op.extra.insert("route".into(), serde_json::json!(i));
+                            }
+                            rec.record(op)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut returned: Vec<Op> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        rec.close().unwrap();
+        returned.sort_by_key(|op| op.index);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), returned.len());
+        for (i, (line, op)) in lines.iter().zip(&returned).enumerate() {
+            assert_eq!(op.index, i as u64);
+            assert_eq!(*line, serde_json::to_string(op).unwrap());
+        }
+        assert!(returned.windows(2).all(|w| w[0].time_ns <= w[1].time_ns));
+        assert_eq!(rec.len(), 8000);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

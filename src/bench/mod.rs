@@ -3,11 +3,14 @@
 //! shared machine are evidence, not a verdict).
 //!
 //! - Throughput: on one 3x1 cluster formed exactly as `faultline run` forms it, the set
-//!   workload flat out (every op recorded to `history.jsonl`) alternates with
-//!   `redis-benchmark --cluster -t sadd` at the same concurrency: faultline, benchmark
-//!   (after a short uncounted calibration run that sizes its `-n` to about as long),
-//!   faultline. Per-primary `SADD` counts (INFO commandstats) show both sides really spread
-//!   over all three shards.
+//!   workload flat out (every op recorded to a history) alternates with
+//!   `redis-benchmark --cluster -t sadd`: faultline, benchmark (after a short uncounted
+//!   calibration run that sizes its `-n` to about as long), faultline, benchmark,
+//!   faultline (`--rounds` pairs). Each round also records the CPU its tool used per op
+//!   (faultline's own rusage; the benchmark's from `RUSAGE_CHILDREN`). Twice: against
+//!   `-c C -P 1` with C faultline processes, then against `-c C -P P` with C x P, the same
+//!   requests in flight on both sides. Per-primary `SADD` counts (INFO commandstats) show
+//!   both sides really spread over all three shards.
 //! - Start-up (skipped with `--startups 0`): time to a converged 3x1 cluster, faultline
 //!   (namespaces, own formation) against six servers of the same flavor started by hand on
 //!   127.0.0.1 and joined with `redis-cli --cluster create`; the order alternates between
@@ -35,7 +38,7 @@ use tokio::time::Instant;
 
 use self::startup::{startup, Startup};
 use self::stats::samples;
-use self::throughput::{rates, throughput, Throughput, Tool};
+use self::throughput::{cpu_costs, rates, throughput, Throughput, Tool};
 use crate::backend::{self, Backend, BackendPlan};
 use crate::cli::BenchArgs;
 use crate::cluster::{start_and_form, Layout};
@@ -71,11 +74,12 @@ pub async fn command(args: BenchArgs) -> Result<u8, Failure> {
     let setup = Setup::prepare(flavor_name)?;
     let dir = store::create_run_dir(&args.store, "bench")?;
     eprintln!(
-        "bench: {} {} on {} CPUs, C={}, S={}s, K={}\n  dir: {}",
+        "bench: {} {} on {} CPUs, C={}, P={}, S={}s, K={}\n  dir: {}",
         setup.flavor.name(),
         setup.version,
         cpus(),
         args.concurrency,
+        args.pipeline,
         args.seconds,
         args.startups,
         dir.display()
@@ -131,6 +135,9 @@ fn check_args(args: &BenchArgs) -> Result<FlavorName, Failure> {
         return Err(Failure::bad_input(anyhow!(
             "--concurrency must be at least 1"
         )));
+    }
+    if args.pipeline == 0 {
+        return Err(Failure::bad_input(anyhow!("--pipeline must be at least 1")));
     }
     Ok(flavor)
 }
@@ -260,19 +267,30 @@ impl Report {
     fn table(&self) -> String {
         let t = &self.throughput;
         let mut out = format!(
-            "{} {} on {} CPUs\nthroughput (C={}, S={}s): faultline {:.0} ops/s recorded, redis-benchmark {:.0} req/s, ratio {:.2}\n  faultline rounds [{}] ops/s; redis-benchmark rounds [{}] req/s\n  note: {}",
-            self.flavor,
-            self.server_version,
-            self.cpus,
-            self.concurrency,
-            self.seconds,
-            t.faultline_ops_per_s,
-            t.benchmark_req_per_s,
-            t.ratio,
-            rates(&t.rounds, Tool::Faultline),
-            rates(&t.rounds, Tool::RedisBenchmark),
-            t.note,
+            "{} {} on {} CPUs",
+            self.flavor, self.server_version, self.cpus
         );
+        for c in &t.comparisons {
+            out.push_str(&format!(
+                "\nthroughput -P {} (S={}s): faultline {:.0} ops/s recorded ({} processes), redis-benchmark -c {} -P {} {:.0} req/s, ratio {:.2}\n  faultline rounds [{}] ops/s; redis-benchmark rounds [{}] req/s\n  CPU per op: faultline {:.2} us [{}], redis-benchmark {:.2} us [{}], ratio {:.2}",
+                c.pipeline,
+                self.seconds,
+                c.faultline_ops_per_s,
+                c.processes,
+                c.connections,
+                c.pipeline,
+                c.benchmark_req_per_s,
+                c.ratio,
+                rates(&c.rounds, Tool::Faultline),
+                rates(&c.rounds, Tool::RedisBenchmark),
+                c.faultline_cpu_us_per_op,
+                cpu_costs(&c.rounds, Tool::Faultline),
+                c.benchmark_cpu_us_per_req,
+                cpu_costs(&c.rounds, Tool::RedisBenchmark),
+                c.faultline_cpu_us_per_op / c.benchmark_cpu_us_per_req,
+            ));
+        }
+        out.push_str(&format!("\n  note: {}", t.note));
         match &self.startup {
             Some(s) => out.push_str(&format!(
                 "\nstart-up to converged {PRIMARIES}x{REPLICAS} (K={}): faultline median {:.2}s [{}], by hand median {:.2}s [{}], ratio {:.2}",

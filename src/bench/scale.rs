@@ -259,10 +259,18 @@ fn each_checker(dir: &Path) -> Result<Vec<CheckerTime>> {
 }
 
 /// User + system CPU seconds this process has used so far.
-fn own_cpu_s() -> f64 {
+pub(super) fn own_cpu_s() -> f64 {
     // SAFETY: plain FFI call with a valid out-pointer.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    (timeval(usage.ru_utime) + timeval(usage.ru_stime)).as_secs_f64()
+}
+
+/// User + system CPU seconds of this process's children that have been waited for.
+pub(super) fn children_cpu_s() -> f64 {
+    // SAFETY: plain FFI call with a valid out-pointer.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
     (timeval(usage.ru_utime) + timeval(usage.ru_stime)).as_secs_f64()
 }
 

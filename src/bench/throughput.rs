@@ -1,5 +1,8 @@
 //! The throughput comparison: faultline's set workload, every op recorded, against
-//! `redis-benchmark --cluster -t sadd` at the same concurrency, on one cluster.
+//! `redis-benchmark --cluster -t sadd` on one cluster, twice: unpipelined (`-P 1`, as
+//! many faultline processes as benchmark connections) and pipelined (`-P P`, with
+//! faultline running `C x P` processes, so both sides keep the same number of requests
+//! in flight).
 
 use std::path::Path;
 use std::process::Stdio;
@@ -14,12 +17,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::stats::mean;
-use super::{bring_up, Setup, PRIMARIES, RANDOM_RANGE, REPLICAS, SET_KEYS};
+use super::{Setup, PRIMARIES, RANDOM_RANGE, SET_KEYS};
 use crate::backend::NodeSpec;
 use crate::cli::BenchArgs;
 use crate::cluster::Admin;
 use crate::kinds::Mode;
-use crate::store::HISTORY_FILE;
 
 /// Who produced a round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -45,55 +47,120 @@ pub(super) struct Round {
     not_ok: u64,
     /// `SADD` calls each primary (n1, n2, n3) executed during the round.
     sadd_per_primary: Vec<u64>,
+    /// CPU seconds the tool used during the round (faultline: its whole process, every
+    /// thread: clients, recorder, writer; redis-benchmark: the child, from
+    /// `RUSAGE_CHILDREN`), per second of wall time.
+    cpu_per_s: f64,
+    /// CPU microseconds the tool spent per op (faultline: per recorded ok op, two history
+    /// lines; redis-benchmark: per request): how much each side costs, whatever share of
+    /// the machine it got.
+    cpu_us_per_op: f64,
 }
 
 /// Why the two throughput figures differ in kind, printed with them.
-const THROUGHPUT_NOTE: &str = "faultline's client multiplexes its C workers over one connection per primary (so up to C/3 requests ride each connection at once); redis-benchmark -c C opens C connections with one request in flight each";
+pub(super) const THROUGHPUT_NOTE: &str = "faultline's client multiplexes its processes over one connection per primary, many requests riding each connection at once, and records an invoke and a completion line per op; redis-benchmark -c C -P P opens C connections with P requests in flight on each and records nothing. faultline runs C processes against -P 1 and C x P processes against -P P, so both sides keep the same number of requests in flight";
 
-/// The throughput comparison.
+/// One comparison: faultline against redis-benchmark at one pipeline depth.
 #[derive(Debug, Serialize)]
-pub(super) struct Throughput {
+pub(super) struct Comparison {
+    /// redis-benchmark's `-P`.
+    pub(super) pipeline: usize,
+    /// redis-benchmark's `-c`.
+    pub(super) connections: usize,
+    /// faultline's client processes: `connections x pipeline`.
+    pub(super) processes: usize,
     /// Mean over faultline's rounds.
     pub(super) faultline_ops_per_s: f64,
     /// Mean over redis-benchmark's rounds.
     pub(super) benchmark_req_per_s: f64,
     /// faultline / redis-benchmark.
     pub(super) ratio: f64,
+    /// Mean over faultline's rounds of its CPU microseconds per recorded op.
+    pub(super) faultline_cpu_us_per_op: f64,
+    /// Mean over redis-benchmark's rounds of its CPU microseconds per request.
+    pub(super) benchmark_cpu_us_per_req: f64,
+    /// Lines faultline's rounds wrote to the history (two per op; the file is deleted
+    /// after counting, it was only there to be written).
+    pub(super) history_lines: u64,
     /// The redis-benchmark command line of the (last) benchmark round.
     pub(super) benchmark_command: String,
     /// In the order they ran (the benchmark's calibration run is not among them).
     pub(super) rounds: Vec<Round>,
+}
+
+/// The throughput comparisons, unpipelined first.
+#[derive(Debug, Serialize)]
+pub(super) struct Throughput {
+    /// `-P 1`, then `-P <--pipeline>` (absent with `--pipeline 1`).
+    pub(super) comparisons: Vec<Comparison>,
     /// [`THROUGHPUT_NOTE`].
     pub(super) note: &'static str,
 }
 
-/// Brings a cluster up and runs faultline, redis-benchmark, faultline on it, each for about
-/// `--seconds` (see [`sized_benchmark_round`] for how the benchmark's `-n` is chosen).
+/// Brings a cluster up and, for `-P 1` and then `-P <--pipeline>`, runs faultline,
+/// redis-benchmark, faultline on it, each for about `--seconds` (see
+/// [`sized_benchmark_round`] for how the benchmark's `-n` is chosen).
 ///
 /// # Errors
 /// The cluster does not form, a round fails, or faultline completes no op at all.
 pub(super) async fn throughput(args: &BenchArgs, setup: &Setup, dir: &Path) -> Result<Throughput> {
-    eprintln!("bench: throughput: bringing up a {PRIMARIES}x{REPLICAS} cluster");
-    let mut backend = bring_up(setup, &dir.join("throughput")).await?;
+    eprintln!(
+        "bench: throughput: bringing up a {PRIMARIES}x{} cluster",
+        super::REPLICAS
+    );
+    let mut backend = super::bring_up(setup, &dir.join("throughput")).await?;
     let nodes = backend.nodes().to_vec();
-    let history = dir.join(HISTORY_FILE);
-    let recorder = Recorder::create_at(&history, std::time::Instant::now())
+    let mut primaries = Admin::new(&nodes[..PRIMARIES]);
+    let mut depths = vec![1];
+    if args.pipeline > 1 {
+        depths.push(args.pipeline);
+    }
+    let mut comparisons = Vec::new();
+    for pipeline in depths {
+        let history = dir.join(format!("history-p{pipeline}.jsonl"));
+        comparisons.push(compare(args, setup, &nodes, &mut primaries, pipeline, &history).await?);
+        // The history was only there to be written; keep the figures, not the bytes.
+        let _ = std::fs::remove_file(&history);
+    }
+    backend.teardown()?;
+    Ok(Throughput {
+        comparisons,
+        note: THROUGHPUT_NOTE,
+    })
+}
+
+/// faultline with `C x pipeline` processes, redis-benchmark `-c C -P pipeline`, faultline.
+async fn compare(
+    args: &BenchArgs,
+    setup: &Setup,
+    nodes: &[NodeSpec],
+    primaries: &mut Admin,
+    pipeline: usize,
+    history: &Path,
+) -> Result<Comparison> {
+    let processes = args.concurrency * pipeline;
+    eprintln!(
+        "bench: throughput at -P {pipeline}: faultline {processes} processes against redis-benchmark -c {} -P {pipeline}",
+        args.concurrency
+    );
+    let recorder = Recorder::create_at(history, std::time::Instant::now())
         .with_context(|| format!("creating {}", history.display()))?;
     let workload = registry::by_name(
         "set",
         WorkloadParams {
             keys: SET_KEYS,
-            concurrency: args.concurrency,
+            concurrency: processes,
             rate: None,
             seed: rand::random(),
             ..Default::default()
         },
     )?;
-    let mut primaries = Admin::new(&nodes[..PRIMARIES]);
     let load = Duration::from_secs_f64(args.seconds);
 
+    // faultline, then (calibration and) benchmark and faultline in turn `--rounds`
+    // times, so a machine whose load drifts weighs on both sides alike.
     let mut rounds = Vec::new();
-    let first = faultline_round(workload.as_ref(), &recorder, &nodes, &mut primaries, load).await?;
+    let first = faultline_round(workload.as_ref(), &recorder, nodes, primaries, load).await?;
     if first.ok == 0 {
         bail!(
             "faultline completed no op ok in {:.1}s ({} fail or info); see {}",
@@ -104,12 +171,20 @@ pub(super) async fn throughput(args: &BenchArgs, setup: &Setup, dir: &Path) -> R
     }
     let first_rate = first.per_s;
     rounds.push(first);
-    let (round, benchmark_command) =
-        sized_benchmark_round(args, setup, &nodes[0], first_rate, &mut primaries).await?;
-    rounds.push(round);
-    rounds.push(faultline_round(workload.as_ref(), &recorder, &nodes, &mut primaries, load).await?);
+    let mut benchmark_command = String::new();
+    let mut requests = None;
+    for _ in 0..args.rounds.max(1) {
+        let (round, line, n) = sized_benchmark_round(
+            args, setup, &nodes[0], pipeline, first_rate, requests, primaries,
+        )
+        .await?;
+        requests = Some(n);
+        benchmark_command = line;
+        rounds.push(round);
+        rounds.push(faultline_round(workload.as_ref(), &recorder, nodes, primaries, load).await?);
+    }
     recorder.close().context("writing the history")?;
-    backend.teardown()?;
+    let history_lines = recorder.len();
 
     let per_s = |tool| {
         mean(
@@ -120,14 +195,29 @@ pub(super) async fn throughput(args: &BenchArgs, setup: &Setup, dir: &Path) -> R
                 .collect::<Vec<_>>(),
         )
     };
+    let cost = |tool| {
+        mean(
+            &rounds
+                .iter()
+                .filter(|r| r.tool == tool)
+                .map(|r| r.cpu_us_per_op)
+                .collect::<Vec<_>>(),
+        )
+    };
     let (ours, theirs) = (per_s(Tool::Faultline), per_s(Tool::RedisBenchmark));
-    Ok(Throughput {
+    let (our_cost, their_cost) = (cost(Tool::Faultline), cost(Tool::RedisBenchmark));
+    Ok(Comparison {
+        pipeline,
+        connections: args.concurrency,
+        processes,
         faultline_ops_per_s: ours,
         benchmark_req_per_s: theirs,
         ratio: ours / theirs,
+        faultline_cpu_us_per_op: our_cost,
+        benchmark_cpu_us_per_req: their_cost,
+        history_lines,
         benchmark_command,
         rounds,
-        note: THROUGHPUT_NOTE,
     })
 }
 
@@ -153,10 +243,12 @@ async fn faultline_round(
         })
     };
     let start = Instant::now();
+    let cpu_before = super::scale::own_cpu_s();
     workload
         .run(client, recorder.clone(), stop, counters.clone())
         .await;
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu = super::scale::own_cpu_s() - cpu_before;
     timer.abort();
     let spread = since(&before, &sadd_calls(primaries).await?);
     let (ok, fail, info) = counters.snapshot();
@@ -167,38 +259,57 @@ async fn faultline_round(
         ok,
         not_ok: fail + info,
         sadd_per_primary: spread,
+        cpu_per_s: cpu / elapsed,
+        cpu_us_per_op: cpu * 1e6 / ok.max(1) as f64,
     };
     eprintln!(
-        "bench: faultline: {:.0} ops/s recorded ({ok} ok, {fail} fail, {info} info in {elapsed:.2}s); SADDs per primary [{}]",
+        "bench: faultline: {:.0} ops/s recorded ({ok} ok, {fail} fail, {info} info in {elapsed:.2}s, {:.2} CPUs busy in faultline, {:.2} us CPU per op); SADDs per primary [{}]",
         round.per_s,
+        cpu / elapsed,
+        round.cpu_us_per_op,
         counts(&round.sadd_per_primary)
     );
     Ok(round)
 }
 
-/// A redis-benchmark round of about `--seconds`: a short calibration run (about a quarter
-/// of the time, sized from `guess_per_s`, faultline's rate) measures the benchmark's own
-/// rate, which sizes the counted run's `-n`.
+/// A redis-benchmark round of about `--seconds`: the first time (`known` is `None`), a
+/// short calibration run (about a quarter of the time, sized from `guess_per_s`,
+/// faultline's rate) measures the benchmark's own rate, which sizes the counted run's
+/// `-n`; later rounds reuse that `-n`.
+///
+/// # Returns
+/// The round, its command line and its `-n`.
 async fn sized_benchmark_round(
     args: &BenchArgs,
     setup: &Setup,
     seed: &NodeSpec,
+    pipeline: usize,
     guess_per_s: f64,
+    known: Option<u64>,
     primaries: &mut Admin,
-) -> Result<(Round, String)> {
-    let requests =
-        |per_s: f64, seconds: f64| ((per_s * seconds).round() as u64).max(args.concurrency as u64);
+) -> Result<(Round, String, u64)> {
+    let requests = |per_s: f64, seconds: f64| {
+        ((per_s * seconds).round() as u64).max((args.concurrency * pipeline) as u64)
+    };
     let c = args.concurrency;
-    eprintln!("bench: redis-benchmark calibration (not counted)");
-    let probe = requests(guess_per_s, args.seconds / 4.0);
-    let (calibration, _) = benchmark_round(setup, seed, c, probe, primaries).await?;
-    let counted = requests(calibration.per_s, args.seconds);
-    benchmark_round(setup, seed, c, counted, primaries).await
+    let counted = match known {
+        Some(n) => n,
+        None => {
+            eprintln!("bench: redis-benchmark calibration (not counted)");
+            let probe = requests(guess_per_s, args.seconds / 4.0);
+            let (calibration, _) =
+                benchmark_round(setup, seed, c, pipeline, probe, primaries).await?;
+            requests(calibration.per_s, args.seconds)
+        }
+    };
+    let (round, line) = benchmark_round(setup, seed, c, pipeline, counted, primaries).await?;
+    Ok((round, line, counted))
 }
 
-/// Runs `redis-benchmark --cluster -t sadd` for `requests` requests from `seed`, which the
-/// benchmark asks for the slot map; each of its connections then sticks to one primary and
-/// adds to `myset:{tag}` with a tag that hashes to a slot of that primary.
+/// Runs `redis-benchmark --cluster -t sadd -P pipeline` for `requests` requests from
+/// `seed`, which the benchmark asks for the slot map; each of its connections then sticks
+/// to one primary and adds to `myset:{tag}` with a tag that hashes to a slot of that
+/// primary.
 ///
 /// # Returns
 /// The round and the command line, as run.
@@ -209,6 +320,7 @@ async fn benchmark_round(
     setup: &Setup,
     seed: &NodeSpec,
     concurrency: usize,
+    pipeline: usize,
     requests: u64,
     primaries: &mut Admin,
 ) -> Result<(Round, String)> {
@@ -222,6 +334,8 @@ async fn benchmark_round(
         concurrency.to_string(),
         "-n".into(),
         requests.to_string(),
+        "-P".into(),
+        pipeline.to_string(),
         "-t".into(),
         "sadd".into(),
         "-r".into(),
@@ -232,6 +346,7 @@ async fn benchmark_round(
     eprintln!("bench: running {line}");
     let before = sadd_calls(primaries).await?;
     let start = Instant::now();
+    let cpu_before = super::scale::children_cpu_s();
     let run = tokio::process::Command::new(&setup.benchmark)
         .args(&args)
         .stdin(Stdio::null())
@@ -243,6 +358,7 @@ async fn benchmark_round(
         .map_err(|_| anyhow!("`{line}` did not finish within 300s"))?
         .with_context(|| format!("running {}", setup.benchmark.display()))?;
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu = super::scale::children_cpu_s() - cpu_before;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         bail!(
@@ -256,7 +372,9 @@ async fn benchmark_round(
     let spread = since(&before, &sadd_calls(primaries).await?);
     let executed: u64 = spread.iter().sum();
     eprintln!(
-        "bench: redis-benchmark: {per_s:.0} req/s ({requests} requests in {elapsed:.2}s); SADDs per primary [{}], {executed} in all",
+        "bench: redis-benchmark: {per_s:.0} req/s ({requests} requests in {elapsed:.2}s, {:.2} CPUs busy in it, {:.2} us CPU per request); SADDs per primary [{}], {executed} in all",
+        cpu / elapsed,
+        cpu * 1e6 / requests.max(1) as f64,
         counts(&spread)
     );
     let round = Round {
@@ -266,6 +384,8 @@ async fn benchmark_round(
         ok: requests,
         not_ok: requests.saturating_sub(executed),
         sadd_per_primary: spread,
+        cpu_per_s: cpu / elapsed,
+        cpu_us_per_op: cpu * 1e6 / requests.max(1) as f64,
     };
     Ok((round, line))
 }
@@ -341,6 +461,16 @@ pub(super) fn rates(rounds: &[Round], tool: Tool) -> String {
         .iter()
         .filter(|r| r.tool == tool)
         .map(|r| format!("{:.0}", r.per_s))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One tool's rounds' CPU microseconds per op, space separated.
+pub(super) fn cpu_costs(rounds: &[Round], tool: Tool) -> String {
+    rounds
+        .iter()
+        .filter(|r| r.tool == tool)
+        .map(|r| format!("{:.2}", r.cpu_us_per_op))
         .collect::<Vec<_>>()
         .join(" ")
 }

@@ -9,10 +9,9 @@
 //! every counter is read once (retried).
 
 use faultline_history::{Op, OpType, Recorder};
-use rand::rngs::StdRng;
 use rand::Rng;
 
-use crate::driver::{self, Driven, Generator};
+use crate::driver::{self, Driven, Generator, Worker};
 use crate::key_client::{BoxFuture, KeyClient};
 use crate::workload::WorkloadParams;
 
@@ -41,10 +40,6 @@ impl CounterWorkload {
 }
 
 impl Generator for CounterOps {
-    fn checkers(&self) -> &'static [&'static str] {
-        &["counter"]
-    }
-
     fn final_keys(&self) -> Vec<String> {
         self.keys.clone()
     }
@@ -61,9 +56,9 @@ impl Generator for CounterOps {
         &'a self,
         client: &'a dyn KeyClient,
         recorder: &'a Recorder,
-        process: u64,
-        rng: &'a mut StdRng,
+        worker: &'a mut Worker,
     ) -> BoxFuture<'a, Op> {
+        let (process, rng) = (worker.process, &mut worker.rng);
         let key = self.keys[rng.random_range(0..self.keys.len())].as_str();
         let amount = rng
             .random_bool(0.5)

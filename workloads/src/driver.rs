@@ -1,12 +1,12 @@
-//! What the register, counter and list-append workloads share: the client-process loop
-//! (rate, process replacement after `info`, stopping), one recorded op, and the final
-//! reads.
+//! What every workload shares: the client-process loop (rate, process replacement after
+//! `info`, stopping), one recorded op, and the final reads.
 //!
-//! A workload supplies a [`Generator`]: given a process number and its random source, it
-//! performs one op (invoke, command, completion, all recorded) and says how it ended. The
-//! loop does the rest the way the set workload does: `concurrency` processes, `rate` ops
-//! per second over all of them, and a process whose op ended in `info` is replaced by a
-//! fresh number (Jepsen's rule: it may still have an op in flight).
+//! A workload supplies a [`Generator`]: given its [`Worker`] (the process number, its
+//! random source, how many ops it has started), it performs one op (invoke, command,
+//! completion, all recorded) and says how it ended. The loop does the rest:
+//! `concurrency` processes, `rate` ops per second over all of them, and a process whose op
+//! ended in `info` is replaced by a fresh number (Jepsen's rule: it may still have an op
+//! in flight).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,15 +25,13 @@ use crate::workload::{Counters, FinalReads, Workload, WorkloadParams};
 
 /// One workload's ops: what [`Driven`] needs to be a [`Workload`].
 pub trait Generator: Send + Sync + 'static {
-    /// The checkers that judge this workload ([`Workload::checkers`]).
-    fn checkers(&self) -> &'static [&'static str];
-
     /// Prepares the keys before the clients start; the default does nothing.
     fn setup<'a>(&'a self, _client: &'a dyn KeyClient) -> BoxFuture<'a, ()> {
         Box::pin(async {})
     }
 
-    /// Performs one op as `process`: records its invoke, runs it, records its completion.
+    /// Performs one op as `worker.process`: records its invoke, runs it, records its
+    /// completion. (`worker.ops` counts the ops this worker started before this one.)
     ///
     /// # Returns
     /// The completion as recorded.
@@ -41,8 +39,7 @@ pub trait Generator: Send + Sync + 'static {
         &'a self,
         client: &'a dyn KeyClient,
         recorder: &'a Recorder,
-        process: u64,
-        rng: &'a mut StdRng,
+        worker: &'a mut Worker,
     ) -> BoxFuture<'a, Op>;
 
     /// The keys the final reads read, in order.
@@ -53,6 +50,19 @@ pub trait Generator: Send + Sync + 'static {
 
     /// A read's reply as the completion's value.
     fn read_value(&self, reply: &Value) -> serde_json::Value;
+}
+
+/// One of the loop's `concurrency` workers, as a [`Generator`] sees it.
+#[derive(Debug)]
+pub struct Worker {
+    /// Which worker, from 0; its processes are `index`, `index + concurrency`, ...
+    pub index: usize,
+    /// The process it runs as now (a fresh one after each `info`).
+    pub process: u64,
+    /// Ops it started before the current one (over all its processes).
+    pub ops: u64,
+    /// Its random source, seeded from the run's seed and `index`.
+    pub rng: StdRng,
 }
 
 /// A workload made of a [`Generator`]: the client loop and final reads below.
@@ -79,10 +89,6 @@ impl<G: Generator> Driven<G> {
 }
 
 impl<G: Generator> Workload for Driven<G> {
-    fn checkers(&self) -> &'static [&'static str] {
-        self.generator.checkers()
-    }
-
     fn setup<'a>(
         &'a self,
         client: &'a dyn KeyClient,
@@ -156,11 +162,15 @@ async fn drive<G: Generator>(
             stop.clone(),
             counters.clone(),
         );
-        let mut rng = StdRng::seed_from_u64(
-            params.seed ^ (worker as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        );
+        let mut me = Worker {
+            index: worker,
+            process: worker as u64,
+            ops: 0,
+            rng: StdRng::seed_from_u64(
+                params.seed ^ (worker as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            ),
+        };
         tasks.spawn(async move {
-            let mut process = worker as u64;
             let start = Instant::now();
             let mut next = interval.map(|i| start + i.mul_f64(worker as f64 / n as f64));
             while !stop.is_cancelled() {
@@ -175,15 +185,14 @@ async fn drive<G: Generator>(
                         *at = now; // fell behind: do not burst to catch up
                     }
                 }
-                let done = generator
-                    .op(client.as_ref(), &recorder, process, &mut rng)
-                    .await;
+                let done = generator.op(client.as_ref(), &recorder, &mut me).await;
+                me.ops += 1;
                 counters.count(done.kind);
                 if done.kind == OpType::Info {
-                    process += n as u64;
+                    me.process += n as u64;
                 }
             }
-            process
+            me.process
         });
     }
     let mut next_free = n as u64;

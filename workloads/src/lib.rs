@@ -19,8 +19,9 @@
 //! - [`register`]: reads, writes and compare-and-set (a Lua script) on a few registers.
 //! - [`counter`]: `INCRBY` and reads on a few counters.
 //! - [`list_append`]: `RPUSH` of unique elements and whole-list reads.
-//! - [`driver`]: what those three share: a [`driver::Generator`] performs one recorded op,
-//!   and [`driver::Driven`] makes it a workload (the client-process loop, the final reads).
+//! - [`driver`]: what every workload shares: a [`driver::Generator`] performs one recorded
+//!   op, and [`driver::Driven`] makes it a workload (the client-process loop, the final
+//!   reads).
 //!
 //! A workload drives a [`KeyClient`] and records every op through a
 //! [`faultline_history::Recorder`]; it knows nothing of processes, namespaces or faults.

@@ -13,10 +13,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use faultline_history::{Op, Recorder};
-use rand::rngs::StdRng;
 use rand::Rng;
 
-use crate::driver::{self, Driven, Generator};
+use crate::driver::{self, Driven, Generator, Worker};
 use crate::key_client::{BoxFuture, KeyClient};
 use crate::workload::WorkloadParams;
 
@@ -81,10 +80,6 @@ impl ListAppendWorkload {
 }
 
 impl Generator for Lists {
-    fn checkers(&self) -> &'static [&'static str] {
-        &["list-append"]
-    }
-
     fn final_keys(&self) -> Vec<String> {
         self.keys()
     }
@@ -101,9 +96,9 @@ impl Generator for Lists {
         &'a self,
         client: &'a dyn KeyClient,
         recorder: &'a Recorder,
-        process: u64,
-        rng: &'a mut StdRng,
+        worker: &'a mut Worker,
     ) -> BoxFuture<'a, Op> {
+        let (process, rng) = (worker.process, &mut worker.rng);
         let slot = rng.random_range(0..self.slots.len());
         let append = rng.random_bool(0.5);
         Box::pin(async move {

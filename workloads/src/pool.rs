@@ -9,16 +9,19 @@ use std::sync::{Arc, Mutex};
 use redis::aio::MultiplexedConnection;
 
 /// One connection slot, replaced after it breaks.
+#[derive(Default)]
 struct Conn {
-    /// Bumped on every reconnect, so a stale error cannot drop a fresh connection.
-    generation: u64,
-    conn: Option<MultiplexedConnection>,
+    /// The connection and its generation (bumped on every reconnect, so a stale error
+    /// cannot drop a fresh connection). Read on every op: a plain lock held for a clone.
+    current: Mutex<Option<(u64, MultiplexedConnection)>>,
+    /// Held while opening, so one opener at a time per key; the others wait and share.
+    opening: tokio::sync::Mutex<()>,
 }
 
 /// Connections by key, shared by every task of a client.
 #[derive(Default)]
 pub(crate) struct Pool {
-    conns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Conn>>>>,
+    conns: Mutex<HashMap<String, Arc<Conn>>>,
     generations: AtomicU64,
 }
 
@@ -37,26 +40,24 @@ impl Pool {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<MultiplexedConnection, String>>,
     {
-        let cell = self
-            .conns
-            .lock()
-            .unwrap()
-            .entry(key.to_string())
-            .or_insert_with(|| {
-                Arc::new(tokio::sync::Mutex::new(Conn {
-                    generation: 0,
-                    conn: None,
-                }))
-            })
-            .clone();
-        let mut slot = cell.lock().await;
-        if let Some(conn) = &slot.conn {
-            return Ok((slot.generation, conn.clone()));
+        let cell = {
+            let mut conns = self.conns.lock().unwrap();
+            match conns.get(key) {
+                Some(cell) => cell.clone(),
+                None => conns.entry(key.to_string()).or_default().clone(),
+            }
+        };
+        if let Some(c) = cell.current.lock().unwrap().clone() {
+            return Ok(c);
+        }
+        let _opening = cell.opening.lock().await;
+        if let Some(c) = cell.current.lock().unwrap().clone() {
+            return Ok(c);
         }
         let conn = open().await?;
-        slot.generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
-        slot.conn = Some(conn.clone());
-        Ok((slot.generation, conn))
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        *cell.current.lock().unwrap() = Some((generation, conn.clone()));
+        Ok((generation, conn))
     }
 
     /// Forgets the connection under `key` if it is still the one of `generation` (a
@@ -64,10 +65,9 @@ impl Pool {
     pub(crate) fn drop_connection(&self, key: &str, generation: u64) {
         let cell = self.conns.lock().unwrap().get(key).cloned();
         if let Some(cell) = cell {
-            if let Ok(mut slot) = cell.try_lock() {
-                if slot.generation == generation {
-                    slot.conn = None;
-                }
+            let mut current = cell.current.lock().unwrap();
+            if current.as_ref().is_some_and(|(g, _)| *g == generation) {
+                *current = None;
             }
         }
     }

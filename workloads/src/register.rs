@@ -14,12 +14,11 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use faultline_history::{Op, OpType, Recorder};
-use rand::rngs::StdRng;
 use rand::Rng;
 use redis::{Cmd, Value};
 
 use crate::client::Outcome;
-use crate::driver::{self, Driven, Generator};
+use crate::driver::{self, Driven, Generator, Worker};
 use crate::key_client::{BoxFuture, KeyClient};
 use crate::workload::WorkloadParams;
 
@@ -113,10 +112,6 @@ fn redirects(outcome: &Outcome) -> Vec<faultline_history::Redirect> {
 }
 
 impl Generator for Registers {
-    fn checkers(&self) -> &'static [&'static str] {
-        &["linearizable"]
-    }
-
     fn setup<'a>(&'a self, client: &'a dyn KeyClient) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             // Load the script on the node of every key (so every primary has it); the
@@ -151,9 +146,9 @@ impl Generator for Registers {
         &'a self,
         client: &'a dyn KeyClient,
         recorder: &'a Recorder,
-        process: u64,
-        rng: &'a mut StdRng,
+        worker: &'a mut Worker,
     ) -> BoxFuture<'a, Op> {
+        let (process, rng) = (worker.process, &mut worker.rng);
         let k = rng.random_range(0..self.keys.len());
         let expected = self.last_seen[k].load(Ordering::Relaxed);
         // Reads, writes and cas in equal shares; a cas needs a value to expect.

@@ -19,6 +19,9 @@ pub struct Entry {
     /// The op functions (`f`) that only this workload writes: how a history with no
     /// scenario beside it tells which workload made it ([`infer`]).
     pub functions: &'static [&'static str],
+    /// The checkers (by their registry names in `faultline-checkers`) that judge this
+    /// workload's history; no other workload's runs are judged by them.
+    pub checkers: &'static [&'static str],
     /// Builds the workload for one run.
     pub build: fn(WorkloadParams) -> Box<dyn Workload>,
 }
@@ -27,11 +30,13 @@ impl Entry {
     const fn new(
         name: &'static str,
         functions: &'static [&'static str],
+        checkers: &'static [&'static str],
         build: fn(WorkloadParams) -> Box<dyn Workload>,
     ) -> Entry {
         Entry {
             name,
             functions,
+            checkers,
             build,
         }
     }
@@ -39,12 +44,16 @@ impl Entry {
 
 /// Every workload, the default first.
 pub const WORKLOADS: &[Entry] = &[
-    Entry::new("set", &["add"], |p| Box::new(SetWorkload::new(p))),
-    Entry::new("register", &["write", "cas"], |p| {
+    Entry::new("set", &["add"], &["lost-writes"], |p| {
+        Box::new(SetWorkload::new(p))
+    }),
+    Entry::new("register", &["write", "cas"], &["linearizable"], |p| {
         Box::new(RegisterWorkload::new(p))
     }),
-    Entry::new("counter", &["incr"], |p| Box::new(CounterWorkload::new(p))),
-    Entry::new("list-append", &["append"], |p| {
+    Entry::new("counter", &["incr"], &["counter"], |p| {
+        Box::new(CounterWorkload::new(p))
+    }),
+    Entry::new("list-append", &["append"], &["list-append"], |p| {
         Box::new(ListAppendWorkload::new(p))
     }),
 ];
@@ -79,12 +88,22 @@ pub fn infer<'a>(functions: impl IntoIterator<Item = &'a str>) -> Option<&'stati
     })
 }
 
+/// The registry entry of the workload called `name`.
+pub fn entry(name: &str) -> Option<&'static Entry> {
+    WORKLOADS.iter().find(|e| e.name == name)
+}
+
+/// Every checker name some workload claims (each judges its own workload's runs only).
+pub fn claimed_checkers() -> impl Iterator<Item = &'static str> {
+    WORKLOADS.iter().flat_map(|e| e.checkers).copied()
+}
+
 /// Builds the workload called `name` from `params`.
 ///
 /// # Errors
 /// Names the choices when `name` is not a workload.
 pub fn by_name(name: &str, params: WorkloadParams) -> Result<Box<dyn Workload>> {
-    let entry = WORKLOADS.iter().find(|e| e.name == name).ok_or_else(|| {
+    let entry = entry(name).ok_or_else(|| {
         anyhow!(
             "unknown workload {name:?}; choose one of {}",
             NAMES.join(", ")
@@ -98,7 +117,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_workload_builds_and_names_its_checkers() {
+    fn every_workload_builds_and_its_entry_names_its_checkers() {
         assert_eq!(NAMES.len(), WORKLOADS.len());
         for name in NAMES {
             let w = by_name(
@@ -112,7 +131,9 @@ mod tests {
                 },
             )
             .unwrap();
-            assert!(!w.checkers().is_empty(), "{name} names no checker");
+            drop(w);
+            let checkers = entry(name).unwrap().checkers;
+            assert!(!checkers.is_empty(), "{name} names no checker");
             assert_eq!(lookup(name), Some(*name));
         }
         let mut sorted = NAMES.to_vec();

@@ -3,214 +3,113 @@
 //! final read is a lost write (the `lost-writes` checker decides).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
 
 use faultline_history::{Op, OpType, Process, Recorder};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use redis::Value;
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
-use crate::client::Outcome;
+use crate::driver::{self, Driven, Generator, Worker};
 use crate::key_client::{BoxFuture, KeyClient, Route};
-use crate::slots::{tag_for_slot, SLOTS};
-use crate::workload::{Counters, FinalReads, Workload, WorkloadParams};
+use crate::workload::{ClientMix, WorkloadParams};
 
-/// The set workload for one run.
-pub struct SetWorkload {
-    /// `keys` set keys spread over the slot space, `concurrency` adders, `rate` adds per
-    /// second, `seed` for key choice.
-    spec: WorkloadParams,
-    keys: Arc<Vec<String>>,
-    next_element: Arc<AtomicU64>,
-    /// Final reads use process numbers past every worker's.
-    next_process: AtomicU64,
+/// The set workload for one run: [`SetOps`] in the shared client loop.
+pub type SetWorkload = Driven<SetOps>;
+
+/// The set workload's keys and the state its client processes share.
+pub struct SetOps {
+    /// `keys` set keys spread over the slot space.
+    keys: Vec<String>,
+    /// The next element to add: unique in the run, from 0.
+    next_element: AtomicU64,
+    /// The client mix: who reads, how they connect, where they start.
+    mix: ClientMix,
+    /// The first `readers` workers read; the rest add.
+    readers: usize,
 }
 
 impl SetWorkload {
-    /// Builds the key set for `spec`.
-    pub fn new(spec: WorkloadParams) -> SetWorkload {
-        let keys = (0..spec.keys)
-            .map(|i| {
-                let slot = (i * usize::from(SLOTS) / spec.keys) as u16;
-                format!("{}s{i}{{{}}}", spec.key_prefix, tag_for_slot(slot))
-            })
-            .collect();
-        SetWorkload {
-            next_process: AtomicU64::new(0),
-            spec,
-            keys: Arc::new(keys),
-            next_element: Arc::new(AtomicU64::new(0)),
-        }
+    /// Builds the key set for `params`.
+    pub fn new(params: WorkloadParams) -> SetWorkload {
+        let ops = SetOps {
+            keys: driver::spread_keys(&format!("{}s", params.key_prefix), params.keys),
+            next_element: AtomicU64::new(0),
+            readers: params.mix.reader_count(params.concurrency),
+            mix: params.mix.clone(),
+        };
+        Driven::with(params, ops)
     }
 
     /// The keys, in order.
     pub fn keys(&self) -> &[String] {
-        &self.keys
-    }
-
-    /// Runs `concurrency` client processes until `stop` is cancelled. An op in flight when
-    /// `stop` fires is allowed to complete (within the op time-out), so no invoke is left
-    /// without its completion.
-    async fn drive(
-        &self,
-        client: Arc<dyn KeyClient>,
-        recorder: Recorder,
-        stop: CancellationToken,
-        counters: Arc<Counters>,
-    ) {
-        let n = self.spec.concurrency;
-        self.next_process.store(n as u64, Ordering::Relaxed);
-        let interval = self
-            .spec
-            .rate
-            .map(|r| Duration::from_secs_f64(n as f64 / r));
-        let mix = self.spec.mix.clone();
-        let readers = mix.reader_count(n);
-        let mut tasks = tokio::task::JoinSet::new();
-        for worker in 0..n {
-            let mix = mix.clone();
-            // The first `readers` workers read; the rest add.
-            let reads = worker < readers;
-            let client = client.clone();
-            let recorder = recorder.clone();
-            let stop = stop.clone();
-            let counters = counters.clone();
-            let keys = self.keys.clone();
-            let next_element = self.next_element.clone();
-            let mut rng = StdRng::seed_from_u64(
-                self.spec.seed ^ (worker as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-            );
-            tasks.spawn(async move {
-                let mut process = worker as u64;
-                let mut ops: u64 = 0;
-                let start = Instant::now();
-                let mut next = interval.map(|i| start + i.mul_f64(worker as f64 / n as f64));
-                while !stop.is_cancelled() {
-                    if let (Some(at), Some(every)) = (next.as_mut(), interval) {
-                        tokio::select! {
-                            _ = tokio::time::sleep_until(*at) => {}
-                            _ = stop.cancelled() => break,
-                        }
-                        *at += every;
-                        let now = Instant::now();
-                        if *at + every < now {
-                            *at = now; // fell behind: do not burst to catch up
-                        }
-                    }
-                    let key = &keys[rng.random_range(0..keys.len())];
-                    let route = Route {
-                        session: mix.fresh_connection_every.map(|_| worker as u64),
-                        fresh: mix
-                            .fresh_connection_every
-                            .is_some_and(|every| ops.is_multiple_of(every.get())),
-                        start: mix
-                            .random_start_node
-                            .then(|| rng.random_range(0..usize::from(u16::MAX))),
-                    };
-                    ops += 1;
-                    let (op, cmd, element) = if reads {
-                        read_op(key, process, &mut rng, &next_element)
-                    } else {
-                        let element = next_element.fetch_add(1, Ordering::Relaxed);
-                        let mut c = redis::cmd("SADD");
-                        c.arg(key).arg(element);
-                        (
-                            Op::new(Process::Client(process), OpType::Invoke, "add")
-                                .with_key(key.as_str())
-                                .with_value(element),
-                            c,
-                            Some(element),
-                        )
-                    };
-                    let mut op = op;
-                    if let Some(r) = route.to_json() {
-                        op.extra.insert("route".into(), r);
-                    }
-                    let invoke = recorder.record(op);
-                    let outcome = client.execute_routed(key.as_bytes(), &cmd, route).await;
-                    let crashed = matches!(outcome, Outcome::Info { .. });
-                    let done =
-                        recorder.record(outcome.completion(&invoke, |reply| match element {
-                            Some(e) if !reads => e.into(),
-                            _ => read_value(&cmd, reply),
-                        }));
-                    counters.count(done.kind);
-                    if crashed {
-                        process += n as u64;
-                    }
-                }
-            });
-        }
-        while tasks.join_next().await.is_some() {}
-    }
-
-    /// Reads every key once, retrying a key until it reads successfully or `budget` runs
-    /// out. Every attempt is an op in the history.
-    async fn read_keys(
-        &self,
-        client: &dyn KeyClient,
-        recorder: &Recorder,
-        budget: Duration,
-    ) -> FinalReads {
-        let deadline = Instant::now() + budget;
-        let mut result = FinalReads::default();
-        let mut process = self.next_process.fetch_add(1, Ordering::Relaxed);
-        for key in self.keys.iter() {
-            let mut backoff = Duration::from_millis(50);
-            loop {
-                let invoke = recorder.record(
-                    Op::new(Process::Client(process), OpType::Invoke, "read")
-                        .with_key(key.as_str()),
-                );
-                let mut cmd = redis::cmd("SMEMBERS");
-                cmd.arg(key);
-                let outcome = client.execute(key.as_bytes(), &cmd).await;
-                let crashed = matches!(outcome, Outcome::Info { .. });
-                let done = recorder.record(outcome.completion(&invoke, elements));
-                if done.kind == OpType::Ok {
-                    result.read += 1;
-                    break;
-                }
-                if crashed {
-                    process = self.next_process.fetch_add(1, Ordering::Relaxed);
-                }
-                if Instant::now() + backoff >= deadline {
-                    result.unread += 1;
-                    break;
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-            }
-        }
-        result
+        &self.generator().keys
     }
 }
 
-impl Workload for SetWorkload {
-    fn checkers(&self) -> &'static [&'static str] {
-        &["lost-writes"]
+impl SetOps {
+    /// How `worker`'s next op reaches the servers, under the client mix.
+    fn route(&self, worker: &mut Worker) -> Route {
+        let mix = &self.mix;
+        Route {
+            session: mix.fresh_connection_every.map(|_| worker.index as u64),
+            fresh: mix
+                .fresh_connection_every
+                .is_some_and(|every| worker.ops.is_multiple_of(every.get())),
+            start: mix
+                .random_start_node
+                .then(|| worker.rng.random_range(0..usize::from(u16::MAX))),
+        }
+    }
+}
+
+impl Generator for SetOps {
+    fn final_keys(&self) -> Vec<String> {
+        self.keys.clone()
     }
 
-    fn run<'a>(
-        &'a self,
-        client: Arc<dyn KeyClient>,
-        recorder: Recorder,
-        stop: CancellationToken,
-        counters: Arc<Counters>,
-    ) -> BoxFuture<'a, ()> {
-        Box::pin(self.drive(client, recorder, stop, counters))
+    fn read(&self, key: &str) -> redis::Cmd {
+        let mut cmd = redis::cmd("SMEMBERS");
+        cmd.arg(key);
+        cmd
     }
 
-    fn final_reads<'a>(
+    fn read_value(&self, reply: &Value) -> serde_json::Value {
+        elements(reply)
+    }
+
+    /// An adder's op is `add` of a run-unique element (`SADD`); a reader's is `smembers`
+    /// or `sismember` (see [`read_op`]). The invoke records the route when it is not the
+    /// default one.
+    fn op<'a>(
         &'a self,
         client: &'a dyn KeyClient,
         recorder: &'a Recorder,
-        budget: Duration,
-    ) -> BoxFuture<'a, FinalReads> {
-        Box::pin(self.read_keys(client, recorder, budget))
+        worker: &'a mut Worker,
+    ) -> BoxFuture<'a, Op> {
+        let key = self.keys[worker.rng.random_range(0..self.keys.len())].as_str();
+        let route = self.route(worker);
+        let reads = worker.index < self.readers;
+        let process = worker.process;
+        let (mut op, cmd, element) = if reads {
+            read_op(key, process, &mut worker.rng, &self.next_element)
+        } else {
+            let element = self.next_element.fetch_add(1, Ordering::Relaxed);
+            let mut c = redis::cmd("SADD");
+            c.arg(key).arg(element);
+            let op = driver::invoke(process, "add", key).with_value(element);
+            (op, c, Some(element))
+        };
+        if let Some(r) = route.to_json() {
+            op.extra.insert("route".into(), r);
+        }
+        Box::pin(async move {
+            let invoke = recorder.record(op);
+            let outcome = client.execute_routed(key.as_bytes(), &cmd, route).await;
+            recorder.record(outcome.completion(&invoke, |reply| match element {
+                Some(e) if !reads => e.into(),
+                _ => read_value(&cmd, reply),
+            }))
+        })
     }
 }
 

@@ -5,7 +5,8 @@
 //! A run builds one through [`crate::registry::by_name`], then: [`Workload::setup`] once
 //! the client reaches the cluster; [`Workload::run`] while the nemesis acts, until the stop
 //! token; [`Workload::final_reads`] once the cluster has healed and agreed. Every op goes
-//! into the run's [`Recorder`]; the checkers [`Workload::checkers`] names read it back.
+//! into the run's [`Recorder`]; the checkers its registry entry names
+//! ([`crate::registry::Entry::checkers`]) read it back.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -114,10 +115,6 @@ impl From<Share> for f64 {
 
 /// A workload for one run: what clients do while faults happen, and how the run ends.
 pub trait Workload: Send + Sync {
-    /// The checkers (by their registry names in `faultline-checkers`) that judge this
-    /// workload's history.
-    fn checkers(&self) -> &'static [&'static str];
-
     /// Prepares the keys before the clients start (loads initial data, for instance).
     /// Ops it records are part of the history. The default does nothing.
     ///
