@@ -8,11 +8,12 @@
 
 use std::io;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 pub use crate::appender::FLUSH_EVERY;
-use crate::{JsonlAppender, Op};
+use crate::{JsonlAppender, Op, Process};
 
 /// Appends ops to a history file. Cheap to clone; all clones write to the same file.
 #[derive(Clone)]
@@ -22,6 +23,8 @@ pub struct Recorder {
     /// is time order and file order.
     next: Arc<Mutex<u64>>,
     out: JsonlAppender,
+    /// Nemesis ops recorded so far: the topology observer polls faster after each.
+    nemesis_ops: Arc<AtomicU64>,
 }
 
 impl Recorder {
@@ -43,6 +46,7 @@ impl Recorder {
             t0,
             next: Arc::new(Mutex::new(0)),
             out: JsonlAppender::create(path)?,
+            nemesis_ops: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -63,7 +67,16 @@ impl Recorder {
         op.time_ns = self.now_ns();
         *next += 1;
         self.out.append(&op);
+        if op.process == Process::Nemesis {
+            self.nemesis_ops.fetch_add(1, Ordering::Relaxed);
+        }
         op
+    }
+
+    /// How many nemesis ops (faults, heals, their completions) have been recorded: a
+    /// counter that changes whenever the nemesis acts, for the topology observer.
+    pub fn nemesis_ops(&self) -> u64 {
+        self.nemesis_ops.load(Ordering::Relaxed)
     }
 
     /// How many ops have been recorded.
