@@ -146,6 +146,7 @@ pub async fn run_scenario(scenario: Scenario, args: &RunArgs) -> Result<RunOutco
         observer,
         ..
     } = run;
+    let harness = own_usage();
     let interrupted = interrupt.is_cancelled();
     if interrupted {
         notes.push("interrupted: the workload was cut short and the final phase skipped".into());
@@ -173,6 +174,7 @@ pub async fn run_scenario(scenario: Scenario, args: &RunArgs) -> Result<RunOutco
         "interrupted": interrupted,
         "timings_s": timings,
         "observer": observer,
+        "harness": harness,
         "notes": notes,
     });
     let results = analyze::check_dir(&run_dir, Some(meta))?;
@@ -188,6 +190,21 @@ pub async fn run_scenario(scenario: Scenario, args: &RunArgs) -> Result<RunOutco
         results,
         seconds: started.elapsed().as_secs_f64(),
         interrupted,
+    })
+}
+
+/// faultline's own resources up to now (its threads only, not the servers it started):
+/// max RSS in MB and CPU seconds, for `results.json` `run.harness`.
+fn own_usage() -> serde_json::Value {
+    // SAFETY: plain FFI call with a valid out-pointer.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return serde_json::Value::Null;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    json!({
+        "max_rss_mb": (usage.ru_maxrss as f64 / 1024.0 * 10.0).round() / 10.0,
+        "cpu_s": ((secs(usage.ru_utime) + secs(usage.ru_stime)) * 100.0).round() / 100.0,
     })
 }
 
@@ -324,7 +341,7 @@ struct Run<'a> {
     recorder: Recorder,
     /// Remarks for results.json's `run.notes`.
     notes: Vec<String>,
-    /// What the topology observer did (`results.json` `meta.observer`).
+    /// What the topology observer did (`results.json` `run.observer`).
     observer: Option<serde_json::Value>,
     timings: Timings,
     /// Starts every key the workload writes (a live cluster's run prefix; else empty).

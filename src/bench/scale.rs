@@ -262,7 +262,7 @@ fn timeval(t: libc::timeval) -> Duration {
 }
 
 /// Runs `command` to the end, measuring it with `wait4`.
-fn measure_child(command: &mut Command) -> Result<ChildRun> {
+pub(super) fn measure_child(command: &mut Command) -> Result<ChildRun> {
     let text = format!("{command:?}");
     let started = Instant::now();
     let child = command
