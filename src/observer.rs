@@ -17,8 +17,8 @@
 //! polled every `interval` ([`HOT_BUDGET`] polls/s over all nodes, but never slower than
 //! [`MAX_HOT_INTERVAL`], so a 100 ms anomaly is still seen), and while it is calm every
 //! `calm_interval` ([`CALM_BUDGET`]). The cluster turns hot for `hot_for` whenever any
-//! node's view changes shape (flags, roles, epochs, links, slots, nodes), any poll fails,
-//! or the nemesis records an op ([`Observer::watch_nemesis`]); sleeping pollers wake at
+//! node's view changes shape (flags, roles, epochs, links, slots, nodes), a node that
+//! answered stops answering, or the nemesis records an op ([`Observer::watch_nemesis`]); sleeping pollers wake at
 //! once and poll on the fast beat.
 
 use std::collections::BTreeMap;
@@ -75,7 +75,7 @@ pub struct ObserverConfig {
     pub interval: Duration,
     /// The same while the cluster is calm (equal to `interval`: a fixed rate).
     pub calm_interval: Duration,
-    /// How long the cluster stays hot after a shape change, a failed poll or a nemesis
+    /// How long the cluster stays hot after a shape change, a newly failing node or a nemesis
     /// op.
     pub hot_for: Duration,
     /// The limit on one poll, connect included.
@@ -275,6 +275,10 @@ struct NodePoller {
     stats: NodeStats,
     conn: Option<MultiplexedConnection>,
     encoder: ChangeEncoder,
+    /// The previous poll failed: a failure heats the cluster only when it is new, so a
+    /// node that stays down (or a machine too loaded to answer) does not keep every
+    /// node on the fast beat by itself.
+    failing: bool,
 }
 
 /// A running topology observer. Stop it with [`Observer::stop`]; dropping it stops the
@@ -482,6 +486,7 @@ async fn poll_once(node: &NodeSpec, poller: &mut NodePoller, log: &JsonlAppender
     stats.observations += 1;
     let observation = match reply {
         Ok(text) => {
+            poller.failing = false;
             stats.max_latency_us = stats.max_latency_us.max(latency_us);
             stats.total_latency_us += latency_us;
             if config.standalone {
@@ -503,7 +508,9 @@ async fn poll_once(node: &NodeSpec, poller: &mut NodePoller, log: &JsonlAppender
         Err(e) => {
             poller.conn = None;
             stats.errors += 1;
-            pace.heat();
+            if !std::mem::replace(&mut poller.failing, true) {
+                pace.heat();
+            }
             let failed = Observation::failed(time_ns, &node.name, e);
             if config.standalone {
                 failed.with_addr(node.addr())
