@@ -245,6 +245,20 @@ pub struct BenchArgs {
     /// Adds in the `--scale` history.
     #[arg(long, default_value_t = 10_000_000)]
     pub ops: u64,
+    /// With `--scale`: a real run of this many nodes instead (`--flavor`, `--replicas` per
+    /// primary, `--seconds` of the set workload with partitions and failovers), measured:
+    /// formation, observer polls per node per second, topology.jsonl per minute, analysis
+    /// and report, faultline's own memory and CPU per node.
+    #[arg(long, value_name = "N")]
+    pub nodes: Option<usize>,
+    /// Replicas per primary for `--nodes`.
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
+    /// With `--nodes`: raise the kernel's neighbour-table thresholds
+    /// (net.ipv4.neigh.default.gc_thresh2/3, shared by every namespace) to fit N nodes for
+    /// the measurement, and restore the old values after. Needs root.
+    #[arg(long)]
+    pub raise_neigh_cap: bool,
 }
 
 /// `faultline matrix`.

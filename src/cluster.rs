@@ -197,7 +197,18 @@ impl Admin {
                 if let Some(bus) = self.bus_ports[j] {
                     meet.arg(bus);
                 }
-                let _: String = self.cmd(i, &meet).await?;
+                // A hundred servers on two loaded cores can stall one reply past the
+                // admin time-out; MEET is idempotent, so try again until the deadline.
+                loop {
+                    match self.cmd::<String>(i, &meet).await {
+                        Ok(_) => break,
+                        Err(e) if Instant::now() >= deadline => return Err(e),
+                        Err(e) => {
+                            tracing::debug!("formation: {e:#}; meeting again");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
             }
         }
         tracing::debug!("formation: every pair of nodes met");

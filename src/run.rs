@@ -141,8 +141,12 @@ pub async fn run_scenario(scenario: Scenario, args: &RunArgs) -> Result<RunOutco
         (None, None) => unreachable!("a run has a live target or a server"),
     }
     let Run {
-        mut notes, timings, ..
+        mut notes,
+        timings,
+        observer,
+        ..
     } = run;
+    let harness = own_usage();
     let interrupted = interrupt.is_cancelled();
     if interrupted {
         notes.push("interrupted: the workload was cut short and the final phase skipped".into());
@@ -169,6 +173,8 @@ pub async fn run_scenario(scenario: Scenario, args: &RunArgs) -> Result<RunOutco
         "nodes": scenario.node_count(),
         "interrupted": interrupted,
         "timings_s": timings,
+        "observer": observer,
+        "harness": harness,
         "notes": notes,
     });
     let results = analyze::check_dir(&run_dir, Some(meta))?;
@@ -184,6 +190,21 @@ pub async fn run_scenario(scenario: Scenario, args: &RunArgs) -> Result<RunOutco
         results,
         seconds: started.elapsed().as_secs_f64(),
         interrupted,
+    })
+}
+
+/// faultline's own resources up to now (its threads only, not the servers it started):
+/// max RSS in MB and CPU seconds, for `results.json` `run.harness`.
+fn own_usage() -> serde_json::Value {
+    // SAFETY: plain FFI call with a valid out-pointer.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return serde_json::Value::Null;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    json!({
+        "max_rss_mb": (usage.ru_maxrss as f64 / 1024.0 * 10.0).round() / 10.0,
+        "cpu_s": ((secs(usage.ru_utime) + secs(usage.ru_stime)) * 100.0).round() / 100.0,
     })
 }
 
@@ -320,6 +341,8 @@ struct Run<'a> {
     recorder: Recorder,
     /// Remarks for results.json's `run.notes`.
     notes: Vec<String>,
+    /// What the topology observer did (`results.json` `run.observer`).
+    observer: Option<serde_json::Value>,
     timings: Timings,
     /// Starts every key the workload writes (a live cluster's run prefix; else empty).
     key_prefix: String,
@@ -399,6 +422,7 @@ impl<'a> Run<'a> {
             lap_start: t0,
             recorder,
             notes: Vec::new(),
+            observer: None,
             timings: Timings::default(),
             key_prefix: String::new(),
             host_access: true,
@@ -566,10 +590,16 @@ impl<'a> Run<'a> {
             self.t0,
             crate::observer::ObserverConfig {
                 standalone: scenario.mode == Mode::Standalone,
-                ..Default::default()
+                // A fault shows as a failover about one node time-out after it lands.
+                hot_for: crate::observer::DEFAULT_HOT_FOR.max(
+                    Duration::from_millis(scenario.cluster.node_timeout_ms.get())
+                        + Duration::from_secs(2),
+                ),
+                ..crate::observer::ObserverConfig::adaptive(nodes.specs.len())
             },
         )
         .context("starting the topology observer")?;
+        observer.watch_nemesis(self.recorder.clone());
         // From here on faults share the backend with the orchestrator.
         let nodes = Nodes {
             bus_proxy: nodes.bus_proxy,
@@ -740,12 +770,20 @@ impl<'a> Run<'a> {
             crate::standalone::note_capa(&c.capa_replies(), &mut self.notes);
         }
         match live.observer.stop().await {
-            Ok(stats) => info!(
-                "topology: {} views ({} failed), {:.1} per second per node",
-                stats.observations,
-                stats.errors,
-                stats.rate_per_node()
-            ),
+            Ok(stats) => {
+                info!(
+                    "topology: {} views ({} failed), {:.1} per second per node ({:.1} s of \
+                     {:.1} s hot at {} ms, calm {} ms)",
+                    stats.observations,
+                    stats.errors,
+                    stats.rate_per_node(),
+                    stats.hot_s,
+                    stats.elapsed_s,
+                    stats.interval_ms,
+                    stats.calm_interval_ms,
+                );
+                self.observer = Some(stats.summary());
+            }
             Err(e) => self.notes.push(format!("topology observer: {e:#}")),
         }
         self.timings.final_phase = Some(self.lap());

@@ -8,6 +8,11 @@
 //! cut in the middle of a line as a kill leaves it (with its topology log cut too).
 //! Since then one entry was added to each: the `stuck-migration` checker's (valid), which
 //! came with composed faults; every other byte is still 2cb2c8b's.
+//!
+//! `topology/` is the topology log of a real run (Valkey 8.0.1 3x1, partition-primaries,
+//! 12 s, seed 5: one primary isolated, its shard failed over and back), stored in
+//! change-only form; its `expected-results.json` was written by `faultline analyze` at
+//! e4643d1 (before change-only storage) on the same log written whole.
 
 use std::path::{Path, PathBuf};
 
@@ -60,4 +65,51 @@ fn streaming_and_in_memory_checking_agree() {
         let b = faultline_checkers::try_check(&streamed, &all).unwrap();
         assert_eq!(a, b, "{case}");
     }
+}
+
+/// The topology case: `topology.jsonl` as stored (change-only), and written whole again.
+fn topology_dirs() -> (PathBuf, PathBuf) {
+    let base = std::env::temp_dir().join(format!(
+        "faultline-streaming-{}-topology",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&base);
+    let (change, full) = (base.join("change"), base.join("full"));
+    for d in [&change, &full] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let stored = case_dir("topology").join("topology.jsonl");
+    std::fs::copy(&stored, change.join("topology.jsonl")).unwrap();
+    let whole = faultline_history::read_topology(&stored).unwrap();
+    assert!(whole.skipped.is_none());
+    let text: String = whole
+        .records
+        .iter()
+        .map(|o| serde_json::to_string(o).unwrap() + "\n")
+        .collect();
+    std::fs::write(full.join("topology.jsonl"), text).unwrap();
+    (change, full)
+}
+
+#[test]
+fn a_change_only_topology_log_and_the_same_log_written_whole_check_as_before() {
+    let (change, full) = topology_dirs();
+    let want = std::fs::read_to_string(case_dir("topology").join("expected-results.json")).unwrap();
+    for dir in [&change, &full] {
+        faultline::analyze::check_dir(dir, None).unwrap();
+        let got = std::fs::read_to_string(dir.join("results.json")).unwrap();
+        assert_eq!(got, want, "{}: results.json differs", dir.display());
+    }
+    // The report's topology digest reads both alike.
+    let digest = |dir: &Path| {
+        let d =
+            faultline::report::topology_digest::TopologyDigest::read(&dir.join("topology.jsonl"))
+                .unwrap();
+        format!(
+            "{:?} {:?} {} {} {:?}",
+            d.rows, d.nodes, d.observations, d.failed, d.notes
+        )
+    };
+    assert_eq!(digest(&change), digest(&full));
+    std::fs::remove_dir_all(change.parent().unwrap()).unwrap();
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::{code, faultline, text, with_cluster_lock, Cluster};
 use faultline::observer::{Observer, ObserverStats, DEFAULT_INTERVAL};
 use faultline_checkers::{Results, Validity};
-use faultline_history::{read_jsonl, ClusterView, Observation, Recorder, TOPOLOGY_FILE};
+use faultline_history::{read_topology, ClusterView, Observation, Recorder, TOPOLOGY_FILE};
 use faultline_workloads::{registry, ClientConfig, Counters, WorkloadParams};
 use tokio_util::sync::CancellationToken;
 
@@ -39,7 +39,7 @@ fn observe(cluster: &Cluster, t0: Instant) -> Observer {
 
 /// The run's topology log, by observer.
 fn observations(dir: &Path) -> BTreeMap<String, Vec<Observation>> {
-    let file = read_jsonl::<Observation>(&dir.join(TOPOLOGY_FILE)).expect("topology.jsonl reads");
+    let file = read_topology(&dir.join(TOPOLOGY_FILE)).expect("topology.jsonl reads");
     assert!(file.skipped.is_none(), "torn line after a clean stop");
     let mut by: BTreeMap<String, Vec<Observation>> = BTreeMap::new();
     for o in file.records {
@@ -192,6 +192,88 @@ fn observer_captures_the_role_change_of_a_manual_failover() {
                 serde_json::to_string(&results.checkers[*name]).unwrap()
             );
         }
+        cluster.finish();
+    });
+}
+
+/// Polls every node's `CLUSTER NODES` directly for `rounds` rounds, 20 ms apart.
+async fn poll_raw(cluster: &mut Cluster, t0: Instant, rounds: usize, into: &mut Vec<Observation>) {
+    for _ in 0..rounds {
+        for name in cluster.names() {
+            let text: String = cluster
+                .query(&name, redis::cmd("CLUSTER").arg("NODES"))
+                .await;
+            into.push(Observation::reply(
+                t0.elapsed().as_nanos() as u64,
+                name,
+                text,
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn change_only_storage_round_trips_real_replies_across_a_failover_and_checks_the_same() {
+    with_cluster_lock(async {
+        let mut cluster = Cluster::redis(3, 1).await;
+        let t0 = Instant::now();
+        // Real replies: quiet, through a failover of n1 to n4, and quiet again.
+        let mut raw = Vec::new();
+        poll_raw(&mut cluster, t0, 25, &mut raw).await;
+        let reply: String = cluster
+            .query("n4", redis::cmd("CLUSTER").arg("FAILOVER"))
+            .await;
+        assert_eq!(reply, "OK");
+        poll_raw(&mut cluster, t0, 50, &mut raw).await;
+        cluster.wait_agreed(Duration::from_secs(20)).await;
+        poll_raw(&mut cluster, t0, 10, &mut raw).await;
+
+        // Written as the observer writes them, and as every line was written before.
+        let full_dir = tempfile::tempdir().unwrap();
+        let change_dir = tempfile::tempdir().unwrap();
+        let full =
+            faultline_history::JsonlAppender::create(&full_dir.path().join(TOPOLOGY_FILE)).unwrap();
+        let change =
+            faultline_history::JsonlAppender::create(&change_dir.path().join(TOPOLOGY_FILE))
+                .unwrap();
+        let mut encoders: BTreeMap<String, faultline_history::ChangeEncoder> = BTreeMap::new();
+        let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+        for o in &raw {
+            full.append(o);
+            let (line, what) = encoders.entry(o.observer.clone()).or_default().encode(
+                o.time_ns,
+                &o.observer,
+                o.cluster_nodes.clone().unwrap(),
+            );
+            *kinds.entry(format!("{what:?}")).or_default() += 1;
+            change.append(&line);
+        }
+        full.close().unwrap();
+        change.close().unwrap();
+        eprintln!("{} replies: {kinds:?}", raw.len());
+        assert!(kinds.get("Shape").copied().unwrap_or(0) > 0, "{kinds:?}");
+        assert!(
+            kinds.get("Same").copied().unwrap_or(0) + kinds.get("Liveness").copied().unwrap_or(0)
+                > 0,
+            "{kinds:?}"
+        );
+        let size = |d: &Path| fs::metadata(d.join(TOPOLOGY_FILE)).unwrap().len();
+        eprintln!(
+            "topology.jsonl: {} bytes whole, {} bytes change-only",
+            size(full_dir.path()),
+            size(change_dir.path())
+        );
+
+        // Every reply reads back byte for byte.
+        let back = read_topology(&change_dir.path().join(TOPOLOGY_FILE)).unwrap();
+        assert!(back.skipped.is_none());
+        assert_eq!(back.records, raw);
+
+        // And the checkers say the same, byte for byte.
+        let a = serde_json::to_string_pretty(&check(full_dir.path())).unwrap();
+        let b = serde_json::to_string_pretty(&check(change_dir.path())).unwrap();
+        assert_eq!(a, b);
         cluster.finish();
     });
 }

@@ -85,9 +85,7 @@ impl Input {
         match self {
             Input::History => run.history_present,
             Input::Topology => run.topology_present,
-            Input::ClusterViews => {
-                run.topology_present && !crate::standalone_views::is_standalone(&run.topology)
-            }
+            Input::ClusterViews => run.topology_present && !run.views().is_standalone(),
             Input::NodeLogs => run.logs_present,
             // A streamed run's history is not in memory yet: decided again once it is read
             // (`registry::try_check`).

@@ -186,7 +186,7 @@ fn judge(run: &RunData, marks: &Marks) -> CheckerResult {
     let views = run.views();
     let names = &views.names;
     let bound_ms = run.tolerances.convergence_bound_ms;
-    let Some(last_ns) = run.topology.iter().map(|o| o.time_ns).max() else {
+    let Some(last_ns) = views.last_ns else {
         return CheckerResult::unknown("topology.jsonl is empty");
     };
     let reference = reference(marks, last_ns);

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use crate::views::{millis, ObserverViews, Sample};
+use crate::views::{millis, ObserverViews, Reply, Sample};
 use faultline_history::ClusterView;
 
 /// How an episode ended.
@@ -78,7 +78,7 @@ pub(crate) fn find<K, D, F, M>(
 ) -> Vec<Episode<D>>
 where
     K: Ord + Clone,
-    F: FnMut(&ClusterView, &str) -> Vec<(K, D)>,
+    F: FnMut(&ClusterView, &Reply) -> Vec<(K, D)>,
     M: FnMut(&mut D, D),
 {
     let mut done = Vec::new();

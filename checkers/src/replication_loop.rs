@@ -51,7 +51,7 @@ impl Checker for ReplicationLoop {
     }
 
     fn check(&self, run: &RunData) -> CheckerResult {
-        if standalone_views::is_standalone(&run.topology) {
+        if run.views().is_standalone() {
             return check_standalone(run);
         }
         let views = run.views();
@@ -100,7 +100,7 @@ impl Checker for ReplicationLoop {
 /// A standalone run (`INFO replication` lines): loops in the replica-of graph of the
 /// observations in force at each moment ([`standalone_views::find_loops`]).
 fn check_standalone(run: &RunData) -> CheckerResult {
-    let loops = standalone_views::find_loops(&run.topology);
+    let loops = standalone_views::find_loops(&run.views().other);
     let input = json!({
         "mode": "standalone",
         "observations": loops.ok + loops.failed,

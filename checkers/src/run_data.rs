@@ -2,7 +2,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use faultline_history::{read_jsonl, NemesisOps, Observation, Op, ReadError, TOPOLOGY_FILE};
 
@@ -51,13 +51,16 @@ pub struct RunData {
     /// Set by [`load_run_streaming`]: the history was left on disk here, and
     /// [`crate::check`] reads it in one pass (`history` stays empty until then).
     pub history_file: Option<PathBuf>,
-    /// Every observation of `topology.jsonl`, in file order (per observer, that is time
-    /// order; observers interleave).
+    /// Observations given in memory ([`RunData::from_topology`]), in file order (per
+    /// observer, that is time order; observers interleave). [`load_run`] leaves this
+    /// empty: it reads `topology.jsonl` one line at a time straight into the compact
+    /// parsed views the checkers share ([`RunData::topology_views`]).
     pub topology: Vec<Observation>,
     /// Whether `topology.jsonl` existed. An empty file still counts as present.
     pub topology_present: bool,
-    /// `topology`'s `CLUSTER NODES` replies, parsed on first use and shared by every
-    /// topology checker of one analysis ([`RunData::views`]). Leave it at its default.
+    /// The `CLUSTER NODES` replies, parsed once and shared by every topology checker of
+    /// one analysis: from `topology.jsonl` by [`load_run`], or from `topology` on first
+    /// use ([`RunData::views`]). Leave it at its default.
     pub topology_views: TopologyViews,
     /// Each node's `logs/<node>/server.log`, by node name order.
     pub logs: Vec<NodeLog>,
@@ -117,15 +120,45 @@ impl RunData {
     }
 }
 
-/// The parsed topology log, filled once by the first checker that asks
-/// ([`RunData::views`]). A clone starts empty (the clone's topology may be changed before
-/// it is checked), and the cache takes no part in comparing runs.
+/// The parsed topology log: read from the file by [`load_run`], or filled from
+/// [`RunData::topology`] by the first checker that asks ([`RunData::views`]). A clone
+/// shares views read from a file and starts empty otherwise (the clone's in-memory
+/// topology may be changed before it is checked); the cache takes no part in comparing
+/// runs.
 #[derive(Default)]
-pub struct TopologyViews(OnceLock<Views>);
+pub struct TopologyViews {
+    cell: OnceLock<Arc<Views>>,
+    from_file: bool,
+}
+
+impl TopologyViews {
+    fn read(views: Views) -> TopologyViews {
+        let cell = OnceLock::new();
+        let _ = cell.set(Arc::new(views));
+        TopologyViews {
+            cell,
+            from_file: true,
+        }
+    }
+}
 
 impl Clone for TopologyViews {
     fn clone(&self) -> Self {
-        TopologyViews::default()
+        match (self.from_file, self.cell.get()) {
+            (true, Some(views)) => TopologyViews::read_shared(views.clone()),
+            _ => TopologyViews::default(),
+        }
+    }
+}
+
+impl TopologyViews {
+    fn read_shared(views: Arc<Views>) -> TopologyViews {
+        let cell = OnceLock::new();
+        let _ = cell.set(views);
+        TopologyViews {
+            cell,
+            from_file: true,
+        }
     }
 }
 
@@ -137,7 +170,7 @@ impl PartialEq for TopologyViews {
 
 impl std::fmt::Debug for TopologyViews {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = if self.0.get().is_some() {
+        let state = if self.cell.get().is_some() {
             "parsed"
         } else {
             "not parsed yet"
@@ -147,13 +180,14 @@ impl std::fmt::Debug for TopologyViews {
 }
 
 impl RunData {
-    /// Every observer's `CLUSTER NODES` views, parsed from [`RunData::topology`] the
-    /// first time a checker asks and kept for the others (a topology log holds tens of
-    /// thousands of replies). Change `topology` only before the first call.
+    /// Every observer's `CLUSTER NODES` views: as [`load_run`] read them, or parsed from
+    /// [`RunData::topology`] the first time a checker asks and kept for the others (a
+    /// topology log holds tens of thousands of replies). Change `topology` only before
+    /// the first call.
     pub(crate) fn views(&self) -> &Views {
         self.topology_views
-            .0
-            .get_or_init(|| Views::parse(&self.topology))
+            .cell
+            .get_or_init(|| Arc::new(Views::parse(&self.topology)))
     }
 }
 
@@ -236,9 +270,20 @@ fn load(dir: &Path, stream_history: bool) -> Result<RunData, LoadError> {
         run.history = history;
         run.history_present = true;
     }
-    if let Some(topology) = read_optional::<Observation>(dir, TOPOLOGY_FILE, &mut run.notes)? {
-        run.topology = topology;
-        run.topology_present = true;
+    let topology_path = dir.join(TOPOLOGY_FILE);
+    match Views::read(&topology_path) {
+        Ok((views, torn)) => {
+            if let Some(torn) = torn {
+                run.notes.push(format!(
+                    "{TOPOLOGY_FILE}:{}: torn last line skipped ({})",
+                    torn.line, torn.message
+                ));
+            }
+            run.topology_views = TopologyViews::read(views);
+            run.topology_present = true;
+        }
+        Err(ReadError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
     }
     run.logs = read_logs(&dir.join(LOGS_DIR))?;
     run.logs_present = !run.logs.is_empty();
@@ -407,8 +452,9 @@ pub(crate) mod tests {
         .unwrap();
         let run = load_run(&dir).unwrap();
         assert!(run.topology_present && !run.history_present && !run.logs_present);
-        assert_eq!(run.topology.len(), 2);
-        assert_eq!(run.topology[0].error.as_deref(), Some("timed out"));
+        let views = run.views();
+        assert_eq!((views.failed, views.ok), (2, 0));
+        assert_eq!(views.other[0].error.as_deref(), Some("timed out"));
         assert!(
             run.notes[0].starts_with("topology.jsonl:3: torn last line"),
             "{:?}",

@@ -16,7 +16,7 @@ use faultline_history::ClusterView;
 
 use crate::checker::Input;
 use crate::episodes::{self, Episode};
-use crate::views::{lines_about, normalize, ranges_text, slot_count, trimmed};
+use crate::views::{lines_about, normalize, ranges_text, slot_count, trimmed, Reply};
 use crate::{Checker, CheckerResult, RunData};
 
 /// The checker's name in `results.json`.
@@ -136,7 +136,7 @@ impl Checker for SlotCoverage {
 }
 
 /// The unowned and doubly claimed slots of one view, by kind.
-fn problems(view: &ClusterView, text: &str) -> Vec<(Kind, Seen)> {
+fn problems(view: &ClusterView, text: &Reply) -> Vec<(Kind, Seen)> {
     let claims: Vec<(u16, u16, &str)> = view
         .nodes
         .iter()

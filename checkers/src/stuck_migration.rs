@@ -14,7 +14,7 @@
 
 use serde_json::{json, Value};
 
-use faultline_history::{Observation, Op, Process};
+use faultline_history::{Op, Process};
 
 use crate::checker::Input;
 use crate::stream::{HistoryPass, OpSource};
@@ -109,22 +109,16 @@ impl Checker for StuckMigration {
 
 /// The verdict from each node's last own view after `after`.
 fn judge(run: &RunData, after: u64) -> CheckerResult {
-    let mut observers: Vec<&str> = run.topology.iter().map(|o| o.observer.as_str()).collect();
-    observers.sort_unstable();
-    observers.dedup();
+    let views = run.views();
+    let mut observers: Vec<&crate::views::ObserverViews> = views.observers.iter().collect();
+    observers.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     let mut stuck: Vec<Value> = Vec::new();
     let mut unjudged: Vec<&str> = Vec::new();
     let mut judged = 0;
-    for observer in observers {
-        let last: Option<&Observation> = run
-            .topology
-            .iter()
-            .filter(|o| o.observer == observer && o.time_ns >= after && o.cluster_nodes.is_some())
-            .max_by_key(|o| o.time_ns);
-        let Some((markers, line)) = last
-            .and_then(|o| o.cluster_nodes.as_deref())
-            .and_then(own_markers)
-        else {
+    for o in observers {
+        let observer = o.name.as_str();
+        let last = o.last_reply.as_ref().filter(|(t, _)| *t >= after);
+        let Some((markers, line)) = last.and_then(|(_, text)| own_markers(text)) else {
             unjudged.push(observer);
             continue;
         };
@@ -132,7 +126,7 @@ fn judge(run: &RunData, after: u64) -> CheckerResult {
         if !markers.is_empty() {
             stuck.push(json!({
                 "node": observer,
-                "time_ns": last.map(|o| o.time_ns),
+                "time_ns": last.map(|(t, _)| *t),
                 "slots": markers.iter().map(|m| json!({
                     "slot": m.slot, "state": m.state, "peer": m.peer,
                 })).collect::<Vec<_>>(),
@@ -186,6 +180,7 @@ fn judge(run: &RunData, after: u64) -> CheckerResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use faultline_history::Observation;
     use faultline_history::OpType;
 
     const SETTLED: &str = "aaa 10.0.0.11:6379@16379 myself,master - 0 0 1 connected 0-8191\n\

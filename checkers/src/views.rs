@@ -1,11 +1,37 @@
 //! The topology log parsed once for the topology checkers: each observer's views in time
 //! order, and the names of the nodes behind the ids.
+//!
+//! Held compactly, because a 100-node run polls ~10 KB replies hundreds of times a
+//! second: the log is read one line at a time ([`Views::read`], change-only lines
+//! restored by [`faultline_history::for_each_observation`]), a reply's lines are shared
+//! with the same observer's previous reply where they are equal ([`Reply`]), and a parsed
+//! view equal to the previous one (ping/pong times are not part of it) is the same
+//! [`Arc`].
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
 
-use faultline_history::{ClusterView, Observation};
+use faultline_history::{for_each_observation, ClusterView, Observation, ReadError, Skipped};
 
 use crate::run_data::node_order;
+
+/// The raw text of one reply, as lines (split at `\n`), each shared with the observer's
+/// previous reply when equal.
+#[derive(Clone, Debug)]
+pub(crate) struct Reply(Arc<[Arc<str>]>);
+
+impl Reply {
+    /// The lines, as `str::lines` gives them (no empty piece after a final newline; a
+    /// `\r` before a newline stays, which every caller trims).
+    pub(crate) fn lines(&self) -> impl Iterator<Item = &str> {
+        let n = match self.0.last() {
+            Some(l) if l.is_empty() => self.0.len() - 1,
+            _ => self.0.len(),
+        };
+        self.0[..n].iter().map(|l| &**l)
+    }
+}
 
 /// One poll of one observer, parsed.
 pub(crate) enum Sample {
@@ -14,9 +40,9 @@ pub(crate) enum Sample {
         /// When the reply arrived.
         time_ns: u64,
         /// The raw reply, for excerpts.
-        text: String,
+        text: Reply,
         /// The parsed reply.
-        view: ClusterView,
+        view: Arc<ClusterView>,
     },
     /// The poll failed, or the reply did not parse: nothing is known about this moment,
     /// so it ends every episode of this observer ("consecutive observations").
@@ -38,6 +64,8 @@ impl Sample {
 pub(crate) struct ObserverViews {
     pub(crate) name: String,
     pub(crate) samples: Vec<Sample>,
+    /// The latest `CLUSTER NODES` reply, parsed or not, and when it arrived.
+    pub(crate) last_reply: Option<(u64, String)>,
 }
 
 /// Node id -> node name, learned from each observer's own `myself` line.
@@ -75,62 +103,163 @@ pub(crate) struct Views {
     pub(crate) failed: usize,
     /// Replies that did not parse (counted as failed polls too).
     pub(crate) unparsed: usize,
+    /// The latest time of any observation.
+    pub(crate) last_ns: Option<u64>,
+    /// Every observation without a `CLUSTER NODES` reply (failed polls, and standalone
+    /// runs' `INFO replication` polls), in file order.
+    pub(crate) other: Vec<Observation>,
+}
+
+/// The previous reply of one observer, for sharing.
+#[derive(Default)]
+struct Previous {
+    text: String,
+    reply: Option<Reply>,
+    view: Option<Arc<ClusterView>>,
+}
+
+/// Builds [`Views`] one observation at a time.
+#[derive(Default)]
+struct Builder {
+    by_observer: BTreeMap<(usize, String), ObserverViews>,
+    previous: HashMap<String, Previous>,
+    names: Names,
+    ok: usize,
+    failed: usize,
+    unparsed: usize,
+    last_ns: Option<u64>,
+    other: Vec<Observation>,
+}
+
+impl Builder {
+    fn push(&mut self, mut o: Observation) {
+        self.last_ns = Some(self.last_ns.map_or(o.time_ns, |t| t.max(o.time_ns)));
+        let key = (o.observer.len(), o.observer.clone());
+        let entry = self
+            .by_observer
+            .entry(key)
+            .or_insert_with(|| ObserverViews {
+                name: o.observer.clone(),
+                samples: Vec::new(),
+                last_reply: None,
+            });
+        let Some(text) = o.cluster_nodes.take() else {
+            self.failed += 1;
+            entry.samples.push(Sample::Failed { time_ns: o.time_ns });
+            self.other.push(o);
+            return;
+        };
+        if entry
+            .last_reply
+            .as_ref()
+            .is_none_or(|(t, _)| *t <= o.time_ns)
+        {
+            match &mut entry.last_reply {
+                Some((t, last)) => {
+                    *t = o.time_ns;
+                    last.clone_from(&text);
+                }
+                None => entry.last_reply = Some((o.time_ns, text.clone())),
+            }
+        }
+        let previous = self.previous.entry(o.observer.clone()).or_default();
+        let (reply, view) = match (&previous.reply, &previous.view) {
+            (Some(reply), Some(view)) if previous.text == text => (reply.clone(), Ok(view.clone())),
+            _ => {
+                let reply = share_lines(previous.reply.as_ref(), &text);
+                let view = ClusterView::parse(&text).map(|v| match &previous.view {
+                    Some(p) if **p == v => p.clone(),
+                    _ => Arc::new(v),
+                });
+                (reply, view)
+            }
+        };
+        let sample = match view {
+            Ok(view) => {
+                if let Some(me) = view.myself() {
+                    self.names
+                        .by_id
+                        .entry(me.id.clone())
+                        .or_insert_with(|| o.observer.clone());
+                }
+                self.ok += 1;
+                previous.reply = Some(reply.clone());
+                previous.view = Some(view.clone());
+                previous.text = text;
+                Sample::View {
+                    time_ns: o.time_ns,
+                    text: reply,
+                    view,
+                }
+            }
+            Err(_) => {
+                self.unparsed += 1;
+                self.failed += 1;
+                Sample::Failed { time_ns: o.time_ns }
+            }
+        };
+        entry.samples.push(sample);
+    }
+
+    fn finish(self) -> Views {
+        let observers = self
+            .by_observer
+            .into_values()
+            .map(|mut o| {
+                o.samples.sort_by_key(Sample::time_ns);
+                o
+            })
+            .collect();
+        Views {
+            observers,
+            names: self.names,
+            ok: self.ok,
+            failed: self.failed,
+            unparsed: self.unparsed,
+            last_ns: self.last_ns,
+            other: self.other,
+        }
+    }
+}
+
+/// `text` as lines, each the previous reply's line `i` when equal.
+fn share_lines(previous: Option<&Reply>, text: &str) -> Reply {
+    let lines: Vec<Arc<str>> = text
+        .split('\n')
+        .enumerate()
+        .map(|(i, line)| match previous.and_then(|p| p.0.get(i)) {
+            Some(p) if **p == *line => p.clone(),
+            _ => Arc::from(line),
+        })
+        .collect();
+    Reply(lines.into())
 }
 
 impl Views {
     /// Parses every observation, grouping by observer and sorting each group by time.
     pub(crate) fn parse(topology: &[Observation]) -> Views {
-        let mut by_observer: BTreeMap<(usize, &str), Vec<Sample>> = BTreeMap::new();
-        let mut names = Names::default();
-        let (mut ok, mut failed, mut unparsed) = (0, 0, 0);
+        let mut b = Builder::default();
         for o in topology {
-            let sample = match (o.cluster_nodes.as_deref(), o.view()) {
-                (Some(text), Some(Ok(view))) => {
-                    if let Some(me) = view.myself() {
-                        names
-                            .by_id
-                            .entry(me.id.clone())
-                            .or_insert_with(|| o.observer.clone());
-                    }
-                    ok += 1;
-                    Sample::View {
-                        time_ns: o.time_ns,
-                        text: text.to_string(),
-                        view,
-                    }
-                }
-                (_, Some(Err(_))) => {
-                    unparsed += 1;
-                    failed += 1;
-                    Sample::Failed { time_ns: o.time_ns }
-                }
-                _ => {
-                    failed += 1;
-                    Sample::Failed { time_ns: o.time_ns }
-                }
-            };
-            by_observer
-                .entry(node_order(&o.observer))
-                .or_default()
-                .push(sample);
+            b.push(o.clone());
         }
-        let observers = by_observer
-            .into_iter()
-            .map(|((_, name), mut samples)| {
-                samples.sort_by_key(Sample::time_ns);
-                ObserverViews {
-                    name: name.to_string(),
-                    samples,
-                }
-            })
-            .collect();
-        Views {
-            observers,
-            names,
-            ok,
-            failed,
-            unparsed,
-        }
+        b.finish()
+    }
+
+    /// Reads the topology log at `path` one line at a time (change-only lines restored),
+    /// as [`Views::parse`] would see the whole file. Returns the torn last line too.
+    ///
+    /// # Errors
+    /// As [`for_each_observation`].
+    pub(crate) fn read(path: &Path) -> Result<(Views, Option<Skipped>), ReadError> {
+        let mut b = Builder::default();
+        let skipped = for_each_observation(path, |o| b.push(o))?;
+        Ok((b.finish(), skipped))
+    }
+
+    /// Whether the log holds standalone observations (`INFO replication`) and no cluster
+    /// views to judge.
+    pub(crate) fn is_standalone(&self) -> bool {
+        self.ok + self.unparsed == 0 && self.other.iter().any(|o| o.info_replication.is_some())
     }
 
     /// The details every topology checker reports about its input.
@@ -148,7 +277,7 @@ impl Views {
 }
 
 /// The lines of a raw reply that describe the given node ids, trimmed.
-pub(crate) fn lines_about(text: &str, ids: &[&str]) -> Vec<String> {
+pub(crate) fn lines_about(text: &Reply, ids: &[&str]) -> Vec<String> {
     text.lines()
         .map(str::trim)
         .filter(|l| ids.iter().any(|id| l.starts_with(id)))
@@ -157,7 +286,7 @@ pub(crate) fn lines_about(text: &str, ids: &[&str]) -> Vec<String> {
 }
 
 /// A whole raw reply as lines, at most `max` of them.
-pub(crate) fn trimmed(text: &str, max: usize) -> Vec<String> {
+pub(crate) fn trimmed(text: &Reply, max: usize) -> Vec<String> {
     let lines: Vec<&str> = text
         .lines()
         .map(str::trim)

@@ -45,6 +45,9 @@ pub mod info_replication;
 pub use info_replication::ReplicationInfo;
 pub mod topology;
 pub use appender::JsonlAppender;
-pub use topology::{Observation, TOPOLOGY_FILE};
+pub use topology::{
+    for_each_observation, read_topology, Change, ChangeEncoder, LineChange, Observation,
+    Reconstructor, TOPOLOGY_FILE,
+};
 pub mod edn;
 pub mod import;

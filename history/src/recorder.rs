@@ -9,12 +9,14 @@
 
 use std::io::{self, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::appender::with_json;
 pub use crate::appender::FLUSH_EVERY;
 use crate::op::Body;
-use crate::{JsonlAppender, Op};
+use crate::{JsonlAppender, Op, Process};
 
 /// Appends ops to a history file. Cheap to clone; all clones write to the same file.
 #[derive(Clone)]
@@ -22,6 +24,8 @@ pub struct Recorder {
     t0: Instant,
     /// Its line numbers are the ops' indexes.
     out: JsonlAppender,
+    /// Nemesis ops recorded so far: the topology observer polls faster after each.
+    nemesis_ops: Arc<AtomicU64>,
 }
 
 impl Recorder {
@@ -42,6 +46,7 @@ impl Recorder {
         Ok(Recorder {
             t0,
             out: JsonlAppender::create(path)?,
+            nemesis_ops: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -82,7 +87,16 @@ impl Recorder {
                 });
             }
         }
+        if op.process == Process::Nemesis {
+            self.nemesis_ops.fetch_add(1, Ordering::Relaxed);
+        }
         op
+    }
+
+    /// How many nemesis ops (faults, heals, their completions) have been recorded: a
+    /// counter that changes whenever the nemesis acts, for the topology observer.
+    pub fn nemesis_ops(&self) -> u64 {
+        self.nemesis_ops.load(Ordering::Relaxed)
     }
 
     /// How many ops have been recorded.

@@ -21,6 +21,7 @@
 //! Here: the command, what both comparisons share and the report; `throughput` and
 //! `startup` are the two comparisons, `stats` the arithmetic on their samples.
 
+mod nodes;
 mod scale;
 mod startup;
 mod stats;
@@ -110,6 +111,25 @@ fn scale_command(args: &BenchArgs) -> Result<u8, Failure> {
     }
     let dir = store::create_run_dir(&args.store, "bench-scale")?;
     eprintln!("bench --scale on {} CPUs\n  dir: {}", cpus(), dir.display());
+    if let Some(n) = args.nodes {
+        let measured = nodes::measure(
+            &dir.join("nodes"),
+            args.flavor,
+            n,
+            args.replicas,
+            args.seconds,
+            args.raise_neigh_cap,
+        )?;
+        let path = dir.join(REPORT_FILE);
+        fs::write(
+            &path,
+            serde_json::to_vec_pretty(&measured).context("encoding the report")?,
+        )
+        .with_context(|| format!("writing {}", path.display()))?;
+        println!("{}", measured.table());
+        println!("bench directory: {}", dir.display());
+        return Ok(VALID);
+    }
     let analysis = scale::analysis(&dir.join("analysis"), args.ops)?;
     let path = dir.join(REPORT_FILE);
     fs::write(

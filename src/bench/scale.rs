@@ -196,16 +196,7 @@ fn write_topology(path: &Path, end_ns: u64) -> Result<()> {
                     10 + n
                 ));
             }
-            let o = Observation {
-                time_ns: t,
-                observer: format!("n{me}"),
-                cluster_nodes: Some(text),
-                info_replication: None,
-                addr: None,
-                error: None,
-                latency_us: Some(100),
-                extra: Default::default(),
-            };
+            let o = Observation::reply(t, format!("n{me}"), text).with_latency_us(100);
             serde_json::to_writer(&mut out, &o)?;
             out.write_all(b"\n")?;
         }
@@ -279,7 +270,7 @@ fn timeval(t: libc::timeval) -> Duration {
 }
 
 /// Runs `command` to the end, measuring it with `wait4`.
-fn measure_child(command: &mut Command) -> Result<ChildRun> {
+pub(super) fn measure_child(command: &mut Command) -> Result<ChildRun> {
     let text = format!("{command:?}");
     let started = Instant::now();
     let child = command

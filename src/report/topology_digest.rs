@@ -8,9 +8,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use faultline_history::{read_jsonl, Observation};
+use faultline_history::{for_each_observation, ClusterView};
 
 /// What one observer believed about one shard, from one poll to its next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,29 +93,52 @@ impl TopologyDigest {
     /// # Errors
     /// If the file cannot be read or has a malformed line before its last.
     pub fn read(path: &Path) -> Result<TopologyDigest> {
-        let file = read_jsonl::<Observation>(path).with_context(|| "reading the topology log")?;
         let mut digest = TopologyDigest::default();
-        if let Some(torn) = file.skipped {
-            digest.notes.push(format!(
-                "topology.jsonl:{}: torn last line skipped ({})",
-                torn.line, torn.message
-            ));
-        }
-        let observations = file.records;
-        digest.observations = observations.len() as u64;
-
+        // One line at a time, keeping per poll only its time, its observer and its parsed
+        // view, shared with the observer's previous one when equal.
+        let mut observations: Vec<Polled> = Vec::new();
+        let mut views: Vec<Option<Arc<ClusterView>>> = Vec::new();
+        let mut observer_names: Vec<String> = Vec::new();
+        let mut observer_ids: HashMap<String, usize> = HashMap::new();
+        let mut previous: HashMap<usize, Arc<ClusterView>> = HashMap::new();
         // Node names from each observer's own line.
         let mut names: HashMap<String, String> = HashMap::new();
-        let mut views = Vec::with_capacity(observations.len());
-        for o in &observations {
-            let view = o.view().and_then(Result::ok);
+        let torn = for_each_observation(path, |o| {
+            let next = observer_names.len();
+            let oi = *observer_ids.entry(o.observer.clone()).or_insert_with(|| {
+                observer_names.push(o.observer.clone());
+                next
+            });
+            let view = o
+                .view()
+                .and_then(Result::ok)
+                .map(|v| match previous.get(&oi) {
+                    Some(p) if **p == v => p.clone(),
+                    _ => {
+                        let v = Arc::new(v);
+                        previous.insert(oi, v.clone());
+                        v
+                    }
+                });
             if let Some(me) = view.as_ref().and_then(|v| v.myself()) {
                 names
                     .entry(me.id.clone())
                     .or_insert_with(|| o.observer.clone());
             }
+            observations.push(Polled {
+                time_ns: o.time_ns,
+                observer: oi,
+            });
             views.push(view);
+        })
+        .with_context(|| "reading the topology log")?;
+        if let Some(torn) = torn {
+            digest.notes.push(format!(
+                "topology.jsonl:{}: torn last line skipped ({})",
+                torn.line, torn.message
+            ));
         }
+        digest.observations = observations.len() as u64;
         // Shards: the slot ranges of the first view with slots, grouped by owner.
         // (first slot, label, ranges) per shard.
         let mut shards: Vec<Shard> = Vec::new();
@@ -140,7 +164,7 @@ impl TopologyDigest {
             }
             shards.sort();
         }
-        let mut observers: Vec<String> = observations.iter().map(|o| o.observer.clone()).collect();
+        let mut observers: Vec<String> = observer_names.clone();
         observers.sort_by(|a, b| node_order(a).cmp(&node_order(b)));
         observers.dedup();
         let mut all_nodes: Vec<String> = names.values().cloned().chain(observers.clone()).collect();
@@ -158,7 +182,7 @@ impl TopologyDigest {
             if view.is_none() {
                 digest.failed += 1;
             }
-            let oi = observer_index[o.observer.as_str()];
+            let oi = observer_index[observer_names[o.observer].as_str()];
             for (si, (first_slot, label, ranges)) in shards.iter().enumerate() {
                 let belief =
                     match view {
@@ -185,7 +209,7 @@ impl TopologyDigest {
                 let row = rows.entry((si, oi)).or_insert_with(|| Row {
                     shard: label.clone(),
                     ranges: ranges.clone(),
-                    observer: o.observer.clone(),
+                    observer: observer_names[o.observer].clone(),
                     segments: Vec::new(),
                 });
                 match row.segments.last_mut() {
@@ -209,6 +233,13 @@ impl TopologyDigest {
         digest.rows = rows.into_values().collect();
         Ok(digest)
     }
+}
+
+/// One poll, as the digest keeps it.
+struct Polled {
+    time_ns: u64,
+    /// Index into the observers in order of appearance.
+    observer: usize,
 }
 
 /// A shard of the cluster as formed: its first slot, its label and its slot ranges.
