@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::kinds::{BackendName, FlavorName};
+use crate::kinds::{BackendName, ClientName, FlavorName};
 
 /// Jepsen-style fault-injection harness for Redis Cluster compatible servers.
 ///
@@ -85,6 +85,11 @@ pub struct RunArgs {
     /// counter or list-append.
     #[arg(long, value_name = "NAME", help_heading = "Overrides")]
     pub workload: Option<String>,
+
+    /// Client that drives the workload (overrides the scenario's workload.client):
+    /// faultline's own, or a client library behind its adapter (adapters/PROTOCOL.md).
+    #[arg(long, value_enum, help_heading = "Overrides")]
+    pub client: Option<ClientName>,
 
     /// Faults to inject, replacing the scenario's: comma-separated kinds, each with its
     /// defaults (the kinds are listed under `--help`).
@@ -173,6 +178,7 @@ impl RunArgs {
             backend: None,
             time_limit: None,
             workload: None,
+            client: None,
             nemesis: None,
             nemesis_interval: None,
             seed: None,
