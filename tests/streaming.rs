@@ -6,8 +6,9 @@
 //! elements, an earlier read of a key, text elements, unfinished invokes, a ping-pong
 //! redirect, a failed failover, a split brain with writes on both sides), and that one
 //! cut in the middle of a line as a kill leaves it (with its topology log cut too).
-//! Since then one entry was added to each: the `stuck-migration` checker's (valid), which
-//! came with composed faults; every other byte is still 2cb2c8b's.
+//! Since then two entries were added to each: the `stuck-migration` checker's (valid), which
+//! came with composed faults, and the `client-errors` checker's (valid), which came with
+//! the client adapters; every other byte is still 2cb2c8b's.
 
 use std::path::{Path, PathBuf};
 

@@ -261,7 +261,14 @@ impl AdapterClient {
 
     async fn run(&self, key: &[u8], cmd: &Cmd) -> Outcome {
         if self.shared.failed.is_cancelled() {
-            return info("adapter failed");
+            // Never sent. The pause keeps a failed adapter from turning the client loop
+            // into a busy loop that starves the task which stops the run.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            return Outcome::Fail {
+                error: "adapter failed before the op was sent".into(),
+                node: None,
+                redirects: Vec::new(),
+            };
         }
         let argv: Vec<String> = cmd
             .args_iter()
@@ -354,7 +361,9 @@ async fn write_lines(
     while let Some(mut line) = rx.recv().await {
         line.push('\n');
         if let Err(e) = stdin.write_all(line.as_bytes()).await {
-            shared.fail(format!("writing to the adapter's stdin failed ({e})"));
+            shared.fail(format!(
+                "the adapter exited or closed its stdin (writing to it failed: {e})"
+            ));
             return;
         }
     }
