@@ -244,8 +244,14 @@ pub struct MatrixArgs {
     /// VERSION may be a Debian suite (bookworm, bookworm-backports, trixie, sid); without
     /// one the host's binary runs. Versions the host lacks run from root filesystems or
     /// images built offline (cached under /var/cache/faultline/rootfs/).
+    #[arg(long, value_name = "LIST", required_unless_present = "clients")]
+    pub targets: Option<String>,
+    /// Comma-separated clients, one column each (per target): faultline, redis-py,
+    /// valkey-py, glide, redis-rs. Without --targets, the scenario's server runs them all.
+    /// The table gains each client's error window, failed and indeterminate ops and
+    /// lost writes.
     #[arg(long, value_name = "LIST")]
-    pub targets: String,
+    pub clients: Option<String>,
     /// Where nodes run (overrides the scenario).
     #[arg(long, value_enum)]
     pub backend: Option<BackendName>,

@@ -1,7 +1,8 @@
 //! Real client libraries through their adapters (adapters/PROTOCOL.md), on real clusters:
-//! each shipped adapter on a fault-free 3x1 Valkey cluster, and adapters that crash, print
-//! garbage or hang, which must end the run as a harness error (255) that names the adapter
-//! and leaves nothing behind.
+//! each shipped adapter on a fault-free 3x1 Valkey cluster and under manual failovers (its
+//! error window measured by `client-errors`, the report's plot drawn), and adapters that
+//! crash, print garbage or hang, which must end the run as a harness error (255) that
+//! names the adapter and leaves nothing behind.
 
 mod common;
 
@@ -91,6 +92,67 @@ fn glide_adapter_runs_a_fault_free_cluster() {
 #[test]
 fn redis_rs_adapter_runs_a_fault_free_cluster() {
     fault_free("redis-rs", "redis");
+}
+
+/// A run with manual failovers driven by `client`: the outcomes are recorded, the
+/// observer's promotions are found and the client's error window after each is measured.
+fn failover(client: &str) {
+    require_root();
+    let _one = cluster_lock();
+    let store = tempfile::tempdir().unwrap();
+    let extra = "nemesis:\n  interval_s: 5\n  duration_s: 1\n  start_after_s: 3\n  faults:\n    \
+                 - kind: failover\n      target: primaries\n      timeout_s: 10\n";
+    let file = scenario(store.path(), "clients-failover", client, 14, "");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("cluster:\n", "cluster:\n  node_timeout_ms: 2000\n");
+    std::fs::write(&file, format!("{text}{extra}")).unwrap();
+    let run = run_to_end(&[&file], store.path());
+    // A client that keeps meeting READONLY is a finding (1), not a failure of the test.
+    assert!(run.code == 0 || run.code == 1, "{}", run.text);
+    let r = results(&run.dir);
+    assert_eq!(r["run"]["client"]["name"], client);
+    let ce = &r["checkers"]["client-errors"];
+    let promotions = ce["promotions"].as_array().expect("promotions");
+    assert!(!promotions.is_empty(), "no promotion seen: {ce}");
+    assert!(
+        promotions.iter().any(|p| p["error_window_ms"].is_u64()),
+        "no error window closed: {ce}"
+    );
+    assert!(ce["error_window_max_ms"].is_u64(), "{ce}");
+    assert!(ce["errors_by_kind"].is_object(), "{ce}");
+    let ops = history(&run.dir);
+    let failovers = ops
+        .iter()
+        .filter(|o| o.process == Process::Nemesis && o.f == "failover" && o.kind != OpType::Invoke)
+        .count();
+    assert!(failovers >= 1, "no failover completed");
+    assert!(
+        run.dir.join("client-windows.png").exists(),
+        "the report's plot"
+    );
+    assert_nothing_left(&run.id, &run.dir);
+    assert_no_adapter_left(&run.id);
+}
+
+#[test]
+fn redis_py_adapter_records_failover_error_windows() {
+    failover("redis-py");
+}
+
+#[test]
+fn valkey_py_adapter_records_failover_error_windows() {
+    failover("valkey-py");
+}
+
+#[test]
+fn glide_adapter_records_failover_error_windows() {
+    failover("glide");
+}
+
+#[test]
+fn redis_rs_adapter_records_failover_error_windows() {
+    failover("redis-rs");
 }
 
 const HELLO: &str = r#"{"type":"hello","protocol":1,"library":"broken","version":"0"}"#;
