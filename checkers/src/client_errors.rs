@@ -2,8 +2,9 @@
 //! made of each failover, judged against the scenario's tolerance.
 //!
 //! Promotions come from the topology log: a node that an observer listed as a replica and
-//! then lists as a primary holding slots, at the first observer that shows it (sightings
-//! of one node by several observers within [`MERGE_NS`] are one promotion). For each
+//! then lists as a primary holding slots, at the first observer that shows it (later
+//! sightings by other observers, until some observer sees the node demoted again, are the
+//! same promotion). For each
 //! promotion the **error window** runs from that sighting to the first `ok` completion of
 //! an op on a key of the promoted node's slots (with faultline's client, which records
 //! the node, one the promoted node answered; a library hides the node, so its window
@@ -35,11 +36,6 @@ use crate::{Checker, CheckerResult, RunData, Validity};
 
 /// The checker's name in `results.json`.
 pub const NAME: &str = "client-errors";
-
-/// Sightings of one node's promotion by several observers this close are one promotion
-/// (observers see a change from tens of ms to about 2.6 s apart; a node cannot be
-/// promoted, demoted and promoted again that fast: votes are 2 x node-timeout apart).
-const MERGE_NS: u64 = 3_000_000_000;
 
 /// How many findings a result lists.
 const EXAMPLES: usize = 20;
@@ -96,44 +92,51 @@ impl Promotion {
     }
 }
 
-/// Every promotion in the run's `CLUSTER NODES` views, earliest sighting first.
+/// Every promotion in the run's `CLUSTER NODES` views, by its first sighting.
+///
+/// All observers' views are read in time order. A node an observer listed as a replica and
+/// now lists as a primary holding slots is promoted, unless its last promotion is still
+/// open: then this is a late sighting of the same one (an observer that was cut off
+/// catching up). A promotion closes when an observer that listed the node as a primary
+/// lists it as a replica again (a demotion).
 fn promotions(run: &RunData) -> Vec<Promotion> {
     let views = run.views();
-    let mut seen: Vec<Promotion> = Vec::new();
-    for observer in &views.observers {
-        // node id -> whether this observer last listed it as a replica
-        let mut replica: BTreeMap<String, bool> = BTreeMap::new();
+    let mut samples: Vec<(u64, usize, &faultline_history::ClusterView)> = Vec::new();
+    for (o, observer) in views.observers.iter().enumerate() {
         for sample in &observer.samples {
-            let Sample::View { time_ns, view, .. } = sample else {
-                continue;
-            };
-            for node in &view.nodes {
-                let was_replica = replica.get(&node.id).copied();
-                if node.is_primary() && node.slot_count() > 0 && was_replica == Some(true) {
-                    let name = views.names.of(&node.id);
-                    let same =
-                        |p: &Promotion| p.node == name && p.time_ns.abs_diff(*time_ns) < MERGE_NS;
-                    if let Some(p) = seen.iter_mut().find(|p| same(p)) {
-                        if *time_ns < p.time_ns {
-                            p.time_ns = *time_ns;
-                            p.observer = observer.name.clone();
-                        }
-                    } else {
-                        seen.push(Promotion {
-                            time_ns: *time_ns,
-                            node: name,
-                            observer: observer.name.clone(),
-                            slots: node.slots.clone(),
-                            first_ok_ns: None,
-                            errors: BTreeMap::new(),
-                        });
-                    }
-                }
-                replica.insert(node.id.clone(), node.is_replica());
+            if let Sample::View { time_ns, view, .. } = sample {
+                samples.push((*time_ns, o, view));
             }
         }
     }
-    seen.sort_by_key(|p| p.time_ns);
+    samples.sort_by_key(|&(t, o, _)| (t, o));
+    // per observer: node id -> whether it last listed the node as a replica
+    let mut replica: Vec<BTreeMap<&str, bool>> = vec![BTreeMap::new(); views.observers.len()];
+    // node id -> its open promotion
+    let mut open: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut seen: Vec<Promotion> = Vec::new();
+    for (time_ns, o, view) in samples {
+        for node in &view.nodes {
+            let id = node.id.as_str();
+            let was_replica = replica[o].get(id).copied();
+            let primary = node.is_primary() && node.slot_count() > 0;
+            if primary && was_replica == Some(true) && !open.contains_key(id) {
+                open.insert(id, seen.len());
+                seen.push(Promotion {
+                    time_ns,
+                    node: views.names.of(id),
+                    observer: views.observers[o].name.clone(),
+                    slots: node.slots.clone(),
+                    first_ok_ns: None,
+                    errors: BTreeMap::new(),
+                });
+            }
+            if node.is_replica() && was_replica == Some(false) {
+                open.remove(id);
+            }
+            replica[o].insert(id, node.is_replica());
+        }
+    }
     seen
 }
 
@@ -412,6 +415,37 @@ mod tests {
             r.details["errors_by_kind"],
             json!({"READONLY": 1, "timeout": 1})
         );
+    }
+
+    #[test]
+    fn an_observer_catching_up_later_sees_the_same_promotion() {
+        // n1, cut off, lists n4 as its replica until the partition heals 8 s later.
+        let mut topology = healthy_round(0);
+        topology.push(Observation::reply(
+            1_000_000_000,
+            "n3",
+            n4_took_over_from_n1(3),
+        ));
+        topology.push(Observation::reply(
+            1_000_000_000,
+            "n1",
+            healthy_round(1000)[0].cluster_nodes.clone().unwrap(),
+        ));
+        topology.push(Observation::reply(
+            9_000_000_000,
+            "n1",
+            n4_took_over_from_n1(1),
+        ));
+        let mut data = RunData::from_topology(topology);
+        data.history = vec![op(0, 1100, OpType::Ok, None)];
+        data.history_present = true;
+        let r = ClientErrors.check(&data);
+        assert_eq!(
+            r.details["promotions"].as_array().unwrap().len(),
+            1,
+            "{r:?}"
+        );
+        assert_eq!(r.details["promotions"][0]["seen_by"], "n3");
     }
 
     #[test]
