@@ -7,8 +7,9 @@ its seed address (loopback or a faultline run's --keep cluster; never anything e
 Both sides run `concurrency` asyncio workers issuing SADD of unique values to 32 keys for
 `seconds`; the direct side calls the library's `call` in this process, the adapter side
 writes op lines to the adapter's stdin and waits for its answers (JSON encoding, the pipe,
-the adapter's per-op task: everything but faultline's recorder). Rounds alternate
-direct/adapter twice; the ratio compares the medians. Prints one JSON line.
+the adapter's per-op task: everything but faultline's recorder). Only ok ops count (a
+library time-out under load is not one). Rounds alternate direct/adapter twice; the ratio
+compares the medians. Prints one JSON line.
 """
 
 import argparse
@@ -35,8 +36,11 @@ async def direct(module, hello, seconds, concurrency):
         i = 0
         while time.monotonic() < stop:
             key = f"ovh{(w + i) % 32}"
-            await lib.call(["SADD", key, f"d{w}-{i}"], key)
-            done += 1
+            try:
+                await lib.call(["SADD", key, f"d{w}-{i}"], key)
+                done += 1
+            except Exception:  # a library time-out under load: not an ok op
+                pass
             i += 1
 
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
@@ -84,8 +88,7 @@ async def through_adapter(module, hello, seconds, concurrency):
             proc.stdin.write((json.dumps(op) + "\n").encode())
             await proc.stdin.drain()
             a = await fut
-            assert a["type"] == "ok", a
-            done += 1
+            done += a["type"] == "ok"
             i += 1
 
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
