@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::kinds::{BackendName, FlavorName};
+use crate::kinds::{BackendName, ClientName, FlavorName};
 
 /// Jepsen-style fault-injection harness for Redis Cluster compatible servers.
 ///
@@ -85,6 +85,11 @@ pub struct RunArgs {
     /// counter or list-append.
     #[arg(long, value_name = "NAME", help_heading = "Overrides")]
     pub workload: Option<String>,
+
+    /// Client that drives the workload (overrides the scenario's workload.client):
+    /// faultline's own, or a client library behind its adapter (adapters/PROTOCOL.md).
+    #[arg(long, value_enum, help_heading = "Overrides")]
+    pub client: Option<ClientName>,
 
     /// Faults to inject, replacing the scenario's: comma-separated kinds, each with its
     /// defaults (the kinds are listed under `--help`).
@@ -178,6 +183,7 @@ impl RunArgs {
             backend: None,
             time_limit: None,
             workload: None,
+            client: None,
             nemesis: None,
             nemesis_interval: None,
             seed: None,
@@ -270,8 +276,14 @@ pub struct MatrixArgs {
     /// VERSION may be a Debian suite (bookworm, bookworm-backports, trixie, sid); without
     /// one the host's binary runs. Versions the host lacks run from root filesystems or
     /// images built offline (cached under /var/cache/faultline/rootfs/).
+    #[arg(long, value_name = "LIST", required_unless_present = "clients")]
+    pub targets: Option<String>,
+    /// Comma-separated clients, one column each (per target): faultline, redis-py,
+    /// valkey-py, glide, redis-rs. Without --targets, the scenario's server runs them all.
+    /// The table gains each client's error window, failed and indeterminate ops and
+    /// lost writes.
     #[arg(long, value_name = "LIST")]
-    pub targets: String,
+    pub clients: Option<String>,
     /// Where nodes run (overrides the scenario).
     #[arg(long, value_enum)]
     pub backend: Option<BackendName>,

@@ -73,6 +73,35 @@ pub enum Persistence {
     Rdb,
 }
 
+/// Which client drives the workload (`workload.client`, `--client`, `matrix --clients`):
+/// faultline's own, or a real client library behind its adapter process
+/// (`adapters/PROTOCOL.md`, [`crate::adapters`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+#[value(rename_all = "kebab-case")]
+pub enum ClientName {
+    /// faultline's own client: follows every redirect itself and records each hop.
+    #[default]
+    Faultline,
+    /// redis-py's `RedisCluster` (asyncio), in the adapters' Python environment.
+    RedisPy,
+    /// valkey-py's `ValkeyCluster` (asyncio), in the adapters' Python environment.
+    ValkeyPy,
+    /// Valkey GLIDE for Python's `GlideClusterClient` (a Rust core).
+    Glide,
+    /// redis-rs's own cluster client (`redis::cluster_async`), a binary of this workspace.
+    RedisRs,
+    /// A program of your own that speaks the protocol (`workload.adapter_command`).
+    Adapter,
+}
+
+impl ClientName {
+    /// Whether this is faultline's own client (scenario.yaml leaves it out then).
+    pub fn is_faultline(&self) -> bool {
+        *self == ClientName::Faultline
+    }
+}
+
 /// Writes the name a value has in scenarios and on the command line.
 fn write_name<T: ValueEnum>(value: &T, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     // Every variant of these enums has a name (none is `#[value(skip)]`).
@@ -117,6 +146,7 @@ named!(FlavorName, "flavor");
 named!(BackendName, "backend");
 named!(Mode, "mode");
 named!(Persistence, "persistence");
+named!(ClientName, "client");
 
 #[cfg(test)]
 mod tests {
@@ -135,6 +165,7 @@ mod tests {
         check::<BackendName>();
         check::<Mode>();
         check::<Persistence>();
+        check::<ClientName>();
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! - [`suite`]: suites of cases with expectations, rates, shards, merge and compare.
 //! - [`doctor`], [`clean`], [`bench`], [`matrix`]: the other subcommands; [`sys`]: system tool wrappers.
 
+pub mod adapters;
 pub mod analyze;
 pub mod backend;
 pub mod bench;

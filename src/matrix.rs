@@ -1,11 +1,15 @@
-//! `faultline matrix`: one scenario on several server versions, verdicts side by side.
+//! `faultline matrix`: one scenario on several server versions, or driven by several
+//! clients (`--clients`), verdicts side by side.
 //!
 //! Each target (`flavor[:version]`) runs as a normal run (its own run directory under
 //! `STORE/<scenario>/`); the host's binary serves a target whose version it has, a cached
 //! root filesystem or image the others (built offline when missing, see
 //! [`crate::rootfs`]). The table (rows = checkers, columns = targets, then overall) is
 //! printed and written with `matrix.json` to `STORE/matrix/<UTC timestamp>/`, which also
-//! links each run directory. Exit code: the worst target: invalid over harness error over
+//! links each run directory. With `--clients`, each target runs once per client (same
+//! seed, same fault schedule), and the table adds the `client-errors` checker's measures
+//! per column: error window p50 / max, failed and indeterminate ops, errors by kind, and
+//! the `lost-writes` count. Exit code: the worst target: invalid over harness error over
 //! unknown over valid, so an anomaly found anywhere gates a release.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,15 +21,40 @@ use serde_json::json;
 
 use crate::cli::{MatrixArgs, RunArgs};
 use crate::exit::{self, Failure};
-use crate::scenario::{FlavorName, Scenario};
+use crate::scenario::{ClientName, FlavorName, Scenario};
 
-/// One column of the matrix: a flavor and, optionally, a version (else the host's).
+/// One column of the matrix: a flavor and, optionally, a version (else the host's), and
+/// with `--clients` the client that drives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     /// The server kind.
     pub flavor: FlavorName,
     /// A version (`8.1.1`) or Debian suite (`sid`); `None` runs the host's binary.
     pub version: Option<String>,
+    /// The client (`--clients`); `None` keeps the scenario's.
+    pub client: Option<ClientName>,
+}
+
+/// Parses `faultline,redis-py,glide`.
+///
+/// # Errors
+/// Names the bad entry.
+pub fn parse_clients(text: &str) -> Result<Vec<ClientName>, String> {
+    let out: Vec<ClientName> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(ClientName::parse)
+        .collect::<Result<_, _>>()?;
+    if out.is_empty() {
+        return Err("no clients; give e.g. --clients faultline,redis-py,glide".into());
+    }
+    if out.contains(&ClientName::Adapter) {
+        return Err(
+            "`adapter` needs the scenario's adapter_command; name it in the scenario".into(),
+        );
+    }
+    Ok(out)
 }
 
 impl Target {
@@ -52,7 +81,11 @@ impl Target {
                     ));
                 }
             }
-            out.push(Target { flavor, version });
+            out.push(Target {
+                flavor,
+                version,
+                client: None,
+            });
         }
         if out.is_empty() {
             return Err("no targets; give e.g. --targets redis:7.0.15,valkey:8.0.1".into());
@@ -60,11 +93,15 @@ impl Target {
         Ok(out)
     }
 
-    /// `valkey:8.1.1` (or `valkey` for the host's).
+    /// `valkey:8.1.1` (or `valkey` for the host's), then `/redis-py` with a client.
     pub fn label(&self) -> String {
-        match &self.version {
+        let server = match &self.version {
             Some(v) => format!("{}:{v}", self.flavor),
             None => self.flavor.to_string(),
+        };
+        match self.client {
+            Some(c) => format!("{server}/{c}"),
+            None => server,
         }
     }
 }
@@ -81,9 +118,42 @@ enum Cell {
 /// Bad input (254) for a bad scenario or target list; harness error (255) if the matrix
 /// directory cannot be written. A target whose run fails is a column marked `error`.
 pub async fn command(args: MatrixArgs) -> Result<u8, Failure> {
-    let targets = Target::parse_list(&args.targets)
-        .map_err(|e| Failure::bad_input(anyhow!("--targets: {e}")))?;
     let mut base = Scenario::load(&args.scenario).map_err(Failure::bad_input)?;
+    let servers = match &args.targets {
+        Some(t) => {
+            Target::parse_list(t).map_err(|e| Failure::bad_input(anyhow!("--targets: {e}")))?
+        }
+        None => vec![Target {
+            flavor: base.flavor,
+            version: base.cluster.version.clone(),
+            client: None,
+        }],
+    };
+    let clients = match &args.clients {
+        Some(c) => {
+            Some(parse_clients(c).map_err(|e| Failure::bad_input(anyhow!("--clients: {e}")))?)
+        }
+        None => None,
+    };
+    let targets: Vec<Target> = match &clients {
+        Some(clients) => servers
+            .iter()
+            .flat_map(|t| {
+                clients.iter().map(|c| Target {
+                    client: Some(*c),
+                    ..t.clone()
+                })
+            })
+            .collect(),
+        None => servers,
+    };
+    for c in clients.iter().flatten() {
+        let mut probe = base.clone();
+        probe.workload.client = *c;
+        if let Some((_, _, message)) = probe.mode_conflict() {
+            return Err(Failure::bad_input(anyhow!("--clients {c}: {message}")));
+        }
+    }
     if let Some(b) = args.backend {
         base.backend = b;
     }
@@ -114,6 +184,9 @@ pub async fn command(args: MatrixArgs) -> Result<u8, Failure> {
         let mut scenario = base.clone();
         scenario.flavor = target.flavor;
         scenario.cluster.version = target.version.clone();
+        if let Some(c) = target.client {
+            scenario.workload.client = c;
+        }
         eprintln!("faultline: matrix: {} ...", target.label());
         let cell = match crate::run::run_scenario(scenario, &run_args).await {
             Ok(outcome) => Cell::Ran(outcome),
@@ -138,10 +211,12 @@ pub async fn command(args: MatrixArgs) -> Result<u8, Failure> {
         let label = target.label();
         columns.push(match cell {
             Cell::Ran(o) => {
-                let link = dir.join(label.replace(':', "-"));
+                let link = dir.join(label.replace([':', '/'], "-"));
                 let _ = std::os::unix::fs::symlink(relative_to(&dir, &o.run_dir), &link);
                 json!({
                     "target": label,
+                    "client": target.client.map(|c| c.to_string()),
+                    "client_measures": client_measures(&o.results),
                     "version": o.version,
                     "run_dir": o.run_dir,
                     "seconds": o.seconds,
@@ -217,6 +292,18 @@ fn render(targets: &[Target], cells: &[Cell]) -> String {
         }
     }
     rows.extend([overall, version, secs]);
+    if targets.iter().any(|t| t.client.is_some()) {
+        for (name, field) in CLIENT_ROWS {
+            let mut row = vec![name.to_string()];
+            for cell in cells {
+                row.push(match cell {
+                    Cell::Ran(o) => measure_text(&client_measures(&o.results)[field]),
+                    Cell::Failed(_) => "-".into(),
+                });
+            }
+            rows.push(row);
+        }
+    }
     let widths: Vec<usize> = (0..rows[0].len())
         .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
         .collect();
@@ -232,6 +319,60 @@ fn render(targets: &[Target], cells: &[Cell]) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The per-client rows of the table: label and field of [`client_measures`].
+const CLIENT_ROWS: &[(&str, &str)] = &[
+    ("error window p50 ms", "error_window_p50_ms"),
+    ("error window max ms", "error_window_max_ms"),
+    ("promotions", "promotions"),
+    ("ok ops", "ok"),
+    ("failed during faults", "failed_during_faults"),
+    ("indeterminate during faults", "indeterminate_during_faults"),
+    ("errors by kind", "errors_by_kind"),
+    ("late READONLY", "late_readonly"),
+    ("lost writes", "lost_writes"),
+];
+
+/// What a client did in one run, from the `client-errors` and `lost-writes` results.
+pub fn client_measures(results: &faultline_checkers::Results) -> serde_json::Value {
+    let ce = results
+        .checkers
+        .get(faultline_checkers::client_errors::NAME);
+    let get = |k: &str| {
+        ce.and_then(|r| r.details.get(k).cloned())
+            .unwrap_or(serde_json::Value::Null)
+    };
+    let lost = results
+        .checkers
+        .get("lost-writes")
+        .and_then(|r| r.details.get("lost_count").cloned())
+        .unwrap_or(serde_json::Value::Null);
+    json!({
+        "error_window_p50_ms": get("error_window_p50_ms"),
+        "error_window_max_ms": get("error_window_max_ms"),
+        "promotions": get("promotions").as_array().map(|a| a.len()),
+        "ok": get("ok"),
+        "failed_during_faults": get("failed_during_faults"),
+        "indeterminate_during_faults": get("indeterminate_during_faults"),
+        "errors_by_kind": get("errors_by_kind"),
+        "late_readonly": get("late_readonly_count"),
+        "lost_writes": lost,
+    })
+}
+
+/// A measure as a table cell: `-` when absent, `READONLY 3, timeout 2` for counts by kind.
+fn measure_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "-".into(),
+        serde_json::Value::Object(m) if m.is_empty() => "none".into(),
+        serde_json::Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
+    }
 }
 
 /// Invalid anywhere wins, then a target that could not run, then unknown.
@@ -277,6 +418,27 @@ mod tests {
         assert!(Target::parse_list("redis:").is_err());
         assert!(Target::parse_list("redis:7;rm").is_err());
         assert!(Target::parse_list("").is_err());
+    }
+
+    #[test]
+    fn clients_parse_and_label_their_columns() {
+        let c = parse_clients("faultline, redis-py,glide").unwrap();
+        assert_eq!(
+            c,
+            vec![
+                ClientName::Faultline,
+                ClientName::RedisPy,
+                ClientName::Glide
+            ]
+        );
+        assert!(parse_clients("jedis").unwrap_err().contains("jedis"));
+        assert!(parse_clients("adapter").is_err());
+        let t = Target {
+            flavor: FlavorName::Valkey,
+            version: None,
+            client: Some(ClientName::RedisRs),
+        };
+        assert_eq!(t.label(), "valkey/redis-rs");
     }
 
     #[test]

@@ -36,7 +36,7 @@ use crate::formed::Formed;
 use crate::ledger::{Ledger, RunId};
 use crate::live;
 use crate::observer::Observer;
-use crate::scenario::{BackendName, Mode, Scenario};
+use crate::scenario::{BackendName, ClientName, Mode, Scenario};
 use crate::server::Server;
 use crate::store::{self, HISTORY_FILE, SCENARIO_FILE};
 use crate::{analyze, sys};
@@ -144,6 +144,7 @@ pub async fn run_scenario(scenario: Scenario, args: &RunArgs) -> Result<RunOutco
         mut notes,
         timings,
         observer,
+        client_info,
         ..
     } = run;
     let harness = own_usage();
@@ -171,6 +172,7 @@ pub async fn run_scenario(scenario: Scenario, args: &RunArgs) -> Result<RunOutco
         },
         "seed": scenario.seed(),
         "nodes": scenario.node_count(),
+        "client": client_info,
         "interrupted": interrupted,
         "timings_s": timings,
         "observer": observer,
@@ -230,6 +232,12 @@ fn load_scenario(args: &RunArgs) -> Result<Scenario, Failure> {
     if let Some(name) = &args.workload {
         scenario.workload.name = crate::scenario::WorkloadName::named(name)
             .map_err(|e| Failure::bad_input(anyhow!("--workload: {e}")))?;
+    }
+    if let Some(client) = args.client {
+        scenario.workload.client = client;
+        if let Some((_, _, message)) = scenario.mode_conflict() {
+            return Err(Failure::bad_input(anyhow!("--client: {message}")));
+        }
     }
     if let Some(kinds) = &args.nemesis {
         let mut spec = NemesisSpec::from_kinds(kinds)
@@ -349,6 +357,8 @@ struct Run<'a> {
     /// The final phase may act on the nodes' hosts (not on a live cluster with access
     /// `none`).
     host_access: bool,
+    /// The client that drove the workload, for results.json's `run.client`.
+    client_info: serde_json::Value,
 }
 
 /// Seconds each phase took, for results.json's `run.timings_s` (a run interrupted while
@@ -426,6 +436,7 @@ impl<'a> Run<'a> {
             timings: Timings::default(),
             key_prefix: String::new(),
             host_access: true,
+            client_info: json!({"name": scenario.workload.client.to_string()}),
         })
     }
 
@@ -675,15 +686,30 @@ impl<'a> Run<'a> {
                 self.notes.push(note);
             }
         }
+        // A client library drives the ops through its adapter; setup and final reads stay
+        // with faultline's client, so every client's final state is read alike.
+        let adapter = match scenario.workload.client {
+            ClientName::Faultline => None,
+            _ => Some(Arc::new(self.start_adapter(&nodes.specs).await?)),
+        };
+        let op_client: Arc<dyn KeyClient> = match &adapter {
+            Some(a) => {
+                // The adapter failing ends the workload at once: a harness error.
+                let (failed, stop) = (a.failed(), stop.clone());
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = failed.cancelled() => stop.cancel(),
+                        _ = stop.cancelled() => {}
+                    }
+                });
+                a.clone()
+            }
+            None => client.clone(),
+        };
         let start = Instant::now();
         let recorder = &self.recorder;
         let (_, pending) = tokio::join!(
-            workload.run(
-                client.clone(),
-                recorder.clone(),
-                stop.clone(),
-                counters.clone(),
-            ),
+            workload.run(op_client, recorder.clone(), stop.clone(), counters.clone(),),
             async {
                 match &nemesis {
                     Some(n) => n.run(&nemesis_ctx, recorder, start, &stop).await,
@@ -693,6 +719,16 @@ impl<'a> Run<'a> {
         );
         timer.abort();
         progress.abort();
+        if let Some(a) = &adapter {
+            a.shutdown(Duration::from_secs(3)).await;
+            if let Some(failure) = a.failure() {
+                // Faults still in force are healed by the teardown (namespaces go).
+                bail!(
+                    "harness error: the {} adapter failed: {failure}",
+                    a.client()
+                );
+            }
+        }
         if let Some(note) = nemesis.as_ref().and_then(|n| n.slips().note()) {
             warn!("{note}");
             self.notes.push(note);
@@ -716,6 +752,34 @@ impl<'a> Run<'a> {
             standalone_client,
             nodes,
         })
+    }
+
+    /// Starts the scenario's client adapter (`adapters/PROTOCOL.md`) and records which
+    /// library and version it drives.
+    async fn start_adapter(
+        &mut self,
+        specs: &[NodeSpec],
+    ) -> Result<faultline_workloads::adapter::AdapterClient> {
+        let spec = crate::adapters::spec(
+            self.scenario,
+            self.run_dir,
+            self.run_id.as_str(),
+            specs.iter().map(NodeSpec::addr).collect(),
+        )?;
+        let adapter = faultline_workloads::adapter::AdapterClient::start(&spec).await?;
+        let hello = adapter.hello();
+        info!(
+            "client: {} ({} {}) through its adapter",
+            spec.client, hello.library, hello.version
+        );
+        self.client_info = json!({
+            "name": spec.client,
+            "library": hello.library,
+            "version": hello.version,
+            "config": spec.config,
+            "adapter": spec.program.display().to_string(),
+        });
+        Ok(adapter)
     }
 
     /// Heals every fault still in force (unless interrupted; on a live cluster always),

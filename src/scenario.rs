@@ -17,7 +17,7 @@ use faultline_nemeses::spec::Target;
 pub use faultline_nemeses::NemesisSpec;
 use faultline_workloads::workload::ClientMix;
 
-pub use crate::kinds::{BackendName, FlavorName, Mode, Persistence};
+pub use crate::kinds::{BackendName, ClientName, FlavorName, Mode, Persistence};
 
 pub(crate) mod locate;
 use locate::{clean_message, line_of, locate, quoted};
@@ -255,6 +255,20 @@ pub struct WorkloadSpec {
     /// Readers, own and fresh connections, random start nodes (default: none of them).
     #[serde(default, skip_serializing_if = "ClientMix::is_default")]
     pub mix: ClientMix,
+    /// Which client drives the ops: faultline's own (the default) or a client library
+    /// behind its adapter (`adapters/PROTOCOL.md`). Setup and final reads stay with
+    /// faultline's client, so the final state is read the same way for every client.
+    #[serde(default, skip_serializing_if = "ClientName::is_faultline")]
+    pub client: ClientName,
+    /// The library's configuration, handed to the adapter as is (its defaults otherwise):
+    /// keyword arguments of redis-py's `RedisCluster`, valkey-py's `ValkeyCluster`,
+    /// GLIDE's `GlideClusterClientConfiguration`; redis-rs: `retries`, `min_retry_wait`,
+    /// `max_retry_wait`, `connection_timeout_ms`, `response_timeout_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_config: Option<serde_json::Value>,
+    /// With `client: adapter`: the program and its arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter_command: Option<Vec<String>>,
 }
 
 fn keys() -> Bounded<1, 16384> {
@@ -280,6 +294,9 @@ impl Default for WorkloadSpec {
             op_timeout_ms: op_timeout(),
             final_read_timeout_s: final_read_timeout(),
             mix: ClientMix::default(),
+            client: ClientName::default(),
+            client_config: None,
+            adapter_command: None,
         }
     }
 }
@@ -473,6 +490,37 @@ impl Scenario {
     /// message); also checked after `--nemesis` replaces the faults.
     pub fn mode_conflict(&self) -> Option<(String, String, String)> {
         let standalone = self.mode == Mode::Standalone;
+        let client = self.workload.client;
+        if standalone && !client.is_faultline() && client != ClientName::Adapter {
+            // Neither valkey-py 6.2 nor GLIDE for Python 2.6 sends CLIENT CAPA redirect.
+            return Some((
+                "workload.client".into(),
+                "client".into(),
+                format!(
+                    "the {client} adapter drives the library's cluster client; mode: \
+                     standalone has no cluster (no library here sends CLIENT CAPA redirect)"
+                ),
+            ));
+        }
+        if (client == ClientName::Adapter) != self.workload.adapter_command.is_some() {
+            return Some((
+                "workload.adapter_command".into(),
+                "client".into(),
+                "`client: adapter` and `adapter_command: [PROGRAM, ARGS...]` go together".into(),
+            ));
+        }
+        if self
+            .workload
+            .adapter_command
+            .as_ref()
+            .is_some_and(|c| c.is_empty())
+        {
+            return Some((
+                "workload.adapter_command".into(),
+                "adapter_command".into(),
+                "adapter_command names a program".into(),
+            ));
+        }
         if standalone && self.cluster.primaries.get() != 1 {
             return Some((
                 "cluster.primaries".into(),

@@ -6,13 +6,15 @@
 //! elements, an earlier read of a key, text elements, unfinished invokes, a ping-pong
 //! redirect, a failed failover, a split brain with writes on both sides), and that one
 //! cut in the middle of a line as a kill leaves it (with its topology log cut too).
-//! Since then one entry was added to each: the `stuck-migration` checker's (valid), which
-//! came with composed faults; every other byte is still 2cb2c8b's.
+//! Since then two entries were added to each: the `stuck-migration` checker's (valid), which
+//! came with composed faults, and the `client-errors` checker's (valid), which came with
+//! the client adapters; every other byte is still 2cb2c8b's.
 //!
 //! `topology/` is the topology log of a real run (Valkey 8.0.1 3x1, partition-primaries,
 //! 12 s, seed 5: one primary isolated, its shard failed over and back), stored in
 //! change-only form; its `expected-results.json` was written by `faultline analyze` at
-//! e4643d1 (before change-only storage) on the same log written whole.
+//! e4643d1 (before change-only storage) on the same log written whole, plus the
+//! `client-errors` entry.
 
 use std::path::{Path, PathBuf};
 

@@ -30,6 +30,9 @@
 //!   - [`log_pattern`]: [`LogPattern`], known-bug signatures in node logs (logs);
 //!   - [`bouncing_redirects`]: [`BouncingRedirects`], clients sent back and forth between
 //!     nodes: redirect cycles, long chains, ping-pong (history);
+//!   - [`client_errors`]: [`ClientErrors`], each promotion's error window for the client
+//!     that drove the run, errors by kind, READONLY long after a failover (history,
+//!     topology);
 //!   - [`counter`]: [`CounterChecker`], the counter workload's reads between the
 //!     increments certainly and possibly applied; under- and over-counts (history);
 //!   - [`list_append`]: [`ListAppend`], the list-append workload's reads as prefixes of
@@ -49,6 +52,7 @@
 
 pub mod bouncing_redirects;
 pub mod checker;
+pub mod client_errors;
 pub mod convergence;
 pub mod counter;
 mod episodes;
@@ -76,6 +80,7 @@ mod views;
 
 pub use bouncing_redirects::BouncingRedirects;
 pub use checker::{Checker, CheckerResult, Input};
+pub use client_errors::ClientErrors;
 pub use convergence::Convergence;
 pub use counter::CounterChecker;
 pub use failover::FailoverOutcomes;

@@ -7,9 +7,9 @@ use std::panic::{self, AssertUnwindSafe};
 
 use crate::stream::HistoryFile;
 use crate::{
-    BouncingRedirects, Checker, CheckerResult, Convergence, CounterChecker, FailoverOutcomes,
-    Linearizable, ListAppend, LoadError, LogPattern, LostWrites, ReplicationLoop, Results, RunData,
-    SlotCoverage, SplitBrain, StuckMigration,
+    BouncingRedirects, Checker, CheckerResult, ClientErrors, Convergence, CounterChecker,
+    FailoverOutcomes, Linearizable, ListAppend, LoadError, LogPattern, LostWrites, ReplicationLoop,
+    Results, RunData, SlotCoverage, SplitBrain, StuckMigration,
 };
 
 /// Every checker, in the order they run. `faultline run` and `faultline analyze` both use
@@ -24,6 +24,7 @@ pub fn all() -> Vec<Box<dyn Checker>> {
         Box::new(FailoverOutcomes),
         Box::new(LogPattern),
         Box::new(BouncingRedirects),
+        Box::new(ClientErrors),
         Box::new(CounterChecker),
         Box::new(ListAppend),
         Box::new(StuckMigration),

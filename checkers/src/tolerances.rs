@@ -33,6 +33,10 @@ pub struct Tolerances {
     /// `linearizable`: how long the search may take over all keys (from the checker's
     /// start); keys not decided by then are named and the verdict is unknown.
     pub linearizable_budget_ms: u64,
+    /// `client-errors`: a READONLY error this long (ms) after the latest promotion of its
+    /// key's shard was seen is a finding: the client still writes to the demoted primary
+    /// (redis-rs#2085).
+    pub client_readonly_after_promotion_ms: u64,
 }
 
 impl Default for Tolerances {
@@ -56,6 +60,9 @@ impl Default for Tolerances {
             // A 1M-op register history on 100 keys is decided or named unknown within 10 s
             // with the reading included; raise it for long runs with many clients per key.
             linearizable_budget_ms: 8_000,
+            // A client that meets READONLY should refresh its slot map at once; two
+            // seconds covers a refresh racing gossip that has not reached every node.
+            client_readonly_after_promotion_ms: 2_000,
         }
     }
 }

@@ -90,7 +90,10 @@ pub fn write(dir: &Path) -> Result<Written, Failure> {
         None
     };
     let episodes = episodes(&results);
-    let plots = plots::write_all(dir, &history, topology.as_ref(), &episodes)?;
+    let mut plots = plots::write_all(dir, &history, topology.as_ref(), &episodes)?;
+    if let Some(p) = client_windows_plot(dir, &json, &results, &history)? {
+        plots.push(p);
+    }
 
     let scenario = std::fs::read_to_string(dir.join(SCENARIO_FILE)).ok();
     let mut notes = history.notes.clone();
@@ -137,6 +140,47 @@ pub fn write(dir: &Path) -> Result<Written, Failure> {
         plots: plots.iter().map(|p| dir.join(p.file)).collect(),
         index,
     })
+}
+
+/// The client's error windows around promotions (the `client-errors` checker), when the
+/// run saw a promotion: which client (results.json's `run.client`), each window shaded.
+fn client_windows_plot(
+    dir: &Path,
+    json: &serde_json::Value,
+    results: &Results,
+    history: &HistoryDigest,
+) -> Result<Option<plots::Plot>> {
+    let Some(r) = results
+        .checkers
+        .get(faultline_checkers::client_errors::NAME)
+    else {
+        return Ok(None);
+    };
+    let windows: Vec<(f64, Option<f64>)> = r
+        .details
+        .get("promotions")
+        .and_then(|p| p.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| {
+                    let at = p["at_s"].as_f64()?;
+                    Some((at, p["error_window_ms"].as_f64().map(|ms| ms / 1000.0)))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if windows.is_empty() {
+        return Ok(None);
+    }
+    let run = &json["run"]["client"];
+    let client = match (run["name"].as_str(), run["library"].as_str()) {
+        (Some(name), Some(lib)) => {
+            format!("{name} ({lib} {})", run["version"].as_str().unwrap_or("?"))
+        }
+        (Some(name), None) => name.to_string(),
+        _ => "faultline".to_string(),
+    };
+    plots::client_windows(dir, history, &windows, &client).map(Some)
 }
 
 /// The replication-loop and slot-coverage episodes in `results`, for the topology plot.

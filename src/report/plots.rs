@@ -430,6 +430,103 @@ fn throughput(dir: &Path, h: &HistoryDigest, bands: &[Band], t_max: f64) -> Resu
     })
 }
 
+/// The client's failed and indeterminate ops per second, with each promotion the
+/// observer saw (a vertical line) and the client's error window after it (shaded, until its
+/// first ok on the promoted shard; to the plot's end when none came): the `client-errors`
+/// checker's measure, drawn.
+pub fn client_windows(
+    dir: &Path,
+    h: &HistoryDigest,
+    windows: &[(f64, Option<f64>)],
+    client: &str,
+) -> Result<Plot> {
+    register_font()?;
+    let path = dir.join("client-windows.png");
+    let t_max = secs(h.end_ns).max(0.001);
+    let bucket = bucket_for(t_max);
+    render(&path, |area, key_area| {
+        let n = (t_max / bucket).ceil() as usize + 1;
+        let mut counts = vec![[0u64; 2]; n];
+        for c in &h.completions {
+            let k = match c.outcome {
+                OpType::Fail => 0,
+                OpType::Info => 1,
+                _ => continue,
+            };
+            let i = ((secs(c.complete_ns()) / bucket) as usize).min(n - 1);
+            counts[i][k] += 1;
+        }
+        let y_max = counts
+            .iter()
+            .flat_map(|c| c.iter())
+            .map(|&c| c as f64 / bucket)
+            .fold(1.0, f64::max)
+            * 1.1;
+        let mut chart = ChartBuilder::on(area)
+            .caption(format!("Error windows: {client}"), (FAMILY, 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(80)
+            .build_cartesian_2d(0f64..t_max, 0f64..y_max)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("time (s)")
+            .y_desc("failed / indeterminate per second")
+            .y_label_formatter(&|v| format!("{v:.0}"))
+            .label_style((FAMILY, 13))
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(windows.iter().map(|&(at, w)| {
+                let end = w.map_or(t_max, |w| (at + w).max(at + bucket / 4.0));
+                Rectangle::new([(at, 0.0), (end, y_max)], BAND.mix(0.45).filled())
+            }))
+            .map_err(err)?;
+        chart
+            .draw_series(windows.iter().map(|&(at, _)| {
+                PathElement::new(vec![(at, 0.0), (at, y_max)], BLACK.stroke_width(1))
+            }))
+            .map_err(err)?;
+        let mut key: Vec<(String, Mark)> = vec![
+            ("error window".into(), Mark::Band),
+            ("promotion seen".into(), Mark::Line(BLACK)),
+        ];
+        for (k, (label, color)) in [("fail", FAIL), ("info", INFO)].into_iter().enumerate() {
+            let total: u64 = counts.iter().map(|c| c[k]).sum();
+            chart
+                .draw_series(LineSeries::new(
+                    counts
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| (i as f64 * bucket, c[k] as f64 / bucket)),
+                    color.stroke_width(2),
+                ))
+                .map_err(err)?;
+            key.push((format!("{label} ({total})"), Mark::Line(color)));
+        }
+        draw_key(key_area, &key)
+    })?;
+    let mut closed: Vec<f64> = windows.iter().filter_map(|w| w.1).collect();
+    closed.sort_by(f64::total_cmp);
+    let p50 = closed.get(closed.len().saturating_sub(1) / 2);
+    Ok(Plot {
+        file: "client-windows.png",
+        title: "Client error windows",
+        caption: format!(
+            "{client}: {} promotions seen by the observer; shaded until the client's first ok on \
+             the promoted shard (p50 {}, max {}); failed and indeterminate client ops per \
+             second in {:.0} ms buckets",
+            windows.len(),
+            p50.map_or("-".into(), |v| format!("{:.0} ms", v * 1000.0)),
+            closed
+                .last()
+                .map_or("-".into(), |v| format!("{:.0} ms", v * 1000.0)),
+            bucket * 1000.0
+        ),
+    })
+}
+
 /// Redirect hops per second over time by kind.
 fn redirects(dir: &Path, h: &HistoryDigest, bands: &[Band], t_max: f64) -> Result<Plot> {
     let path = dir.join("redirects.png");

@@ -27,6 +27,7 @@
 //! [`faultline_history::Recorder`]; it knows nothing of processes, namespaces or faults.
 
 pub mod access;
+pub mod adapter;
 pub mod client;
 pub mod counter;
 pub mod driver;
