@@ -344,6 +344,24 @@ impl KeyClient for AdapterClient {
     }
 }
 
+/// What a library's error reply proves. A library retries inside one call (after a
+/// broken connection, on MOVED/ASK, on TRYAGAIN) and shows only the last error, so an
+/// error at the end does not prove that an earlier attempt of the same call did not
+/// apply: recorded `fail`, an add that did apply would be blamed on the server
+/// ("failed but present"). Only NOSCRIPT is kept a `fail`: the register workload loads
+/// the script and runs the op again on it, as with faultline's own client.
+fn library_error(error: String) -> Outcome {
+    if error.starts_with("NOSCRIPT") {
+        Outcome::Fail {
+            error,
+            node: None,
+            redirects: Vec::new(),
+        }
+    } else {
+        info(&error)
+    }
+}
+
 fn info(error: &str) -> Outcome {
     Outcome::Info {
         error: error.into(),
@@ -465,11 +483,7 @@ async fn read_lines(
                 node: None,
                 redirects: Vec::new(),
             },
-            "fail" => Outcome::Fail {
-                error: answer.error.unwrap_or_else(|| "error".into()),
-                node: None,
-                redirects: Vec::new(),
-            },
+            "fail" => library_error(answer.error.unwrap_or_else(|| "error".into())),
             "info" => info(answer.error.as_deref().unwrap_or("unknown")),
             other => {
                 shared.fail(format!(
