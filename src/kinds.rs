@@ -25,6 +25,9 @@ pub enum FlavorName {
     Valkey,
     /// Garnet (`GarnetServer`; not obtainable on Debian, bring your own binary or image).
     Garnet,
+    /// faultline's own node (`faultline-node`, built with faultline), with switchable
+    /// seed bugs (`cluster.bugs`).
+    Faultline,
 }
 
 /// Backends faultline can run nodes on.
