@@ -145,7 +145,7 @@ mod tests {
         let e = FlavorName::parse("keydb").unwrap_err();
         assert_eq!(
             e,
-            "unknown flavor \"keydb\"; choose one of redis, valkey, garnet"
+            "unknown flavor \"keydb\"; choose one of redis, valkey, garnet, faultline"
         );
         assert_eq!(BackendName::parse("docker"), Ok(BackendName::Docker));
     }

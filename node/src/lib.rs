@@ -12,9 +12,11 @@
 //!   failure detection, elections, manual failover, nodes.conf.
 //! - [`replication`]: asynchronous replication with offsets (its own protocol).
 //! - [`state`]: everything behind one lock; [`server`]: listeners and client loops.
+//! - [`aof`]: the append-only file (`appendonly yes`).
 //! - [`config`]: settings from a redis.conf-style file; [`bugs`]: the switches;
 //!   [`log`]: the log file in Redis's line format.
 
+pub mod aof;
 pub mod bugs;
 pub mod cluster;
 pub mod command;

@@ -105,6 +105,9 @@ impl Replication {
 
 /// Sends a write the node applied as primary to its replicas (one offset step).
 pub fn propagate(st: &mut State, args: &[Vec<u8>]) {
+    if let Some(aof) = st.aof.as_mut() {
+        aof.append(args);
+    }
     if !st.is_primary() {
         return;
     }
@@ -211,7 +214,16 @@ pub async fn serve_replica(
 /// it (re)starts the stream whenever the target changes.
 pub async fn manager(shared: Arc<Shared>) {
     let mut running: Option<(u64, tokio::task::JoinHandle<()>)> = None;
+    let mut last_sync = now_ms();
     loop {
+        if now_ms() - last_sync >= 1000 {
+            last_sync = now_ms();
+            with(&shared, |st| {
+                if let Some(aof) = st.aof.as_mut() {
+                    aof.sync();
+                }
+            });
+        }
         let notified = shared.repl_changed.notified();
         let (generation, target) = with(&shared, |st| (st.repl.generation, st.repl.target.clone()));
         if running.as_ref().map(|(g, _)| *g) != Some(generation) {
@@ -308,6 +320,9 @@ async fn sync_once(shared: &Arc<Shared>, generation: u64, ip: &str, port: u16) -
         for args in &snapshot {
             command::apply_write(&mut st.db, args);
         }
+        if let Some(aof) = st.aof.as_mut() {
+            aof.rewrite(&st.db.snapshot());
+        }
         st.repl.offset = offset;
         st.repl.link_up = true;
         st.log(
@@ -342,6 +357,9 @@ async fn sync_once(shared: &Arc<Shared>, generation: u64, ip: &str, port: u16) -
             }
             for args in &batch {
                 command::apply_write(&mut st.db, args);
+                if let Some(aof) = st.aof.as_mut() {
+                    aof.append(args);
+                }
                 st.repl.offset += 1;
             }
             Some(st.repl.offset)

@@ -40,6 +40,19 @@ pub async fn bind(config: Config) -> Result<(Arc<Shared>, TcpListener, Option<Tc
         config.params.insert("port".into(), port.to_string());
     }
     let mut st = State::new(config)?;
+    if st.config.get("appendonly") == Some("yes") {
+        let name = st
+            .config
+            .get("appendfilename")
+            .unwrap_or("appendonly.aof")
+            .to_string();
+        let path = st.config.dir().join(name);
+        st.aof = Some(crate::aof::Aof::open(&path, &mut st.db)?);
+        st.log(
+            '*',
+            format!("DB loaded from append only file: {} keys", st.db.len()),
+        );
+    }
     let mut bus = None;
     if st.config.cluster_enabled() {
         // `cluster-port 0` (tests): any free port, announced as the bus port.

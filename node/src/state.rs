@@ -83,6 +83,8 @@ pub struct State {
     pub pending_log: Vec<(char, String)>,
     /// Start time (ms).
     pub started_ms: u64,
+    /// The append-only file, with `appendonly yes`.
+    pub aof: Option<crate::aof::Aof>,
 }
 
 impl State {
@@ -99,6 +101,7 @@ impl State {
             stats: Stats::default(),
             pending_log: Vec::new(),
             started_ms: now_ms(),
+            aof: None,
             config,
         })
     }

@@ -236,3 +236,22 @@ async fn redis_cli_talks_to_the_node() {
     assert_eq!(out.3, "PONG");
     assert!(out.4.contains("faultline_node_version:"), "{}", out.4);
 }
+
+#[tokio::test]
+async fn the_append_only_file_is_replayed_at_start() {
+    let (_root, d) = dirs(1);
+    let a = node(&d[0], &[("appendonly", "yes")]).await.client;
+    assert_eq!(cmd::<i64>(a, &["SADD", "s", "1", "2"]).await.unwrap(), 2);
+    assert_eq!(cmd::<i64>(a, &["INCRBY", "c", "7"]).await.unwrap(), 7);
+    assert_eq!(cmd::<i64>(a, &["DEL", "s"]).await.unwrap(), 1);
+    assert_eq!(cmd::<i64>(a, &["RPUSH", "s", "x"]).await.unwrap(), 1);
+    // A second node started on the same directory reads what the first wrote.
+    let b = node(&d[0], &[("appendonly", "yes")]).await.client;
+    assert_eq!(cmd::<String>(b, &["GET", "c"]).await.unwrap(), "7");
+    assert_eq!(
+        cmd::<Vec<String>>(b, &["LRANGE", "s", "0", "-1"])
+            .await
+            .unwrap(),
+        vec!["x"]
+    );
+}

@@ -5,7 +5,7 @@
 //! arm in [`for_cluster`] (the compiler points there); `doctor`, `--help`, scenario parsing and
 //! both backends then know it.
 
-mod faultline;
+pub mod faultline;
 mod garnet;
 mod redis;
 pub mod standalone;

@@ -216,6 +216,13 @@ impl Cluster {
         } else {
             "disconnected"
         };
+        // A replica is printed with its primary's config epoch (Redis's `nodeEpoch`).
+        let epoch = n
+            .primary
+            .as_deref()
+            .and_then(|p| self.nodes.get(p))
+            .filter(|_| !n.is_primary())
+            .map_or(n.config_epoch, |p| p.config_epoch);
         let mut line = format!(
             "{} {}:{}@{} {} {} {} {} {} {}",
             n.id,
@@ -226,7 +233,7 @@ impl Cluster {
             n.primary.as_deref().unwrap_or("-"),
             n.ping_sent,
             n.pong_received,
-            n.config_epoch,
+            epoch,
             link
         );
         for (a, b) in self.ranges_of(&n.id) {
