@@ -13,6 +13,9 @@ use super::send;
 use crate::slot::SLOTS;
 use crate::state::{now_ms, State};
 
+/// How long a restarted primary refuses keyed commands (Redis's CLUSTER_WRITABLE_DELAY).
+pub const WRITABLE_DELAY_MS: u64 = 2000;
+
 /// A link the cron created: the bus task connects it.
 pub struct NewLink {
     /// Link number.
@@ -367,8 +370,18 @@ pub fn maybe_vote(st: &mut State, msg: &Message, now: u64) {
 /// `cluster_state`: ok when every slot has an owner not flagged FAIL and, for a primary,
 /// a majority of primaries is reachable (a primary in a minority partition stops taking
 /// writes, as in Redis).
-pub fn update_state(st: &mut State, _now: u64) {
+pub fn update_state(st: &mut State, now: u64) {
+    // A primary that just started waits before it serves: it may have been failed over
+    // while it was down, and the cluster needs a moment to tell it (Redis's
+    // CLUSTER_WRITABLE_DELAY, 2 s).
+    let young = now.saturating_sub(st.started_ms) < WRITABLE_DELAY_MS;
     let c = cl(st);
+    if young && c.myself().is_primary() && c.slots_of(&c.myid) > 0 && c.nodes.len() > 1 {
+        if c.state_ok {
+            c.state_ok = false;
+        }
+        return;
+    }
     let mut ok = c.slots.iter().all(|o| {
         o.as_deref()
             .and_then(|o| c.nodes.get(o))
