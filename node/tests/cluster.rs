@@ -314,3 +314,49 @@ async fn bus_messages_are_framed_by_the_bus_proxys_framer() {
     let text: String = cmd(n.client, &["CLUSTER", "NODES"]).await.unwrap();
     assert!(text.contains(&me), "{text}");
 }
+
+/// `redis-cli --cluster create` and `--cluster check` (redis-tools) form and check a
+/// cluster of nodes, as a person would by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cli_cluster_create_and_check_work() {
+    let (_root, d) = dirs(6);
+    let mut addrs = Vec::new();
+    for dir in &d {
+        addrs.push(cluster_node(dir, TIMEOUT_MS, &[]).await.client.to_string());
+    }
+    let cli = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new("redis-cli")
+                .args(&args)
+                .output()
+                .expect("redis-cli is installed (scripts/install-deps)");
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            )
+        })
+    };
+    let mut create = vec!["--cluster".to_string(), "create".into()];
+    create.extend(addrs.iter().cloned());
+    create.extend([
+        "--cluster-replicas".into(),
+        "1".into(),
+        "--cluster-yes".into(),
+    ]);
+    let (ok, out) = cli(create).await.unwrap();
+    assert!(ok && out.contains("All 16384 slots covered"), "{out}");
+    until(
+        Duration::from_secs(30),
+        "redis-cli --cluster check to pass",
+        || {
+            let a = addrs[0].clone();
+            async move {
+                let (ok, out) = cli(vec!["--cluster".into(), "check".into(), a])
+                    .await
+                    .ok()?;
+                (ok && out.contains("[OK] All nodes agree about slots configuration")).then_some(())
+            }
+        },
+    )
+    .await;
+}
