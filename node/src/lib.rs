@@ -10,6 +10,7 @@
 //! - [`info`]: `INFO`'s sections.
 //! - [`cluster`]: slots, the view of every node, the bus (Redis's message format),
 //!   failure detection, elections, manual failover, nodes.conf.
+//! - [`failover`]: standalone `FAILOVER TO` (the hand-over to a replica).
 //! - [`replication`]: asynchronous replication with offsets (its own protocol).
 //! - [`state`]: everything behind one lock; [`server`]: listeners and client loops.
 //! - [`aof`]: the append-only file (`appendonly yes`).
@@ -23,6 +24,7 @@ pub mod command;
 pub mod config;
 pub mod connection;
 pub mod db;
+pub mod failover;
 pub mod frame;
 pub mod info;
 pub mod log;

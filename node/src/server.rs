@@ -216,6 +216,14 @@ async fn client(shared: Arc<Shared>, stream: TcpStream) -> Result<()> {
                 conn.queue(&reply);
                 continue;
             }
+            "FAILOVER" => {
+                let reply = match crate::failover::Failover::parse(&args[1..]) {
+                    Ok(f) => crate::failover::start(&shared, f),
+                    Err(e) => e,
+                };
+                conn.queue(&reply);
+                continue;
+            }
             "QUIT" => {
                 conn.write_frame(&Frame::ok()).await?;
                 return Ok(());

@@ -255,3 +255,52 @@ async fn the_append_only_file_is_replayed_at_start() {
         vec!["x"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_failover_to_hands_over_to_the_replica() {
+    let (_root, d) = dirs(2);
+    let p = node(&d[0], &[]).await.client;
+    let r = node(&d[1], &[]).await.client;
+    let _: () = cmd(r, &["REPLICAOF", "127.0.0.1", &p.port().to_string()])
+        .await
+        .unwrap();
+    common::until(
+        std::time::Duration::from_secs(10),
+        "the replica to be connected",
+        || async {
+            let info: String = cmd(p, &["INFO", "replication"]).await.ok()?;
+            info.contains("connected_slaves:1").then_some(())
+        },
+    )
+    .await;
+    let _: () = cmd(p, &["SET", "k", "v"]).await.unwrap();
+    let _: () = cmd(
+        p,
+        &[
+            "FAILOVER",
+            "TO",
+            "127.0.0.1",
+            &r.port().to_string(),
+            "TIMEOUT",
+            "5000",
+        ],
+    )
+    .await
+    .unwrap();
+    common::until(
+        std::time::Duration::from_secs(10),
+        "the hand-over",
+        || async {
+            let a: String = cmd(p, &["INFO", "replication"]).await.ok()?;
+            let b: String = cmd(r, &["INFO", "replication"]).await.ok()?;
+            (a.contains("role:slave")
+                && a.contains("master_failover_state:no-failover")
+                && b.contains("role:master"))
+            .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(cmd::<String>(r, &["GET", "k"]).await.unwrap(), "v");
+    let e = cmd::<()>(r, &["FAILOVER", "ABORT"]).await.unwrap_err();
+    assert!(e.to_string().contains("No failover in progress"), "{e}");
+}
