@@ -59,7 +59,10 @@ pub fn command() -> Result<u8, Failure> {
         false,
     ));
     for f in flavor::all() {
-        let check = match sys::which(f.default_binary().as_ref()) {
+        let check = match f
+            .bundled_binary()
+            .or_else(|| sys::which(f.default_binary().as_ref()))
+        {
             Some(path) => match f.version(&path) {
                 Ok(v) => Check {
                     level: Level::Ok,
@@ -87,6 +90,12 @@ pub fn command() -> Result<u8, Failure> {
         };
         checks.push(check);
     }
+    checks.push(Check {
+        level: Level::Ok,
+        what: "default server",
+        detail: flavor::faultline::default_server_note(|b| sys::which(b.as_ref()).is_some()),
+        fix: String::new(),
+    });
     checks.push(tool_check(
         "redis-benchmark",
         "redis-benchmark",

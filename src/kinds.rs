@@ -25,6 +25,9 @@ pub enum FlavorName {
     Valkey,
     /// Garnet (`GarnetServer`; not obtainable on Debian, bring your own binary or image).
     Garnet,
+    /// faultline's own node (`faultline-node`, built with faultline), with switchable
+    /// seed bugs (`cluster.bugs`).
+    Faultline,
 }
 
 /// Backends faultline can run nodes on.
@@ -173,7 +176,7 @@ mod tests {
         let e = FlavorName::parse("keydb").unwrap_err();
         assert_eq!(
             e,
-            "unknown flavor \"keydb\"; choose one of redis, valkey, garnet"
+            "unknown flavor \"keydb\"; choose one of redis, valkey, garnet, faultline"
         );
         assert_eq!(BackendName::parse("docker"), Ok(BackendName::Docker));
     }

@@ -8,7 +8,7 @@
 //! - [`backend`]: where nodes run (local: namespaces on this machine; docker: containers).
 //! - [`rootfs`]: server versions the host lacks: offline-built Debian roots and images;
 //!   [`server`]: which binary (host or root filesystem) a run starts.
-//! - [`flavor`]: server kinds (redis, valkey, garnet): binary, version, config dialect;
+//! - [`flavor`]: server kinds (redis, valkey, garnet, faultline): binary, version, config dialect;
 //!   [`kinds`]: the names scenarios and the command line choose among (flavor, backend, mode).
 //! - [`cluster`]: forming a cluster and waiting for agreement; [`standalone`]: the same for
 //!   one primary with replicas (`mode: standalone`); [`formed`]: either, once joined.

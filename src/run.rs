@@ -73,7 +73,7 @@ pub struct RunOutcome {
 ///
 /// # Errors
 /// Bad input (254) for an unusable scenario; harness error (255) otherwise.
-pub async fn run_scenario(scenario: Scenario, args: &RunArgs) -> Result<RunOutcome, Failure> {
+pub async fn run_scenario(mut scenario: Scenario, args: &RunArgs) -> Result<RunOutcome, Failure> {
     let started = std::time::Instant::now();
     let run_id = RunId::random();
     // A live cluster is checked before anything else happens (nothing is written to it,
@@ -81,6 +81,11 @@ pub async fn run_scenario(scenario: Scenario, args: &RunArgs) -> Result<RunOutco
     let live = live::preflight(&scenario, &live::key_prefix(&run_id)).await?;
     if live.is_none() {
         preflight()?;
+        if let Some(note) = flavor::faultline::embedded_default(&mut scenario, |b| {
+            crate::sys::which(std::path::Path::new(b)).is_some()
+        }) {
+            eprintln!("faultline: {note}");
+        }
     }
     let flavor: Arc<dyn Flavor> =
         Arc::from(flavor::for_cluster(scenario.flavor, &scenario.cluster));

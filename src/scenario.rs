@@ -137,6 +137,11 @@ pub struct ClusterSpec {
     /// cluster config instead of reloading a stale one; microsoft/garnet#1044).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub clean_cluster_config: bool,
+    /// faultline-node only (`flavor: faultline`): the seed bugs to switch on
+    /// (`stale-pong-applied`, `no-epoch-check-on-demotion`, `failback-keeps-old-config`,
+    /// `ack-before-replicate-lost`; `node/BUGS.md`). None by default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bugs: Vec<String>,
     /// How nodes reach each other's cluster bus: `direct`, or `proxy` (through the
     /// harness, which the bus-* faults need).
     #[serde(default, skip_serializing_if = "is_direct")]
@@ -175,6 +180,7 @@ impl Default for ClusterSpec {
             binary: None,
             version: None,
             clean_cluster_config: false,
+            bugs: Vec::new(),
             bus: BusMode::Direct,
         }
     }
@@ -489,6 +495,19 @@ impl Scenario {
     /// What in the scenario does not fit its `mode`, as (dotted field, word on its line,
     /// message); also checked after `--nemesis` replaces the faults.
     pub fn mode_conflict(&self) -> Option<(String, String, String)> {
+        if !self.cluster.bugs.is_empty() {
+            if self.flavor != FlavorName::Faultline {
+                return Some((
+                    "cluster.bugs".into(),
+                    "bugs".into(),
+                    "bug switches exist only in faultline's own node: set `flavor: faultline`"
+                        .into(),
+                ));
+            }
+            if let Err(e) = faultline_node::bugs::Bugs::parse(&self.cluster.bugs.join(",")) {
+                return Some(("cluster.bugs".into(), "bugs".into(), format!("{e:#}")));
+            }
+        }
         let standalone = self.mode == Mode::Standalone;
         let client = self.workload.client;
         if standalone && !client.is_faultline() && client != ClientName::Adapter {

@@ -75,6 +75,11 @@ impl Server {
 /// # Errors
 /// If it does not exist, with how to install the flavor.
 pub fn host_binary(scenario: &Scenario, flavor: &dyn Flavor) -> Result<PathBuf> {
+    if scenario.cluster.binary.is_none() {
+        if let Some(b) = flavor.bundled_binary() {
+            return Ok(b);
+        }
+    }
     let name = scenario
         .cluster
         .binary

@@ -195,7 +195,17 @@ fn judge(ops: &NemesisOps, history: &[Op]) -> CheckerResult {
         if !o.is_finding() {
             continue;
         }
-        if *faults {
+        // FORCE and TAKEOVER exist to work while the primary is down: a replica that
+        // refuses one (an error reply, not a time-out) is a finding even while a kill or
+        // partition is in force (seed 004, microsoft/garnet#1044).
+        let forced = matches!(
+            done.unwrap_or(invoke)
+                .value
+                .get("mode")
+                .and_then(Value::as_str),
+            Some("FORCE" | "TAKEOVER")
+        );
+        if *faults && !(forced && o == Outcome::ErrorReply) {
             under_faults += 1;
             continue;
         }
@@ -209,6 +219,8 @@ fn judge(ops: &NemesisOps, history: &[Op]) -> CheckerResult {
             "mode": done.value.get("mode"),
             "reply": done.value.get("reply"),
             "error": done.error,
+            "role": done.value.get("role"),
+            "myself": done.value.get("myself"),
         }));
     }
     let count = |o: Outcome| counts.get(o.label()).copied().unwrap_or(0);
@@ -218,11 +230,18 @@ fn judge(ops: &NemesisOps, history: &[Op]) -> CheckerResult {
         let at = secs(f["time_ns"].as_u64().unwrap_or(0));
         match f["outcome"].as_str() {
             Some("error reply") => format!(
-                "{replica} replied {} at {at}",
+                "{replica} replied {} at {at}{}",
                 f["reply"]
                     .as_str()
                     .or(f["error"].as_str())
-                    .unwrap_or("an error")
+                    .unwrap_or("an error"),
+                match f["role"].as_str() {
+                    Some(role) => format!(
+                        " (it called itself {role}: {})",
+                        f["myself"].as_str().unwrap_or("?")
+                    ),
+                    None => String::new(),
+                }
             ),
             _ => format!(
                 "{replica} was not primary in time at {at} ({})",

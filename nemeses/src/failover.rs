@@ -58,6 +58,11 @@ pub struct FailoverSpec {
     /// Seconds to wait for the replica to show itself as primary in CLUSTER NODES.
     #[serde(default = "ten")]
     pub timeout_s: PositiveF64,
+    /// Send the failover to this node (a one-node list), whatever the roles say: seed
+    /// 004 fails back to a restarted old primary, which may not know it is a replica
+    /// (microsoft/garnet#1044). `target` is then unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Target>,
 }
 
 fn primaries() -> Target {
@@ -70,6 +75,7 @@ impl Default for FailoverSpec {
             mode: FailoverMode::Default,
             target: Target::Primaries,
             timeout_s: ten(),
+            to: None,
         }
     }
 }
@@ -102,7 +108,11 @@ impl Failover {
         let spec = &self.0;
         let mode = spec.mode.arg().unwrap_or("DEFAULT");
         let params = json!({ "mode": mode, "target": spec.target.to_string() });
-        let (primary, replica, _) = match pick_shard(ctx, &spec.target, draw).await {
+        let picked = match &spec.to {
+            Some(to) => aim_at(ctx, to, draw).await,
+            None => pick_shard(ctx, &spec.target, draw).await,
+        };
+        let (primary, replica, _) = match picked {
             Ok(shard) => shard,
             Err(e) => return Applied::failed(params, e),
         };
@@ -131,6 +141,24 @@ impl Failover {
         value["reply"] = json!(reply_text);
         if let Err(e) = reply {
             value["promoted"] = json!(false);
+            if !e.starts_with("connection:") {
+                // The refusing node's own view of itself is the evidence (seed 004: a
+                // restarted old primary that still calls itself primary).
+                if let Ok(text) = cluster_nodes(&node, ctx.query_timeout).await {
+                    if let Some(me) = ClusterView::parse(&text)
+                        .ok()
+                        .and_then(|v| v.myself().cloned())
+                    {
+                        value["role"] = json!(if me.is_primary() {
+                            "primary"
+                        } else {
+                            "replica"
+                        });
+                        value["myself"] = json!(me.flags.join(","));
+                        value["slots"] = json!(me.slot_count());
+                    }
+                }
+            }
             return Applied {
                 outcome: if e.starts_with("connection:") {
                     Outcome::Info
@@ -165,6 +193,30 @@ impl Failover {
             }
         }
     }
+}
+
+/// The shard of a failover sent to a named node (`to`): that node, and the primary
+/// the roles say it replicates (`-` when they say it is none's replica).
+async fn aim_at(
+    ctx: &Ctx,
+    to: &crate::spec::Target,
+    draw: u64,
+) -> Result<(String, String, Vec<String>), String> {
+    let node = target::resolve(to, Some(1), &ctx.names(), None, draw)?
+        .into_iter()
+        .next()
+        .ok_or("`to` names no node")?;
+    let primary = ctx.roles().await.ok().and_then(|r| {
+        r.replicas_of
+            .iter()
+            .find(|(_, rs)| rs.contains(&node))
+            .map(|(p, _)| p.clone())
+    });
+    Ok((
+        primary.unwrap_or_else(|| "-".into()),
+        node.clone(),
+        vec![node],
+    ))
 }
 
 /// Draws the shard a failover acts on: a primary among `target`'s nodes that has a
@@ -254,7 +306,11 @@ impl FaultPackage for Failover {
         node_host: false,
     };
     fn targets(spec: &FailoverSpec) -> Vec<(&'static str, &Target)> {
-        vec![("target", &spec.target)]
+        let mut t = vec![("target", &spec.target)];
+        if let Some(to) = &spec.to {
+            t.push(("to", to));
+        }
+        t
     }
     fn build(spec: &FailoverSpec) -> Box<dyn Fault> {
         Box::new(Failover::new(spec.clone()))

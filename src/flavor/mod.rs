@@ -5,11 +5,13 @@
 //! arm in [`for_cluster`] (the compiler points there); `doctor`, `--help`, scenario parsing and
 //! both backends then know it.
 
+pub mod faultline;
 mod garnet;
 mod redis;
 pub mod standalone;
 mod valkey;
 
+pub use faultline::Faultline;
 pub use garnet::Garnet;
 
 use std::path::{Path, PathBuf};
@@ -91,6 +93,12 @@ pub trait Flavor: Send + Sync {
         client_port + 10000
     }
 
+    /// Where the flavor's binary is when the scenario names none, before PATH is searched
+    /// (faultline-node: beside the running `faultline`).
+    fn bundled_binary(&self) -> Option<PathBuf> {
+        None
+    }
+
     /// Whether replicas take over a failed primary on their own. When not (Garnet), only
     /// the harness's failover fault promotes a replica.
     fn automatic_failover(&self) -> bool {
@@ -119,6 +127,9 @@ pub fn for_cluster(name: FlavorName, cluster: &crate::scenario::ClusterSpec) -> 
         FlavorName::Valkey => Box::new(valkey::Valkey),
         FlavorName::Garnet => Box::new(garnet::Garnet {
             clean_cluster_config: cluster.clean_cluster_config,
+        }),
+        FlavorName::Faultline => Box::new(faultline::Faultline {
+            bugs: cluster.bugs.clone(),
         }),
     }
 }
