@@ -227,6 +227,17 @@ pub struct BenchArgs {
     /// Adds in the `--scale` history.
     #[arg(long, default_value_t = 10_000_000)]
     pub ops: u64,
+    /// Measure fault latency instead: scheduled instant to fault in effect, per kind
+    /// (partition, kill, pause, delay), faults prepared before their instant against
+    /// applied at it, one `faultline run` each.
+    #[arg(long)]
+    pub faults: bool,
+    /// Faults of each kind (on average: the seed draws them) per `--faults` run.
+    #[arg(long, default_value_t = 10)]
+    pub per_kind: usize,
+    /// Cluster shapes for `--faults`: primaries, one replica each.
+    #[arg(long, value_delimiter = ',', default_values_t = [3, 15])]
+    pub fault_primaries: Vec<usize>,
 }
 
 /// `faultline matrix`.

@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use faultline_nemeses::{Control, NodeInfo};
 
 use crate::backend::Backend;
@@ -100,6 +100,40 @@ impl Control for BackendControl {
         full.push(program);
         full.extend_from_slice(args);
         crate::sys::run_with_stdin(&prefix[0], &full, stdin)
+    }
+
+    fn spawn_in_netns(
+        &self,
+        node: &str,
+        program: &str,
+        args: &[&str],
+    ) -> Result<std::process::Child> {
+        use std::os::unix::process::CommandExt;
+        use std::process::{Command, Stdio};
+        let i = self.index(node)?;
+        let prefix = lock(&self.backend).netns_exec_prefix(i);
+        let mut cmd = Command::new(&prefix[0]);
+        cmd.args(&prefix[1..])
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // SAFETY: one async-signal-safe system call between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                // Like the thread that fires it, the installer should not wait for a time
+                // slice behind the workload at the fault's instant (ignored unless root).
+                libc::setpriority(libc::PRIO_PROCESS, 0, -10);
+                Ok(())
+            });
+        }
+        cmd.spawn().with_context(|| {
+            format!(
+                "could not run `{}` (is it installed? try `faultline doctor`)",
+                prefix[0]
+            )
+        })
     }
 
     fn netns_path(&self, node: &str) -> Result<std::path::PathBuf> {

@@ -18,6 +18,7 @@
 //! Here: the command, what both comparisons share and the report; `throughput` and
 //! `startup` are the two comparisons, `stats` the arithmetic on their samples.
 
+mod faults;
 mod scale;
 mod startup;
 mod stats;
@@ -67,6 +68,9 @@ pub async fn command(args: BenchArgs) -> Result<u8, Failure> {
     if args.scale {
         return scale_command(&args);
     }
+    if args.faults {
+        return faults_command(&args);
+    }
     let flavor_name = check_args(&args)?;
     let setup = Setup::prepare(flavor_name)?;
     let dir = store::create_run_dir(&args.store, "bench")?;
@@ -114,6 +118,36 @@ fn scale_command(args: &BenchArgs) -> Result<u8, Failure> {
     )
     .with_context(|| format!("writing {}", path.display()))?;
     println!("{}", analysis.table());
+    println!("bench directory: {}", dir.display());
+    Ok(VALID)
+}
+
+/// `faultline bench --faults`: the figures go to `bench.json` as for the other modes.
+fn faults_command(args: &BenchArgs) -> Result<u8, Failure> {
+    if args.per_kind == 0 || args.fault_primaries.contains(&0) {
+        return Err(Failure::bad_input(anyhow!(
+            "--per-kind and every --fault-primaries must be at least 1"
+        )));
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Err(Failure::from(anyhow!(
+            "the bench brings clusters up in network namespaces and must run as root"
+        )));
+    }
+    let dir = store::create_run_dir(&args.store, "bench-faults")?;
+    eprintln!(
+        "bench --faults on {} CPUs\n  dir: {}",
+        cpus(),
+        dir.display()
+    );
+    let figures = faults::measure(&dir, args.flavor, &args.fault_primaries, args.per_kind)?;
+    let path = dir.join(REPORT_FILE);
+    fs::write(
+        &path,
+        serde_json::to_vec_pretty(&figures).context("encoding the report")?,
+    )
+    .with_context(|| format!("writing {}", path.display()))?;
+    println!("{}", figures.table());
     println!("bench directory: {}", dir.display());
     Ok(VALID)
 }
