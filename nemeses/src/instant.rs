@@ -45,6 +45,8 @@ pub struct Gate {
     stop: CancellationToken,
     /// The invoke to record at the instant; taken by the first [`at_instant`].
     invoke: Mutex<Option<Op>>,
+    /// When the fault finished preparing (called [`at_instant`]).
+    prepared_at: Mutex<Option<Instant>>,
     fired: Mutex<Option<Fired>>,
 }
 
@@ -82,6 +84,7 @@ impl Gate {
             recorder,
             stop,
             invoke: Mutex::new(Some(invoke)),
+            prepared_at: Mutex::new(None),
             fired: Mutex::new(None),
         }
     }
@@ -89,6 +92,11 @@ impl Gate {
     /// Runs `fut` (a fault's apply) with this gate.
     pub async fn scope<F: std::future::Future>(self: &Arc<Self>, fut: F) -> F::Output {
         GATE.scope(self.clone(), fut).await
+    }
+
+    /// When the fault finished preparing, if it got that far.
+    pub fn prepared_at(&self) -> Option<Instant> {
+        *lock(&self.prepared_at)
     }
 
     /// When the fault fired, if it did.
@@ -146,6 +154,7 @@ where
     let Ok(gate) = GATE.try_with(Arc::clone) else {
         return tokio::task::spawn_blocking(action).await.ok();
     };
+    lock(&gate.prepared_at).get_or_insert_with(Instant::now);
     let (tx, rx) = tokio::sync::oneshot::channel();
     // The action is shared so that, should no thread start, it still runs here.
     let shared = Arc::new(Mutex::new(Some(action)));

@@ -26,6 +26,9 @@ use crate::instant::{lead, ms, Gate};
 use crate::schedule::{self, Step};
 use crate::spec::{FaultSpec, NemesisSpec};
 
+/// The longest lead a slow preparation can earn ([`Nemesis::lead`]).
+const MAX_LEAD: Duration = Duration::from_secs(3);
+
 /// A start later than this against its scheduled instant is a slip the run states.
 pub const SLIP: Duration = Duration::from_millis(100);
 
@@ -66,6 +69,9 @@ pub struct Nemesis {
     steps: Vec<Step>,
     slips: Mutex<Slips>,
     prepare: bool,
+    /// The longest a fault took to prepare so far: on a loaded machine the lead grows
+    /// to twice that ([`Nemesis::lead`]).
+    longest_preparation: Mutex<Duration>,
 }
 
 impl Nemesis {
@@ -77,7 +83,18 @@ impl Nemesis {
             spec: spec.clone(),
             slips: Mutex::new(Slips::default()),
             prepare: true,
+            longest_preparation: Mutex::new(Duration::ZERO),
         }
+    }
+
+    /// How long before its instant a fault starts preparing: [`lead`] for the cluster's
+    /// size, or twice the longest preparation seen so far (at most [`MAX_LEAD`]).
+    fn lead(&self, nodes: usize) -> Duration {
+        let seen = *self
+            .longest_preparation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        lead(nodes).max((seen * 2).min(MAX_LEAD))
     }
 
     /// Whether faults that can prepare do so before their instant (the default), or are
@@ -181,7 +198,7 @@ impl Nemesis {
         // A fault that prepares starts early and acts at `due` from the firing thread.
         let prepared = self.prepare && self.faults[step.fault].prepares();
         let wake = if prepared {
-            due.checked_sub(lead(ctx.control.nodes().len()))
+            due.checked_sub(self.lead(ctx.control.nodes().len()))
                 .unwrap_or(due)
         } else {
             due
@@ -253,7 +270,8 @@ impl Nemesis {
             invoke.extra.insert("prepared".into(), json!(prepared));
         }
         let (invoke, applied, late, effect) = if prepared {
-            let lead_ms = due.saturating_duration_since(Instant::now());
+            let began = Instant::now();
+            let lead_ms = due.saturating_duration_since(began);
             invoke.extra.insert("lead_ms".into(), ms(lead_ms));
             let gate = Arc::new(Gate::new(
                 due.into_std(),
@@ -262,6 +280,14 @@ impl Nemesis {
                 invoke.clone(),
             ));
             let applied = gate.scope(fault.apply(ctx, step.draw)).await;
+            if let Some(at) = gate.prepared_at() {
+                let took = at.saturating_duration_since(began.into_std());
+                let mut longest = self
+                    .longest_preparation
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                *longest = (*longest).max(took);
+            }
             match gate.fired() {
                 Some(f) => (f.invoke, applied, f.late, Some(f.effect)),
                 None if stop.is_cancelled() => return None,
