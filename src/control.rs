@@ -108,7 +108,6 @@ impl Control for BackendControl {
         program: &str,
         args: &[&str],
     ) -> Result<std::process::Child> {
-        use std::os::unix::process::CommandExt;
         use std::process::{Command, Stdio};
         let i = self.index(node)?;
         let prefix = lock(&self.backend).netns_exec_prefix(i);
@@ -119,21 +118,18 @@ impl Control for BackendControl {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        // SAFETY: one async-signal-safe system call between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                // Like the thread that fires it, the installer should not wait for a time
-                // slice behind the workload at the fault's instant (ignored unless root).
-                libc::setpriority(libc::PRIO_PROCESS, 0, -10);
-                Ok(())
-            });
-        }
-        cmd.spawn().with_context(|| {
+        let child = cmd.spawn().with_context(|| {
             format!(
                 "could not run `{}` (is it installed? try `faultline doctor`)",
                 prefix[0]
             )
-        })
+        })?;
+        // Like the thread that fires it, the installer should not wait for a time slice
+        // behind the workload at the fault's instant. Set from here, not between fork and
+        // exec: a `pre_exec` hook would make every spawn a full fork of faultline, which
+        // on 30 nodes under load took longer than the lead.
+        crate::sys::raise_priority(child.id() as i32);
+        Ok(child)
     }
 
     fn netns_path(&self, node: &str) -> Result<std::path::PathBuf> {
