@@ -217,6 +217,10 @@ pub struct BenchArgs {
     /// Times to repeat the cluster start-up comparison.
     #[arg(long, default_value_t = 3)]
     pub startups: usize,
+    /// Times to repeat a start-up comparison of the docker backend against local (the
+    /// image of the host's server version is built first if not cached); 0 skips it.
+    #[arg(long, default_value_t = 0)]
+    pub docker_startups: usize,
     /// Where the bench's own run directories go.
     #[arg(long, value_name = "DIR", default_value = "store")]
     pub store: PathBuf,

@@ -34,7 +34,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use self::startup::{startup, Startup};
+use self::startup::{docker_startup, startup, DockerStartup, Startup};
 use self::stats::samples;
 use self::throughput::{rates, throughput, Throughput, Tool};
 use crate::backend::{self, Backend, BackendPlan};
@@ -262,6 +262,8 @@ struct Report {
     throughput: Throughput,
     /// Absent with `--startups 0`.
     startup: Option<Startup>,
+    /// Docker against local start-up; absent with `--docker-startups 0` (the default).
+    docker_startup: Option<DockerStartup>,
 }
 
 /// Runs both comparisons in turn.
@@ -278,7 +280,17 @@ async fn measure(args: &BenchArgs, setup: &Setup, dir: &Path) -> Result<Report> 
                 .context("measuring start-up")?,
         )
     };
+    let docker_startup = if args.docker_startups == 0 {
+        None
+    } else {
+        Some(
+            docker_startup(args.docker_startups, setup, dir)
+                .await
+                .context("measuring docker start-up")?,
+        )
+    };
     Ok(Report {
+        docker_startup,
         flavor: setup.flavor.name().into(),
         server_version: setup.version.clone(),
         cpus: cpus(),
@@ -319,6 +331,18 @@ impl Report {
             )),
             None => out.push_str("\nstart-up: skipped (--startups 0)"),
         }
+        if let Some(d) = &self.docker_startup {
+            out.push_str(&format!(
+                "\ndocker start-up to converged {PRIMARIES}x{REPLICAS} (K={}, {}): docker median {:.2}s [{}], local median {:.2}s [{}], ratio {:.2}",
+                d.docker_s.len(),
+                d.image,
+                d.docker_median_s,
+                samples(&d.docker_s),
+                d.local_median_s,
+                samples(&d.local_s),
+                d.ratio
+            ));
+        }
         out
     }
 }
@@ -331,18 +355,33 @@ impl Report {
 /// Provisioning, a server that dies, or no agreement within the form time-out. The backend
 /// is torn down (by its `Drop`) before the error returns.
 async fn bring_up(setup: &Setup, run_dir: &Path) -> Result<Box<dyn Backend>> {
+    bring_up_on(setup, run_dir, BackendName::Local, None).await
+}
+
+/// [`bring_up`] on `backend`, the server from `rootfs` when given (the docker backend's
+/// image: the binary is the one inside it, as `Server::resolve` names it).
+async fn bring_up_on(
+    setup: &Setup,
+    run_dir: &Path,
+    backend_name: BackendName,
+    rootfs: Option<&crate::rootfs::RootFs>,
+) -> Result<Box<dyn Backend>> {
     fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+    let binary = match rootfs {
+        Some(_) => PathBuf::from("/usr/bin").join(setup.flavor.default_binary()),
+        None => setup.binary.clone(),
+    };
     let mut backend = backend::create(
-        BackendName::Local,
+        backend_name,
         BackendPlan {
             run_id: RunId::random(),
             run_dir: run_dir.to_path_buf(),
             node_names: node_names(),
             flavor: setup.flavor.clone(),
-            binary: setup.binary.clone(),
+            binary,
             node_timeout_ms: setup.cluster.node_timeout_ms.get(),
             persistence: setup.cluster.persistence,
-            rootfs: None,
+            rootfs: rootfs.cloned(),
             keep: false,
         },
     )?;
