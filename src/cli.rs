@@ -241,6 +241,10 @@ pub struct BenchArgs {
     /// Times to repeat the cluster start-up comparison.
     #[arg(long, default_value_t = 3)]
     pub startups: usize,
+    /// Times to repeat a start-up comparison of the docker backend against local (the
+    /// image of the host's server version is built first if not cached); 0 skips it.
+    #[arg(long, default_value_t = 0)]
+    pub docker_startups: usize,
     /// Where the bench's own run directories go.
     #[arg(long, value_name = "DIR", default_value = "store")]
     pub store: PathBuf,
@@ -265,6 +269,17 @@ pub struct BenchArgs {
     /// the measurement, and restore the old values after. Needs root.
     #[arg(long)]
     pub raise_neigh_cap: bool,
+    /// Measure fault latency instead: scheduled instant to fault in effect, per kind
+    /// (partition, kill, pause, delay), faults prepared before their instant against
+    /// applied at it, one `faultline run` each.
+    #[arg(long)]
+    pub faults: bool,
+    /// Faults of each kind (on average: the seed draws them) per `--faults` run.
+    #[arg(long, default_value_t = 10)]
+    pub per_kind: usize,
+    /// Cluster shapes for `--faults`: primaries, one replica each.
+    #[arg(long, value_delimiter = ',', default_values_t = [3, 15])]
+    pub fault_primaries: Vec<usize>,
 }
 
 /// `faultline matrix`.

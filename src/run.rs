@@ -680,10 +680,12 @@ impl<'a> Run<'a> {
                 stop.cancel();
             })
         };
-        let nemesis = scenario
-            .nemesis
-            .as_ref()
-            .map(|spec| Nemesis::new(spec, scenario.seed(), limit));
+        let nemesis = scenario.nemesis.as_ref().map(|spec| {
+            // On a live cluster's hosts a fault's commands go over SSH: "in effect" cannot be
+            // read from a local installer's state, so they are applied at their instant.
+            Nemesis::new(spec, scenario.seed(), limit)
+                .with_preparation(prepare_faults() && scenario.live.is_none())
+        });
         if let Some(n) = &nemesis {
             info!("nemesis: {} faults scheduled", n.steps().len());
             if let Some(note) = n.foreseen_slip() {
@@ -933,6 +935,16 @@ fn spawn_progress(
         }
     })
 }
+
+/// Whether faults that can are prepared before their instant (the default).
+/// `FAULTLINE_NEMESIS_PREPARE=0` applies every fault at its instant, as before: the path
+/// `faultline bench --faults` measures beside the prepared one.
+fn prepare_faults() -> bool {
+    std::env::var_os(PREPARE_ENV).is_none_or(|v| v != "0")
+}
+
+/// See [`prepare_faults`].
+pub const PREPARE_ENV: &str = "FAULTLINE_NEMESIS_PREPARE";
 
 #[cfg(test)]
 mod tests {

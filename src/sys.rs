@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
@@ -124,7 +125,54 @@ pub fn stop_or_continue(pid: i32, pause: bool, node: &str) -> Result<()> {
         nix::sys::signal::Signal::SIGCONT
     };
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
-        .with_context(|| format!("sending {signal} to {node}"))
+        .with_context(|| format!("sending {signal} to {node}"))?;
+    if pause {
+        // A pause is in effect when the kernel shows the process stopped, not when the
+        // signal is queued: a fault's recorded effect waits for that.
+        wait_stopped(pid, Duration::from_secs(1))
+            .with_context(|| format!("waiting for {node} (pid {pid}) to stop"))?;
+    }
+    Ok(())
+}
+
+/// Waits until `/proc/PID/stat` shows the process stopped (`T`), polling every 100 µs.
+///
+/// # Errors
+/// If it is not stopped within `timeout`, or is gone.
+pub fn wait_stopped(pid: i32, timeout: Duration) -> Result<()> {
+    wait_state(pid, timeout, |s| matches!(s, Some('T' | 't')))
+}
+
+/// Waits until the process is dead (a zombie, or gone), polling every 100 µs.
+///
+/// # Errors
+/// If it still runs after `timeout`.
+pub fn wait_dead(pid: i32, timeout: Duration) -> Result<()> {
+    wait_state(pid, timeout, |s| matches!(s, None | Some('Z' | 'X')))
+}
+
+fn wait_state(pid: i32, timeout: Duration, done: impl Fn(Option<char>) -> bool) -> Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let state = proc_state(pid);
+        if done(state) {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!("process {pid} still in state {state:?} after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+}
+
+/// Raises a process's scheduling priority to nice -10 where allowed (root), ignoring a
+/// refusal: a server about to be killed exits (unmapping its memory) in its own context,
+/// and on a loaded machine that should not wait for a time slice.
+pub fn raise_priority(pid: i32) {
+    // SAFETY: a plain system call on another process; a refusal changes nothing.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, pid as libc::id_t, -10);
+    }
 }
 
 /// The start time of a process (field 22 of /proc/PID/stat), so a recycled pid is not

@@ -169,6 +169,105 @@ fn partition(shape: Shape, target: Target, ports: Ports) -> Partition {
     })
 }
 
+/// The rules in `node`'s chain, or none while the chain does not exist yet.
+fn chain_rules_if_any(c: &Cluster, node: &str) -> usize {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &c.netns(node), "iptables", "-S"])
+        .arg(chain_name(c.run_id.as_str()))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("-A "))
+        .count()
+}
+
+/// A partition prepared ahead of its instant (inside a gate, as the runner applies it)
+/// installs nothing before the instant, records its invoke at the instant, and then holds
+/// exactly its grudge, as the same partition applied at once does.
+#[test]
+fn a_prepared_partition_installs_nothing_before_its_instant_and_its_exact_cut_at_it() {
+    with_cluster_lock(async {
+        use faultline_history::{Op, OpType, Process, Recorder};
+        use faultline_nemeses::instant::Gate;
+        use std::sync::Arc;
+
+        let c = Cluster::redis(3, 0).await;
+        let nodes = c.nodes();
+        let dir = tempfile::tempdir().unwrap();
+        let recorder = Recorder::create(&dir.path().join("history.jsonl")).unwrap();
+        let due = Instant::now() + std::time::Duration::from_millis(800);
+        let invoke = Op::new(Process::Nemesis, OpType::Invoke, "partition");
+        let gate = Arc::new(Gate::new(
+            due,
+            recorder.clone(),
+            tokio_util::sync::CancellationToken::new(),
+            invoke,
+        ));
+        let fault = partition(Shape::Isolate, Target::One, Ports::All);
+        let apply = gate.scope(fault.apply(&c.ctx, 7));
+        // Watch the chains while the fault prepares; an observation that ended before the
+        // instant must have seen no rule.
+        let watch = async {
+            let mut seen_before = 0;
+            while Instant::now() < due {
+                for n in &nodes {
+                    let c = &c;
+                    let name = n.name.clone();
+                    let rules = tokio::task::spawn_blocking({
+                        let ns = c.netns(&name);
+                        let chain = chain_name(c.run_id.as_str());
+                        move || {
+                            let out = Command::new("ip")
+                                .args(["netns", "exec", &ns, "iptables", "-S", &chain])
+                                .output()
+                                .unwrap();
+                            String::from_utf8_lossy(&out.stdout)
+                                .lines()
+                                .filter(|l| l.starts_with("-A "))
+                                .count()
+                        }
+                    })
+                    .await
+                    .unwrap();
+                    if Instant::now() < due {
+                        assert_eq!(rules, 0, "{name} held rules before the fault's instant");
+                        seen_before += 1;
+                    }
+                }
+            }
+            seen_before
+        };
+        let (applied, seen_before) = tokio::join!(apply, watch);
+        assert!(seen_before > 0, "no observation ended before the instant");
+        assert_eq!(applied.outcome, Outcome::Ok, "{:?}", applied.error);
+        let fired = gate.fired().expect("the prepared partition fired");
+        assert!(fired.effect >= fired.late);
+        assert_eq!(fired.invoke.f, "partition");
+        assert!(fired.invoke.extra["late_ms"].is_number());
+        assert_eq!(
+            recorder.len(),
+            1,
+            "only the invoke; the runner records the completion"
+        );
+
+        // Exactly the grudge, as for a partition applied at once.
+        let g = grudge(&applied);
+        for n in &nodes {
+            let want = g.get(&n.name).map_or(0, BTreeSet::len);
+            assert_eq!(chain_rules_if_any(&c, &n.name), want, "{}'s rules", n.name);
+        }
+        let ports = [nodes[0].port];
+        let cut = handshake_cuts(&g, &nodes, &ports);
+        assert_cut_exactly(&matrix(&c, &ports), &cut, "prepared, in effect");
+
+        let healed = applied.heal.expect("healed").heal(&c.ctx).await.unwrap();
+        assert_eq!(healed["flushed"], 3, "{healed}");
+        assert_cut_exactly(&matrix(&c, &ports), &BTreeSet::new(), "after heal");
+        c.finish();
+    });
+}
+
 #[test]
 fn isolate_cuts_exactly_the_isolated_nodes_links_and_heal_restores_them() {
     with_cluster_lock(async {

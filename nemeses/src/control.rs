@@ -85,6 +85,18 @@ pub trait Control: Send + Sync {
         args: &[&str],
         stdin: Option<&str>,
     ) -> anyhow::Result<String>;
+    /// Starts `program args...` inside the node's network namespace with stdin, stdout and
+    /// stderr piped, and returns at once: a prepared fault starts the processes that will
+    /// install its rules before its instant ([`crate::instant`]) and writes to them at it.
+    ///
+    /// # Errors
+    /// If it cannot be started.
+    fn spawn_in_netns(
+        &self,
+        node: &str,
+        program: &str,
+        args: &[&str],
+    ) -> anyhow::Result<std::process::Child>;
     /// The node's network namespace as a file, for code that works from a thread inside
     /// it (the NFQUEUE delayer): the backend knows where it is (`/run/netns/fl-<id>-<node>`
     /// for the local backend, `/proc/<pid>/ns/net` for a container).

@@ -171,6 +171,9 @@ impl Ctx {
     }
 }
 
+/// The error of a prepared fault whose run stopped before its instant (nothing was done).
+pub const STOPPED: &str = "the run stopped before the fault's instant";
+
 /// How an applied fault ends in the history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -210,6 +213,13 @@ impl Applied {
 pub trait Fault: Send + Sync {
     /// Applies the fault; `draw` is this step's share of the run's seed.
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied>;
+
+    /// Whether `apply` does nothing to any node until it calls
+    /// [`crate::instant::at_instant`]: the runner may then start it before the fault's
+    /// instant ([`crate::instant::lead`]), and the action it hands over runs at the instant.
+    fn prepares(&self) -> bool {
+        false
+    }
 }
 
 /// Undoes one applied fault.

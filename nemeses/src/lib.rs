@@ -12,7 +12,8 @@
 //!   (`FAILOVER TO` in `mode: standalone`), [`client_port`] (client-pause, client-kill,
 //!   debug-sleep: the client port only, for live clusters): the faults.
 //! - [`target`], [`roles`]: which nodes a target means right now.
-//! - [`schedule`]: the seeded plan; [`runner`]: fires it, records every fault, heals.
+//! - [`schedule`]: the seeded plan; [`runner`]: fires it, records every fault, heals;
+//!   [`instant`]: prepared faults put in effect at their instant from a thread of their own.
 //!
 //! Faults know nothing of namespaces or containers; they act through [`Control`].
 
@@ -21,6 +22,7 @@ pub mod control;
 pub mod delay;
 pub mod failover;
 pub mod fault;
+pub mod instant;
 pub mod iptables;
 pub mod migrate_slots;
 pub mod package;

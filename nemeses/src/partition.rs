@@ -13,6 +13,11 @@
 //! no grudge get an empty chain, so what is installed is exactly the recorded grudge even
 //! if an earlier heal failed somewhere.
 //!
+//! Prepared ahead of its instant ([`crate::instant`]), the targets are resolved and one
+//! `iptables-restore` per namespace is started (after the chain is made and hooked, empty,
+//! if it was not) and fed its rules before the instant; at the instant each gets its
+//! `COMMIT`, and the fault is in effect when every one has exited.
+//!
 //! Rules name peer *node* addresses only. The host's address on the run's subnet, through
 //! which clients and the harness reach every node, is never cut: as in Jepsen, the
 //! control plane stays up while the nodes lose each other. Healing flushes the chain; the
@@ -29,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::control::{HostChange, NodeInfo};
-use crate::fault::{Applied, BoxFuture, Ctx, Fault, Heal};
+use crate::fault::{Applied, BoxFuture, Ctx, Fault, Heal, STOPPED};
 use crate::package::{FaultPackage, ModeNeed, Needs, SpecError, Sweep, SweepWhen};
 use crate::spec::Target;
 use crate::target::{self, node_order};
@@ -366,11 +371,25 @@ impl Partition {
             .into_iter()
             .filter_map(|(n, r)| r.err().map(|e| (n, format!("not guarded: {e}"))))
             .collect();
-        let jobs = jobs
+        let jobs: Vec<_> = jobs
             .into_iter()
             .filter(|(n, _)| !refused.contains_key(n))
             .collect();
-        let mut results = ctx.sh_in_each(INSTALL, &chain, jobs).await;
+        let mut results = if crate::instant::preparing() {
+            // Started and fed now; committed at the instant.
+            let inputs = jobs
+                .into_iter()
+                .map(|(n, input)| (n, input.unwrap_or_default()))
+                .collect();
+            let installers =
+                iptables::start_installers(ctx, iptables::PREPARE_INPUT, &chain, inputs).await;
+            match crate::instant::at_instant(move || installers.commit()).await {
+                Some(results) => results,
+                None => return Applied::failed(value, STOPPED),
+            }
+        } else {
+            ctx.sh_in_each(INSTALL, &chain, jobs).await
+        };
         results.extend(refused.into_iter().map(|(n, e)| (n, Err(e))));
         // Every node was written, so every node may hold rules now.
         iptables::applied(value, results, Box::new(PartitionHeal { nodes: all, lane }))
@@ -390,6 +409,10 @@ impl Partition {
 impl Fault for Partition {
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
         Box::pin(self.run(ctx, draw))
+    }
+
+    fn prepares(&self) -> bool {
+        true
     }
 }
 
@@ -833,6 +856,14 @@ mod tests {
         }
         fn netns_path(&self, _: &str) -> anyhow::Result<std::path::PathBuf> {
             anyhow::bail!("not here")
+        }
+        fn spawn_in_netns(
+            &self,
+            _: &str,
+            _: &str,
+            _: &[&str],
+        ) -> anyhow::Result<std::process::Child> {
+            anyhow::bail!("not here: applied directly, a fault is not prepared")
         }
         fn exec_in_netns(
             &self,

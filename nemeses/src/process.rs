@@ -68,11 +68,19 @@ impl Fault for Kill {
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
         Box::pin(apply(Kind::Kill, &self.0, ctx, draw))
     }
+
+    fn prepares(&self) -> bool {
+        true
+    }
 }
 
 impl Fault for Pause {
     fn apply<'a>(&'a self, ctx: &'a Ctx, draw: u64) -> BoxFuture<'a, Applied> {
         Box::pin(apply(Kind::Pause, &self.0, ctx, draw))
+    }
+
+    fn prepares(&self) -> bool {
+        true
     }
 }
 
@@ -90,15 +98,31 @@ async fn apply(kind: Kind, spec: &NodeFaultSpec, ctx: &Ctx, draw: u64) -> Applie
         Ok(n) => n,
         Err(e) => return Applied::failed(params, e),
     };
+    // Everything above may run before the instant (the roles then as read then); the
+    // signals are the fault, sent at it. A kill is in effect once the server is reaped, a
+    // pause once the kernel shows it stopped (the backends wait for both).
+    let control = ctx.control.clone();
+    let targets = nodes.clone();
+    let signal = move || {
+        targets
+            .iter()
+            .map(|node| {
+                let result = match kind {
+                    Kind::Kill => control.kill(node),
+                    Kind::Pause => control.pause(node),
+                };
+                (node.clone(), result)
+            })
+            .collect::<Vec<_>>()
+    };
+    let Some(results) = crate::instant::at_instant(signal).await else {
+        return Applied::failed(params, crate::fault::STOPPED);
+    };
     let mut done = Vec::new();
     let mut errors = Vec::new();
-    for node in &nodes {
-        let result = match kind {
-            Kind::Kill => ctx.control.kill(node),
-            Kind::Pause => ctx.control.pause(node),
-        };
+    for (node, result) in results {
         match result {
-            Ok(()) => done.push(node.clone()),
+            Ok(()) => done.push(node),
             Err(e) => errors.push(format!("{node}: {e:#}")),
         }
     }

@@ -2,11 +2,14 @@
 //! its composed `hold_s`) and healed, every action an invoke/completion pair in the
 //! history under process `nemesis`; the steps of one group (interval) overlap. Each fault
 //! records `late_ms` against its scheduled instant, and [`Nemesis::slips`] sums them up
-//! for the run's notes.
+//! for the run's notes. Faults that prepare (partition, kill, pause, delay, loss) are
+//! applied [`lead`] before their instant and put in effect at it from a thread of their
+//! own ([`crate::instant`]); their completion records `effect_ms`, the instant to the
+//! fault in effect.
 //! Faults still in force when the workload stops are handed back, for the final phase to
 //! heal.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -19,8 +22,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::fault::{in_step, BoxFuture, Ctx, Fault, Heal, Outcome};
+use crate::instant::{lead, ms, Gate};
 use crate::schedule::{self, Step};
 use crate::spec::{FaultSpec, NemesisSpec};
+
+/// The longest lead a slow preparation can earn ([`Nemesis::lead`]).
+const MAX_LEAD: Duration = Duration::from_secs(3);
 
 /// A start later than this against its scheduled instant is a slip the run states.
 pub const SLIP: Duration = Duration::from_millis(100);
@@ -61,6 +68,10 @@ pub struct Nemesis {
     faults: Vec<Box<dyn Fault>>,
     steps: Vec<Step>,
     slips: Mutex<Slips>,
+    prepare: bool,
+    /// The longest a fault took to prepare so far: on a loaded machine the lead grows
+    /// to twice that ([`Nemesis::lead`]).
+    longest_preparation: Mutex<Duration>,
 }
 
 impl Nemesis {
@@ -71,7 +82,27 @@ impl Nemesis {
             steps: schedule::plan(spec, seed, time_limit),
             spec: spec.clone(),
             slips: Mutex::new(Slips::default()),
+            prepare: true,
+            longest_preparation: Mutex::new(Duration::ZERO),
         }
+    }
+
+    /// How long before its instant a fault starts preparing: [`lead`] for the cluster's
+    /// size, or twice the longest preparation seen so far (at most [`MAX_LEAD`]).
+    fn lead(&self, nodes: usize) -> Duration {
+        let seen = *self
+            .longest_preparation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        lead(nodes).max((seen * 2).min(MAX_LEAD))
+    }
+
+    /// Whether faults that can prepare do so before their instant (the default), or are
+    /// all applied at their instant as before (`false`: the path `faultline bench
+    /// --faults` measures beside it).
+    pub fn with_preparation(mut self, prepare: bool) -> Nemesis {
+        self.prepare = prepare;
+        self
     }
 
     /// The schedule.
@@ -164,11 +195,20 @@ impl Nemesis {
             }
             _ => start + step.at,
         };
+        // A fault that prepares starts early and acts at `due` from the firing thread.
+        let prepared = self.prepare && self.faults[step.fault].prepares();
+        let wake = if prepared {
+            due.checked_sub(self.lead(ctx.control.nodes().len()))
+                .unwrap_or(due)
+        } else {
+            due
+        };
         tokio::select! {
-            _ = tokio::time::sleep_until(due) => {}
+            _ = tokio::time::sleep_until(wake) => {}
             _ = stop.cancelled() => return None,
         }
-        let heal = in_step(step.lane, step.hold, self.fire(k, step, due, ctx, recorder)).await;
+        let fired = self.fire(k, step, due, prepared, ctx, recorder, stop);
+        let heal = in_step(step.lane, step.hold, fired).await;
         let applied_at = Instant::now();
         applied.send_replace(Some(applied_at));
         let heal = heal?;
@@ -181,30 +221,30 @@ impl Nemesis {
         None
     }
 
+    /// Fires step `i` due at `due`. A fault that [`Fault::prepares`] is applied inside a
+    /// [`Gate`] (called [`lead`] before `due` when `prepared`): its invoke is recorded on
+    /// the firing thread at the instant and its completion says when it took effect
+    /// (`effect_ms`). Any other fault is called at `due`, after its invoke, as before.
+    #[allow(clippy::too_many_arguments)]
     async fn fire(
         &self,
         i: usize,
         step: &Step,
         due: Instant,
+        prepared: bool,
         ctx: &Ctx,
         recorder: &Recorder,
+        stop: &CancellationToken,
     ) -> Option<Box<dyn Heal>> {
         let fault = &self.faults[step.fault];
         // The history's `f` is the kind's name, as its package declares it.
         let ops = self.spec.faults[step.fault].package().ops;
-        let late = Instant::now().saturating_duration_since(due);
-        {
-            let mut slips = self.slips.lock().unwrap_or_else(|p| p.into_inner());
-            slips.fired += 1;
-            let ms = late.as_secs_f64() * 1000.0;
-            if late > SLIP {
-                slips.late += 1;
-            }
-            slips.max_late_ms = slips.max_late_ms.max(ms);
-        }
         let mut invoke = Op::new(Process::Nemesis, OpType::Invoke, ops.kind)
             .with_value(serde_json::to_value(&self.spec.faults[step.fault]).unwrap_or(Value::Null));
-        let scheduled_ns = recorder.now_ns().saturating_sub(late.as_nanos() as u64);
+        let scheduled_ns = due
+            .into_std()
+            .saturating_duration_since(recorder.t0())
+            .as_nanos() as u64;
         invoke
             .extra
             .insert("scheduled_ns".into(), json!(scheduled_ns));
@@ -213,11 +253,6 @@ impl Nemesis {
         invoke
             .extra
             .insert("at_ms".into(), json!(step.at.as_millis() as u64));
-        // How late it started against its scheduled instant.
-        invoke.extra.insert(
-            "late_ms".into(),
-            json!((late.as_secs_f64() * 1e4).round() / 10.0),
-        );
         if let Some(after) = step.after_previous {
             invoke
                 .extra
@@ -230,8 +265,61 @@ impl Nemesis {
                 .extra
                 .insert("hold_ms".into(), json!(step.hold.as_millis() as u64));
         }
-        let invoke = recorder.record(invoke);
-        let applied = fault.apply(ctx, step.draw).await;
+        if fault.prepares() {
+            // Recorded either way, so a bench can set both paths side by side.
+            invoke.extra.insert("prepared".into(), json!(prepared));
+        }
+        let (invoke, applied, late, effect) = if prepared {
+            let began = Instant::now();
+            let lead_ms = due.saturating_duration_since(began);
+            invoke.extra.insert("lead_ms".into(), ms(lead_ms));
+            let gate = Arc::new(Gate::new(
+                due.into_std(),
+                recorder.clone(),
+                stop.clone(),
+                invoke.clone(),
+            ));
+            let applied = gate.scope(fault.apply(ctx, step.draw)).await;
+            if let Some(at) = gate.prepared_at() {
+                let took = at.saturating_duration_since(began.into_std());
+                let mut longest = self
+                    .longest_preparation
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                *longest = (*longest).max(took);
+            }
+            match gate.fired() {
+                Some(f) => (f.invoke, applied, f.late, Some(f.effect)),
+                None if stop.is_cancelled() => return None,
+                None => {
+                    // It failed before its instant (no target, say): recorded at the
+                    // instant, as it would have been.
+                    tokio::time::sleep_until(due).await;
+                    let late = Instant::now().saturating_duration_since(due);
+                    invoke.extra.insert("late_ms".into(), ms(late));
+                    (recorder.record(invoke), applied, late, None)
+                }
+            }
+        } else {
+            let late = Instant::now().saturating_duration_since(due);
+            // How late it started against its scheduled instant.
+            invoke.extra.insert("late_ms".into(), ms(late));
+            let invoke = recorder.record(invoke);
+            let applied = fault.apply(ctx, step.draw).await;
+            let effect = fault
+                .prepares()
+                .then(|| Instant::now().saturating_duration_since(due));
+            (invoke, applied, late, effect)
+        };
+        {
+            let mut slips = self.slips.lock().unwrap_or_else(|p| p.into_inner());
+            slips.fired += 1;
+            let ms = late.as_secs_f64() * 1000.0;
+            if late > SLIP {
+                slips.late += 1;
+            }
+            slips.max_late_ms = slips.max_late_ms.max(ms);
+        }
         debug_assert!(
             applied
                 .heal
@@ -249,6 +337,11 @@ impl Nemesis {
         done.error = applied.error;
         done.extra
             .insert("scheduled_ns".into(), json!(scheduled_ns));
+        if let Some(effect) = effect.filter(|_| done.kind == OpType::Ok) {
+            // From the scheduled instant to the fault in effect: rules committed in every
+            // namespace, every target process reaped or stopped.
+            done.extra.insert("effect_ms".into(), ms(effect));
+        }
         let done = recorder.record(done);
         let _ = recorder.flush();
         match &done.error {

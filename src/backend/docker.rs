@@ -52,6 +52,8 @@ struct DockerNode {
     /// The server's pid on the host while it runs.
     pid: Option<i32>,
     paused: bool,
+    /// Killed by a fault, its exit not yet awaited through Docker.
+    killed: bool,
 }
 
 /// Nodes as Docker containers.
@@ -127,6 +129,11 @@ impl DockerBackend {
         let net = self.subnet.clone();
         let run_dir = self.plan.run_dir.display().to_string();
         let binary = self.plan.binary.display().to_string();
+        // Files and ledger entries first, node by node (each container is in the ledger
+        // before it exists); then every node's two containers at once: each `docker` call
+        // is a round trip to the daemon, and one after another they made Docker start-up
+        // several times slower than local.
+        let mut made = Vec::new();
         for (i, name) in self.plan.node_names.clone().iter().enumerate() {
             let ip: Ipv4Addr = format!("{net}.{}", 11 + i)
                 .parse()
@@ -134,57 +141,75 @@ impl DockerBackend {
             let container = id.node_netns(name);
             let sandbox = format!("{container}-net");
             let files = NodeFiles::prepare(&self.plan, name, ip)?;
-            let server_args = files.args.clone();
-
             self.ledger.record(CONTAINERS, &sandbox)?;
             self.ledger.record(CONTAINERS, &container)?;
-            let node_label = format!("faultline.node={name}");
-            docker(&[
-                "run",
-                "-d",
-                "--name",
-                &sandbox,
-                "--hostname",
-                name,
-                "--network",
-                &self.network,
-                "--ip",
-                &ip.to_string(),
-                "--label",
-                &label,
-                "--label",
-                &node_label,
-                "--entrypoint",
-                "sleep",
-                &self.image,
-                "infinity",
-            ])
-            .with_context(|| format!("starting {sandbox}"))?;
-            let sandbox_pid =
-                container_pid(&sandbox)?.with_context(|| format!("{sandbox} is not running"))?;
-            let network = format!("container:{sandbox}");
-            let volume = format!("{run_dir}:{run_dir}");
-            let workdir = files.data_dir.display().to_string();
-            let mut create = vec![
-                "create",
-                "--name",
-                &container,
-                "--network",
-                &network,
-                "--label",
-                &label,
-                "--label",
-                &node_label,
-                "-v",
-                &volume,
-                "-w",
-                &workdir,
-                "--entrypoint",
-                &binary,
-                &self.image,
-            ];
-            create.extend(server_args.iter().map(String::as_str));
-            docker(&create).with_context(|| format!("creating {container}"))?;
+            made.push((name.clone(), ip, sandbox, container, files));
+        }
+        let (network, image) = (&self.network, &self.image);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = made
+                .iter()
+                .map(|(name, ip, sandbox, container, files)| {
+                    let (label, run_dir, binary) = (&label, &run_dir, &binary);
+                    scope.spawn(move || {
+                        let node_label = format!("faultline.node={name}");
+                        docker(&[
+                            "run",
+                            "-d",
+                            "--name",
+                            sandbox,
+                            "--hostname",
+                            name,
+                            "--network",
+                            network,
+                            "--ip",
+                            &ip.to_string(),
+                            "--label",
+                            label,
+                            "--label",
+                            &node_label,
+                            "--entrypoint",
+                            "sleep",
+                            image,
+                            "infinity",
+                        ])
+                        .with_context(|| format!("starting {sandbox}"))?;
+                        let sandbox_net = format!("container:{sandbox}");
+                        let volume = format!("{run_dir}:{run_dir}");
+                        let workdir = files.data_dir.display().to_string();
+                        let mut create = vec![
+                            "create",
+                            "--name",
+                            container,
+                            "--network",
+                            &sandbox_net,
+                            "--label",
+                            label,
+                            "--label",
+                            &node_label,
+                            "-v",
+                            &volume,
+                            "-w",
+                            &workdir,
+                            "--entrypoint",
+                            binary,
+                            image,
+                        ];
+                        create.extend(files.args.iter().map(String::as_str));
+                        docker(&create).with_context(|| format!("creating {container}"))?;
+                        Ok::<(), anyhow::Error>(())
+                    })
+                })
+                .collect();
+            handles.into_iter().try_for_each(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a container thread panicked")))
+            })
+        })?;
+        let sandboxes: Vec<&str> = made.iter().map(|m| m.2.as_str()).collect();
+        let pids = container_pids(&sandboxes)?;
+        for ((_, _, sandbox, container, files), pid) in made.into_iter().zip(pids) {
+            let sandbox_pid = pid.with_context(|| format!("{sandbox} is not running"))?;
             self.specs.push(files.spec.clone());
             self.nodes.push(DockerNode {
                 files,
@@ -192,6 +217,7 @@ impl DockerBackend {
                 sandbox_pid,
                 pid: None,
                 paused: false,
+                killed: false,
             });
         }
         Ok(())
@@ -208,6 +234,11 @@ impl Backend for DockerBackend {
         if node.pid.is_some_and(sys::pid_alive) {
             bail!("{} is already running", node.files.spec.name);
         }
+        if node.killed {
+            // Killed by its pid: Docker must have seen the exit before it starts it again.
+            docker(&["wait", &node.container])?;
+            node.killed = false;
+        }
         docker(&["start", &node.container])
             .with_context(|| format!("starting {}", node.container))?;
         node.pid = container_pid(&node.container)?;
@@ -218,6 +249,40 @@ impl Backend for DockerBackend {
                 node.files.server_log().display(),
                 sys::tail(&node.files.server_log(), 15)
             );
+        }
+        Ok(())
+    }
+
+    fn start_all(&mut self) -> Result<()> {
+        // Every server at once (one daemon round trip each, in parallel), then every pid
+        // in one `docker inspect`.
+        let names: Vec<&str> = self.nodes.iter().map(|n| n.container.as_str()).collect();
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = names
+                .iter()
+                .map(|c| {
+                    scope.spawn(move || {
+                        docker(&["start", c]).with_context(|| format!("starting {c}"))
+                    })
+                })
+                .collect();
+            handles.into_iter().try_for_each(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a start thread panicked")))
+                    .map(drop)
+            })
+        })?;
+        let pids = container_pids(&names)?;
+        for (node, pid) in self.nodes.iter_mut().zip(pids) {
+            node.pid = pid;
+            if node.pid.is_none() {
+                bail!(
+                    "{} exited at once; last lines of {}:\n{}",
+                    node.files.spec.name,
+                    node.files.server_log().display(),
+                    sys::tail(&node.files.server_log(), 15)
+                );
+            }
         }
         Ok(())
     }
@@ -247,13 +312,22 @@ impl Backend for DockerBackend {
 
     fn kill(&mut self, index: usize) -> Result<()> {
         let node = &mut self.nodes[index];
-        if node.pid.take().is_none() {
+        let Some(pid) = node.pid.take() else {
             bail!("{} is not running", node.files.spec.name);
-        }
-        docker(&["kill", "-s", "KILL", &node.container])
-            .with_context(|| format!("killing {}", node.files.spec.name))?;
-        docker(&["wait", &node.container])?;
+        };
+        // SIGKILL straight to the server's host pid (`docker kill` is a daemon round trip
+        // first): the kill is in effect when the process is dead. Docker's own record of
+        // the exit is awaited before the next start.
+        sys::raise_priority(pid);
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .with_context(|| format!("killing {}", node.files.spec.name))?;
+        sys::wait_dead(pid, std::time::Duration::from_secs(10))
+            .with_context(|| format!("waiting for {} to die", node.files.spec.name))?;
         node.paused = false;
+        node.killed = true;
         Ok(())
     }
 
@@ -432,12 +506,29 @@ fn list(args: &[&str]) -> Vec<String> {
 
 /// The host pid of a container's process, `None` if it is not running.
 fn container_pid(name: &str) -> Result<Option<i32>> {
-    let out = docker(&["inspect", "-f", "{{.State.Pid}}", name])?;
-    let pid: i32 = out
-        .trim()
-        .parse()
-        .with_context(|| format!("docker inspect {name}: pid {out:?}"))?;
-    Ok((pid > 0).then_some(pid))
+    Ok(container_pids(&[name])?.pop().flatten())
+}
+
+/// [`container_pid`] of each of `names`, in order, in one `docker inspect`.
+fn container_pids(names: &[&str]) -> Result<Vec<Option<i32>>> {
+    let mut args = vec!["inspect", "-f", "{{.State.Pid}}"];
+    args.extend_from_slice(names);
+    let out = docker(&args)?;
+    let pids: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
+    if pids.len() != names.len() {
+        bail!("docker inspect of {} containers gave {out:?}", names.len());
+    }
+    names
+        .iter()
+        .zip(pids)
+        .map(|(name, line)| {
+            let pid: i32 = line
+                .trim()
+                .parse()
+                .with_context(|| format!("docker inspect {name}: pid {line:?}"))?;
+            Ok((pid > 0).then_some(pid))
+        })
+        .collect()
 }
 
 fn docker_logs(name: &str) -> String {

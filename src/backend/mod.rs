@@ -103,6 +103,18 @@ pub trait Backend: Send {
     /// If the process cannot be started.
     fn start(&mut self, node: usize) -> Result<()>;
 
+    /// Starts every node: one after another unless the backend can do better (Docker
+    /// starts its containers at once).
+    ///
+    /// # Errors
+    /// The first node that cannot be started.
+    fn start_all(&mut self) -> Result<()> {
+        for i in 0..self.nodes().len() {
+            self.start(i)?;
+        }
+        Ok(())
+    }
+
     /// A node whose process has exited without being told to, with what it said on the
     /// way out.
     fn exited(&mut self) -> Option<String>;
@@ -322,8 +334,5 @@ pub fn keep_notice(plan: &BackendPlan, nodes: &[NodeSpec], where_: &str, shell: 
 /// # Errors
 /// The first node that cannot be started.
 pub fn start_all(backend: &mut dyn Backend) -> Result<()> {
-    for i in 0..backend.nodes().len() {
-        backend.start(i)?;
-    }
-    Ok(())
+    backend.start_all()
 }

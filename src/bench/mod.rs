@@ -21,6 +21,7 @@
 //! Here: the command, what both comparisons share and the report; `throughput` and
 //! `startup` are the two comparisons, `stats` the arithmetic on their samples.
 
+mod faults;
 mod nodes;
 mod scale;
 mod startup;
@@ -37,7 +38,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use self::startup::{startup, Startup};
+use self::startup::{docker_startup, startup, DockerStartup, Startup};
 use self::stats::samples;
 use self::throughput::{cpu_costs, rates, throughput, Throughput, Tool};
 use crate::backend::{self, Backend, BackendPlan};
@@ -70,6 +71,9 @@ const RANDOM_RANGE: u64 = 1_000_000;
 pub async fn command(args: BenchArgs) -> Result<u8, Failure> {
     if args.scale {
         return scale_command(&args);
+    }
+    if args.faults {
+        return faults_command(&args);
     }
     let flavor_name = check_args(&args)?;
     let setup = Setup::prepare(flavor_name)?;
@@ -138,6 +142,36 @@ fn scale_command(args: &BenchArgs) -> Result<u8, Failure> {
     )
     .with_context(|| format!("writing {}", path.display()))?;
     println!("{}", analysis.table());
+    println!("bench directory: {}", dir.display());
+    Ok(VALID)
+}
+
+/// `faultline bench --faults`: the figures go to `bench.json` as for the other modes.
+fn faults_command(args: &BenchArgs) -> Result<u8, Failure> {
+    if args.per_kind == 0 || args.fault_primaries.contains(&0) {
+        return Err(Failure::bad_input(anyhow!(
+            "--per-kind and every --fault-primaries must be at least 1"
+        )));
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Err(Failure::from(anyhow!(
+            "the bench brings clusters up in network namespaces and must run as root"
+        )));
+    }
+    let dir = store::create_run_dir(&args.store, "bench-faults")?;
+    eprintln!(
+        "bench --faults on {} CPUs\n  dir: {}",
+        cpus(),
+        dir.display()
+    );
+    let figures = faults::measure(&dir, args.flavor, &args.fault_primaries, args.per_kind)?;
+    let path = dir.join(REPORT_FILE);
+    fs::write(
+        &path,
+        serde_json::to_vec_pretty(&figures).context("encoding the report")?,
+    )
+    .with_context(|| format!("writing {}", path.display()))?;
+    println!("{}", figures.table());
     println!("bench directory: {}", dir.display());
     Ok(VALID)
 }
@@ -255,6 +289,8 @@ struct Report {
     throughput: Throughput,
     /// Absent with `--startups 0`.
     startup: Option<Startup>,
+    /// Docker against local start-up; absent with `--docker-startups 0` (the default).
+    docker_startup: Option<DockerStartup>,
 }
 
 /// Runs both comparisons in turn.
@@ -271,7 +307,17 @@ async fn measure(args: &BenchArgs, setup: &Setup, dir: &Path) -> Result<Report> 
                 .context("measuring start-up")?,
         )
     };
+    let docker_startup = if args.docker_startups == 0 {
+        None
+    } else {
+        Some(
+            docker_startup(args.docker_startups, setup, dir)
+                .await
+                .context("measuring docker start-up")?,
+        )
+    };
     Ok(Report {
+        docker_startup,
         flavor: setup.flavor.name().into(),
         server_version: setup.version.clone(),
         cpus: cpus(),
@@ -323,6 +369,18 @@ impl Report {
             )),
             None => out.push_str("\nstart-up: skipped (--startups 0)"),
         }
+        if let Some(d) = &self.docker_startup {
+            out.push_str(&format!(
+                "\ndocker start-up to converged {PRIMARIES}x{REPLICAS} (K={}, {}): docker median {:.2}s [{}], local median {:.2}s [{}], ratio {:.2}",
+                d.docker_s.len(),
+                d.image,
+                d.docker_median_s,
+                samples(&d.docker_s),
+                d.local_median_s,
+                samples(&d.local_s),
+                d.ratio
+            ));
+        }
         out
     }
 }
@@ -335,18 +393,33 @@ impl Report {
 /// Provisioning, a server that dies, or no agreement within the form time-out. The backend
 /// is torn down (by its `Drop`) before the error returns.
 async fn bring_up(setup: &Setup, run_dir: &Path) -> Result<Box<dyn Backend>> {
+    bring_up_on(setup, run_dir, BackendName::Local, None).await
+}
+
+/// [`bring_up`] on `backend`, the server from `rootfs` when given (the docker backend's
+/// image: the binary is the one inside it, as `Server::resolve` names it).
+async fn bring_up_on(
+    setup: &Setup,
+    run_dir: &Path,
+    backend_name: BackendName,
+    rootfs: Option<&crate::rootfs::RootFs>,
+) -> Result<Box<dyn Backend>> {
     fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+    let binary = match rootfs {
+        Some(_) => PathBuf::from("/usr/bin").join(setup.flavor.default_binary()),
+        None => setup.binary.clone(),
+    };
     let mut backend = backend::create(
-        BackendName::Local,
+        backend_name,
         BackendPlan {
             run_id: RunId::random(),
             run_dir: run_dir.to_path_buf(),
             node_names: node_names(),
             flavor: setup.flavor.clone(),
-            binary: setup.binary.clone(),
+            binary,
             node_timeout_ms: setup.cluster.node_timeout_ms.get(),
             persistence: setup.cluster.persistence,
-            rootfs: None,
+            rootfs: rootfs.cloned(),
             keep: false,
         },
     )?;

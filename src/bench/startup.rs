@@ -13,10 +13,11 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::stats::median;
-use super::{bring_up, node_names, Setup, PRIMARIES, REPLICAS};
+use super::{bring_up, bring_up_on, node_names, Setup, PRIMARIES, REPLICAS};
 use crate::backend::spawn::Spawn;
 use crate::backend::NodeSpec;
 use crate::cluster::Admin;
+use crate::scenario::BackendName;
 use crate::sys;
 
 /// What "converged" means on the hand-made side, for the report.
@@ -35,6 +36,66 @@ pub(super) struct Startup {
     pub(super) ratio: f64,
     /// The end condition on both sides.
     pub(super) converged_when: &'static str,
+}
+
+/// Start-up on the docker backend against the local one, the same 3x1 cluster formed the
+/// same way (start to converged).
+#[derive(Debug, Serialize)]
+pub(super) struct DockerStartup {
+    /// The image the docker side ran.
+    pub(super) image: String,
+    /// Wall time from just before `backend::create` to `Admin::form` returning.
+    pub(super) docker_s: Vec<f64>,
+    /// The same on the local backend, in the same repetitions.
+    pub(super) local_s: Vec<f64>,
+    pub(super) docker_median_s: f64,
+    pub(super) local_median_s: f64,
+    /// docker / local.
+    pub(super) ratio: f64,
+}
+
+/// `k` repetitions of docker and local start-ups, alternating which goes first. The image
+/// of the host's server version is built first if it is not cached (untimed).
+///
+/// # Errors
+/// No image can be had, or a start-up fails (what it started is removed first).
+pub(super) async fn docker_startup(k: usize, setup: &Setup, dir: &Path) -> Result<DockerStartup> {
+    let (flavor, version) = (setup.flavor.name().to_string(), setup.version.clone());
+    let rootfs =
+        tokio::task::spawn_blocking(move || crate::rootfs::RootFs::ensure(&flavor, &version, true))
+            .await
+            .context("building the image")??;
+    let mut docker = Vec::new();
+    let mut local = Vec::new();
+    for rep in 1..=k {
+        let docker_rep = async {
+            let run_dir = dir.join(format!("docker-startup-{rep}"));
+            let start = Instant::now();
+            let mut backend = bring_up_on(setup, &run_dir, BackendName::Docker, Some(&rootfs))
+                .await
+                .with_context(|| format!("docker start-up {rep}"))?;
+            let took = start.elapsed().as_secs_f64();
+            backend.teardown()?;
+            eprintln!("bench: start-up {rep}: docker {took:.2}s");
+            Ok::<f64, anyhow::Error>(took)
+        };
+        if rep % 2 == 1 {
+            docker.push(docker_rep.await?);
+            local.push(faultline_startup(setup, dir, 100 + rep).await?);
+        } else {
+            local.push(faultline_startup(setup, dir, 100 + rep).await?);
+            docker.push(docker_rep.await?);
+        }
+    }
+    let (m_docker, m_local) = (median(&docker), median(&local));
+    Ok(DockerStartup {
+        image: rootfs.image.clone(),
+        docker_s: docker,
+        local_s: local,
+        docker_median_s: m_docker,
+        local_median_s: m_local,
+        ratio: m_docker / m_local,
+    })
 }
 
 /// `k` repetitions of both start-ups, alternating which goes first.

@@ -253,6 +253,18 @@ impl Fault for Delay {
             draw,
         ))
     }
+
+    fn prepares(&self) -> bool {
+        prepares(self.0.mechanism)
+    }
+}
+
+/// Whether a delay or loss can be prepared before its instant: on the fallback (rules
+/// and delayers) only, known to be the one that runs (`mechanism: fallback`, or a kernel
+/// that already said it has no netem). netem is tried at the instant.
+fn prepares(mechanism: Mechanism) -> bool {
+    mechanism == Mechanism::Fallback
+        || (mechanism == Mechanism::Auto && NETEM_MISSING.get().is_some())
 }
 
 /// `loss`.
@@ -293,6 +305,10 @@ impl Fault for Loss {
             ctx,
             draw,
         ))
+    }
+
+    fn prepares(&self) -> bool {
+        prepares(self.0.mechanism)
     }
 }
 
@@ -414,7 +430,7 @@ async fn apply(
 
     let chain = lane_chain(&run_id, lane);
     value["chain"] = json!(chain);
-    let jobs = senders_peers
+    let jobs: Vec<(String, Option<String>)> = senders_peers
         .iter()
         .map(|(me, peers)| {
             let peers: Vec<&NodeInfo> = peers.iter().collect();
@@ -422,7 +438,26 @@ async fn apply(
             (me.name.clone(), Some(input))
         })
         .collect();
-    let results = ctx.sh_in_each(INSTALL, &chain, jobs).await;
+    let results = if crate::instant::preparing() {
+        // The delayers are up; the rules are fed now and committed at the instant.
+        let inputs = jobs
+            .into_iter()
+            .map(|(n, input)| (n, input.unwrap_or_default()))
+            .collect();
+        let installers =
+            iptables::start_installers(ctx, iptables::PREPARE_OUTPUT, &chain, inputs).await;
+        match crate::instant::at_instant(move || installers.commit()).await {
+            Some(results) => results,
+            None => {
+                let (rid, ss) = (run_id.clone(), senders.clone());
+                let _ = tokio::task::spawn_blocking(move || delayer::stop_queue(&rid, &ss, queue))
+                    .await;
+                return Applied::failed(value, crate::fault::STOPPED);
+            }
+        }
+    } else {
+        ctx.sh_in_each(INSTALL, &chain, jobs).await
+    };
     let heal = LinkHeal {
         nodes: senders,
         band: None,
