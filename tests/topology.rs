@@ -358,7 +358,7 @@ fn observer_beside_the_set_workload_costs_little_and_the_run_checks_valid() {
         let results = check(cluster.path());
         eprintln!("{}", results.summary());
         assert_eq!(results.valid, Validity::Valid, "{}", results.summary());
-        assert_eq!(results.checkers.len(), 9, "{}", results.summary());
+        assert_eq!(results.checkers.len(), 10, "{}", results.summary());
         assert!(results.notes.is_empty(), "{:?}", results.notes);
         cluster.finish();
     });

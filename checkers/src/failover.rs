@@ -210,7 +210,7 @@ fn judge(ops: &NemesisOps, history: &[Op]) -> CheckerResult {
             continue;
         }
         let done = done.unwrap_or(invoke);
-        findings.push(json!({
+        let mut finding = json!({
             "outcome": o.label(),
             "index": done.index,
             "time_ns": done.time_ns,
@@ -219,9 +219,15 @@ fn judge(ops: &NemesisOps, history: &[Op]) -> CheckerResult {
             "mode": done.value.get("mode"),
             "reply": done.value.get("reply"),
             "error": done.error,
-            "role": done.value.get("role"),
-            "myself": done.value.get("myself"),
-        }));
+        });
+        // The refusing node's own role, where the fault recorded it (seed 004); absent
+        // otherwise, so findings from runs without it read as they always did.
+        for field in ["role", "myself"] {
+            if let Some(v) = done.value.get(field) {
+                finding[field] = v.clone();
+            }
+        }
+        findings.push(finding);
     }
     let count = |o: Outcome| counts.get(o.label()).copied().unwrap_or(0);
     let attempted = failovers.len() - count(Outcome::NotAttempted);
