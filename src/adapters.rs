@@ -24,6 +24,7 @@ pub const VENV_ENV: &str = "FAULTLINE_VENV";
 pub const REDIS_RS_BIN: &str = "faultline-redis-rs-adapter";
 
 const PROTOCOL_PY: &str = include_str!("../adapters/python/protocol.py");
+const REDIS_FAMILY_PY: &str = include_str!("../adapters/python/redis_family.py");
 const REDIS_PY: &str = include_str!("../adapters/python/redis_py.py");
 const VALKEY_PY: &str = include_str!("../adapters/python/valkey_py.py");
 const GLIDE_PY: &str = include_str!("../adapters/python/glide_py.py");
@@ -73,7 +74,11 @@ pub fn spec(
             let dir = run_dir.join("adapter");
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             let (file, text) = python_module(client).expect("a Python adapter");
-            for (name, text) in [("protocol.py", PROTOCOL_PY), (file, text)] {
+            let support = [
+                ("protocol.py", PROTOCOL_PY),
+                ("redis_family.py", REDIS_FAMILY_PY),
+            ];
+            for (name, text) in support.into_iter().chain([(file, text)]) {
                 std::fs::write(dir.join(name), text)
                     .with_context(|| format!("writing {}", dir.join(name).display()))?;
             }

@@ -1,43 +1,14 @@
 """valkey-py's cluster client (`valkey.asyncio.cluster.ValkeyCluster`) behind the faultline
-adapter protocol. Library defaults, then the scenario's `client_config` as keyword
-arguments of ValkeyCluster."""
-
-import importlib.metadata
-
-import valkey.exceptions as rex
-from valkey.asyncio.cluster import ClusterNode, ValkeyCluster
+adapter protocol (the driving code is `redis_family.py`, shared with redis-py)."""
 
 import protocol
+import redis_family
 
 
-class Library:
+class Library(redis_family.Library):
     package = "valkey"
-
-    def __init__(self):
-        self.client = None
-
-    def version(self):
-        return importlib.metadata.version(self.package)
-
-    async def connect(self, hello):
-        if hello["mode"] != "cluster":
-            raise ValueError("valkey-py's adapter drives the cluster client only")
-        nodes = [ClusterNode(h, p) for h, p in protocol.addresses(hello)]
-        self.client = ValkeyCluster(startup_nodes=nodes, **hello.get("config") or {})
-        await self.client.initialize()
-
-    async def call(self, argv, key):
-        return await self.client.execute_command(*argv)
-
-    def classify(self, exc):
-        # An error reply means the command did not run; ClusterError ("TTL exhausted")
-        # comes after retries that may have sent it.
-        if isinstance(exc, rex.ResponseError):
-            return "fail"
-        return "info"
-
-    async def close(self):
-        await self.client.aclose()
+    cluster_class = "ValkeyCluster"
+    label = "valkey-py"
 
 
 if __name__ == "__main__":

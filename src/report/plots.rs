@@ -214,6 +214,31 @@ pub fn write_all(
     Ok(plots)
 }
 
+/// Draws column `k` of per-bucket counts (buckets `bucket` seconds wide) as a rate per
+/// second; returns the column's total for the key.
+fn draw_rate<'a, DB: DrawingBackend + 'a, X, Y, C: AsRef<[u64]>>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    counts: &[C],
+    k: usize,
+    bucket: f64,
+    color: RGBColor,
+) -> Result<u64>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    chart
+        .draw_series(LineSeries::new(
+            counts
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (i as f64 * bucket, c.as_ref()[k] as f64 / bucket)),
+            color.stroke_width(2),
+        ))
+        .map_err(err)?;
+    Ok(counts.iter().map(|c| c.as_ref()[k]).sum())
+}
+
 fn draw_bands<'a, DB: DrawingBackend + 'a, X, Y>(
     chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
     bands: &[Band],
@@ -493,16 +518,7 @@ pub fn client_windows(
             ("promotion seen".into(), Mark::Line(BLACK)),
         ];
         for (k, (label, color)) in [("fail", FAIL), ("info", INFO)].into_iter().enumerate() {
-            let total: u64 = counts.iter().map(|c| c[k]).sum();
-            chart
-                .draw_series(LineSeries::new(
-                    counts
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| (i as f64 * bucket, c[k] as f64 / bucket)),
-                    color.stroke_width(2),
-                ))
-                .map_err(err)?;
+            let total = draw_rate(&mut chart, &counts, k, bucket, color)?;
             key.push((format!("{label} ({total})"), Mark::Line(color)));
         }
         draw_key(key_area, &key)
@@ -572,16 +588,7 @@ fn redirects(dir: &Path, h: &HistoryDigest, bands: &[Band], t_max: f64) -> Resul
         draw_bands(&mut chart, bands, (0.0, y_max))?;
         for (k, kind) in h.redirect_kinds.iter().enumerate() {
             let color = palette(k);
-            let total: u64 = counts.iter().map(|c| c[k]).sum();
-            chart
-                .draw_series(LineSeries::new(
-                    counts
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| (i as f64 * bucket, c[k] as f64 / bucket)),
-                    color.stroke_width(2),
-                ))
-                .map_err(err)?;
+            let total = draw_rate(&mut chart, &counts, k, bucket, color)?;
             key.push((format!("{kind} ({total})"), Mark::Line(color)));
         }
         draw_key(key_area, &key)
