@@ -93,3 +93,10 @@ fn ack_before_replicate_lost_is_caught_by_lost_writes() {
     assert_eq!(run.code, 1, "{}", run.text);
     assert_eq!(verdict(&r, "lost-writes"), false, "{r:#}");
 }
+
+#[test]
+fn redirect_before_pause_is_caught_by_bouncing_redirects() {
+    let (run, r, _store) = run("node-redirect-before-pause.yaml", &["--time-limit", "14"]);
+    assert_eq!(run.code, 1, "{}", run.text);
+    assert_eq!(verdict(&r, "bouncing-redirects"), false, "{r:#}");
+}

@@ -30,15 +30,23 @@ pub enum Bug {
     /// asynchronous-replication window. For the lost-writes and register checkers.
     /// Acts in `server` (propagation) and `replication`.
     AckBeforeReplicateLost,
+    /// Seed 003 (valkey-io/valkey#821, fixed by #871 before Valkey 8.0.0): during a
+    /// standalone `FAILOVER` in state `failover-in-progress`, the old primary answers
+    /// clients with `CLIENT CAPA redirect` with `-REDIRECT <target>` before its write
+    /// pause holds them; the target, still a replica of the old primary until the
+    /// hand-over lands, redirects them back: the clients bounce. Acts in `server` (the
+    /// check before the pause) and `command::route`.
+    RedirectBeforePause,
 }
 
 impl Bug {
     /// Every switch with its name.
-    pub const ALL: [(Bug, &'static str); 4] = [
+    pub const ALL: [(Bug, &'static str); 5] = [
         (Bug::StalePongApplied, "stale-pong-applied"),
         (Bug::NoEpochCheckOnDemotion, "no-epoch-check-on-demotion"),
         (Bug::FailbackKeepsOldConfig, "failback-keeps-old-config"),
         (Bug::AckBeforeReplicateLost, "ack-before-replicate-lost"),
+        (Bug::RedirectBeforePause, "redirect-before-pause"),
     ];
 
     /// The switch's name.

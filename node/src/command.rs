@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
+use crate::bugs::Bug;
 use crate::cluster::commands::ClusterCommand;
 use crate::cluster::message::flag;
 use crate::db::{glob_match, Db, Value, WRONGTYPE};
@@ -552,11 +553,27 @@ pub fn primary_addr(st: &State) -> Option<(String, u16)> {
     st.repl.target.clone()
 }
 
+/// With `redirect-before-pause` on (seed 003, valkey-io/valkey#821; `node/BUGS.md`): while
+/// a standalone `FAILOVER` is in progress, a client with `CLIENT CAPA redirect` is sent to
+/// the target at once, before the write pause would hold it; the target, still a replica
+/// of this node until the hand-over lands, sends it back. Without the switch such a client
+/// is held (writes) or served here (reads) until the hand-over ends, as since #871.
+pub fn redirect_before_pause(st: &State, client: &Client) -> Option<Frame> {
+    if !client.capa_redirect || st.cluster.is_some() || !st.bug(Bug::RedirectBeforePause) {
+        return None;
+    }
+    let (h, p) = st.repl.failover_target.as_ref()?;
+    Some(Frame::err(format!("REDIRECT {h}:{p}")))
+}
+
 /// Where a keyed command must go, as an error reply; `None` to serve it here.
 fn route(st: &State, client: &Client, keys: &[&[u8]], write: bool, asking: bool) -> Option<Frame> {
     let Some(c) = &st.cluster else {
         // Standalone: a replica serves reads; writes (and, for a client with the redirect
         // capability that did not send READONLY, reads) go to the primary.
+        if let Some(redirect) = redirect_before_pause(st, client) {
+            return Some(redirect);
+        }
         let (h, p) = st.repl.target.clone()?;
         if client.capa_redirect && (write || !client.readonly) {
             return Some(Frame::err(format!("REDIRECT {h}:{p}")));

@@ -169,7 +169,8 @@ async fn run(shared: Arc<Shared>, target: (String, u16), offset: u64, f: Failove
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     with(&shared, |st| {
-        st.repl.failover_state = "failover-in-progress"
+        st.repl.failover_state = "failover-in-progress";
+        st.repl.failover_target = Some(target.clone());
     });
     let promoted = async {
         let stream = tokio::time::timeout(
@@ -195,6 +196,7 @@ async fn run(shared: Arc<Shared>, target: (String, u16), offset: u64, f: Failove
     .await;
     with(&shared, |st| {
         st.repl.failover_state = "no-failover";
+        st.repl.failover_target = None;
         st.pause_writes_until = 0;
         match promoted {
             Some(()) => {

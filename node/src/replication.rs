@@ -60,6 +60,8 @@ pub struct Replication {
     next_conn: u64,
     /// Standalone `FAILOVER` progress (`master_failover_state`).
     pub failover_state: &'static str,
+    /// The replica a standalone `FAILOVER` hands over to, while it is in progress.
+    pub failover_target: Option<(String, u16)>,
 }
 
 impl Default for Replication {
@@ -75,6 +77,7 @@ impl Default for Replication {
             replicas: HashMap::new(),
             next_conn: 0,
             failover_state: "no-failover",
+            failover_target: None,
         }
     }
 }

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::cluster::{self, Cluster};
-use crate::command::{Client, Command};
+use crate::command::{self, Client, Command};
 use crate::config::Config;
 use crate::connection::Connection;
 use crate::frame::Frame;
@@ -239,6 +239,13 @@ async fn client(shared: Arc<Shared>, stream: TcpStream) -> Result<()> {
             }
         };
         if cmd.is_write() {
+            // The seed-003 switch answers before the pause below can hold the client.
+            if let Some(redirect) =
+                with(&shared, |st| command::redirect_before_pause(st, &client))
+            {
+                conn.queue(&redirect);
+                continue;
+            }
             // Held while writes are paused (manual failover, CLIENT PAUSE), then routed
             // again: the node may have become a replica meanwhile.
             loop {
