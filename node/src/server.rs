@@ -240,8 +240,7 @@ async fn client(shared: Arc<Shared>, stream: TcpStream) -> Result<()> {
         };
         if cmd.is_write() {
             // The seed-003 switch answers before the pause below can hold the client.
-            if let Some(redirect) =
-                with(&shared, |st| command::redirect_before_pause(st, &client))
+            if let Some(redirect) = with(&shared, |st| command::redirect_before_pause(st, &client))
             {
                 conn.queue(&redirect);
                 continue;
