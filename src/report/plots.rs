@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 
 use anyhow::{anyhow, Context, Result};
 use faultline_history::OpType;
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
@@ -214,6 +215,33 @@ pub fn write_all(
     Ok(plots)
 }
 
+/// A chart of counts per second over the run (x: time in seconds), with its mesh drawn:
+/// the throughput, client-window and redirect plots share it.
+fn per_second_chart<'a, DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    caption: &str,
+    y_desc: &str,
+    t_max: f64,
+    y_max: f64,
+) -> Result<ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, (FAMILY, 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0f64..t_max, 0f64..y_max)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("time (s)")
+        .y_desc(y_desc)
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .label_style((FAMILY, 13))
+        .draw()
+        .map_err(err)?;
+    Ok(chart)
+}
+
 /// Draws column `k` of per-bucket counts (buckets `bucket` seconds wide) as a rate per
 /// second; returns the column's total for the key.
 fn draw_rate<'a, DB: DrawingBackend + 'a, X, Y, C: AsRef<[u64]>>(
@@ -405,21 +433,8 @@ fn throughput(dir: &Path, h: &HistoryDigest, bands: &[Band], t_max: f64) -> Resu
             .map(|&c| c as f64 / bucket)
             .fold(1.0, f64::max)
             * 1.1;
-        let mut chart = ChartBuilder::on(area)
-            .caption("Throughput", (FAMILY, 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(80)
-            .build_cartesian_2d(0f64..t_max, 0f64..y_max)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("time (s)")
-            .y_desc("completions per second")
-            .y_label_formatter(&|v| format!("{v:.0}"))
-            .label_style((FAMILY, 13))
-            .draw()
-            .map_err(err)?;
+        let mut chart =
+            per_second_chart(area, "Throughput", "completions per second", t_max, y_max)?;
         if !bands.is_empty() {
             key.push(("fault in force".into(), Mark::Band));
         }
@@ -487,21 +502,13 @@ pub fn client_windows(
             .map(|&c| c as f64 / bucket)
             .fold(1.0, f64::max)
             * 1.1;
-        let mut chart = ChartBuilder::on(area)
-            .caption(format!("Error windows: {client}"), (FAMILY, 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(80)
-            .build_cartesian_2d(0f64..t_max, 0f64..y_max)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("time (s)")
-            .y_desc("failed / indeterminate per second")
-            .y_label_formatter(&|v| format!("{v:.0}"))
-            .label_style((FAMILY, 13))
-            .draw()
-            .map_err(err)?;
+        let mut chart = per_second_chart(
+            area,
+            &format!("Error windows: {client}"),
+            "failed / indeterminate per second",
+            t_max,
+            y_max,
+        )?;
         chart
             .draw_series(windows.iter().map(|&(at, w)| {
                 let end = w.map_or(t_max, |w| (at + w).max(at + bucket / 4.0));
@@ -567,21 +574,7 @@ fn redirects(dir: &Path, h: &HistoryDigest, bands: &[Band], t_max: f64) -> Resul
         } else {
             "Redirects followed".to_string()
         };
-        let mut chart = ChartBuilder::on(area)
-            .caption(&caption, (FAMILY, 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(80)
-            .build_cartesian_2d(0f64..t_max, 0f64..y_max)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("time (s)")
-            .y_desc("redirects per second")
-            .y_label_formatter(&|v| format!("{v:.0}"))
-            .label_style((FAMILY, 13))
-            .draw()
-            .map_err(err)?;
+        let mut chart = per_second_chart(area, &caption, "redirects per second", t_max, y_max)?;
         if !bands.is_empty() {
             key.push(("fault in force".into(), Mark::Band));
         }
