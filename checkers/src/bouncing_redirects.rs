@@ -15,7 +15,12 @@
 //! - **ping-pong**: two consecutive ops of one process, close in time
 //!   ([`crate::Tolerances::redirect_pingpong_window_ms`]), the second redirected along a hop
 //!   of the first reversed (B to A after A to B, for the same slot): the cluster's answer
-//!   flipped back, so clients flap between nodes. ASK hops are left out of it: an ASK is
+//!   flipped back, so clients flap between nodes. One reversal alone can be a clean
+//!   hand-over, and is not a finding: the first op was sent on to B and served there, the
+//!   second was sent from B to A and served at A (a failover between two ops of a client
+//!   that enters at random nodes: A, B's replica, answered MOVED to B, then B, demoted,
+//!   answered MOVED to A). A hand-over that is itself reversed within the window is a
+//!   finding: ownership went back and forth. ASK hops are left out of it: an ASK is
 //!   a one-off for a key already moved while the source still owns the slot, so a MOVED
 //!   from the importing node back to the source, next op, is the migration protocol (a
 //!   client starting at the importing node meets exactly that), not a flip.
@@ -191,8 +196,22 @@ struct Pass<'r> {
     longest: usize,
     returned: u64,
     findings: Vec<Finding>,
-    /// Per process: the time and moving hops of its previous completion.
-    previous: FastMap<Process, (u64, Vec<Redirect>)>,
+    /// Per process: its previous completion that moved.
+    previous: FastMap<Process, Previous>,
+}
+
+/// A process's previous completion that moved between nodes.
+struct Previous {
+    time_ns: u64,
+    /// Its moving hops.
+    hops: Vec<Redirect>,
+    /// Whether it reversed a hop of the op before it as a clean hand-over.
+    hand_over: bool,
+}
+
+/// The node an op was last sent to (where it was served, if it was).
+fn ended_at<'a>(hops: &[&'a Redirect]) -> Option<&'a str> {
+    hops.last().map(|h| h.to.as_str())
 }
 
 impl HistoryPass for Pass<'_> {
@@ -236,17 +255,33 @@ impl HistoryPass for Pass<'_> {
             self.findings
                 .push(finding(Shape::LongChain, nodes_of(&hops)));
         }
-        if let Some((then, before)) = self.previous.get(&op.process) {
-            if op.time_ns.saturating_sub(*then) <= self.window_ns {
-                let before: Vec<&Redirect> = before.iter().collect();
+        let mut hand_over = false;
+        if let Some(prev) = self.previous.get(&op.process) {
+            if op.time_ns.saturating_sub(prev.time_ns) <= self.window_ns {
+                let before: Vec<&Redirect> = prev.hops.iter().collect();
                 if let Some(back) = reversal(&before, &hops) {
-                    let nodes = [back.from.clone(), back.to.clone()].into();
-                    self.findings.push(finding(Shape::PingPong, nodes));
+                    // Served at B, then sent from B to A and served at A: one hand-over,
+                    // unless the op before was one too (the answer went back).
+                    let clean = ended_at(&before) == Some(back.from.as_str())
+                        && ended_at(&hops) == Some(back.to.as_str());
+                    if clean && !prev.hand_over {
+                        hand_over = true;
+                    } else {
+                        let nodes = [back.from.clone(), back.to.clone()].into();
+                        self.findings.push(finding(Shape::PingPong, nodes));
+                    }
                 }
             }
         }
         let hops = hops.into_iter().cloned().collect();
-        self.previous.insert(op.process, (op.time_ns, hops));
+        self.previous.insert(
+            op.process,
+            Previous {
+                time_ns: op.time_ns,
+                hops,
+                hand_over,
+            },
+        );
     }
 
     fn finish(self: Box<Self>, _: &dyn OpSource) -> CheckerResult {
@@ -522,9 +557,14 @@ mod tests {
     fn consecutive_ops_reversing_a_hop_ping_pong_only_within_the_window() {
         let there = vec![hop("MOVED", Some(3), "a:1", "b:1")];
         let back = vec![hop("MOVED", Some(3), "b:1", "a:1")];
+        // Sent back, and sent on from there: not served where the first op ended.
+        let back_on = vec![
+            hop("MOVED", Some(3), "b:1", "a:1"),
+            hop("MOVED", Some(3), "a:1", "c:1"),
+        ];
         let r = check(vec![
             done(0, 100, 1, OpType::Ok, there.clone()),
-            done(1, 300, 1, OpType::Ok, back.clone()),
+            done(1, 300, 1, OpType::Ok, back_on),
         ]);
         assert_eq!(r.valid, Validity::Invalid);
         assert_eq!(r.details["ping-pong_episodes"], json!(1));
@@ -552,6 +592,28 @@ mod tests {
             done(1, 200, 2, OpType::Ok, back),
         ]);
         assert_eq!(other_process.valid, Validity::Valid);
+    }
+
+    #[test]
+    fn one_hand_over_is_not_ping_pong_but_a_hand_over_back_is() {
+        // A failover between two ops: a (b's replica) sent the first op to b; b, demoted,
+        // sent the second to a, which served it. Ownership moved once.
+        let there = vec![hop("MOVED", Some(3), "a:1", "b:1")];
+        let back = vec![hop("MOVED", Some(3), "b:1", "a:1")];
+        let r = check(vec![
+            done(0, 100, 1, OpType::Ok, there.clone()),
+            done(1, 300, 1, OpType::Ok, back.clone()),
+        ]);
+        assert_eq!(r.valid, Validity::Valid, "{r:?}");
+        // ... and back again within the window: the answer flipped, a finding.
+        let r = check(vec![
+            done(0, 100, 1, OpType::Ok, there.clone()),
+            done(1, 300, 1, OpType::Ok, back),
+            done(2, 500, 1, OpType::Ok, there),
+        ]);
+        assert_eq!(r.valid, Validity::Invalid, "{r:?}");
+        assert_eq!(r.details["ping-pong_episodes"], json!(1));
+        assert_eq!(r.details["examples"][0]["example"]["index"], json!(2));
     }
 
     #[test]
