@@ -107,7 +107,9 @@ pub fn process(st: &mut State, msg: &Message, origin: Origin, conn_ip: &str) -> 
 
     match msg.kind {
         kind::PING | kind::PONG | kind::MEET => {
-            if stale {
+            // Redis 7.0 had no such check (nor its log line): with the seed-000 switch
+            // a stale message is applied without a word.
+            if stale && !st.bug(Bug::NoEpochCheckOnDemotion) {
                 let known_epoch = cl(st).nodes[&msg.sender].config_epoch;
                 st.log(
                     '-',
@@ -305,10 +307,44 @@ fn role_change(st: &mut State, msg: &Message, stale: bool) {
         Some(p) => {
             if n.is_primary() {
                 n.flags = (n.flags & !flag::PRIMARY) | flag::REPLICA;
-                let keep_slots =
-                    stale && st.bug(Bug::StalePongApplied) && !st.bug(Bug::NoEpochCheckOnDemotion);
+                let no_epoch_check = st.bug(Bug::NoEpochCheckOnDemotion);
+                let keep_slots = stale && st.bug(Bug::StalePongApplied) && !no_epoch_check;
                 let c = cl(st);
-                if !keep_slots {
+                // A fresh "now a replica of P" from a primary whose replica P was here: P
+                // took the shard over (Redis 7.4's #13055, Valkey's same-shard case). P is
+                // a primary from now on and the sender's slots are P's, in the sender's
+                // config epoch at least, instead of owned by nobody until P's own claim
+                // arrives (a replica-of loop and a coverage gap in the meantime).
+                let heir = !stale
+                    && !no_epoch_check
+                    && *p != myid
+                    && c.nodes.get(p.as_str()).is_some_and(|h| {
+                        !h.is_primary() && h.primary.as_deref() == Some(msg.sender.as_str())
+                    });
+                if heir {
+                    let h = c.nodes.get_mut(p.as_str()).expect("checked");
+                    h.flags = (h.flags & !flag::REPLICA) | flag::PRIMARY;
+                    h.primary = None;
+                    h.config_epoch = h.config_epoch.max(msg.config_epoch);
+                    let epoch = h.config_epoch;
+                    for o in c
+                        .slots
+                        .iter_mut()
+                        .filter(|o| o.as_deref() == Some(msg.sender.as_str()))
+                    {
+                        *o = Some(p.clone());
+                    }
+                    c.todo_save = true;
+                    st.log(
+                        '*',
+                        format!(
+                            "A failover occurred in shard {}; node {} failed over to node {p} with a config epoch of {epoch}",
+                            msg.sender, msg.sender
+                        ),
+                    );
+                }
+                let c = cl(st);
+                if !keep_slots && !heir {
                     // A primary turned replica serves nothing (Redis's clusterDelNodeSlots).
                     // With `no-epoch-check-on-demotion` this runs for a stale message too.
                     for o in c
@@ -331,7 +367,6 @@ fn role_change(st: &mut State, msg: &Message, stale: bool) {
                     format!("Node {} is now a replica of node {p}", msg.sender),
                 );
             }
-            let _ = myid;
         }
     }
 }
