@@ -9,6 +9,7 @@ mod common;
 use common::{
     assert_nothing_left, cluster_lock, require_root, results, run_to_end, scenario, Finished,
 };
+use faultline_history::{OpType, Process};
 
 fn run(file: &str, args: &[&str]) -> (Finished, serde_json::Value, tempfile::TempDir) {
     require_root();
@@ -99,4 +100,27 @@ fn redirect_before_pause_is_caught_by_bouncing_redirects() {
     let (run, r, _store) = run("node-redirect-before-pause.yaml", &["--time-limit", "14"]);
     assert_eq!(run.code, 1, "{}", run.text);
     assert_eq!(verdict(&r, "bouncing-redirects"), false, "{r:#}");
+}
+
+#[test]
+fn slot_migrations_move_keys_with_migrate_and_clients_follow_ask() {
+    let (run, r, _store) = run("migrate-slots.yaml", &["--time-limit", "10"]);
+    assert_eq!(run.code, 0, "no finding expected:\n{}", findings(&r));
+    let ops = common::history(&run.dir);
+    let migrations: Vec<_> = ops
+        .iter()
+        .filter(|o| o.process == Process::Nemesis && o.f == "migrate-slots")
+        .filter(|o| o.kind != OpType::Invoke)
+        .collect();
+    assert!(!migrations.is_empty(), "no migration ran");
+    for m in &migrations {
+        assert_eq!(m.kind, OpType::Ok, "{m:?}");
+        assert!(m.value["moved_keys"].as_u64().unwrap() >= 1, "{m:?}");
+    }
+    assert!(
+        ops.iter()
+            .flat_map(|o| o.redirects.iter())
+            .any(|h| h.kind == "ASK"),
+        "no client met -ASK mid-migration"
+    );
 }

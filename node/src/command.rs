@@ -107,6 +107,8 @@ pub enum Command {
     DebugSleep(u64),
     /// `TIME`.
     Time,
+    /// `MIGRATE ...`: blocking, as in Redis.
+    Migrate(crate::migrate::Migrate),
 }
 
 /// `CLIENT` subcommands.
@@ -156,6 +158,8 @@ fn key_spec(name: &str) -> Option<(usize, bool, bool, i32)> {
         "SADD" | "SREM" | "RPUSH" | "LPUSH" => (3, false, true, 1),
         "DEL" | "UNLINK" => (2, false, true, -1),
         "EXISTS" | "MGET" => (2, false, false, -1),
+        "DUMP" => (2, true, false, 1),
+        "RESTORE" | "RESTORE-ASKING" => (4, false, true, 1),
         _ => return None,
     })
 }
@@ -309,6 +313,7 @@ impl Command {
                 _ => return Err(Frame::err("ERR faultline-node supports only DEBUG SLEEP")),
             },
             "TIME" => Command::Time,
+            "MIGRATE" => Command::Migrate(crate::migrate::Migrate::parse(rest)?),
             _ => {
                 return Err(Frame::err(format!(
                     "ERR unknown command '{}', with args beginning with: ",
@@ -322,7 +327,10 @@ impl Command {
     pub fn is_write(&self) -> bool {
         matches!(
             self,
-            Command::Key { write: true, .. } | Command::Cas { .. } | Command::FlushAll
+            Command::Key { write: true, .. }
+                | Command::Cas { .. }
+                | Command::FlushAll
+                | Command::Migrate(_)
         )
     }
 
@@ -337,7 +345,9 @@ impl Command {
 
     /// Runs the command.
     pub fn apply(self, st: &mut State, client: &mut Client) -> Frame {
-        let asking = std::mem::take(&mut client.asking);
+        // RESTORE-ASKING is RESTORE after an implicit ASKING (what MIGRATE sends).
+        let asking = std::mem::take(&mut client.asking)
+            || matches!(&self, Command::Key { name, .. } if name == "RESTORE-ASKING");
         if !self.keys().is_empty() {
             if let Some(redirect) = route(st, client, &self.keys(), self.is_write(), asking) {
                 return redirect;
@@ -503,6 +513,8 @@ impl Command {
             ]),
             Command::CommandDocs => Frame::Array(vec![]),
             Command::DebugSleep(_) => Frame::ok(), // the connection loop sleeps, holding the node
+            // The connection loop runs it (it awaits the target, never under the lock).
+            Command::Migrate(_) => Frame::err("ERR MIGRATE is run by the connection loop"),
             Command::Time => {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -730,6 +742,43 @@ fn write_reply(db: &mut Db, args: &[Vec<u8>]) -> (Frame, bool) {
             }
             (Frame::Integer(list.len() as i64), true)
         }
+        "RESTORE" | "RESTORE-ASKING" => {
+            let ttl = match int(&args[2]) {
+                Ok(t) if t < 0 => {
+                    return (Frame::err("ERR Invalid TTL value, must be >= 0"), false)
+                }
+                Ok(t) => t,
+                Err(e) => return (e, false),
+            };
+            if ttl > 0 {
+                return (
+                    Frame::err("ERR faultline-node has no expiry: RESTORE takes a TTL of 0 only"),
+                    false,
+                );
+            }
+            let mut replace = false;
+            let mut i = 4;
+            while i < args.len() {
+                match text(&args[i]).to_uppercase().as_str() {
+                    "REPLACE" => replace = true,
+                    "ABSTTL" => {}
+                    "IDLETIME" | "FREQ" if i + 1 < args.len() => i += 1,
+                    _ => return (Frame::err("ERR syntax error"), false),
+                }
+                i += 1;
+            }
+            let Some(value) = crate::migrate::undump(&args[3]) else {
+                return (
+                    Frame::err("ERR DUMP payload version or checksum are wrong"),
+                    false,
+                );
+            };
+            if !replace && db.contains(&key) {
+                return (Frame::err("BUSYKEY Target key name already exists."), false);
+            }
+            db.set(key, value);
+            (Frame::ok(), true)
+        }
         "FLNOOP" => (Frame::ok(), false),
         _ => (Frame::err(format!("ERR not a write: {name}")), false),
     }
@@ -790,6 +839,7 @@ fn read(db: &Db, args: &[Vec<u8>]) -> Frame {
             Some(_) => Frame::err(WRONGTYPE),
             None => Frame::Integer(0),
         },
+        "DUMP" => v.map_or(Frame::Null, |v| Frame::Bulk(crate::migrate::dump(v))),
         "LRANGE" => {
             let (Ok(a), Ok(b)) = (int(&args[2]), int(&args[3])) else {
                 return Frame::err("ERR value is not an integer or out of range");

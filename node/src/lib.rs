@@ -10,6 +10,7 @@
 //! - [`info`]: `INFO`'s sections.
 //! - [`cluster`]: slots, the view of every node, the bus (Redis's message format),
 //!   failure detection, elections, manual failover, nodes.conf.
+//! - [`migrate`]: `MIGRATE` and the `DUMP`/`RESTORE` payload format.
 //! - [`failover`]: standalone `FAILOVER TO` (the hand-over to a replica).
 //! - [`replication`]: asynchronous replication with offsets (its own protocol).
 //! - [`state`]: everything behind one lock; [`server`]: listeners and client loops.
@@ -28,6 +29,7 @@ pub mod failover;
 pub mod frame;
 pub mod info;
 pub mod log;
+pub mod migrate;
 pub mod replication;
 pub mod server;
 pub mod sha1;

@@ -245,17 +245,35 @@ async fn client(shared: Arc<Shared>, stream: TcpStream) -> Result<()> {
                 conn.queue(&redirect);
                 continue;
             }
-            // Held while writes are paused (manual failover, CLIENT PAUSE), then routed
-            // again: the node may have become a replica meanwhile.
+            // Held while writes are paused (manual failover, CLIENT PAUSE) or a MIGRATE
+            // is moving one of its keys, then routed again: the node may have become a
+            // replica, or the key gone, meanwhile.
             loop {
-                let until = with(&shared, |st| st.pause_writes_until);
+                let (until, moving) = with(&shared, |st| {
+                    let moving = !st.in_flight.is_empty()
+                        && cmd.keys().iter().any(|k| st.in_flight.contains_key(*k));
+                    (st.pause_writes_until, moving)
+                });
                 let now = now_ms();
-                if until <= now {
+                if until <= now && !moving {
                     break;
                 }
                 conn.flush().await?;
-                tokio::time::sleep(Duration::from_millis((until - now).min(10))).await;
+                let wait = if until > now {
+                    (until - now).min(10)
+                } else {
+                    1
+                };
+                tokio::time::sleep(Duration::from_millis(wait)).await;
             }
+        }
+        if let Command::Migrate(m) = &cmd {
+            with(&shared, |st| {
+                *st.stats.calls.entry("migrate".into()).or_default() += 1;
+            });
+            let reply = m.run(&shared).await;
+            conn.queue(&reply);
+            continue;
         }
         if let Command::DebugSleep(ms) = cmd {
             // The whole node stops, as Redis's single thread does.

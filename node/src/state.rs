@@ -85,6 +85,9 @@ pub struct State {
     pub started_ms: u64,
     /// The append-only file, with `appendonly yes`.
     pub aof: Option<crate::aof::Aof>,
+    /// Keys a `MIGRATE` is moving (how many MIGRATEs each): writes to them are held
+    /// until it ends, so none can land between the copy and the deletion.
+    pub in_flight: HashMap<Vec<u8>, usize>,
 }
 
 impl State {
@@ -102,6 +105,7 @@ impl State {
             pending_log: Vec::new(),
             started_ms: now_ms(),
             aof: None,
+            in_flight: HashMap::new(),
             config,
         })
     }

@@ -360,3 +360,67 @@ async fn redis_cli_cluster_create_and_check_work() {
     )
     .await;
 }
+
+/// `redis-cli --cluster reshard` moves slots and their keys between nodes with
+/// `CLUSTER SETSLOT` and `MIGRATE ... KEYS` (RESTORE-ASKING on the target), and the keys
+/// are then served by their new owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cli_cluster_reshard_moves_keys_with_migrate() {
+    let c = three_by_one("").await;
+    // Keys in slots 0..=99 (n1's lowest, which reshard moves first).
+    let keys: Vec<String> = (0..)
+        .map(|i| format!("k{i}"))
+        .filter(|k| faultline_node::slot::key_slot(k.as_bytes()) < 100)
+        .take(20)
+        .collect();
+    for k in &keys {
+        let _: () = cmd(c.addr(0), &["SET", k, &format!("v-{k}")])
+            .await
+            .unwrap();
+    }
+    let set_key = format!("{{{}}}set", keys[0]);
+    let _: () = cmd(c.addr(0), &["SADD", &set_key, "a", "b"])
+        .await
+        .unwrap();
+    let (addr, from, to) = (c.addr(0).to_string(), c.ids[0].clone(), c.ids[1].clone());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("redis-cli")
+            .args(["--cluster", "reshard", &addr, "--cluster-from", &from])
+            .args([
+                "--cluster-to",
+                &to,
+                "--cluster-slots",
+                "100",
+                "--cluster-yes",
+            ])
+            .output()
+            .expect("redis-cli is installed (scripts/install-deps)")
+    })
+    .await
+    .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("Moving slot 99 from"), "{text}");
+    for k in &keys {
+        let v: Option<String> = cmd(c.addr(1), &["GET", k]).await.unwrap();
+        assert_eq!(v.as_deref(), Some(format!("v-{k}").as_str()), "{k}");
+        let moved = cmd::<Option<String>>(c.addr(0), &["GET", k]).await;
+        let e = moved.expect_err("n1 no longer serves it");
+        assert!(e.to_string().to_uppercase().contains("MOVED"), "{e}");
+    }
+    let set: Vec<String> = cmd(c.addr(1), &["SMEMBERS", &set_key]).await.unwrap();
+    assert_eq!(set, vec!["a", "b"]);
+    // n2's replica got the keys through replication, n1's replica lost them.
+    until(
+        Duration::from_secs(10),
+        "the replicas to follow",
+        || async {
+            let n5: i64 = cmd(c.addr(4), &["DBSIZE"]).await.ok()?;
+            let n4: i64 = cmd(c.addr(3), &["DBSIZE"]).await.ok()?;
+            (n5 == 21 && n4 == 0).then_some(())
+        },
+    )
+    .await;
+    c.agreed().await;
+}
