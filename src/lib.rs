@@ -6,6 +6,7 @@
 //! - [`run`]: the orchestrator of one run; [`analyze`]: checking a run directory.
 //! - [`report`]: report.html, PNG plots, junit.xml, the store index, the progress bar.
 //! - [`backend`]: where nodes run (local: namespaces on this machine; docker: containers).
+//! - [`node_image`]: the Docker image of faultline's own node, made from its binary.
 //! - [`rootfs`]: server versions the host lacks: offline-built Debian roots and images;
 //!   [`server`]: which binary (host or root filesystem) a run starts.
 //! - [`flavor`]: server kinds (redis, valkey, garnet, faultline): binary, version, config dialect;
@@ -37,6 +38,7 @@ pub mod kinds;
 pub mod ledger;
 pub mod live;
 pub mod matrix;
+pub mod node_image;
 pub mod observer;
 pub mod report;
 pub mod rootfs;

@@ -157,7 +157,8 @@ fn read_version(cache: &Path, flavor: &str, suite: &str) -> Option<String> {
     Some(first).filter(|v| !v.is_empty())
 }
 
-fn image_exists(image: &str) -> bool {
+/// Whether Docker has `image`.
+pub fn image_exists(image: &str) -> bool {
     Command::new("docker")
         .args(["image", "inspect", image])
         .stdout(Stdio::null())

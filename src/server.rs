@@ -32,10 +32,28 @@ impl Server {
     pub fn resolve(scenario: &Scenario, flavor: &dyn Flavor) -> Result<Server> {
         let wanted = scenario.cluster.version.as_deref();
         let docker = scenario.backend == BackendName::Docker;
-        if docker && scenario.cluster.binary.is_some() {
+        if docker && scenario.cluster.binary.is_some() && flavor.name() != "faultline" {
             bail!("cluster.binary names a host binary, which the docker backend cannot run; use cluster.version");
         }
         let host = host_binary(scenario, flavor).and_then(|b| Ok((flavor.version(&b)?, b)));
+        if docker && flavor.name() == "faultline" {
+            // Our own node: an image of the very binary a local run would start.
+            let (version, binary) = host?;
+            if wanted.is_some_and(|w| w != version) {
+                bail!(
+                    "cluster.version {} asks for faultline-node {}, but {} is {version}; drop cluster.version",
+                    wanted.unwrap_or_default(),
+                    wanted.unwrap_or_default(),
+                    binary.display()
+                );
+            }
+            let rootfs = crate::node_image::ensure(&binary, &version)?;
+            return Ok(Server {
+                binary: PathBuf::from(crate::node_image::BINARY_IN_IMAGE),
+                version,
+                rootfs: Some(rootfs),
+            });
+        }
         if !docker {
             match (&host, wanted) {
                 (Ok((v, b)), None) => return Ok(Self::host(b, v)),

@@ -61,10 +61,16 @@ pub(super) struct DockerStartup {
 /// No image can be had, or a start-up fails (what it started is removed first).
 pub(super) async fn docker_startup(k: usize, setup: &Setup, dir: &Path) -> Result<DockerStartup> {
     let (flavor, version) = (setup.flavor.name().to_string(), setup.version.clone());
-    let rootfs =
-        tokio::task::spawn_blocking(move || crate::rootfs::RootFs::ensure(&flavor, &version, true))
-            .await
-            .context("building the image")??;
+    let binary = setup.binary.clone();
+    let rootfs = tokio::task::spawn_blocking(move || {
+        if flavor == "faultline" {
+            crate::node_image::ensure(&binary, &version)
+        } else {
+            crate::rootfs::RootFs::ensure(&flavor, &version, true)
+        }
+    })
+    .await
+    .context("building the image")??;
     let mut docker = Vec::new();
     let mut local = Vec::new();
     for rep in 1..=k {
