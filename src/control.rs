@@ -148,6 +148,10 @@ impl Control for BackendControl {
         Ok(child)
     }
 
+    fn loopback(&self) -> bool {
+        lock(&self.backend).shares_host_network()
+    }
+
     fn netns_path(&self, node: &str) -> Result<std::path::PathBuf> {
         let i = self.index(node)?;
         lock(&self.backend)

@@ -40,6 +40,9 @@ pub enum BackendName {
     Local,
     /// Containers on a per-run Docker network, from `faultline/<flavor>:<version>` images.
     Docker,
+    /// Server processes on 127.0.0.1 at per-run ports, no namespace: runs without root.
+    /// The cluster bus always goes through the bus proxy, where partitions are cut.
+    Loopback,
 }
 
 /// How the nodes are joined.

@@ -2,7 +2,7 @@
 //!
 //! The harness runs as root and changes the kernel's network state, so every namespace,
 //! link and process carries the run's id and is also listed in the run's ledger under
-//! [`STATE_DIR`]. Teardown removes what the ledger lists; `faultline clean` reads the
+//! [`state_dir`] ([`STATE_DIR`] for root). Teardown removes what the ledger lists; `faultline clean` reads the
 //! ledgers of runs whose owner is gone (killed with SIGKILL, machine crash of the
 //! harness, `--keep`) and removes their resources.
 //!
@@ -23,6 +23,39 @@ use crate::sys;
 
 /// Where ledgers live: on tmpfs, so they vanish at reboot with the namespaces they list.
 pub const STATE_DIR: &str = "/run/faultline";
+
+/// Where this user's ledgers live: [`STATE_DIR`] for root; for anyone else (an
+/// unprivileged `--backend loopback` run) `$XDG_RUNTIME_DIR/faultline`, else
+/// `/tmp/faultline-<uid>`, made private to the user.
+pub fn state_dir() -> PathBuf {
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        return PathBuf::from(STATE_DIR);
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| Path::new(d).is_dir()) {
+        Some(d) => Path::new(&d).join("faultline"),
+        None => PathBuf::from(format!("/tmp/faultline-{uid}")),
+    }
+}
+
+/// Makes [`state_dir`] (mode 0700 when it is not root's shared one).
+fn ensure_state_dir() -> Result<PathBuf> {
+    let dir = state_dir();
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    if dir != Path::new(STATE_DIR) {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let meta = fs::metadata(&dir).with_context(|| format!("reading {}", dir.display()))?;
+        if meta.uid() != nix::unistd::geteuid().as_raw() {
+            anyhow::bail!(
+                "{} belongs to another user: remove it, or set XDG_RUNTIME_DIR",
+                dir.display()
+            );
+        }
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making {} private", dir.display()))?;
+    }
+    Ok(dir)
+}
 
 /// Prefix of every name a run gives to a namespace or host link.
 pub const NAME_PREFIX: &str = "fl";
@@ -141,7 +174,7 @@ impl Ledger {
     }
 
     fn path_of(id: &RunId) -> PathBuf {
-        Path::new(STATE_DIR).join(format!("{id}.json"))
+        state_dir().join(format!("{id}.json"))
     }
 
     /// Writes the ledger (atomically: write, then rename).
@@ -149,7 +182,7 @@ impl Ledger {
     /// # Errors
     /// If the state directory cannot be written.
     pub fn save(&self) -> Result<()> {
-        fs::create_dir_all(STATE_DIR).with_context(|| format!("creating {STATE_DIR}"))?;
+        ensure_state_dir()?;
         let path = Self::path_of(&self.run_id);
         let tmp = path.with_extension("json.tmp");
         fs::write(&tmp, serde_json::to_vec_pretty(self)?)
@@ -191,7 +224,7 @@ impl Ledger {
     pub fn load_all() -> (Vec<Ledger>, Vec<String>) {
         let mut ledgers = Vec::new();
         let mut problems = Vec::new();
-        let Ok(dir) = fs::read_dir(STATE_DIR) else {
+        let Ok(dir) = fs::read_dir(state_dir()) else {
             return (ledgers, problems);
         };
         for entry in dir.flatten() {

@@ -80,7 +80,17 @@ pub async fn run_scenario(mut scenario: Scenario, args: &RunArgs) -> Result<RunO
     // no run directory is made, if it is not fit to test).
     let live = live::preflight(&scenario, &live::key_prefix(&run_id)).await?;
     if live.is_none() {
-        preflight()?;
+        preflight(scenario.backend)?;
+        if scenario.backend == BackendName::Loopback
+            && scenario.mode == Mode::Cluster
+            && scenario.cluster.bus == BusMode::Direct
+        {
+            // Partitions are cut there: loopback has no namespaces for iptables.
+            scenario.cluster.bus = BusMode::Proxy;
+            eprintln!(
+                "faultline: backend loopback: the cluster bus goes through faultline's bus proxy (partitions are cut there)"
+            );
+        }
         if let Some(note) = flavor::faultline::embedded_default(&mut scenario, |b| {
             crate::sys::which(std::path::Path::new(b)).is_some()
         }) {
@@ -225,6 +235,9 @@ fn load_scenario(args: &RunArgs) -> Result<Scenario, Failure> {
     }
     if let Some(b) = args.backend {
         scenario.backend = b;
+        if let Some((_, _, message)) = scenario.mode_conflict() {
+            return Err(Failure::bad_input(anyhow!("--backend {b}: {message}")));
+        }
     }
     if let Some(t) = args.time_limit {
         if !t.is_finite() || t <= 0.0 {
@@ -297,9 +310,13 @@ fn load_scenario(args: &RunArgs) -> Result<Scenario, Failure> {
     Ok(scenario.resolve())
 }
 
-fn preflight() -> Result<()> {
+fn preflight(backend: BackendName) -> Result<()> {
+    if backend == BackendName::Loopback {
+        // Processes on 127.0.0.1: no namespace, no link, no root.
+        return Ok(());
+    }
     if !nix::unistd::geteuid().is_root() {
-        bail!("the local backend creates network namespaces and must run as root (try sudo); `faultline doctor` lists what else is needed");
+        bail!("the local backend creates network namespaces and must run as root (try sudo, or --backend loopback to run without root); `faultline doctor` lists what else is needed");
     }
     sys::ip(&["-V"]).context("iproute2 is needed")?;
     Ok(())

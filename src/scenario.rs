@@ -554,6 +554,9 @@ impl Scenario {
                 "mode: standalone has no cluster bus: remove `bus: proxy`".into(),
             ));
         }
+        if let Some(conflict) = self.loopback_conflict() {
+            return Some(conflict);
+        }
         for (i, fault) in self
             .nemesis
             .iter()
@@ -580,6 +583,55 @@ impl Scenario {
                 format!("nemesis.faults[{i}].kind"),
                 fault.kind().to_string(),
                 message,
+            ));
+        }
+        None
+    }
+
+    /// What `backend: loopback` cannot do (no namespace of each node's own, no root): the
+    /// faults that act inside a node's namespace, a partition of the client port, a
+    /// partition without a cluster bus to cut it in, and Garnet (its bus is its client
+    /// port, so no proxy can stand in it).
+    fn loopback_conflict(&self) -> Option<(String, String, String)> {
+        use faultline_nemeses::partition::Ports;
+        use faultline_nemeses::spec::FaultSpec;
+        if self.backend != BackendName::Loopback {
+            return None;
+        }
+        if self.flavor == FlavorName::Garnet && self.mode == Mode::Cluster {
+            return Some((
+                "backend".into(),
+                "backend".into(),
+                "backend: loopback cuts partitions in the cluster bus proxy, and Garnet gossips on its client port: use backend: local".into(),
+            ));
+        }
+        let standalone = self.mode == Mode::Standalone;
+        for (i, fault) in self
+            .nemesis
+            .iter()
+            .flat_map(|n| n.faults.iter())
+            .enumerate()
+        {
+            let why = match fault {
+                FaultSpec::Delay(_) | FaultSpec::Loss(_) => format!(
+                    "{} acts with tc/iptables inside each node's own network namespace, which \
+                     backend: loopback does not make; use bus-delay or bus-drop (the cluster \
+                     bus, through the proxy), or backend: local (as root)",
+                    fault.kind()
+                ),
+                FaultSpec::Partition(p) if p.ports == Ports::Client => "a partition of the \
+                     client port needs each node's own network namespace; on backend: \
+                     loopback partitions cut the cluster bus only (ports: bus or all)"
+                    .to_string(),
+                FaultSpec::Partition(_) if standalone => "on backend: loopback partitions are \
+                     cut in the cluster bus proxy, and mode: standalone has no cluster bus"
+                    .to_string(),
+                _ => continue,
+            };
+            return Some((
+                format!("nemesis.faults[{i}].kind"),
+                fault.kind().to_string(),
+                why,
             ));
         }
         None

@@ -122,4 +122,10 @@ pub trait Control: Send + Sync {
     fn release(&self, _node: &str, _change: &HostChange) -> anyhow::Result<()> {
         Ok(())
     }
+    /// Whether every node shares this machine's network stack (`--backend loopback`):
+    /// nothing can be run in a node's own namespace, and partitions are cut in the bus
+    /// proxy instead of with iptables.
+    fn loopback(&self) -> bool {
+        false
+    }
 }

@@ -34,8 +34,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::control::{HostChange, NodeInfo};
-use crate::fault::{Applied, BoxFuture, Ctx, Fault, Heal, STOPPED};
+use crate::fault::{Applied, BoxFuture, Ctx, Fault, Heal, Outcome, STOPPED};
 use crate::package::{FaultPackage, ModeNeed, Needs, SpecError, Sweep, SweepWhen};
+use crate::proxy::fault::BusHeal;
+use crate::proxy::{BusProxy, Match, Opener, Rule, Verdict};
 use crate::spec::Target;
 use crate::target::{self, node_order};
 
@@ -344,6 +346,9 @@ impl Partition {
         if cut.grudge.is_empty() {
             return Applied::failed(value, format!("nothing to cut: {} nodes in all", all.len()));
         }
+        if ctx.control.loopback() {
+            return self.cut_at_proxy(ctx, &cut, value, draw).await;
+        }
 
         // A composed step's other partitions write chains of their own (lanes).
         let lane = crate::fault::lane();
@@ -395,6 +400,65 @@ impl Partition {
         iptables::applied(value, results, Box::new(PartitionHeal { nodes: all, lane }))
     }
 
+    /// On loopback (`--backend loopback`: no namespaces, so no iptables of the nodes' own)
+    /// the grudge becomes drop rules in the run's bus proxy, one per node: what its
+    /// grudge names is dropped on the way to it, on both connections of each pair. Only
+    /// the cluster bus is cut (`cut` in the op: `bus`); clients and replication, on the
+    /// client port, still flow, as with `ports: bus`. Healing removes the rules.
+    async fn cut_at_proxy(&self, ctx: &Ctx, cut: &Cut, mut value: Value, draw: u64) -> Applied {
+        value["mechanism"] = json!("bus-proxy");
+        value["cut"] = json!("bus");
+        if self.spec.ports == Ports::Client {
+            return Applied::failed(
+                value,
+                "ports: client cannot be cut on loopback (the nodes share this machine's network stack)",
+            );
+        }
+        let Some(proxy) = BusProxy::for_run(ctx.control.run_id()) else {
+            return Applied::failed(
+                value,
+                "this loopback run has no bus proxy to cut the bus in",
+            );
+        };
+        let rules: Vec<Rule> = cut
+            .grudge
+            .iter()
+            .map(|(node, peers)| Rule {
+                matcher: Match {
+                    from: Some(peers.iter().cloned().collect()),
+                    to: Some([node.clone()].into()),
+                    opened_by: Opener::Any,
+                    types: None,
+                },
+                verdict: Verdict::Drop,
+                probability: 1.0,
+                seed: draw,
+                label: Self::OPS.kind.to_string(),
+            })
+            .collect();
+        let install = move || {
+            rules
+                .into_iter()
+                .map(|r| (proxy.add_rule(r.clone()), r))
+                .collect::<Vec<_>>()
+        };
+        let Some(installed) = crate::instant::at_instant(install).await else {
+            return Applied::failed(value, STOPPED);
+        };
+        value["rules"] = json!(installed
+            .iter()
+            .map(|(id, rule)| json!({ "id": id, "rule": rule }))
+            .collect::<Vec<_>>());
+        Applied {
+            outcome: Outcome::Ok,
+            value,
+            error: None,
+            heal: Some(Box::new(BusHeal {
+                rules: installed.into_iter().map(|(id, _)| id).collect(),
+            })),
+        }
+    }
+
     /// The target nodes; roles are asked only for `primaries` / `replicas`.
     async fn resolve(&self, ctx: &Ctx, all: &[String], draw: u64) -> Result<Vec<String>, String> {
         let roles = match self.spec.target {
@@ -442,6 +506,10 @@ impl Heal for PartitionHeal {
 /// # Errors
 /// The nodes where the chain could not be listed or flushed, with why.
 pub async fn heal_all(ctx: &Ctx) -> Result<Value, String> {
+    if ctx.control.loopback() {
+        // Partitions there are bus-proxy rules, which `heal-bus` removes.
+        return Ok(json!({ "mechanism": "bus-proxy", "nodes": [], "flushed": 0 }));
+    }
     let lanes: Vec<u8> = (0..crate::fault::LANES).collect();
     flush(ctx, ctx.names(), lanes).await
 }

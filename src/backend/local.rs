@@ -19,6 +19,15 @@
 //! With a root filesystem in the plan (a server version the host lacks), each server is
 //! started chrooted into it, in a private mount namespace of its own (see
 //! [`super::chroot`]); the network namespace is the same.
+//!
+//! **Loopback** (`--backend loopback`, [`LocalBackend::create_loopback`]): no namespace,
+//! no link, no root. Every node listens on 127.0.0.1 at a client port of the run's own
+//! (a free run of ports from a random base in [`LOOPBACK_PORTS`], each with its bus port
+//! and the bus proxy's port free too), and the processes are started, killed, paused and
+//! reaped exactly as above. Nothing can be run "inside" a node
+//! ([`Backend::shares_host_network`]): the run routes the bus through the proxy and cuts
+//! partitions there; faults that need a namespace of the node's own are refused when the
+//! scenario is read.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -35,6 +44,10 @@ use crate::sys;
 
 /// Where `ip netns` keeps named network namespaces.
 pub const NETNS_DIR: &str = "/run/netns";
+
+/// Where a loopback run's first client port is drawn from (its bus ports are 10000 up,
+/// the proxy's 11000 up: all below 41000, under the usual ephemeral range).
+pub const LOOPBACK_PORTS: std::ops::Range<u16> = 20000..29000;
 
 /// A node's network namespace as a file: `/run/netns/fl-<id>-<node>`.
 pub fn node_netns_path(id: &RunId, node: &str) -> PathBuf {
@@ -57,6 +70,8 @@ pub struct LocalBackend {
     nodes: Vec<LocalNode>,
     specs: Vec<NodeSpec>,
     torn_down: bool,
+    /// `--backend loopback`: every node on 127.0.0.1, no namespaces.
+    loopback: bool,
 }
 
 impl LocalBackend {
@@ -65,6 +80,26 @@ impl LocalBackend {
     /// # Errors
     /// If any step fails; what was made so far is removed before returning.
     pub fn create(plan: BackendPlan) -> Result<LocalBackend> {
+        Self::make(plan, false)
+    }
+
+    /// The loopback variant (see the module's text): nodes on 127.0.0.1 at ports of the
+    /// run's own, no namespace, no root needed.
+    ///
+    /// # Errors
+    /// A root filesystem in the plan (a chroot needs root), no free run of ports, or a
+    /// config that cannot be written.
+    pub fn create_loopback(plan: BackendPlan) -> Result<LocalBackend> {
+        if plan.rootfs.is_some() {
+            bail!(
+                "--backend loopback runs the host's server binary: drop cluster.version (a \
+                 version the host lacks needs a root filesystem, and a chroot needs root)"
+            );
+        }
+        Self::make(plan, true)
+    }
+
+    fn make(plan: BackendPlan, loopback: bool) -> Result<LocalBackend> {
         let ledger = Ledger::create(plan.run_id.clone(), &plan.run_dir, plan.keep)?;
         let mut backend = LocalBackend {
             plan,
@@ -72,12 +107,39 @@ impl LocalBackend {
             nodes: Vec::new(),
             specs: Vec::new(),
             torn_down: false,
+            loopback,
         };
-        if let Err(e) = backend.provision() {
+        let made = if loopback {
+            backend.provision_loopback()
+        } else {
+            backend.provision()
+        };
+        if let Err(e) = made {
             let _ = backend.teardown();
             return Err(e);
         }
         Ok(backend)
+    }
+
+    fn provision_loopback(&mut self) -> Result<()> {
+        let n = self.plan.node_names.len();
+        let flavor = self.plan.flavor.clone();
+        let base = free_port_run(n, |p| {
+            let bus = flavor.bus_port(p);
+            [p, bus, bus + super::PROXY_PORT_OFFSET]
+        })?;
+        for (i, name) in self.plan.node_names.clone().iter().enumerate() {
+            let files =
+                NodeFiles::prepare_at(&self.plan, name, Ipv4Addr::LOCALHOST, base + i as u16)?;
+            self.specs.push(files.spec.clone());
+            self.nodes.push(LocalNode {
+                files,
+                netns: String::new(),
+                child: None,
+                paused: false,
+            });
+        }
+        Ok(())
     }
 
     fn provision(&mut self) -> Result<()> {
@@ -147,6 +209,26 @@ impl LocalBackend {
     }
 }
 
+/// A first port `p` such that, for each of `n` nodes `p + i`, every port `ports(p + i)`
+/// names is free on 127.0.0.1 now; drawn at random from [`LOOPBACK_PORTS`].
+fn free_port_run(n: usize, ports: impl Fn(u16) -> [u16; 3]) -> Result<u16> {
+    let free = |p: u16| std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok();
+    let span = LOOPBACK_PORTS.end - LOOPBACK_PORTS.start;
+    let n = u16::try_from(n)
+        .ok()
+        .filter(|&n| n < span)
+        .context("too many nodes")?;
+    for _ in 0..64 {
+        let base = LOOPBACK_PORTS.start + rand::random::<u16>() % (span - n);
+        if (base..base + n).all(|p| ports(p).into_iter().all(free)) {
+            return Ok(base);
+        }
+    }
+    bail!(
+        "no run of {n} free ports found on 127.0.0.1 in {LOOPBACK_PORTS:?} (with their bus and proxy ports)"
+    )
+}
+
 /// The kernel's neighbour (ARP) table is one table for every network namespace, capped at
 /// `gc_thresh3` entries (1024 by default). A cluster bus is a full mesh, so N nodes need
 /// about N*N entries; past the cap the kernel logs "neighbor table overflow!" and new
@@ -191,7 +273,8 @@ impl Backend for LocalBackend {
                 );
             }
         }
-        let netns = node_netns_path(&self.plan.run_id, &node.files.spec.name);
+        let netns =
+            (!self.loopback).then(|| node_netns_path(&self.plan.run_id, &node.files.spec.name));
         let chroot = match &self.plan.rootfs {
             Some(r) => Some(Chroot::new(&r.tree, &self.plan.run_dir)?),
             None => None,
@@ -201,7 +284,7 @@ impl Backend for LocalBackend {
             args: &node.files.args,
             cwd: &node.files.data_dir,
             console: node.files.console_log(),
-            netns: Some(&netns),
+            netns: netns.as_deref(),
             chroot,
             die_with_parent: !keep,
         }
@@ -257,6 +340,13 @@ impl Backend for LocalBackend {
     }
 
     fn netns_exec_prefix(&self, index: usize) -> Vec<String> {
+        if self.loopback {
+            return super::refusing_prefix(format!(
+                "{} runs on loopback (--backend loopback) with no network namespace of its \
+                 own: faultline runs nothing beside it",
+                self.nodes[index].files.spec.name
+            ));
+        }
         vec![
             "ip".into(),
             "netns".into(),
@@ -266,6 +356,9 @@ impl Backend for LocalBackend {
     }
 
     fn netns_path(&self, index: usize) -> Option<PathBuf> {
+        if self.loopback {
+            return None;
+        }
         Some(node_netns_path(
             &self.plan.run_id,
             &self.nodes[index].files.spec.name,
@@ -301,7 +394,19 @@ impl Backend for LocalBackend {
     }
 
     fn keep_notice(&self) -> String {
+        if self.loopback {
+            return super::keep_notice(
+                &self.plan,
+                &self.specs,
+                " on loopback",
+                "none (the nodes are processes of this machine, on 127.0.0.1)",
+            );
+        }
         super::keep_notice(&self.plan, &self.specs, "", "ip netns exec {} sh")
+    }
+
+    fn shares_host_network(&self) -> bool {
+        self.loopback
     }
 }
 

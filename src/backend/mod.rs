@@ -5,7 +5,8 @@
 //! formation ([`crate::cluster`], [`crate::standalone`]) and the faults (through
 //! [`crate::control::BackendControl`]) use nothing else. Two implementations today:
 //!
-//! - [`local`]: each node a process in a network namespace of its own on this machine;
+//! - [`local`]: each node a process in a network namespace of its own on this machine,
+//!   or (`--backend loopback`, no root needed) on 127.0.0.1 at ports of the run's own;
 //! - [`docker`]: each node a container on a per-run Docker network.
 //!
 //! What they share has one home each: [`node`] (a node's config, data and log files),
@@ -253,6 +254,24 @@ pub trait Backend: Send {
 
     /// How a person reaches the cluster after `--keep`, and how to remove it.
     fn keep_notice(&self) -> String;
+
+    /// Whether the nodes share this machine's network namespace (`--backend loopback`):
+    /// nothing may be run "in" a node's namespace, and partitions are cut at the bus
+    /// proxy instead.
+    fn shares_host_network(&self) -> bool {
+        false
+    }
+}
+
+/// A command prefix that runs nothing and fails with `why` (on stderr), for backends where
+/// faultline must not run commands beside a node.
+pub fn refusing_prefix(why: String) -> Vec<String> {
+    vec![
+        "sh".into(),
+        "-c".into(),
+        "echo \"$0\" >&2; exit 1".into(),
+        why,
+    ]
 }
 
 /// The backend registry: provisions the run's network and returns the backend, nodes not
@@ -264,6 +283,7 @@ pub fn create(name: BackendName, plan: BackendPlan) -> Result<Box<dyn Backend>> 
     match name {
         BackendName::Local => Ok(Box::new(local::LocalBackend::create(plan)?)),
         BackendName::Docker => Ok(Box::new(docker::DockerBackend::create(plan)?)),
+        BackendName::Loopback => Ok(Box::new(local::LocalBackend::create_loopback(plan)?)),
     }
 }
 

@@ -38,6 +38,19 @@ impl NodeFiles {
     /// # Errors
     /// If a directory or the config cannot be written.
     pub fn prepare(plan: &BackendPlan, name: &str, ip: Ipv4Addr) -> Result<NodeFiles> {
+        Self::prepare_at(plan, name, ip, CLIENT_PORT)
+    }
+
+    /// [`NodeFiles::prepare`] for a server on `port` (nodes sharing one address).
+    ///
+    /// # Errors
+    /// If a directory or the config cannot be written.
+    pub fn prepare_at(
+        plan: &BackendPlan,
+        name: &str,
+        ip: Ipv4Addr,
+        port: u16,
+    ) -> Result<NodeFiles> {
         let data_dir = plan.run_dir.join("data").join(name);
         let log_dir = plan.run_dir.join("logs").join(name);
         fs::create_dir_all(&data_dir)
@@ -46,7 +59,7 @@ impl NodeFiles {
         let conf = data_dir.join("server.conf");
         let node_config = NodeConfig {
             ip,
-            port: CLIENT_PORT,
+            port,
             node_timeout_ms: plan.node_timeout_ms,
             persistence: plan.persistence,
             data_dir: abs(&data_dir)?,
@@ -59,7 +72,7 @@ impl NodeFiles {
             spec: NodeSpec {
                 name: name.to_string(),
                 ip,
-                port: CLIENT_PORT,
+                port,
             },
             args,
             conf,

@@ -5,12 +5,11 @@
 
 use std::fs::{self, File};
 use std::net::Ipv4Addr;
-use std::path::Path;
 
 use anyhow::{bail, Result};
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::ledger::{RunId, STATE_DIR};
+use crate::ledger::{state_dir, RunId};
 use crate::sys;
 
 /// First two octets of run subnets; override with `FAULTLINE_SUBNET_PREFIX` (e.g. `10.78`).
@@ -29,8 +28,9 @@ pub fn choose(id: &RunId) -> Result<(Flock<File>, String)> {
 }
 
 fn subnet_lock() -> Result<Flock<File>> {
-    fs::create_dir_all(STATE_DIR)?;
-    let file = File::create(Path::new(STATE_DIR).join("subnet.lock"))?;
+    let dir = state_dir();
+    fs::create_dir_all(&dir)?;
+    let file = File::create(dir.join("subnet.lock"))?;
     Flock::lock(file, FlockArg::LockExclusive)
         .map_err(|(_, e)| anyhow::anyhow!("locking subnet.lock: {e}"))
 }

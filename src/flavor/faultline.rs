@@ -63,7 +63,7 @@ pub fn embedded_default(scenario: &mut Scenario, has: impl Fn(&str) -> bool) -> 
     if !matches!(asked, FlavorName::Redis | FlavorName::Valkey)
         || scenario.cluster.binary.is_some()
         || scenario.cluster.version.is_some()
-        || scenario.backend != BackendName::Local
+        || !matches!(scenario.backend, BackendName::Local | BackendName::Loopback)
         || has("redis-server")
         || has("valkey-server")
         || (!has(BINARY) && beside_faultline().is_none())

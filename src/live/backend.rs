@@ -370,16 +370,11 @@ impl Backend for LiveBackend {
 
     /// A prefix that runs nothing and fails saying why (`sh -c` prints its `$0`).
     fn netns_exec_prefix(&self, node: usize) -> Vec<String> {
-        vec![
-            "sh".into(),
-            "-c".into(),
-            "echo \"$0\" >&2; exit 1".into(),
-            format!(
-                "{} is a node of a live cluster reached with access none: faultline runs no \
-                 command on its host",
-                self.specs[node].name
-            ),
-        ]
+        crate::backend::refusing_prefix(format!(
+            "{} is a node of a live cluster reached with access none: faultline runs no \
+             command on its host",
+            self.specs[node].name
+        ))
     }
 
     fn host_exec_prefix(&self, node: usize) -> Vec<String> {

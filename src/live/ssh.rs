@@ -19,7 +19,7 @@ pub const PERSIST_S: u32 = 300;
 
 /// Where a run's master sockets live: `/run/faultline/ssh-<run id>/`.
 pub fn socket_dir(run_id: &str) -> PathBuf {
-    Path::new(crate::ledger::STATE_DIR).join(format!("ssh-{run_id}"))
+    crate::ledger::state_dir().join(format!("ssh-{run_id}"))
 }
 
 /// One host, as ssh reaches it.
