@@ -379,9 +379,7 @@ async fn redis_cli_cluster_reshard_moves_keys_with_migrate() {
             .unwrap();
     }
     let set_key = format!("{{{}}}set", keys[0]);
-    let _: () = cmd(c.addr(0), &["SADD", &set_key, "a", "b"])
-        .await
-        .unwrap();
+    let _: () = cmd(c.addr(0), &["SADD", &set_key, "a", "b"]).await.unwrap();
     let (addr, from, to) = (c.addr(0).to_string(), c.ids[0].clone(), c.ids[1].clone());
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("redis-cli")
