@@ -545,7 +545,7 @@ mod tests {
     #[test]
     fn shipped_suites_load() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        for name in ["canary", "nightly"] {
+        for name in ["canary", "nightly", "node"] {
             let s = Suite::load(&root.join(format!("suites/{name}.yaml"))).unwrap();
             assert!(!s.cases.is_empty());
         }
