@@ -290,28 +290,32 @@ fn the_projects_node_runs_on_docker_from_an_image_of_its_binary() {
     require_root();
     let _one_at_a_time = cluster_lock();
     let store = tempfile::tempdir().unwrap();
-    let out = faultline()
-        .args(["run", &common::scenario("failover-under-load.yaml")])
-        .args(["--flavor", "faultline", "--backend", "docker"])
-        .args(["--time-limit", "12", "--store"])
-        .arg(store.path())
-        .output()
-        .unwrap();
-    let all = text(&out);
-    assert_eq!(code(&out), 0, "{all}");
-    let dir = common::run_dir(&String::from_utf8_lossy(&out.stdout));
-    let id = common::run_id(&String::from_utf8_lossy(&out.stderr));
-    let r = results(&dir);
+    let scenario = common::scenario("failover-under-load.yaml");
+    let run = common::run_to_end(
+        &[
+            &scenario,
+            "--flavor",
+            "faultline",
+            "--backend",
+            "docker",
+            "--time-limit",
+            "12",
+        ],
+        store.path(),
+    );
+    assert_eq!(run.code, 0, "{}", run.text);
+    let (dir, id) = (&run.dir, &run.id);
+    let r = results(dir);
     assert_eq!(r["run"]["backend"], "docker", "{r}");
     let image = r["run"]["image"].as_str().unwrap_or_default();
     assert!(image.starts_with("faultline/faultline-node:"), "{r}");
-    let failovers = common::history(&dir)
+    let failovers = common::history(dir)
         .iter()
         .filter(|o| o.f == "failover" && o.kind == faultline_history::OpType::Ok)
         .count();
-    assert!(failovers >= 1, "no failover happened: {all}");
+    assert!(failovers >= 1, "no failover happened: {}", run.text);
     let log = std::fs::read_to_string(dir.join("logs/n1/server.log")).unwrap();
     assert!(log.contains("ready to accept connections"), "{log}");
-    assert_nothing_left(&id, &dir);
-    assert_no_docker_left(&id);
+    assert_nothing_left(id, dir);
+    assert_no_docker_left(id);
 }

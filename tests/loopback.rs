@@ -47,6 +47,16 @@ impl Sandbox {
         self.dir.path().join(name)
     }
 
+    /// `faultline run scenarios/NAME --flavor faultline --backend loopback EXTRA...` as
+    /// nobody.
+    fn run_on_loopback(&self, name: &str, extra: &[&str]) -> std::process::Output {
+        let scenario = self.path("scenarios").join(name);
+        let mut args = vec!["run", scenario.to_str().unwrap()];
+        args.extend(["--flavor", "faultline", "--backend", "loopback"]);
+        args.extend_from_slice(extra);
+        self.faultline_as_nobody(&args)
+    }
+
     /// `faultline ARGS` as nobody, with an environment of nobody's own.
     fn faultline_as_nobody(&self, args: &[&str]) -> std::process::Output {
         Command::new("setpriv")
@@ -73,20 +83,19 @@ fn an_unprivileged_loopback_run_cuts_partitions_in_the_bus_proxy_and_leaves_noth
     require_root(); // to drop to nobody
     let _one_at_a_time = cluster_lock();
     let sandbox = Sandbox::new();
-    let scenario = sandbox.path("scenarios/mixed.yaml");
     let store = sandbox.path("store");
-    let out = sandbox.faultline_as_nobody(&[
-        "run",
-        scenario.to_str().unwrap(),
-        "--flavor",
-        "faultline",
-        "--backend",
-        "loopback",
-        "--time-limit",
-        "20",
-        "--store",
-        store.to_str().unwrap(),
-    ]);
+    let out = sandbox.run_on_loopback(
+        "mixed.yaml",
+        // Seed 1's schedule holds a partition, a kill, a pause and a failover in 20 s.
+        &[
+            "--time-limit",
+            "20",
+            "--seed",
+            "1",
+            "--store",
+            store.to_str().unwrap(),
+        ],
+    );
     let all = text(&out);
     assert!(
         code(&out) == 0 || code(&out) == 1,
@@ -119,10 +128,9 @@ fn an_unprivileged_loopback_run_cuts_partitions_in_the_bus_proxy_and_leaves_noth
         assert_eq!(p.value["mechanism"], "bus-proxy", "{p:?}");
         assert_eq!(p.value["cut"], "bus", "{p:?}");
     }
-    assert!(
-        !done("kill").is_empty() || !done("pause").is_empty(),
-        "no process fault applied:\n{all}"
-    );
+    for f in ["kill", "restart", "pause", "resume", "failover"] {
+        assert!(!done(f).is_empty(), "no {f} applied:\n{all}");
+    }
     // The final sweeps know there is nothing to flush with iptables or tc here.
     for o in ops.iter().filter(|o| {
         o.process == Process::Nemesis && o.f.starts_with("heal") && o.kind != OpType::Invoke
@@ -144,15 +152,7 @@ fn an_unprivileged_loopback_run_cuts_partitions_in_the_bus_proxy_and_leaves_noth
 fn loopback_refuses_faults_that_need_a_namespace_of_the_nodes_own() {
     require_root(); // to drop to nobody
     let sandbox = Sandbox::new();
-    let scenario = sandbox.path("scenarios/latency.yaml");
-    let out = sandbox.faultline_as_nobody(&[
-        "run",
-        scenario.to_str().unwrap(),
-        "--flavor",
-        "faultline",
-        "--backend",
-        "loopback",
-    ]);
+    let out = sandbox.run_on_loopback("latency.yaml", &[]);
     let all = text(&out);
     assert_eq!(code(&out), 254, "{all}");
     assert!(all.contains("delay acts with tc/iptables"), "{all}");

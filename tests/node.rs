@@ -51,11 +51,14 @@ fn a_3x1_cluster_of_nodes_survives_kills_partitions_pauses_and_failovers() {
 }
 
 #[test]
-fn stale_pong_applied_is_caught_by_replication_loop_and_log_pattern() {
+fn stale_pong_applied_is_caught_by_log_pattern_and_slot_coverage() {
+    // A replica-of loop shows too when the old primary's demotion reached the observer
+    // before the stale PONG (node/BUGS.md); which comes first is a race, so it is not
+    // asserted.
     let (run, r, _store) = run("node-stale-pong-applied.yaml", &["--time-limit", "18"]);
     assert_eq!(run.code, 1, "{}", run.text);
     assert_eq!(verdict(&r, "log-pattern"), false, "{r:#}");
-    assert_eq!(verdict(&r, "replication-loop"), false, "{r:#}");
+    assert_eq!(verdict(&r, "slot-coverage"), false, "{r:#}");
 }
 
 #[test]

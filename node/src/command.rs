@@ -35,6 +35,8 @@ pub struct Client {
     pub name: Option<String>,
     /// Connection number (`CLIENT ID`).
     pub id: u64,
+    /// `HELLO 3`: replies in RESP3.
+    pub resp3: bool,
 }
 
 /// A parsed command.
@@ -99,8 +101,8 @@ pub enum Command {
     ReplicaOf(Option<(String, u16)>),
     /// `ROLE`.
     Role,
-    /// `HELLO [2]`.
-    Hello,
+    /// `HELLO [2|3] [AUTH user pass] [SETNAME name]` (the protocol, the name).
+    Hello(Option<u8>, Option<String>),
     /// `COMMAND ...` (redis-cli asks at start-up).
     CommandDocs,
     /// `DEBUG SLEEP s` (the server stops answering anyone; kept in ms), other `DEBUG`s refused.
@@ -298,10 +300,28 @@ impl Command {
                 }
             }
             "ROLE" => Command::Role,
-            "HELLO" => match up(0).as_deref() {
-                None | Some("2") => Command::Hello,
-                Some(_) => return Err(Frame::err("NOPROTO unsupported protocol version")),
-            },
+            "HELLO" => {
+                let proto = match up(0).as_deref() {
+                    None => None,
+                    Some("2") => Some(2),
+                    Some("3") => Some(3),
+                    Some(_) => return Err(Frame::err("NOPROTO unsupported protocol version")),
+                };
+                // AUTH is accepted whatever it says: the default user has no password.
+                let mut setname = None;
+                let mut i = 1;
+                while i < rest.len() {
+                    match up(i).as_deref() {
+                        Some("AUTH") if i + 2 < rest.len() => i += 3,
+                        Some("SETNAME") if i + 1 < rest.len() => {
+                            setname = Some(text(&rest[i + 1]));
+                            i += 2;
+                        }
+                        _ => return Err(Frame::err("ERR Syntax error in HELLO option")),
+                    }
+                }
+                Command::Hello(proto, setname)
+            }
             "COMMAND" => Command::CommandDocs,
             "DEBUG" => match up(0).as_deref() {
                 Some("SLEEP") if rest.len() == 2 => {
@@ -404,11 +424,10 @@ impl Command {
                         .iter()
                         .any(|p| glob_match(p.as_bytes(), k.as_bytes()))
                     {
-                        out.push(Frame::bulk(k));
-                        out.push(Frame::bulk(v));
+                        out.push((Frame::bulk(k), Frame::bulk(v)));
                     }
                 }
-                Frame::Array(out)
+                Frame::Map(out)
             }
             Command::ConfigSet(pairs) => {
                 for (k, v) in pairs {
@@ -491,26 +510,34 @@ impl Command {
                     ])
                 }
             }
-            Command::Hello => Frame::Array(vec![
-                Frame::bulk("server"),
-                Frame::bulk("redis"),
-                Frame::bulk("version"),
-                Frame::bulk(crate::info::REDIS_VERSION),
-                Frame::bulk("proto"),
-                Frame::Integer(2),
-                Frame::bulk("id"),
-                Frame::Integer(client.id as i64),
-                Frame::bulk("mode"),
-                Frame::bulk(if st.cluster.is_some() {
-                    "cluster"
-                } else {
-                    "standalone"
-                }),
-                Frame::bulk("role"),
-                Frame::bulk(if st.is_primary() { "master" } else { "replica" }),
-                Frame::bulk("modules"),
-                Frame::Array(vec![]),
-            ]),
+            Command::Hello(proto, name) => {
+                if let Some(p) = proto {
+                    client.resp3 = p == 3;
+                }
+                if name.is_some() {
+                    client.name = name;
+                }
+                let field = |k: &str, v: Frame| (Frame::bulk(k), v);
+                Frame::Map(vec![
+                    field("server", Frame::bulk("redis")),
+                    field("version", Frame::bulk(crate::info::REDIS_VERSION)),
+                    field("proto", Frame::Integer(if client.resp3 { 3 } else { 2 })),
+                    field("id", Frame::Integer(client.id as i64)),
+                    field(
+                        "mode",
+                        Frame::bulk(if st.cluster.is_some() {
+                            "cluster"
+                        } else {
+                            "standalone"
+                        }),
+                    ),
+                    field(
+                        "role",
+                        Frame::bulk(if st.is_primary() { "master" } else { "replica" }),
+                    ),
+                    field("modules", Frame::Array(vec![])),
+                ])
+            }
             Command::CommandDocs => Frame::Array(vec![]),
             Command::DebugSleep(_) => Frame::ok(), // the connection loop sleeps, holding the node
             // The connection loop runs it (it awaits the target, never under the lock).
@@ -820,9 +847,9 @@ fn read(db: &Db, args: &[Vec<u8>]) -> Frame {
             .into(),
         ),
         "SMEMBERS" => match v {
-            Some(Value::Set(s)) => Frame::Array(s.iter().map(|m| Frame::Bulk(m.clone())).collect()),
+            Some(Value::Set(s)) => Frame::Set(s.iter().map(|m| Frame::Bulk(m.clone())).collect()),
             Some(_) => Frame::err(WRONGTYPE),
-            None => Frame::Array(vec![]),
+            None => Frame::Set(vec![]),
         },
         "SISMEMBER" => match v {
             Some(Value::Set(s)) => Frame::Integer(i64::from(s.contains(&args[2]))),

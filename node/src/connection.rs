@@ -11,6 +11,8 @@ pub struct Connection {
     buf: Vec<u8>,
     start: usize,
     out: Vec<u8>,
+    /// Replies in RESP3 (the client sent `HELLO 3`).
+    resp3: bool,
 }
 
 impl Connection {
@@ -22,6 +24,7 @@ impl Connection {
             buf: Vec::with_capacity(16 << 10),
             start: 0,
             out: Vec::new(),
+            resp3: false,
         }
     }
 
@@ -73,9 +76,19 @@ impl Connection {
         }
     }
 
-    /// Queues a frame; [`Connection::flush`] sends what is queued.
+    /// Queues a frame, in RESP3 once [`Connection::set_resp3`] says so;
+    /// [`Connection::flush`] sends what is queued.
     pub fn queue(&mut self, frame: &Frame) {
-        frame.encode(&mut self.out);
+        if self.resp3 {
+            frame.encode3(&mut self.out);
+        } else {
+            frame.encode(&mut self.out);
+        }
+    }
+
+    /// Replies from now on in RESP3 (`true`) or RESP2.
+    pub fn set_resp3(&mut self, resp3: bool) {
+        self.resp3 = resp3;
     }
 
     /// Sends everything queued.

@@ -1,4 +1,7 @@
-//! [`Frame`]: one RESP2 value, as clients send commands and as the node answers.
+//! [`Frame`]: one RESP value, as clients send commands and as the node answers. Replies
+//! are written in RESP2 ([`Frame::encode`]) or, to a client that sent `HELLO 3`, in RESP3
+//! ([`Frame::encode3`]: `_` for null, `%` maps, `~` sets); maps and sets are flat arrays
+//! in RESP2, as Redis sends them.
 
 use std::fmt::Write as _;
 
@@ -17,6 +20,10 @@ pub enum Frame {
     Null,
     /// `*n` then n frames.
     Array(Vec<Frame>),
+    /// RESP3 `%n` then n key/value pairs (RESP2: a flat array of 2n frames).
+    Map(Vec<(Frame, Frame)>),
+    /// RESP3 `~n` then n frames (RESP2: an array).
+    Set(Vec<Frame>),
 }
 
 /// Why bytes are not RESP.
@@ -69,8 +76,22 @@ impl Frame {
         }
     }
 
-    /// Appends the frame's wire form to `out`.
+    /// Appends the frame's RESP2 wire form to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        self.encode_as(out, false);
+    }
+
+    /// Appends the frame's RESP3 wire form to `out` (`HELLO 3`).
+    pub fn encode3(&self, out: &mut Vec<u8>) {
+        self.encode_as(out, true);
+    }
+
+    fn encode_as(&self, out: &mut Vec<u8>, resp3: bool) {
+        let header = |out: &mut Vec<u8>, kind: char, n: usize| {
+            let mut s = String::new();
+            let _ = write!(s, "{kind}{n}\r\n");
+            out.extend_from_slice(s.as_bytes());
+        };
         match self {
             Frame::Simple(s) => {
                 out.push(b'+');
@@ -94,13 +115,29 @@ impl Frame {
                 out.extend_from_slice(b);
                 out.extend_from_slice(b"\r\n");
             }
+            Frame::Null if resp3 => out.extend_from_slice(b"_\r\n"),
             Frame::Null => out.extend_from_slice(b"$-1\r\n"),
             Frame::Array(items) => {
-                let mut s = String::new();
-                let _ = write!(s, "*{}\r\n", items.len());
-                out.extend_from_slice(s.as_bytes());
+                header(out, '*', items.len());
                 for i in items {
-                    i.encode(out);
+                    i.encode_as(out, resp3);
+                }
+            }
+            Frame::Set(items) => {
+                header(out, if resp3 { '~' } else { '*' }, items.len());
+                for i in items {
+                    i.encode_as(out, resp3);
+                }
+            }
+            Frame::Map(pairs) => {
+                if resp3 {
+                    header(out, '%', pairs.len());
+                } else {
+                    header(out, '*', 2 * pairs.len());
+                }
+                for (k, v) in pairs {
+                    k.encode_as(out, resp3);
+                    v.encode_as(out, resp3);
                 }
             }
         }

@@ -285,6 +285,8 @@ async fn client(shared: Arc<Shared>, stream: TcpStream) -> Result<()> {
             *st.stats.calls.entry(name.to_lowercase()).or_default() += 1;
             cmd.apply(st, &mut client)
         });
+        // HELLO 3's own reply is the first in RESP3.
+        conn.set_resp3(client.resp3);
         conn.queue(&reply);
     }
 }

@@ -304,3 +304,63 @@ async fn standalone_failover_to_hands_over_to_the_replica() {
     let e = cmd::<()>(r, &["FAILOVER", "ABORT"]).await.unwrap_err();
     assert!(e.to_string().contains("No failover in progress"), "{e}");
 }
+
+/// `HELLO 3` switches the connection to RESP3 (null `_`, `%` maps, `~` sets); `HELLO 2`
+/// back; the redis crate's RESP3 client reads it as such.
+#[tokio::test]
+async fn hello_3_switches_to_resp3() {
+    let (_root, d) = dirs(1);
+    let n = node(&d[0], &[]).await;
+    let mut s = TcpStream::connect(n.client).await.unwrap();
+    raw(&mut s, b"SADD s a\r\nGET missing\r\n", b":1\r\n$-1\r\n").await;
+    // The reply to HELLO 3 is the first in RESP3: a map of 7 fields.
+    let hello = hello_reply(&mut s, b"HELLO 3 SETNAME me\r\n").await;
+    assert!(hello.starts_with("%7\r\n$6\r\nserver\r\n"), "{hello:?}");
+    assert!(hello.contains("$5\r\nproto\r\n:3\r\n"), "{hello:?}");
+    raw(&mut s, b"GET missing\r\n", b"_\r\n").await;
+    raw(&mut s, b"SMEMBERS s\r\n", b"~1\r\n$1\r\na\r\n").await;
+    raw(&mut s, b"CLIENT GETNAME\r\n", b"$2\r\nme\r\n").await;
+    raw(
+        &mut s,
+        b"CONFIG GET appendonly\r\n",
+        b"%1\r\n$10\r\nappendonly\r\n$2\r\nno\r\n",
+    )
+    .await;
+    let hello = hello_reply(&mut s, b"HELLO 2\r\n").await;
+    assert!(hello.starts_with("*14\r\n"), "{hello:?}");
+    raw(&mut s, b"GET missing\r\n", b"$-1\r\n").await;
+    raw(
+        &mut s,
+        b"HELLO 4\r\n",
+        b"-NOPROTO unsupported protocol version\r\n",
+    )
+    .await;
+
+    let client = redis::Client::open(format!("redis://{}/?protocol=resp3", n.client)).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let members: redis::Value = redis::cmd("SMEMBERS")
+        .arg("s")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(matches!(members, redis::Value::Set(_)), "{members:?}");
+    let missing: redis::Value = redis::cmd("GET")
+        .arg("missing")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(missing, redis::Value::Nil);
+}
+
+/// Sends a HELLO and reads its whole reply (it ends with the empty `modules` array).
+async fn hello_reply(s: &mut TcpStream, send: &[u8]) -> String {
+    s.write_all(send).await.unwrap();
+    let mut got = Vec::new();
+    while !got.ends_with(b"modules\r\n*0\r\n") {
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
