@@ -8,7 +8,11 @@
 //!   node logs `Ignore stale message from <id> ... gossip config epoch: X, current config
 //!   epoch: Y`, yet keeps processing that message and, within the same moment, logs `Node
 //!   <id> ... is now a replica of node <id>` for the very sender it called stale. The
-//!   fixed server drops the stale message, so the second line cannot follow from it.
+//!   fixed server drops the stale message, so the second line cannot follow from it. A
+//!   flip to a node whose promotion (`Node <id> ... is now a primary`) was logged between
+//!   the two lines follows from that newer news, not from the stale message, and is not a
+//!   match (seen on faultline-node: a stale claim ignored, the shard's replica promoted,
+//!   then the old primary's fresh demotion 1.1 s later).
 //! - **crash-report**: `=== REDIS BUG REPORT START` / `=== VALKEY BUG REPORT START`, what
 //!   the server prints on an assertion failure or a crash signal (never on the SIGKILL of
 //!   the kill fault).
@@ -36,6 +40,7 @@ const EXAMPLES: usize = 20;
 const STALE: &str = "Ignore stale message from ";
 const FLIP_PREFIX: &str = "Node ";
 const FLIP_MIDDLE: &str = " is now a replica of node ";
+const PROMOTED: &str = " is now a primary";
 const CRASH: &str = " BUG REPORT START";
 
 /// Scans every node's log for known-bug signatures. Skipped without node logs.
@@ -77,6 +82,8 @@ impl Checker for LogPattern {
             lines_read += log.lines.len();
             // Sender id -> (line index, time) of its latest "stale" line.
             let mut stale: HashMap<&str, (usize, Option<i64>)> = HashMap::new();
+            // Node id -> line index of its latest promotion.
+            let mut promoted: HashMap<&str, usize> = HashMap::new();
             for (i, line) in log.lines.iter().enumerate() {
                 if line.contains(CRASH) {
                     matches.push(Match {
@@ -94,12 +101,20 @@ impl Checker for LogPattern {
                     stale.insert(id, (i, log_time_ms(line)));
                     continue;
                 }
+                if let Some(id) = promotion(line) {
+                    promoted.insert(id, i);
+                    continue;
+                }
                 let Some((node, primary)) = flip(line) else {
                     continue;
                 };
                 let Some(&(at, t)) = stale.get(node) else {
                     continue;
                 };
+                if promoted.get(primary).is_some_and(|&p| p > at) {
+                    // Its new primary was promoted since: the flip follows from that.
+                    continue;
+                }
                 let close = match (t, log_time_ms(line)) {
                     (Some(a), Some(b)) => b - a <= window_ms as i64 && b >= a,
                     _ => i - at <= LINE_WINDOW,
@@ -212,6 +227,13 @@ fn flip(line: &str) -> Option<(&str, &str)> {
     Some((node, primary))
 }
 
+/// `Node <id> (...) is now a primary`: the promoted node.
+fn promotion(line: &str) -> Option<&str> {
+    let end = line.strip_suffix(PROMOTED).map(str::len)?;
+    let start = line[..end].rfind(FLIP_PREFIX)? + FLIP_PREFIX.len();
+    node_id(&line[start..])
+}
+
 /// The time of a log line in ms (from a fixed origin), from the server's default
 /// `pid:role DD Mon YYYY HH:MM:SS.mmm <level> message` format.
 fn log_time_ms(line: &str) -> Option<i64> {
@@ -315,6 +337,17 @@ mod tests {
             assert_eq!(r.valid, Validity::Valid, "{lines:?}: {r:?}");
             assert_eq!(r.details["match_count"], 0);
         }
+    }
+
+    #[test]
+    fn a_flip_to_a_node_promoted_after_the_stale_line_is_not_a_match() {
+        let promoted = "1234:M 12 Mar 2024 10:11:12.700 * Node <n1> is now a primary";
+        let flip = FLIP_LINE.replace("10:11:12.345", "10:11:13.400");
+        let r = LogPattern.check(&run(&log(&[STALE_LINE, promoted, &flip])));
+        assert_eq!(r.valid, Validity::Valid, "{r:?}");
+        // A promotion before the stale line changes nothing.
+        let r = LogPattern.check(&run(&log(&[promoted, STALE_LINE, &flip])));
+        assert_eq!(r.valid, Validity::Invalid, "{r:?}");
     }
 
     #[test]
