@@ -219,7 +219,11 @@ impl Setup {
             bail!("the bench brings clusters up in network namespaces and must run as root (try sudo); `faultline doctor` lists what else is needed");
         }
         let flavor: Arc<dyn Flavor> = Arc::from(flavor::by_name(name));
-        let binary = on_path(flavor.default_binary(), flavor.install_hint())?;
+        // faultline-node is found beside faultline first, as `run` finds it.
+        let binary = match flavor.bundled_binary() {
+            Some(b) => b,
+            None => on_path(flavor.default_binary(), flavor.install_hint())?,
+        };
         let version = flavor.version(&binary)?;
         let tools_hint = "apt-get install redis-tools";
         Ok(Setup {
