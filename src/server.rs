@@ -41,8 +41,7 @@ impl Server {
             let (version, binary) = host?;
             if wanted.is_some_and(|w| w != version) {
                 bail!(
-                    "cluster.version {} asks for faultline-node {}, but {} is {version}; drop cluster.version",
-                    wanted.unwrap_or_default(),
+                    "cluster.version asks for faultline-node {}, but {} is {version}: drop cluster.version (the docker image is made from that binary)",
                     wanted.unwrap_or_default(),
                     binary.display()
                 );

@@ -34,9 +34,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::control::{HostChange, NodeInfo};
-use crate::fault::{Applied, BoxFuture, Ctx, Fault, Heal, Outcome, STOPPED};
+use crate::fault::{Applied, BoxFuture, Ctx, Fault, Heal, STOPPED};
 use crate::package::{FaultPackage, ModeNeed, Needs, SpecError, Sweep, SweepWhen};
-use crate::proxy::fault::BusHeal;
+use crate::proxy::fault as proxy_fault;
 use crate::proxy::{BusProxy, Match, Opener, Rule, Verdict};
 use crate::spec::Target;
 use crate::target::{self, node_order};
@@ -436,26 +436,9 @@ impl Partition {
                 label: Self::OPS.kind.to_string(),
             })
             .collect();
-        let install = move || {
-            rules
-                .into_iter()
-                .map(|r| (proxy.add_rule(r.clone()), r))
-                .collect::<Vec<_>>()
-        };
-        let Some(installed) = crate::instant::at_instant(install).await else {
-            return Applied::failed(value, STOPPED);
-        };
-        value["rules"] = json!(installed
-            .iter()
-            .map(|(id, rule)| json!({ "id": id, "rule": rule }))
-            .collect::<Vec<_>>());
-        Applied {
-            outcome: Outcome::Ok,
-            value,
-            error: None,
-            heal: Some(Box::new(BusHeal {
-                rules: installed.into_iter().map(|(id, _)| id).collect(),
-            })),
+        match crate::instant::at_instant(move || proxy_fault::install(&proxy, rules)).await {
+            Some(rules) => proxy_fault::installed(value, rules),
+            None => Applied::failed(value, STOPPED),
         }
     }
 

@@ -10,15 +10,21 @@ use tokio::net::TcpStream;
 use common::{cmd, dirs, node};
 
 async fn raw(stream: &mut TcpStream, send: &[u8], want: &[u8]) {
+    let got = exchange(stream, send, |got| got.len() >= want.len()).await;
+    assert_eq!(got, String::from_utf8_lossy(want));
+}
+
+/// Sends `send`, then reads until `done` says the reply is whole.
+async fn exchange(stream: &mut TcpStream, send: &[u8], done: impl Fn(&[u8]) -> bool) -> String {
     stream.write_all(send).await.unwrap();
     let mut got = Vec::new();
-    while got.len() < want.len() {
+    while !done(&got) {
         let mut buf = [0u8; 4096];
         let n = stream.read(&mut buf).await.unwrap();
         assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
         got.extend_from_slice(&buf[..n]);
     }
-    assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want));
+    String::from_utf8_lossy(&got).into_owned()
 }
 
 #[tokio::test]
@@ -354,13 +360,5 @@ async fn hello_3_switches_to_resp3() {
 
 /// Sends a HELLO and reads its whole reply (it ends with the empty `modules` array).
 async fn hello_reply(s: &mut TcpStream, send: &[u8]) -> String {
-    s.write_all(send).await.unwrap();
-    let mut got = Vec::new();
-    while !got.ends_with(b"modules\r\n*0\r\n") {
-        let mut buf = [0u8; 4096];
-        let n = s.read(&mut buf).await.unwrap();
-        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
-        got.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&got).into_owned()
+    exchange(s, send, |got| got.ends_with(b"modules\r\n*0\r\n")).await
 }

@@ -208,20 +208,32 @@ async fn apply(
         types: links.types.to_vec(),
     }
     .rules(name, &verdict, probability, draw);
-    let mut ids = Vec::new();
-    let mut installed = Vec::new();
-    for rule in rules {
-        let id = proxy.add_rule(rule.clone());
-        installed.push(json!({ "id": id, "rule": rule }));
-        ids.push(id);
-    }
-    value["rules"] = json!(installed);
     value["seed"] = json!(draw);
+    installed(value, install(&proxy, rules))
+}
+
+/// Adds `rules` to the proxy, in order; each with the id it got.
+pub(crate) fn install(proxy: &BusProxy, rules: Vec<Rule>) -> Vec<(RuleId, Rule)> {
+    rules
+        .into_iter()
+        .map(|r| (proxy.add_rule(r.clone()), r))
+        .collect()
+}
+
+/// A fault made of installed proxy rules: they go into the op's record (`rules`), and
+/// its heal removes them.
+pub(crate) fn installed(mut value: Value, rules: Vec<(RuleId, Rule)>) -> Applied {
+    value["rules"] = json!(rules
+        .iter()
+        .map(|(id, rule)| json!({ "id": id, "rule": rule }))
+        .collect::<Vec<_>>());
     Applied {
         outcome: Outcome::Ok,
         value,
         error: None,
-        heal: Some(Box::new(BusHeal { rules: ids })),
+        heal: Some(Box::new(BusHeal {
+            rules: rules.into_iter().map(|(id, _)| id).collect(),
+        })),
     }
 }
 
