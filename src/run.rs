@@ -675,6 +675,7 @@ impl<'a> Run<'a> {
                 seed: scenario.seed(),
                 key_prefix: self.key_prefix.clone(),
                 mix: scenario.workload.mix.clone(),
+                pipeline: scenario.workload.pipeline.get() as usize,
             },
         )?;
         workload

@@ -252,6 +252,14 @@ pub struct WorkloadSpec {
     /// Target ops per second over all processes; absent means as fast as they can.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<PositiveF64>,
+    /// Processes whose ops go out together: with N above 1, each client task runs N
+    /// processes, and each round their ops (one per process) go to the servers as one
+    /// pipeline per node, so many requests ride each connection per write. Every op keeps
+    /// its own invoke and completion, and each process still has one op at a time. The
+    /// set workload on faultline's client batches its ops (without a routing client mix);
+    /// other ops run side by side as before. 1 (the default): a task per process.
+    #[serde(default = "pipeline", skip_serializing_if = "is_one")]
+    pub pipeline: Bounded<1, 1024>,
     /// Budget for one op, redirects included; past it the op is `info`.
     #[serde(default = "op_timeout")]
     pub op_timeout_ms: Bounded<1, 600_000>,
@@ -283,6 +291,12 @@ fn keys() -> Bounded<1, 16384> {
 fn concurrency() -> Bounded<1, 10_000> {
     Bounded(16)
 }
+fn pipeline() -> Bounded<1, 1024> {
+    Bounded(1)
+}
+fn is_one(n: &Bounded<1, 1024>) -> bool {
+    n.0 == 1
+}
 fn op_timeout() -> Bounded<1, 600_000> {
     Bounded(1000)
 }
@@ -297,6 +311,7 @@ impl Default for WorkloadSpec {
             keys: keys(),
             concurrency: concurrency(),
             rate: None,
+            pipeline: pipeline(),
             op_timeout_ms: op_timeout(),
             final_read_timeout_s: final_read_timeout(),
             mix: ClientMix::default(),

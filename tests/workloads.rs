@@ -96,3 +96,52 @@ fn register_without_faults_is_linearizable() {
     assert_eq!(r["checkers"]["linearizable"]["valid"], true, "{r:#}");
     assert_eq!((code, &r["valid"]), (0, &serde_json::json!(true)), "{text}");
 }
+
+/// `workload.pipeline: 16` on a real Redis 3x1 through manual failovers: every process
+/// still has one op at a time, each invoke is followed by its own completion, the ops
+/// that met the failover followed their MOVED inside the batch, and the run is valid.
+#[test]
+fn pipelined_set_ops_keep_one_op_per_process_through_failovers() {
+    require_root();
+    let _one_at_a_time = cluster_lock();
+    let store = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(common::scenario("failover-under-load.yaml")).unwrap();
+    let yaml = text.replace("  concurrency: 16\n", "  concurrency: 64\n  pipeline: 16\n");
+    assert_ne!(yaml, text, "the scenario's workload section changed shape");
+    let path = store.path().join("pipelined.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let run = run_to_end(
+        &[path.to_str().unwrap(), "--time-limit", "20", "--seed", "5"],
+        store.path(),
+    );
+    assert_nothing_left(&run.id, &run.dir);
+    assert_eq!(run.code, 0, "{}", run.text);
+    let ops = common::history(&run.dir);
+    let mut open = std::collections::HashMap::new();
+    for op in ops
+        .iter()
+        .filter(|o| matches!(o.process, faultline_history::Process::Client(_)))
+    {
+        if op.kind == OpType::Invoke {
+            assert!(
+                open.insert(op.process, op.index).is_none(),
+                "process {} invoked again with an op open: {op:?}",
+                op.process
+            );
+        } else {
+            assert!(
+                open.remove(&op.process).is_some(),
+                "a completion without its invoke: {op:?}"
+            );
+        }
+    }
+    assert!(open.is_empty(), "ops left open: {open:?}");
+    assert!(ok(&ops, "add") >= 1000, "{}", run.text);
+    let moved = ops
+        .iter()
+        .filter(|o| o.kind == OpType::Ok && o.redirects.iter().any(|r| r.kind == "MOVED"))
+        .count();
+    assert!(moved > 0, "no op followed a MOVED: {}", run.text);
+    let r = results(&run.dir);
+    assert_eq!(r["checkers"]["lost-writes"]["valid"], true, "{r:#}");
+}

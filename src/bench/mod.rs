@@ -342,11 +342,12 @@ impl Report {
         );
         for c in &t.comparisons {
             out.push_str(&format!(
-                "\nthroughput -P {} (S={}s): faultline {:.0} ops/s recorded ({} processes), redis-benchmark -c {} -P {} {:.0} req/s, ratio {:.2}\n  faultline rounds [{}] ops/s; redis-benchmark rounds [{}] req/s\n  CPU per op: faultline {:.2} us [{}], redis-benchmark {:.2} us [{}], ratio {:.2}",
+                "\nthroughput -P {} (S={}s): faultline {:.0} ops/s recorded ({} processes, {} to a task), redis-benchmark -c {} -P {} {:.0} req/s, ratio {:.2}\n  faultline rounds [{}] ops/s; redis-benchmark rounds [{}] req/s\n  CPU per op: faultline {:.2} us [{}], redis-benchmark {:.2} us [{}], ratio {:.2}",
                 c.pipeline,
                 self.seconds,
                 c.faultline_ops_per_s,
                 c.processes,
+                c.batch,
                 c.connections,
                 c.pipeline,
                 c.benchmark_req_per_s,

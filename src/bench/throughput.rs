@@ -58,7 +58,7 @@ pub(super) struct Round {
 }
 
 /// Why the two throughput figures differ in kind, printed with them.
-pub(super) const THROUGHPUT_NOTE: &str = "faultline's client multiplexes its processes over one connection per primary, many requests riding each connection at once, and records an invoke and a completion line per op; redis-benchmark -c C -P P opens C connections with P requests in flight on each and records nothing. faultline runs C processes against -P 1 and C x P processes against -P P, so both sides keep the same number of requests in flight";
+pub(super) const THROUGHPUT_NOTE: &str = "faultline's client multiplexes its processes over one connection per primary, many requests riding each connection at once, and records an invoke and a completion line per op; redis-benchmark -c C -P P opens C connections with P requests in flight on each and records nothing. faultline runs C processes against -P 1 and C x P processes against -P P (grouped --batch to a task, each task sending its processes' ops as one pipeline per primary: workload.pipeline), so both sides keep the same number of requests in flight";
 
 /// One comparison: faultline against redis-benchmark at one pipeline depth.
 #[derive(Debug, Serialize)]
@@ -69,6 +69,8 @@ pub(super) struct Comparison {
     pub(super) connections: usize,
     /// faultline's client processes: `connections x pipeline`.
     pub(super) processes: usize,
+    /// faultline's processes per client task, whose ops go out together (1: a task each).
+    pub(super) batch: usize,
     /// Mean over faultline's rounds.
     pub(super) faultline_ops_per_s: f64,
     /// Mean over redis-benchmark's rounds.
@@ -129,7 +131,9 @@ pub(super) async fn throughput(args: &BenchArgs, setup: &Setup, dir: &Path) -> R
     })
 }
 
-/// faultline with `C x pipeline` processes, redis-benchmark `-c C -P pipeline`, faultline.
+/// faultline with `C x pipeline` processes (against `-P 1` a task each; against a deeper
+/// pipeline, `--batch` processes to a task whose ops go out together, as
+/// `workload.pipeline`), redis-benchmark `-c C -P pipeline`, faultline.
 async fn compare(
     args: &BenchArgs,
     setup: &Setup,
@@ -139,6 +143,7 @@ async fn compare(
     history: &Path,
 ) -> Result<Comparison> {
     let processes = args.concurrency * pipeline;
+    let batch = if pipeline > 1 { args.batch as usize } else { 1 };
     eprintln!(
         "bench: throughput at -P {pipeline}: faultline {processes} processes against redis-benchmark -c {} -P {pipeline}",
         args.concurrency
@@ -152,6 +157,7 @@ async fn compare(
             concurrency: processes,
             rate: None,
             seed: rand::random(),
+            pipeline: batch,
             ..Default::default()
         },
     )?;
@@ -210,6 +216,7 @@ async fn compare(
         pipeline,
         connections: args.concurrency,
         processes,
+        batch,
         faultline_ops_per_s: ours,
         benchmark_req_per_s: theirs,
         ratio: ours / theirs,

@@ -257,6 +257,141 @@ impl ClusterClient {
         trace.outcome(result.ok())
     }
 
+    /// Sends every `(key, cmd)` of `ops` as [`ClusterClient::execute`] would, but the
+    /// commands for one node go as one pipeline: one write, one wait for all their
+    /// replies. A command answered with a redirect or a retry goes on alone from there,
+    /// exactly as `execute` would have gone on. Everything happens within one op time-out
+    /// from now. Outcomes come back in `ops`' order.
+    pub async fn execute_batch(&self, ops: &[(&[u8], &Cmd)]) -> Vec<Outcome> {
+        if self.stale.load(Ordering::Relaxed) {
+            self.maybe_refresh().await;
+        }
+        let deadline = tokio::time::Instant::now() + self.config.op_timeout;
+        let slots: Vec<u16> = ops.iter().map(|(key, _)| key_slot(key)).collect();
+        let mut groups: Vec<(Arc<str>, Vec<usize>)> = Vec::new();
+        {
+            let map = self.slots.read().unwrap();
+            for (i, &slot) in slots.iter().enumerate() {
+                let owner = match &map[usize::from(slot)] {
+                    Some(addr) => addr.clone(),
+                    None => self.seeds[usize::from(slot) % self.seeds.len()]
+                        .as_str()
+                        .into(),
+                };
+                match groups.iter_mut().find(|(addr, _)| *addr == owner) {
+                    Some((_, items)) => items.push(i),
+                    None => groups.push((owner, vec![i])),
+                }
+            }
+        }
+        let sent = groups.into_iter().map(|(target, items)| {
+            let slots = &slots;
+            async move {
+                self.pipeline_to(&target, &items, ops, slots, deadline)
+                    .await
+            }
+        });
+        let mut outcomes: Vec<Option<Outcome>> = ops.iter().map(|_| None).collect();
+        for group in futures_util::future::join_all(sent).await {
+            for (i, outcome) in group {
+                outcomes[i] = Some(outcome);
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.expect("every op of a batch is in one group"))
+            .collect()
+    }
+
+    /// One node's share of a batch: `items` (indexes into `ops` and `slots`) sent to
+    /// `target` as one pipeline, each reply then treated as `execute` would treat it.
+    async fn pipeline_to(
+        &self,
+        target: &str,
+        items: &[usize],
+        ops: &[(&[u8], &Cmd)],
+        slots: &[u16],
+        deadline: tokio::time::Instant,
+    ) -> Vec<(usize, Outcome)> {
+        let name = self.name_of(target);
+        let trace = |in_doubt| Trace {
+            node: Some(name.clone()),
+            in_doubt,
+            ..Trace::default()
+        };
+        let all = |in_doubt, result: &dyn Fn() -> Option<Result<Value, Failure>>| {
+            items
+                .iter()
+                .map(|&i| (i, trace(in_doubt).outcome(result())))
+                .collect::<Vec<_>>()
+        };
+        let (generation, mut conn) =
+            match tokio::time::timeout_at(deadline, self.connection(target)).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    self.stale.store(true, Ordering::Relaxed);
+                    let error = format!("connect {target}: {e}");
+                    return all(false, &|| Some(Err(Failure::Certain(error.clone()))));
+                }
+                Err(_) => return all(false, &|| None),
+            };
+        let mut pipe = redis::pipe();
+        for &i in items {
+            pipe.add_command(ops[i].1.clone());
+        }
+        let replies =
+            tokio::time::timeout_at(deadline, conn.send_packed_commands(&pipe, 0, items.len()))
+                .await;
+        let replies = match replies {
+            Ok(Ok(replies)) if replies.len() == items.len() => replies,
+            Ok(Ok(replies)) => {
+                let error = format!(
+                    "{} replies to a pipeline of {} commands",
+                    replies.len(),
+                    items.len()
+                );
+                return all(true, &|| Some(Err(Failure::Unknown(error.clone()))));
+            }
+            Ok(Err(e)) => {
+                self.pool.drop_connection(target, generation);
+                self.stale.store(true, Ordering::Relaxed);
+                let error = error_text(&e);
+                return all(true, &|| Some(Err(Failure::Unknown(error.clone()))));
+            }
+            Err(_) => return all(true, &|| None),
+        };
+        let each = items.iter().zip(replies).map(|(&i, reply)| {
+            let mut trace = trace(true);
+            async move {
+                let err: RedisError = match reply {
+                    Value::ServerError(e) => e.into(),
+                    value => return (i, trace.outcome(Some(Ok(value)))),
+                };
+                let (slot, cmd) = (slots[i], ops[i].1);
+                let result = tokio::time::timeout_at(deadline, async {
+                    let mut backoff = self.config.retry_backoff;
+                    let from = (target.to_string(), false);
+                    let (to, asking) = self
+                        .next_hop(
+                            &err,
+                            slot,
+                            from,
+                            &mut trace,
+                            &mut backoff,
+                            (target, generation),
+                        )
+                        .await?;
+                    let route = Route::default();
+                    self.run_from(slot, cmd, &mut trace, route, to, asking, &mut backoff)
+                        .await
+                })
+                .await;
+                (i, trace.outcome(result.ok()))
+            }
+        });
+        futures_util::future::join_all(each).await
+    }
+
     async fn run(
         &self,
         key: &[u8],
@@ -265,12 +400,28 @@ impl ClusterClient {
         route: Route,
     ) -> Result<Value, Failure> {
         let slot = key_slot(key);
-        let mut target = match route.start {
+        let target = match route.start {
             Some(i) => self.seeds[i % self.seeds.len()].clone(),
             None => self.owner(slot),
         };
-        let mut asking = false;
         let mut backoff = self.config.retry_backoff;
+        self.run_from(slot, cmd, trace, route, target, false, &mut backoff)
+            .await
+    }
+
+    /// The redirect-following loop of one command for `slot`, from `target` (with
+    /// `ASKING` first if `asking`).
+    #[allow(clippy::too_many_arguments)]
+    async fn run_from(
+        &self,
+        slot: u16,
+        cmd: &Cmd,
+        trace: &mut Trace,
+        route: Route,
+        mut target: String,
+        mut asking: bool,
+        backoff: &mut Duration,
+    ) -> Result<Value, Failure> {
         loop {
             if trace.redirects.len() > self.config.max_redirects {
                 return Err(Failure::Unknown("redirect limit".into()));
@@ -302,47 +453,71 @@ impl ClusterClient {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
-            let from = target.clone();
-            match Class::of(&err) {
-                Class::Redirect { kind, slot, to } => {
-                    trace.in_doubt = false;
-                    if kind == "MOVED" {
-                        if let Some(s) = slot {
-                            self.slots.write().unwrap()[usize::from(s)] = Some(to.as_str().into());
-                        }
+            (target, asking) = self
+                .next_hop(
+                    &err,
+                    slot,
+                    (target, asking),
+                    trace,
+                    backoff,
+                    (&conn_key, generation),
+                )
+                .await?;
+        }
+    }
+
+    /// What an error reply from `from` (asked with `ASKING` first if `asking`; on the
+    /// pool's connection `conn`: key and generation) means for a command for `slot`: the
+    /// next node to ask (and whether with `ASKING`), after any back-off, or the op's end.
+    /// Every hop goes into `trace`.
+    async fn next_hop(
+        &self,
+        err: &RedisError,
+        slot: u16,
+        (from, asking): (String, bool),
+        trace: &mut Trace,
+        backoff: &mut Duration,
+        conn: (&str, u64),
+    ) -> Result<(String, bool), Failure> {
+        match Class::of(err) {
+            Class::Redirect { kind, slot: s, to } => {
+                trace.in_doubt = false;
+                if kind == "MOVED" {
+                    if let Some(s) = s {
+                        self.slots.write().unwrap()[usize::from(s)] = Some(to.as_str().into());
                     }
-                    asking = kind == "ASK";
-                    trace.redirects.push(Redirect {
-                        kind: kind.into(),
-                        slot,
-                        from,
-                        to: to.clone(),
-                    });
-                    target = to;
                 }
-                Class::Retry { kind } => {
-                    trace.in_doubt = false;
-                    trace.redirects.push(Redirect {
-                        kind: kind.into(),
-                        slot: Some(slot),
-                        from: from.clone(),
-                        to: from,
-                    });
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(200));
-                    if kind == "CLUSTERDOWN" {
-                        self.stale.store(true, Ordering::Relaxed);
-                    }
-                }
-                Class::Rejected => {
-                    trace.in_doubt = false;
-                    return Err(Failure::Certain(error_text(&err)));
-                }
-                Class::Broken => {
-                    self.pool.drop_connection(&conn_key, generation);
+                trace.redirects.push(Redirect {
+                    kind: kind.into(),
+                    slot: s,
+                    from,
+                    to: to.clone(),
+                });
+                Ok((to, kind == "ASK"))
+            }
+            Class::Retry { kind } => {
+                trace.in_doubt = false;
+                trace.redirects.push(Redirect {
+                    kind: kind.into(),
+                    slot: Some(slot),
+                    from: from.clone(),
+                    to: from.clone(),
+                });
+                tokio::time::sleep(*backoff).await;
+                *backoff = (*backoff * 2).min(Duration::from_millis(200));
+                if kind == "CLUSTERDOWN" {
                     self.stale.store(true, Ordering::Relaxed);
-                    return Err(Failure::Unknown(error_text(&err)));
                 }
+                Ok((from, asking))
+            }
+            Class::Rejected => {
+                trace.in_doubt = false;
+                Err(Failure::Certain(error_text(err)))
+            }
+            Class::Broken => {
+                self.pool.drop_connection(conn.0, conn.1);
+                self.stale.store(true, Ordering::Relaxed);
+                Err(Failure::Unknown(error_text(err)))
             }
         }
     }

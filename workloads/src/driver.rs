@@ -42,6 +42,14 @@ pub trait Generator: Send + Sync + 'static {
         worker: &'a mut Worker,
     ) -> BoxFuture<'a, Op>;
 
+    /// `worker`'s next op as one command on the default route, not yet recorded or sent,
+    /// so that it can go in a batch (`workload.pipeline` above 1). `None` (the default)
+    /// when the op is not of that kind; [`Generator::op`] then performs it on its own.
+    /// Returning `None` must leave `worker` as it found it.
+    fn plan(&self, _worker: &mut Worker) -> Option<Planned> {
+        None
+    }
+
     /// The keys the final reads read, in order.
     fn final_keys(&self) -> Vec<String>;
 
@@ -50,6 +58,33 @@ pub trait Generator: Send + Sync + 'static {
 
     /// A read's reply as the completion's value.
     fn read_value(&self, reply: &Value) -> serde_json::Value;
+}
+
+/// One op planned by [`Generator::plan`]: a single command for the key of its invoke.
+pub struct Planned {
+    /// Its invoke, with its key, not yet recorded.
+    pub invoke: Op,
+    /// The one command it sends.
+    pub cmd: Cmd,
+    /// Its completion's value when the command succeeds.
+    pub ok: OkValue,
+}
+
+/// The value an op's successful completion records.
+pub enum OkValue {
+    /// This one, whatever the reply (an add records its element).
+    Fixed(serde_json::Value),
+    /// Read from the reply, given the command that was sent.
+    Reply(fn(&Cmd, &Value) -> serde_json::Value),
+}
+
+impl OkValue {
+    fn of(self, cmd: &Cmd, reply: &Value) -> serde_json::Value {
+        match self {
+            OkValue::Fixed(value) => value,
+            OkValue::Reply(read) => read(cmd, reply),
+        }
+    }
 }
 
 /// One of the loop's `concurrency` workers, as a [`Generator`] sees it.
@@ -109,7 +144,11 @@ impl<G: Generator> Workload for Driven<G> {
     ) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             let generator = self.generator.clone();
-            let next = drive(generator, &self.params, client, recorder, stop, counters).await;
+            let next = if self.params.pipeline > 1 {
+                drive_batched(generator, &self.params, client, recorder, stop, counters).await
+            } else {
+                drive(generator, &self.params, client, recorder, stop, counters).await
+            };
             self.next_process.fetch_max(next, Ordering::Relaxed);
         })
     }
@@ -162,35 +201,12 @@ async fn drive<G: Generator>(
             stop.clone(),
             counters.clone(),
         );
-        let mut me = Worker {
-            index: worker,
-            process: worker as u64,
-            ops: 0,
-            rng: StdRng::seed_from_u64(
-                params.seed ^ (worker as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-            ),
-        };
+        let mut me = Worker::new(worker, params.seed);
         tasks.spawn(async move {
-            let start = Instant::now();
-            let mut next = interval.map(|i| start + i.mul_f64(worker as f64 / n as f64));
-            while !stop.is_cancelled() {
-                if let (Some(at), Some(every)) = (next.as_mut(), interval) {
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(*at) => {}
-                        _ = stop.cancelled() => break,
-                    }
-                    *at += every;
-                    let now = Instant::now();
-                    if *at + every < now {
-                        *at = now; // fell behind: do not burst to catch up
-                    }
-                }
+            let mut pace = Pace::new(interval, worker, n);
+            while pace.wait(&stop).await {
                 let done = generator.op(client.as_ref(), &recorder, &mut me).await;
-                me.ops += 1;
-                counters.count(done.kind);
-                if done.kind == OpType::Info {
-                    me.process += n as u64;
-                }
+                me.finished(&done, n, &counters);
             }
             me.process
         });
@@ -202,6 +218,140 @@ async fn drive<G: Generator>(
         }
     }
     next_free
+}
+
+/// As [`drive`], with the processes grouped `params.pipeline` to a task: each round, a
+/// task plans one op per process ([`Generator::plan`]), records their invokes, sends them
+/// as one batch ([`KeyClient::execute_batch`]: one pipeline per node) and records each
+/// completion. A process still has one op at a time, and every op its own invoke and
+/// completion. Ops a generator does not plan run on their own beside the batch. With a rate, each task's rounds come every `concurrency / rate` seconds.
+async fn drive_batched<G: Generator>(
+    generator: Arc<G>,
+    params: &WorkloadParams,
+    client: Arc<dyn KeyClient>,
+    recorder: Recorder,
+    stop: CancellationToken,
+    counters: Arc<Counters>,
+) -> u64 {
+    let n = params.concurrency.max(1);
+    let per_task = params.pipeline.clamp(1, n);
+    let task_count = n.div_ceil(per_task);
+    let interval = params.rate.map(|r| Duration::from_secs_f64(n as f64 / r));
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..task_count {
+        let (generator, client, recorder, stop, counters) = (
+            generator.clone(),
+            client.clone(),
+            recorder.clone(),
+            stop.clone(),
+            counters.clone(),
+        );
+        let mut workers: Vec<Worker> = (task * per_task..((task + 1) * per_task).min(n))
+            .map(|index| Worker::new(index, params.seed))
+            .collect();
+        tasks.spawn(async move {
+            let mut pace = Pace::new(interval, task, task_count);
+            while pace.wait(&stop).await {
+                let planned: Vec<Option<Planned>> =
+                    workers.iter_mut().map(|w| generator.plan(w)).collect();
+                let mut batch = Vec::with_capacity(planned.len());
+                let mut alone = Vec::new();
+                for (worker, plan) in workers.iter_mut().zip(planned) {
+                    match plan {
+                        Some(p) => batch.push((worker, recorder.record(p.invoke), p.cmd, p.ok)),
+                        None => alone.push(worker),
+                    }
+                }
+                let sent: Vec<(&[u8], &Cmd)> = batch
+                    .iter()
+                    .map(|(_, invoke, cmd, _)| {
+                        (invoke.key.as_deref().unwrap_or_default().as_bytes(), cmd)
+                    })
+                    .collect();
+                let (generator, client, recorder, counters) =
+                    (&generator, &client, &recorder, &counters);
+                let on_their_own = alone.into_iter().map(|worker| async move {
+                    let done = generator.op(client.as_ref(), recorder, worker).await;
+                    worker.finished(&done, n, counters);
+                });
+                let (outcomes, _) = tokio::join!(
+                    client.execute_batch(&sent),
+                    futures_util::future::join_all(on_their_own)
+                );
+                drop(sent);
+                for ((worker, invoke, cmd, ok), outcome) in batch.into_iter().zip(outcomes) {
+                    let done = recorder.record(outcome.completion(&invoke, |r| ok.of(&cmd, r)));
+                    worker.finished(&done, n, counters);
+                }
+            }
+            workers.iter().map(|w| w.process).max().unwrap_or(0)
+        });
+    }
+    let mut next_free = n as u64;
+    while let Some(last) = tasks.join_next().await {
+        if let Ok(last) = last {
+            next_free = next_free.max(last + 1);
+        }
+    }
+    next_free
+}
+
+impl Worker {
+    /// Worker `index` as it starts: process `index`, its random source seeded from `seed`.
+    fn new(index: usize, seed: u64) -> Worker {
+        Worker {
+            index,
+            process: index as u64,
+            ops: 0,
+            rng: StdRng::seed_from_u64(seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+        }
+    }
+
+    /// Counts the op that ended as `done`; after an `info`, the worker goes on as a fresh
+    /// process (`n` further on: the numbers of `n` workers never meet).
+    fn finished(&mut self, done: &Op, n: usize, counters: &Counters) {
+        self.ops += 1;
+        counters.count(done.kind);
+        if done.kind == OpType::Info {
+            self.process += n as u64;
+        }
+    }
+}
+
+/// The pace of one client loop: flat out without a rate; with one, a turn every
+/// `interval`, loop `i` of `of` starting `i / of` of an interval in.
+struct Pace {
+    interval: Option<Duration>,
+    next: Option<Instant>,
+}
+
+impl Pace {
+    fn new(interval: Option<Duration>, i: usize, of: usize) -> Pace {
+        let start = Instant::now();
+        Pace {
+            interval,
+            next: interval.map(|every| start + every.mul_f64(i as f64 / of as f64)),
+        }
+    }
+
+    /// Waits for the next turn; false once `stop` is cancelled.
+    async fn wait(&mut self, stop: &CancellationToken) -> bool {
+        if stop.is_cancelled() {
+            return false;
+        }
+        if let (Some(at), Some(every)) = (self.next.as_mut(), self.interval) {
+            tokio::select! {
+                _ = tokio::time::sleep_until(*at) => {}
+                _ = stop.cancelled() => return false,
+            }
+            *at += every;
+            let now = Instant::now();
+            if *at + every < now {
+                *at = now; // fell behind: do not burst to catch up
+            }
+        }
+        true
+    }
 }
 
 /// One op whose outcome is its command's: records `invoke` (as `process`), sends `cmd` for

@@ -66,6 +66,15 @@ pub trait KeyClient: Send + Sync {
         cmd: &'a Cmd,
         route: Route,
     ) -> BoxFuture<'a, Outcome>;
+
+    /// Sends each `(key, cmd)` of `ops`, on the default route, as [`KeyClient::execute`]
+    /// would; outcomes in `ops`' order. A client that can pipelines the commands bound for
+    /// one node; this default sends them each on their own, all at once.
+    fn execute_batch<'a>(&'a self, ops: &'a [(&'a [u8], &'a Cmd)]) -> BoxFuture<'a, Vec<Outcome>> {
+        Box::pin(futures_util::future::join_all(
+            ops.iter().map(|(key, cmd)| self.execute(key, cmd)),
+        ))
+    }
 }
 
 impl KeyClient for ClusterClient {
@@ -86,6 +95,10 @@ impl KeyClient for ClusterClient {
     ) -> BoxFuture<'a, Outcome> {
         Box::pin(ClusterClient::execute_routed(self, key, cmd, route))
     }
+
+    fn execute_batch<'a>(&'a self, ops: &'a [(&'a [u8], &'a Cmd)]) -> BoxFuture<'a, Vec<Outcome>> {
+        Box::pin(ClusterClient::execute_batch(self, ops))
+    }
 }
 
 /// A shared client is a client (callers hold `Arc`s).
@@ -101,5 +114,9 @@ impl<T: KeyClient + ?Sized> KeyClient for std::sync::Arc<T> {
         route: Route,
     ) -> BoxFuture<'a, Outcome> {
         (**self).execute_routed(key, cmd, route)
+    }
+
+    fn execute_batch<'a>(&'a self, ops: &'a [(&'a [u8], &'a Cmd)]) -> BoxFuture<'a, Vec<Outcome>> {
+        (**self).execute_batch(ops)
     }
 }

@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 use rand::Rng;
 use redis::Value;
 
-use crate::driver::{self, Driven, Generator, Worker};
+use crate::driver::{self, Driven, Generator, OkValue, Planned, Worker};
 use crate::key_client::{BoxFuture, KeyClient, Route};
 use crate::workload::{ClientMix, WorkloadParams};
 
@@ -65,6 +65,32 @@ impl SetOps {
 impl Generator for SetOps {
     fn final_keys(&self) -> Vec<String> {
         self.keys.clone()
+    }
+
+    /// An op on the default route, as [`SetOps::op`] would make it (none under a client
+    /// mix that routes: those ops go alone).
+    fn plan(&self, worker: &mut Worker) -> Option<Planned> {
+        if self.mix.fresh_connection_every.is_some() || self.mix.random_start_node {
+            return None;
+        }
+        let key = self.keys[worker.rng.random_range(0..self.keys.len())].as_str();
+        if worker.index < self.readers {
+            let (invoke, cmd, _) =
+                read_op(key, worker.process, &mut worker.rng, &self.next_element);
+            return Some(Planned {
+                invoke,
+                cmd,
+                ok: OkValue::Reply(read_value),
+            });
+        }
+        let element = self.next_element.fetch_add(1, Ordering::Relaxed);
+        let mut cmd = redis::cmd("SADD");
+        cmd.arg(key).arg(element);
+        Some(Planned {
+            invoke: driver::invoke(worker.process, "add", key).with_value(element),
+            cmd,
+            ok: OkValue::Fixed(element.into()),
+        })
     }
 
     fn read(&self, key: &str) -> redis::Cmd {

@@ -38,6 +38,9 @@ pub struct WorkloadParams {
     /// Which clients read, how they connect, where they start (the default: every client
     /// writes over the shared connections, starting where it last learned to go).
     pub mix: ClientMix,
+    /// Processes per client task whose ops go out together, one pipeline per node
+    /// (`workload.pipeline`); 1 runs every process as a task of its own.
+    pub pipeline: usize,
 }
 
 /// The client mix (the scenario's `workload: mix:`): Jepsen mixes client kinds because
