@@ -211,20 +211,15 @@ async fn drive<G: Generator>(
             me.process
         });
     }
-    let mut next_free = n as u64;
-    while let Some(last) = tasks.join_next().await {
-        if let Ok(last) = last {
-            next_free = next_free.max(last + 1);
-        }
-    }
-    next_free
+    first_free(tasks, n).await
 }
 
 /// As [`drive`], with the processes grouped `params.pipeline` to a task: each round, a
 /// task plans one op per process ([`Generator::plan`]), records their invokes, sends them
 /// as one batch ([`KeyClient::execute_batch`]: one pipeline per node) and records each
 /// completion. A process still has one op at a time, and every op its own invoke and
-/// completion. Ops a generator does not plan run on their own beside the batch. With a rate, each task's rounds come every `concurrency / rate` seconds.
+/// completion. Ops a generator does not plan run on their own beside the batch. With a
+/// rate, each task's rounds come every `concurrency / rate` seconds.
 async fn drive_batched<G: Generator>(
     generator: Arc<G>,
     params: &WorkloadParams,
@@ -287,6 +282,12 @@ async fn drive_batched<G: Generator>(
             workers.iter().map(|w| w.process).max().unwrap_or(0)
         });
     }
+    first_free(tasks, n).await
+}
+
+/// The first process number that none of `n` workers used, once each task of `tasks` has
+/// returned the last process it ran as.
+async fn first_free(mut tasks: tokio::task::JoinSet<u64>, n: usize) -> u64 {
     let mut next_free = n as u64;
     while let Some(last) = tasks.join_next().await {
         if let Ok(last) = last {
