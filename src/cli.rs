@@ -236,7 +236,8 @@ pub struct BenchArgs {
     pub pipeline: usize,
     /// faultline's processes per client task in the pipelined comparison
     /// (`workload.pipeline`): each task's ops go out together, one pipeline per primary.
-    /// 160 measured best on 2 cores against 16, 80 and 400.
+    /// On 2 cores, 160 gave the highest ratio among 16, 80, 160, 400 and 800, within the
+    /// round-to-round noise of 400.
     #[arg(long, default_value_t = 160, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub batch: u64,
     /// redis-benchmark rounds per comparison, each followed by a faultline round (after

@@ -144,11 +144,7 @@ impl<G: Generator> Workload for Driven<G> {
     ) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             let generator = self.generator.clone();
-            let next = if self.params.pipeline > 1 {
-                drive_batched(generator, &self.params, client, recorder, stop, counters).await
-            } else {
-                drive(generator, &self.params, client, recorder, stop, counters).await
-            };
+            let next = drive(generator, &self.params, client, recorder, stop, counters).await;
             self.next_process.fetch_max(next, Ordering::Relaxed);
         })
     }
@@ -182,45 +178,14 @@ impl<G: Generator> Workload for Driven<G> {
 /// An op in flight when `stop` fires completes (within the op time-out), so no invoke is
 /// left without its completion. Returns the first process number no worker used, for the
 /// final reads.
+///
+/// Each process is a task of its own, unless `params.pipeline` groups them N to a task:
+/// then each round a task plans one op per process ([`Generator::plan`]), records their
+/// invokes, sends them as one batch ([`KeyClient::execute_batch`]: one pipeline per node)
+/// and records each completion (see [`batch_round`]). Either way a process has one op at
+/// a time, and every op its own invoke and completion. With a rate, each task's turns
+/// come every `concurrency / rate` seconds.
 async fn drive<G: Generator>(
-    generator: Arc<G>,
-    params: &WorkloadParams,
-    client: Arc<dyn KeyClient>,
-    recorder: Recorder,
-    stop: CancellationToken,
-    counters: Arc<Counters>,
-) -> u64 {
-    let n = params.concurrency.max(1);
-    let interval = params.rate.map(|r| Duration::from_secs_f64(n as f64 / r));
-    let mut tasks = tokio::task::JoinSet::new();
-    for worker in 0..n {
-        let (generator, client, recorder, stop, counters) = (
-            generator.clone(),
-            client.clone(),
-            recorder.clone(),
-            stop.clone(),
-            counters.clone(),
-        );
-        let mut me = Worker::new(worker, params.seed);
-        tasks.spawn(async move {
-            let mut pace = Pace::new(interval, worker, n);
-            while pace.wait(&stop).await {
-                let done = generator.op(client.as_ref(), &recorder, &mut me).await;
-                me.finished(&done, n, &counters);
-            }
-            me.process
-        });
-    }
-    first_free(tasks, n).await
-}
-
-/// As [`drive`], with the processes grouped `params.pipeline` to a task: each round, a
-/// task plans one op per process ([`Generator::plan`]), records their invokes, sends them
-/// as one batch ([`KeyClient::execute_batch`]: one pipeline per node) and records each
-/// completion. A process still has one op at a time, and every op its own invoke and
-/// completion. Ops a generator does not plan run on their own beside the batch. With a
-/// rate, each task's rounds come every `concurrency / rate` seconds.
-async fn drive_batched<G: Generator>(
     generator: Arc<G>,
     params: &WorkloadParams,
     client: Arc<dyn KeyClient>,
@@ -247,42 +212,52 @@ async fn drive_batched<G: Generator>(
         tasks.spawn(async move {
             let mut pace = Pace::new(interval, task, task_count);
             while pace.wait(&stop).await {
-                let planned: Vec<Option<Planned>> =
-                    workers.iter_mut().map(|w| generator.plan(w)).collect();
-                let mut batch = Vec::with_capacity(planned.len());
-                let mut alone = Vec::new();
-                for (worker, plan) in workers.iter_mut().zip(planned) {
-                    match plan {
-                        Some(p) => batch.push((worker, recorder.record(p.invoke), p.cmd, p.ok)),
-                        None => alone.push(worker),
-                    }
-                }
-                let sent: Vec<(&[u8], &Cmd)> = batch
-                    .iter()
-                    .map(|(_, invoke, cmd, _)| {
-                        (invoke.key.as_deref().unwrap_or_default().as_bytes(), cmd)
-                    })
-                    .collect();
-                let (generator, client, recorder, counters) =
-                    (&generator, &client, &recorder, &counters);
-                let on_their_own = alone.into_iter().map(|worker| async move {
-                    let done = generator.op(client.as_ref(), recorder, worker).await;
-                    worker.finished(&done, n, counters);
-                });
-                let (outcomes, _) = tokio::join!(
-                    client.execute_batch(&sent),
-                    futures_util::future::join_all(on_their_own)
-                );
-                drop(sent);
-                for ((worker, invoke, cmd, ok), outcome) in batch.into_iter().zip(outcomes) {
-                    let done = recorder.record(outcome.completion(&invoke, |r| ok.of(&cmd, r)));
-                    worker.finished(&done, n, counters);
+                if let [me] = workers.as_mut_slice() {
+                    let done = generator.op(client.as_ref(), &recorder, me).await;
+                    me.finished(&done, n, &counters);
+                } else {
+                    let on = (generator.as_ref(), client.as_ref(), &recorder, &*counters);
+                    batch_round(on, &mut workers, n).await;
                 }
             }
             workers.iter().map(|w| w.process).max().unwrap_or(0)
         });
     }
     first_free(tasks, n).await
+}
+
+/// One round of a task of `workers` (out of `n` in all): their planned ops go as one
+/// batch; ops the generator does not plan run on their own beside it.
+async fn batch_round<G: Generator>(
+    (generator, client, recorder, counters): (&G, &dyn KeyClient, &Recorder, &Counters),
+    workers: &mut [Worker],
+    n: usize,
+) {
+    let mut batch = Vec::with_capacity(workers.len());
+    let mut alone = Vec::new();
+    for worker in workers.iter_mut() {
+        match generator.plan(worker) {
+            Some(p) => batch.push((worker, recorder.record(p.invoke), p.cmd, p.ok)),
+            None => alone.push(worker),
+        }
+    }
+    let sent: Vec<(&[u8], &Cmd)> = batch
+        .iter()
+        .map(|(_, invoke, cmd, _)| (invoke.key.as_deref().unwrap_or_default().as_bytes(), cmd))
+        .collect();
+    let on_their_own = alone.into_iter().map(|worker| async move {
+        let done = generator.op(client, recorder, worker).await;
+        worker.finished(&done, n, counters);
+    });
+    let (outcomes, _) = tokio::join!(
+        client.execute_batch(&sent),
+        futures_util::future::join_all(on_their_own)
+    );
+    drop(sent);
+    for ((worker, invoke, cmd, ok), outcome) in batch.into_iter().zip(outcomes) {
+        let done = recorder.record(outcome.completion(&invoke, |r| ok.of(&cmd, r)));
+        worker.finished(&done, n, counters);
+    }
 }
 
 /// The first process number that none of `n` workers used, once each task of `tasks` has
