@@ -2,7 +2,8 @@
 //!
 //! Formation is done by hand, the way `redis-cli --cluster create` does it, so that every
 //! step is ours to observe and (in later faults) to interfere with: distinct config epochs,
-//! MEET, ADDSLOTSRANGE, REPLICATE. "Agreed" means every node answers, reports
+//! ADDSLOTSRANGE, MEET, REPLICATE, and a second MEET that spreads the result (see
+//! [`Admin::form`]). "Agreed" means every node answers, reports
 //! `cluster_state:ok`, lists every node with no handshake or failure flag, and shows the
 //! same slot map and the same primary/replica relation; replicas report their link to the
 //! primary up.
@@ -197,74 +198,121 @@ impl Admin {
 
     /// Forms the cluster described by `layout` and waits until it agrees.
     ///
+    /// The cluster bus carries a node's slots and role in the header of every packet, but
+    /// a node takes them from a packet only once it knows the sender by id: the packets of
+    /// a first handshake teach it nothing but the id, and a later change otherwise spreads
+    /// with the next periodic ping (a random peer a second, every peer only after half the
+    /// node time-out). So, after the distinct config epochs and the slots, every pair
+    /// meets; once every node knows every other by id and the replicas have REPLICATEd,
+    /// every node meets every other once more, and that MEET hands the receiver the
+    /// sender's slots and role at once.
+    ///
     /// # Errors
     /// A step that fails, or no agreement by `deadline` (naming the node that disagrees).
     pub async fn form(&mut self, layout: &Layout, deadline: Instant) -> Result<()> {
         self.learn_ids().await?;
         // Distinct config epochs up front, as redis-cli does, so no epoch collision has to
-        // be resolved while the cluster settles.
+        // be resolved while the cluster settles (a node takes one only while alone).
         for (k, &(p, _)) in layout.primaries.iter().enumerate() {
             let _: Result<String> = self
                 .cmd(p, redis::cmd("CLUSTER").arg("SET-CONFIG-EPOCH").arg(k + 1))
                 .await;
         }
-        // Every pair meets directly rather than waiting for gossip to spread the news:
-        // a replica can only REPLICATE a primary it knows. Each node's MEETs go as one
-        // pipeline: one round trip per node, not per pair (4,950 of them at 100 nodes).
-        for i in 1..self.nodes.len() {
-            let mut meets = redis::pipe();
-            for j in 0..i {
-                let peer = &self.nodes[j];
-                let meet = meets
-                    .cmd("CLUSTER")
-                    .arg("MEET")
-                    .arg(peer.ip.to_string())
-                    .arg(peer.port);
-                if let Some(bus) = self.bus_ports[j] {
-                    meet.arg(bus);
-                }
-                meets.ignore();
-            }
-            // A hundred servers on two loaded cores can stall one reply past the admin
-            // time-out; MEET is idempotent, so try again until the deadline.
-            loop {
-                match self.pipe::<()>(i, &meets).await {
-                    Ok(()) => break,
-                    Err(e) if Instant::now() >= deadline => return Err(e),
-                    Err(e) => {
-                        tracing::debug!("formation: {e:#}; meeting again");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
-        }
-        tracing::debug!("formation: every pair of nodes met");
         for &(p, (a, b)) in &layout.primaries {
             let _: String = self
                 .cmd(p, redis::cmd("CLUSTER").arg("ADDSLOTSRANGE").arg(a).arg(b))
                 .await?;
         }
-        // A replica can only REPLICATE a primary it already knows of through gossip.
+        // Every pair meets directly rather than waiting for gossip to spread the news,
+        // each node's MEETs as one pipeline: one round trip per node, not per pair (4,950
+        // pairs at 100 nodes).
+        let all: Vec<usize> = (0..self.nodes.len()).collect();
+        for i in 1..all.len() {
+            self.meet(i, &all[..i], deadline).await?;
+        }
+        self.wait_acquainted(deadline).await?;
+        tracing::debug!("formation: every node knows every other");
         for &(r, p) in &layout.replicas {
             let primary_id = self.ids[p].clone();
-            loop {
-                let reply: Result<String> = self
-                    .cmd(r, redis::cmd("CLUSTER").arg("REPLICATE").arg(&primary_id))
-                    .await;
-                match reply {
-                    Ok(_) => break,
-                    Err(e) if Instant::now() >= deadline => {
-                        return Err(e.context(format!(
-                            "{} could not become a replica of {}",
-                            self.nodes[r].name, self.nodes[p].name
-                        )))
-                    }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            self.cmd::<String>(r, redis::cmd("CLUSTER").arg("REPLICATE").arg(&primary_id))
+                .await
+                .with_context(|| {
+                    format!(
+                        "{} could not become a replica of {}",
+                        self.nodes[r].name, self.nodes[p].name
+                    )
+                })?;
+        }
+        for i in 0..all.len() {
+            let others: Vec<usize> = all.iter().copied().filter(|&j| j != i).collect();
+            self.meet(i, &others, deadline).await?;
+        }
+        tracing::debug!("formation: replicas attached and announced, waiting for agreement");
+        self.wait_agreed(Some(layout), deadline).await
+    }
+
+    /// Polls until every node knows every other by id (no handshake left), the condition
+    /// for REPLICATE and for a MEET to carry news.
+    ///
+    /// # Errors
+    /// At `deadline`, the node that still misses one, and what it knows.
+    async fn wait_acquainted(&mut self, deadline: Instant) -> Result<()> {
+        let mut i = 0;
+        while i < self.nodes.len() {
+            let text: String = self.cmd(i, redis::cmd("CLUSTER").arg("NODES")).await?;
+            let view = ClusterView::parse(&text)
+                .with_context(|| format!("{}'s CLUSTER NODES", self.nodes[i].name))?;
+            let missing = self
+                .ids
+                .iter()
+                .position(|id| view.node(id).is_none_or(|line| line.is_unsettled()));
+            match missing {
+                None => i += 1,
+                Some(j) if Instant::now() >= deadline => bail!(
+                    "{} does not know {} yet: {}",
+                    self.nodes[i].name,
+                    self.nodes[j].name,
+                    self.describe(&view)
+                ),
+                Some(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+        Ok(())
+    }
+
+    /// Node `i` meets each of `peers` (`CLUSTER MEET`), in one pipeline.
+    ///
+    /// # Errors
+    /// No reply by `deadline` (MEET is idempotent, so a stalled reply is sent again).
+    async fn meet(&mut self, i: usize, peers: &[usize], deadline: Instant) -> Result<()> {
+        if peers.is_empty() {
+            return Ok(());
+        }
+        let mut meets = redis::pipe();
+        for &j in peers {
+            let peer = &self.nodes[j];
+            let meet = meets
+                .cmd("CLUSTER")
+                .arg("MEET")
+                .arg(peer.ip.to_string())
+                .arg(peer.port);
+            if let Some(bus) = self.bus_ports[j] {
+                meet.arg(bus);
+            }
+            meets.ignore();
+        }
+        // A hundred servers on two loaded cores can stall one reply past the admin
+        // time-out.
+        loop {
+            match self.pipe::<()>(i, &meets).await {
+                Ok(()) => return Ok(()),
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(e) => {
+                    tracing::debug!("formation: {e:#}; meeting again");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
         }
-        tracing::debug!("formation: replicas attached, waiting for agreement");
-        self.wait_agreed(Some(layout), deadline).await
     }
 
     /// Polls until every node agrees (and, with a layout, agrees on that layout).
