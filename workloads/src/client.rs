@@ -360,13 +360,23 @@ impl ClusterClient {
             }
             Err(_) => return all(true, &|| None),
         };
-        let each = items.iter().zip(replies).map(|(&i, reply)| {
+        // Plain replies are settled here; only the ones that must go on (a redirect, a
+        // retry) become futures: one per reply cost an allocation and a copy of the whole
+        // redirect loop's state for every op of the batch.
+        let mut settled = Vec::with_capacity(items.len());
+        let mut errors = Vec::new();
+        for (&i, reply) in items.iter().zip(replies) {
+            match reply {
+                Value::ServerError(e) => errors.push((i, RedisError::from(e))),
+                value => settled.push((i, trace(true).outcome(Some(Ok(value))))),
+            }
+        }
+        if errors.is_empty() {
+            return settled;
+        }
+        let onward = errors.into_iter().map(|(i, err)| {
             let mut trace = trace(true);
             async move {
-                let err: RedisError = match reply {
-                    Value::ServerError(e) => e.into(),
-                    value => return (i, trace.outcome(Some(Ok(value)))),
-                };
                 let (slot, cmd) = (slots[i], ops[i].1);
                 let result = tokio::time::timeout_at(deadline, async {
                     let mut backoff = self.config.retry_backoff;
@@ -389,7 +399,8 @@ impl ClusterClient {
                 (i, trace.outcome(result.ok()))
             }
         });
-        futures_util::future::join_all(each).await
+        settled.extend(futures_util::future::join_all(onward).await);
+        settled
     }
 
     async fn run(
