@@ -237,6 +237,7 @@ async fn faultline_round(
     primaries: &mut Admin,
     load: Duration,
 ) -> Result<Round> {
+    empty_sets(primaries).await?;
     let (client, _) =
         crate::formed::workload_client(Mode::Cluster, ClientConfig::default(), nodes).await?;
     let before = sadd_calls(primaries).await?;
@@ -331,6 +332,7 @@ async fn benchmark_round(
     requests: u64,
     primaries: &mut Admin,
 ) -> Result<(Round, String)> {
+    empty_sets(primaries).await?;
     let args = [
         "--cluster".to_string(),
         "-h".into(),
@@ -428,6 +430,28 @@ async fn sadd_calls(admin: &mut Admin) -> Result<Vec<u64>> {
         calls.push(parse_sadd_calls(&info));
     }
     Ok(calls)
+}
+
+/// Empties every primary (`FLUSHALL`) and waits until its replica has done the same
+/// (`WAIT 1`), outside the timed part, so every round of either tool starts on empty sets.
+/// Without it each round added to what the rounds before left: faultline's adds are all
+/// new elements, its sets grew by millions a round, and the later rounds (of both tools)
+/// ran on a server busier rehashing and allocating than the first.
+///
+/// # Errors
+/// A primary that does not flush.
+async fn empty_sets(primaries: &mut Admin) -> Result<()> {
+    for i in 0..PRIMARIES {
+        let _: () = primaries
+            .cmd(i, &redis::cmd("FLUSHALL"))
+            .await
+            .context("emptying the cluster before a round")?;
+        // Best effort: a server without WAIT still starts the round flushed.
+        let _: Result<i64> = primaries
+            .cmd(i, redis::cmd("WAIT").arg(super::REPLICAS).arg(10_000))
+            .await;
+    }
+    Ok(())
 }
 
 /// `calls=` of the `cmdstat_sadd:` line; 0 before the first SADD.
