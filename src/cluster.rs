@@ -234,14 +234,26 @@ impl Admin {
         tracing::debug!("formation: every node knows every other");
         for &(r, p) in &layout.replicas {
             let primary_id = self.ids[p].clone();
-            self.cmd::<String>(r, redis::cmd("CLUSTER").arg("REPLICATE").arg(&primary_id))
-                .await
-                .with_context(|| {
-                    format!(
-                        "{} could not become a replica of {}",
-                        self.nodes[r].name, self.nodes[p].name
-                    )
-                })?;
+            // A reply stalled past the admin time-out (a hundred servers on two loaded
+            // cores) is tried again until the deadline.
+            loop {
+                let reply: Result<String> = self
+                    .cmd(r, redis::cmd("CLUSTER").arg("REPLICATE").arg(&primary_id))
+                    .await;
+                match reply {
+                    Ok(_) => break,
+                    Err(e) if Instant::now() >= deadline => {
+                        return Err(e.context(format!(
+                            "{} could not become a replica of {}",
+                            self.nodes[r].name, self.nodes[p].name
+                        )))
+                    }
+                    Err(e) => {
+                        tracing::debug!("formation: {e:#}; replicating again");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
         }
         for i in 0..all.len() {
             let others: Vec<usize> = all.iter().copied().filter(|&j| j != i).collect();
@@ -259,7 +271,15 @@ impl Admin {
     async fn wait_acquainted(&mut self, deadline: Instant) -> Result<()> {
         let mut i = 0;
         while i < self.nodes.len() {
-            let text: String = self.cmd(i, redis::cmd("CLUSTER").arg("NODES")).await?;
+            let text: String = match self.cmd(i, redis::cmd("CLUSTER").arg("NODES")).await {
+                Ok(text) => text,
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(e) => {
+                    tracing::debug!("formation: {e:#}; asking again");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
             let view = ClusterView::parse(&text)
                 .with_context(|| format!("{}'s CLUSTER NODES", self.nodes[i].name))?;
             let missing = self
