@@ -269,19 +269,11 @@ impl ClusterClient {
         let deadline = tokio::time::Instant::now() + self.config.op_timeout;
         let slots: Vec<u16> = ops.iter().map(|(key, _)| key_slot(key)).collect();
         let mut groups: Vec<(Arc<str>, Vec<usize>)> = Vec::new();
-        {
-            let map = self.slots.read().unwrap();
-            for (i, &slot) in slots.iter().enumerate() {
-                let owner = match &map[usize::from(slot)] {
-                    Some(addr) => addr.clone(),
-                    None => self.seeds[usize::from(slot) % self.seeds.len()]
-                        .as_str()
-                        .into(),
-                };
-                match groups.iter_mut().find(|(addr, _)| *addr == owner) {
-                    Some((_, items)) => items.push(i),
-                    None => groups.push((owner, vec![i])),
-                }
+        for (i, &slot) in slots.iter().enumerate() {
+            let owner = self.owner(slot);
+            match groups.iter_mut().find(|(addr, _)| *addr == owner) {
+                Some((_, items)) => items.push(i),
+                None => groups.push((owner, vec![i])),
             }
         }
         let sent = groups.into_iter().map(|(target, items)| {
@@ -413,7 +405,7 @@ impl ClusterClient {
         let slot = key_slot(key);
         let target = match route.start {
             Some(i) => self.seeds[i % self.seeds.len()].clone(),
-            None => self.owner(slot),
+            None => self.owner(slot).to_string(),
         };
         let mut backoff = self.config.retry_backoff;
         self.run_from(slot, cmd, trace, route, target, false, &mut backoff)
@@ -533,12 +525,14 @@ impl ClusterClient {
         }
     }
 
-    fn owner(&self, slot: u16) -> String {
+    fn owner(&self, slot: u16) -> Arc<str> {
         if let Some(addr) = &self.slots.read().unwrap()[usize::from(slot)] {
-            return addr.to_string();
+            return addr.clone();
         }
         // No owner known: any node will redirect us to the right one.
-        self.seeds[usize::from(slot) % self.seeds.len()].clone()
+        self.seeds[usize::from(slot) % self.seeds.len()]
+            .as_str()
+            .into()
     }
 
     async fn maybe_refresh(&self) {

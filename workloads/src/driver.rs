@@ -79,7 +79,8 @@ pub enum OkValue {
 }
 
 impl OkValue {
-    fn of(self, cmd: &Cmd, reply: &Value) -> serde_json::Value {
+    /// The completion's value for `reply` to `cmd`.
+    pub fn of(self, cmd: &Cmd, reply: &Value) -> serde_json::Value {
         match self {
             OkValue::Fixed(value) => value,
             OkValue::Reply(read) => read(cmd, reply),

@@ -74,23 +74,8 @@ impl Generator for SetOps {
             return None;
         }
         let key = self.keys[worker.rng.random_range(0..self.keys.len())].as_str();
-        if worker.index < self.readers {
-            let (invoke, cmd, _) =
-                read_op(key, worker.process, &mut worker.rng, &self.next_element);
-            return Some(Planned {
-                invoke,
-                cmd,
-                ok: OkValue::Reply(read_value),
-            });
-        }
-        let element = self.next_element.fetch_add(1, Ordering::Relaxed);
-        let mut cmd = redis::cmd("SADD");
-        cmd.arg(key).arg(element);
-        Some(Planned {
-            invoke: driver::invoke(worker.process, "add", key).with_value(element),
-            cmd,
-            ok: OkValue::Fixed(element.into()),
-        })
+        let (invoke, cmd, ok) = self.draw(key, worker);
+        Some(Planned { invoke, cmd, ok })
     }
 
     fn read(&self, key: &str) -> redis::Cmd {
@@ -114,28 +99,32 @@ impl Generator for SetOps {
     ) -> BoxFuture<'a, Op> {
         let key = self.keys[worker.rng.random_range(0..self.keys.len())].as_str();
         let route = self.route(worker);
-        let reads = worker.index < self.readers;
-        let process = worker.process;
-        let (mut op, cmd, element) = if reads {
-            read_op(key, process, &mut worker.rng, &self.next_element)
-        } else {
-            let element = self.next_element.fetch_add(1, Ordering::Relaxed);
-            let mut c = redis::cmd("SADD");
-            c.arg(key).arg(element);
-            let op = driver::invoke(process, "add", key).with_value(element);
-            (op, c, Some(element))
-        };
+        let (mut op, cmd, ok) = self.draw(key, worker);
         if let Some(r) = route.to_json() {
             op.extra.insert("route".into(), r);
         }
         Box::pin(async move {
             let invoke = recorder.record(op);
             let outcome = client.execute_routed(key.as_bytes(), &cmd, route).await;
-            recorder.record(outcome.completion(&invoke, |reply| match element {
-                Some(e) if !reads => e.into(),
-                _ => read_value(&cmd, reply),
-            }))
+            recorder.record(outcome.completion(&invoke, |reply| ok.of(&cmd, reply)))
         })
+    }
+}
+
+impl SetOps {
+    /// `worker`'s next op on `key`, not yet recorded or sent: an adder's `add` of a
+    /// run-unique element (`SADD`, its completion records the element), a reader's read
+    /// (see [`read_op`], its completion records what the reply holds).
+    fn draw(&self, key: &str, worker: &mut Worker) -> (Op, redis::Cmd, OkValue) {
+        if worker.index < self.readers {
+            let (op, cmd, _) = read_op(key, worker.process, &mut worker.rng, &self.next_element);
+            return (op, cmd, OkValue::Reply(read_value));
+        }
+        let element = self.next_element.fetch_add(1, Ordering::Relaxed);
+        let mut cmd = redis::cmd("SADD");
+        cmd.arg(key).arg(element);
+        let op = driver::invoke(worker.process, "add", key).with_value(element);
+        (op, cmd, OkValue::Fixed(element.into()))
     }
 }
 
