@@ -460,11 +460,64 @@ fn the_client_port_faults_run_on_a_live_cluster() {
             assert_eq!(post["slots_covered"], true, "{kind}: {post}");
             assert!(files_containing(&dir, PASSWORD).is_empty());
         }
+        // One migration of a shard's first slots: the shard is split, and its old primary,
+        // no longer the owner of its first slot, still holds run keys that the clean-up
+        // must find.
+        let shard = shard_of_slot_zero(&mut cluster).await;
+        std::fs::write(
+            file,
+            SCENARIO
+                .replace("interval_s: 3", "interval_s: 30")
+                .replace("time_limit: 9", "time_limit: 5")
+                .replace(
+                    "    - kind: failover\n",
+                    "    - kind: migrate-slots\n      slots: [0, 15]\n",
+                ),
+        )
+        .unwrap();
+        let out = live_run(
+            &[
+                file,
+                "--live",
+                &seed,
+                "--allow-faults",
+                "migrate-slots",
+                "--auth-password-env",
+                PASSWORD_VAR,
+            ],
+            PASSWORD,
+            &store,
+        );
+        let all = text(&out);
+        assert_eq!(code(&out), 0, "{all}");
+        let dir = common::run_dir(&String::from_utf8_lossy(&out.stdout));
+        let post: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("postflight.json")).unwrap()).unwrap();
+        let before = post["primaries_before"][&shard].as_str().unwrap_or("?");
+        let now = post["primaries_now"][&shard].as_str().unwrap_or_default();
+        assert!(
+            now.starts_with("split: ") && now.contains(&format!("{before} (")),
+            "{shard} after moving its slots 0-15: {post}"
+        );
+        assert_eq!(post["cleanup"]["left"], 0, "{post}");
+        assert_eq!(post["slots_covered"], true, "{post}");
         assert!(faultline_keys(&mut cluster).await.is_empty());
         let after = snapshot(&client, planted.keys()).await;
         assert_eq!(after, planted, "a planted key changed");
         cluster.finish();
     });
+}
+
+/// The shard (as the postflight names it, `slots A-B`) holding slot 0.
+async fn shard_of_slot_zero(cluster: &mut Cluster) -> String {
+    let text: String = cluster
+        .query("n1", redis::cmd("CLUSTER").arg("NODES"))
+        .await;
+    let view = faultline_history::ClusterView::parse(&text).unwrap();
+    let owner = view.slot_owners()[0].unwrap().to_string();
+    let line = view.nodes.iter().find(|n| n.id == owner).unwrap();
+    let ranges: Vec<String> = line.slots.iter().map(|(a, b)| format!("{a}-{b}")).collect();
+    format!("slots {}", ranges.join(","))
 }
 
 /// Runs `openssl ARGS` in `dir`; panics with its output on failure.

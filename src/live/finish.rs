@@ -22,6 +22,8 @@ use crate::standalone::StandaloneAdmin;
 const TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a fail-back may take.
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How a shard whose slots several nodes serve now is described (the start of its text).
+const SPLIT: &str = "split: ";
 /// Keys per `SCAN` step.
 const SCAN_COUNT: usize = 1000;
 
@@ -84,6 +86,8 @@ pub async fn finish(target: &Target, restore_roles: bool) -> (Value, Vec<String>
                     "live cluster: {shard} was served by {was}, now by {is}{}",
                     if restore_roles {
                         ""
+                    } else if is.starts_with(SPLIT) {
+                        " (slots moved by a migration stay where they are)"
                     } else {
                         " (--restore-roles fails it back)"
                     }
@@ -131,8 +135,12 @@ pub async fn finish(target: &Target, restore_roles: bool) -> (Value, Vec<String>
 
 /// What the cluster looks like now.
 struct Now {
-    /// Shard (as `slots A-B` or `primary` in standalone mode) -> the node serving it.
+    /// Shard (as `slots A-B` or `primary` in standalone mode) -> the node serving it
+    /// (`split: ...` when a migration left its slots with several nodes).
     primaries: Result<HashMap<String, String>, String>,
+    /// Every node that serves some slot now (standalone: every node calling itself
+    /// primary): where the run's keys are deleted.
+    serving: Vec<String>,
     /// Every slot has a primary (standalone: one primary).
     slots_covered: Option<bool>,
     /// Nodes that did not answer.
@@ -193,6 +201,7 @@ async fn primaries_now(target: &Target) -> Now {
             let Some(view) = view else {
                 return Now {
                     primaries: Err("no node answered CLUSTER NODES".into()),
+                    serving: Vec::new(),
                     slots_covered: None,
                     unreachable,
                     same_nodes: None,
@@ -200,14 +209,42 @@ async fn primaries_now(target: &Target) -> Now {
                 };
             };
             let owners = view.slot_owners();
+            let name = |id: Option<&str>| match id {
+                Some(id) => name_of_id.get(id).copied().unwrap_or(id).to_string(),
+                None => "nobody".to_string(),
+            };
             let mut map = HashMap::new();
             for n in target.nodes.iter().filter(|n| n.role == "primary") {
-                let first = n.slots.first().map_or(0, |s| s.0);
-                let owner = owners[usize::from(first)]
-                    .map(|id| name_of_id.get(id).copied().unwrap_or(id).to_string())
-                    .unwrap_or_else(|| "nobody".into());
+                // Who serves the shard's slots now: one name, or (slots moved by a
+                // migration) every owner with its count of the shard's slots.
+                let mut counts: Vec<(String, usize)> = Vec::new();
+                for &(a, b) in &n.slots {
+                    for owner in &owners[usize::from(a)..=usize::from(b)] {
+                        let owner = name(*owner);
+                        match counts.iter_mut().find(|(o, _)| *o == owner) {
+                            Some((_, c)) => *c += 1,
+                            None => counts.push((owner, 1)),
+                        }
+                    }
+                }
+                counts.sort_by(|x, y| y.1.cmp(&x.1).then_with(|| x.0.cmp(&y.0)));
+                let owner = match counts.as_slice() {
+                    [] => "nobody".to_string(),
+                    [(one, _)] => one.clone(),
+                    many => {
+                        let parts: Vec<String> = many
+                            .iter()
+                            .map(|(o, c)| format!("{o} ({c} slots)"))
+                            .collect();
+                        format!("{SPLIT}{}", parts.join(", "))
+                    }
+                };
                 map.insert(shard_name(Mode::Cluster, &n.slots), owner);
             }
+            let mut serving: Vec<String> =
+                owners.iter().flatten().map(|id| name(Some(id))).collect();
+            serving.sort_unstable();
+            serving.dedup();
             let mut ids: Vec<&str> = view.nodes.iter().map(|l| l.id.as_str()).collect();
             let mut before: Vec<&str> = name_of_id.keys().copied().collect();
             ids.sort_unstable();
@@ -220,6 +257,7 @@ async fn primaries_now(target: &Target) -> Now {
             };
             Now {
                 primaries: Ok(map),
+                serving,
                 slots_covered: Some(view.unowned_slots() == 0),
                 unreachable,
                 same_nodes: Some(ids == before),
@@ -244,6 +282,7 @@ async fn primaries_now(target: &Target) -> Now {
                 .await;
             let covered = primary.len() == 1;
             Now {
+                serving: primary.clone(),
                 primaries: match primary.as_slice() {
                     [one] => Ok(HashMap::from([(
                         shard_name(Mode::Standalone, &[]),
@@ -273,6 +312,13 @@ async fn restore(target: &Target, before: &HashMap<String, String>, now: &Now) -
     for (shard, was) in before {
         let Some(is) = now.get(shard) else { continue };
         if is == was {
+            continue;
+        }
+        if is.starts_with(SPLIT) {
+            // A migration moved some of its slots: no fail-over brings them back.
+            done.push(json!({"shard": shard, "skipped": format!(
+                "its slots are served by several nodes now ({is}); a fail-back does not move slots"
+            )}));
             continue;
         }
         let original = node(was).ok_or_else(|| anyhow!("no node {was}"))?;
@@ -357,15 +403,10 @@ async fn wait_primary(target: &Target, addr: &str) -> Result<()> {
 /// Deletes every key with the run's prefix from every node serving as primary now, then
 /// scans every node (replicas too) until none holds one; returns (deleted, still there).
 async fn clean_up(target: &Target, now: &Now) -> Result<(usize, usize)> {
-    let primaries: Vec<&str> = match &now.primaries {
-        Ok(map) => {
-            let mut v: Vec<&str> = map.values().map(String::as_str).collect();
-            v.sort_unstable();
-            v.dedup();
-            v
-        }
-        Err(e) => bail!("cannot tell who is primary: {e}"),
-    };
+    if let Err(e) = &now.primaries {
+        bail!("cannot tell who is primary: {e}");
+    }
+    let primaries = &now.serving;
     let addr = |name: &str| {
         target
             .nodes
@@ -375,7 +416,7 @@ async fn clean_up(target: &Target, now: &Now) -> Result<(usize, usize)> {
             .ok_or_else(|| anyhow!("{name} is no node of the preflight"))
     };
     let mut deleted = 0;
-    for name in &primaries {
+    for name in primaries {
         let addr = addr(name)?;
         for key in scan_prefix(&addr, &target.key_prefix, usize::MAX).await? {
             let n: Reply = query_text(&addr, redis::cmd("UNLINK").arg(&key), TIMEOUT)
