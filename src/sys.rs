@@ -100,6 +100,56 @@ pub fn pid_alive(pid: i32) -> bool {
     !matches!(proc_state(pid), Some('Z') | Some('X'))
 }
 
+/// `PF_EXITING` in a task's flags (field 9 of /proc/PID/stat): the task has begun its exit.
+const PF_EXITING: u64 = 0x4;
+
+/// Whether the kernel shows `pid` dying or gone: its main thread has begun its exit (it
+/// runs none of its own code again), is a zombie, or is reaped. What remains of a dying
+/// process is the kernel freeing its memory and closing its files.
+pub fn exiting(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    let Some(close) = stat.rfind(')') else {
+        return true;
+    };
+    // From field 3 (the state) on; the flags are field 9.
+    let mut fields = stat[close + 1..].split_ascii_whitespace();
+    if matches!(fields.next(), Some("Z" | "X" | "x")) {
+        return true;
+    }
+    fields
+        .nth(5)
+        .and_then(|f| f.parse::<u64>().ok())
+        .is_some_and(|flags| flags & PF_EXITING != 0)
+}
+
+/// Kills a node's server: raises it (its exit runs in its own context), sends SIGKILL,
+/// and waits (up to a second) until the kernel shows it exiting ([`exiting`]), the moment
+/// it answers nothing more, which becomes the fault's effect
+/// ([`faultline_nemeses::instant::in_effect_now`]). The kernel then frees its memory
+/// (tens of ms for a large data set) and closes its files; the caller waits for that,
+/// the reap, before the node may start again.
+///
+/// # Errors
+/// The signal cannot be sent (naming the node).
+pub fn kill_server(pid: i32, node: &str) -> Result<()> {
+    raise_priority(pid);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .with_context(|| format!("killing {node}"))?;
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while !exiting(pid) && std::time::Instant::now() < give_up {
+        std::thread::sleep(std::time::Duration::from_micros(100));
+    }
+    if exiting(pid) {
+        faultline_nemeses::instant::in_effect_now();
+    }
+    Ok(())
+}
+
 /// The state letter of a process (field 3 of /proc/PID/stat).
 fn proc_state(pid: i32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -217,5 +267,23 @@ mod tests {
     fn last_lines_keeps_the_tail() {
         assert_eq!(last_lines("a\nb\nc", 2), "b\nc\n");
         assert_eq!(last_lines("", 2), "");
+    }
+
+    #[test]
+    fn a_killed_process_shows_exiting_before_and_after_its_reap() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        assert!(!exiting(pid), "a sleeping process is not exiting");
+        kill9(pid);
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !exiting(pid) {
+            assert!(std::time::Instant::now() < give_up, "never seen exiting");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        child.wait().unwrap();
+        assert!(exiting(pid), "a reaped process is gone");
     }
 }

@@ -7,7 +7,7 @@
 //! action that puts it in effect to [`at_instant`]. A thread of its own, at raised
 //! priority (so a loaded runtime does not make it late), sleeps until the instant,
 //! records the fault's invoke, runs the action and notes when it returned: the moment the
-//! kernel or the server shows the fault (rules committed, process reaped or stopped).
+//! kernel or the server shows the fault (rules committed, process exiting or stopped).
 //! Those two times become the op's `late_ms` and `effect_ms`.
 //!
 //! Without a gate (a fault applied at its instant, as every fault was before, or applied

@@ -99,8 +99,8 @@ async fn apply(kind: Kind, spec: &NodeFaultSpec, ctx: &Ctx, draw: u64) -> Applie
         Err(e) => return Applied::failed(params, e),
     };
     // Everything above may run before the instant (the roles then as read then); the
-    // signals are the fault, sent at it. A kill is in effect once the server is reaped, a
-    // pause once the kernel shows it stopped (the backends wait for both).
+    // signals are the fault, sent at it. A kill is in effect once the kernel shows the server
+    // exiting (the backends still wait for the reap), a pause once it shows it stopped.
     let control = ctx.control.clone();
     let targets = nodes.clone();
     let signal = move || {

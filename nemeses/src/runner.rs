@@ -339,7 +339,7 @@ impl Nemesis {
             .insert("scheduled_ns".into(), json!(scheduled_ns));
         if let Some(effect) = effect.filter(|_| done.kind == OpType::Ok) {
             // From the scheduled instant to the fault in effect: rules committed in every
-            // namespace, every target process reaped or stopped.
+            // namespace, every target process exiting or stopped.
             done.extra.insert("effect_ms".into(), ms(effect));
         }
         let done = recorder.record(done);

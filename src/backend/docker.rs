@@ -316,14 +316,10 @@ impl Backend for DockerBackend {
             bail!("{} is not running", node.files.spec.name);
         };
         // SIGKILL straight to the server's host pid (`docker kill` is a daemon round trip
-        // first): the kill is in effect when the process is dead. Docker's own record of
-        // the exit is awaited before the next start.
-        sys::raise_priority(pid);
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .with_context(|| format!("killing {}", node.files.spec.name))?;
+        // first): the kill is in effect when the kernel shows the process exiting. It is
+        // dead before this returns; Docker's own record of the exit is awaited before the
+        // next start.
+        sys::kill_server(pid, &node.files.spec.name)?;
         sys::wait_dead(pid, std::time::Duration::from_secs(10))
             .with_context(|| format!("waiting for {} to die", node.files.spec.name))?;
         node.paused = false;

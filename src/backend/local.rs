@@ -319,11 +319,8 @@ impl Backend for LocalBackend {
         let Some(mut child) = node.child.take() else {
             bail!("{} is not running", node.files.spec.name);
         };
-        // The kill is in effect once the server is reaped; its exit runs in its context.
-        sys::raise_priority(child.id() as i32);
-        child
-            .kill()
-            .with_context(|| format!("killing {}", node.files.spec.name))?;
+        // In effect once the kernel shows the server exiting; reaped before returning.
+        sys::kill_server(child.id() as i32, &node.files.spec.name)?;
         child.wait()?;
         node.paused = false;
         Ok(())

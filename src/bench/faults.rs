@@ -5,8 +5,8 @@
 //! Each measurement is one real `faultline run` (a child process) of a generated scenario:
 //! the set workload under a nemesis that draws partitions (isolate), kills, pauses and
 //! delays (the NFQUEUE fallback) every interval. Every fault's completion records
-//! `effect_ms` (scheduled instant to rules committed in every namespace, process reaped
-//! or stopped) and its invoke `late_ms` (instant to the invoke); the bench reads them back
+//! `effect_ms` (scheduled instant to rules committed in every namespace, process seen
+//! exiting or stopped) and its invoke `late_ms` (instant to the invoke); the bench reads them back
 //! from `history.jsonl`. The same scenario runs twice per shape: with preparation (the
 //! default) and with `FAULTLINE_NEMESIS_PREPARE=0`, every fault applied at its instant as
 //! before, and the figures are set side by side with their ratio.
