@@ -1,27 +1,34 @@
-//! The docker backend: each node is a container on a per-run Docker network, running the
-//! server from a `faultline/<flavor>:<version>` image (see [`crate::rootfs`]).
+//! The docker backend: each node is a container running the server from a
+//! `faultline/<flavor>:<version>` image (see [`crate::rootfs`]), in a network namespace
+//! plugged into the run's own bridge, as the local backend's are ([`super::hub`]).
 //!
 //! Layout for run `abc123` on subnet 10.77.N.0/24:
 //!
 //! ```text
-//! host:  bridge flabc123d 10.77.N.1   (Docker network fl-abc123, made by Docker)
-//!          |
-//!   fl-abc123-n1-net  10.77.N.11   sandbox: holds the node's network namespace (sleeps)
+//! host ns:      flabc123h 10.77.N.1   (veth to the run's hub, as with local)
+//! fl-abc123-hub:   br0 -- n1, n2, ...
+//!                         |  veth
+//!   fl-abc123-n1-net  eth0 10.77.N.11   sandbox: holds the node's network namespace
+//!                                       (sleeps; named fl-abc123-n1 under /run/netns)
 //!   fl-abc123-n1      --network container:fl-abc123-n1-net, the server as its process
 //! ```
 //!
 //! Each node is two containers, like a pod: the sandbox owns the network namespace and
 //! never stops, so a killed and restarted server keeps its address *and* its namespace.
-//! Faults enter that namespace from the host (`nsenter -t <sandbox pid> -n`,
-//! `/proc/<pid>/ns/net`), so iptables partitions, the NFQUEUE delayer and the bus proxy's
-//! sockets work as with the local backend, the image needs no tools, and the proxy's
-//! listeners survive a node's restart. The run directory is bind-mounted at its own path,
-//! so configs, data and `logs/<node>/` read the same as with local.
+//! The sandbox is made through the Engine API ([`super::engine`]) with Docker's networking
+//! disabled: Docker makes a namespace with only `lo` and runs none of its network set-up
+//! (a prestart hook that re-executes the daemon, most of a container's start-up CPU), and
+//! no Docker network or host rule exists for the run. Faults enter that namespace from the
+//! host (`nsenter -t <sandbox pid> -n`, `/proc/<pid>/ns/net`), so iptables partitions,
+//! the NFQUEUE delayer and the bus proxy's sockets work as with the local backend, the
+//! image needs no tools, and the proxy's listeners survive a node's restart. The run
+//! directory is bind-mounted at its own path, so configs, data and `logs/<node>/` read the
+//! same as with local.
 //!
-//! Docker's own rules let host <-> container and container <-> container traffic on the
-//! run's network through; the run adds no host rule of its own. Containers and the network
-//! carry the label `faultline.run=<id>`, are in the run's ledger before they exist, and
-//! are removed at teardown; `faultline clean` also removes labelled leftovers of dead runs.
+//! Containers carry the label `faultline.run=<id>`; they, the namespaces and the host link
+//! are in the run's ledger before they exist, and are removed at teardown; `faultline
+//! clean` also removes labelled leftovers of dead runs (and the Docker networks that runs
+//! of earlier versions made).
 
 use std::collections::HashSet;
 use std::fs;
@@ -30,17 +37,21 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
+use serde_json::json;
+
+use super::engine;
 use super::node::NodeFiles;
 use super::{Backend, BackendPlan, NodeSpec};
 use crate::ledger::{Ledger, RunId};
 use crate::sys;
 
-/// The label every container and network of a run carries, valued with the run id.
+/// The label every container of a run carries (and the networks of earlier versions'
+/// runs), valued with the run id.
 pub const RUN_LABEL: &str = "faultline.run";
 
 /// The ledger's kind for the run's containers (removed before the networks they sit on).
 pub const CONTAINERS: &str = "containers";
-/// The ledger's kind for the run's Docker networks.
+/// The ledger's kind for a run's Docker networks (made by earlier versions; still removed).
 pub const NETWORKS: &str = "docker_networks";
 
 struct DockerNode {
@@ -61,17 +72,14 @@ pub struct DockerBackend {
     plan: BackendPlan,
     image: String,
     ledger: Ledger,
-    network: String,
-    /// `10.77.N`, the run's /24 without its last octet.
-    subnet: String,
     nodes: Vec<DockerNode>,
     specs: Vec<NodeSpec>,
     torn_down: bool,
 }
 
 impl DockerBackend {
-    /// Creates the run's network and each node's sandbox and server containers (not
-    /// started), and writes each node's config.
+    /// Creates the run's bridge and each node's sandbox (running, plugged into it) and
+    /// server container (not started), and writes each node's config.
     ///
     /// # Errors
     /// If the plan has no image, or any step fails; what was made so far is removed.
@@ -82,13 +90,10 @@ impl DockerBackend {
         let mut plan = plan;
         plan.run_dir = std::path::absolute(&plan.run_dir).context("resolving the run directory")?;
         let ledger = Ledger::create(plan.run_id.clone(), &plan.run_dir, plan.keep)?;
-        let network = network_name(&plan.run_id);
         let mut backend = DockerBackend {
             plan,
             image: rootfs.image,
             ledger,
-            network,
-            subnet: String::new(),
             nodes: Vec::new(),
             specs: Vec::new(),
             torn_down: false,
@@ -102,37 +107,13 @@ impl DockerBackend {
 
     fn provision(&mut self) -> Result<()> {
         let id = self.plan.run_id.clone();
-        let label = format!("{RUN_LABEL}={id}");
-        {
-            // Choosing a subnet and claiming it must not race another run (of either
-            // backend) doing the same.
-            let (_lock, net) = super::subnet::choose(&id)?;
-            self.ledger.record(NETWORKS, &self.network)?;
-            docker(&[
-                "network",
-                "create",
-                "--driver",
-                "bridge",
-                "--subnet",
-                &format!("{net}.0/24"),
-                "--gateway",
-                &format!("{net}.1"),
-                "--label",
-                &label,
-                "-o",
-                &format!("com.docker.network.bridge.name=fl{id}d"),
-                &self.network,
-            ])
-            .context("creating the run's Docker network (is Docker running? `faultline doctor`)")?;
-            self.subnet = net;
-        }
-        let net = self.subnet.clone();
+        let net = super::hub::make(&id, &mut self.ledger)?;
         let run_dir = self.plan.run_dir.display().to_string();
         let binary = self.plan.binary.display().to_string();
-        // Files and ledger entries first, node by node (each container is in the ledger
-        // before it exists); then every node's two containers at once: each `docker` call
-        // is a round trip to the daemon, and one after another they made Docker start-up
-        // several times slower than local.
+        // Files and ledger entries first, node by node (each container and namespace is in
+        // the ledger before it exists); then every node at once: each container costs the
+        // daemon a round trip and a few hundred ms of CPU, one after another they made
+        // Docker start-up several times slower than local.
         let mut made = Vec::new();
         for (i, name) in self.plan.node_names.clone().iter().enumerate() {
             let ip: Ipv4Addr = format!("{net}.{}", 11 + i)
@@ -143,73 +124,65 @@ impl DockerBackend {
             let files = NodeFiles::prepare(&self.plan, name, ip)?;
             self.ledger.record(CONTAINERS, &sandbox)?;
             self.ledger.record(CONTAINERS, &container)?;
+            self.ledger.netns.push(id.node_netns(name));
+            self.ledger.save()?;
             made.push((name.clone(), ip, sandbox, container, files));
         }
-        let (network, image) = (&self.network, &self.image);
-        std::thread::scope(|scope| {
+        let (id, image) = (&id, &self.image);
+        let pids = std::thread::scope(|scope| {
             let handles: Vec<_> = made
                 .iter()
                 .map(|(name, ip, sandbox, container, files)| {
-                    let (label, run_dir, binary) = (&label, &run_dir, &binary);
-                    scope.spawn(move || {
-                        let node_label = format!("faultline.node={name}");
-                        docker(&[
-                            "run",
-                            "-d",
-                            "--name",
+                    let (run_dir, binary) = (&run_dir, &binary);
+                    scope.spawn(move || -> Result<i32> {
+                        // The sandbox: Docker's networking disabled (no libnetwork hook,
+                        // the bulk of a container's start), a namespace with only `lo`,
+                        // which is named and plugged into the run's hub.
+                        engine::create(
                             sandbox,
-                            "--hostname",
-                            name,
-                            "--network",
-                            network,
-                            "--ip",
-                            &ip.to_string(),
-                            "--label",
-                            label,
-                            "--label",
-                            &node_label,
-                            "--entrypoint",
-                            "sleep",
-                            image,
-                            "infinity",
-                        ])
-                        .with_context(|| format!("starting {sandbox}"))?;
-                        let sandbox_net = format!("container:{sandbox}");
-                        let volume = format!("{run_dir}:{run_dir}");
-                        let workdir = files.data_dir.display().to_string();
-                        let mut create = vec![
-                            "create",
-                            "--name",
+                            &json!({
+                                "Image": image,
+                                "Hostname": name,
+                                "Entrypoint": ["sleep"],
+                                "Cmd": ["infinity"],
+                                "Labels": {RUN_LABEL: id.to_string(), "faultline.node": name},
+                                "NetworkDisabled": true,
+                            }),
+                        )?;
+                        engine::start(sandbox)?;
+                        let pid = engine::pid(sandbox)?;
+                        let netns = id.node_netns(name);
+                        sys::ip(&["netns", "attach", &netns, &pid.to_string()])
+                            .with_context(|| format!("naming {sandbox}'s network namespace"))?;
+                        super::hub::plug(id, name, &netns, *ip)?;
+                        // The server's container, in the sandbox's namespace.
+                        engine::create(
                             container,
-                            "--network",
-                            &sandbox_net,
-                            "--label",
-                            label,
-                            "--label",
-                            &node_label,
-                            "-v",
-                            &volume,
-                            "-w",
-                            &workdir,
-                            "--entrypoint",
-                            binary,
-                            image,
-                        ];
-                        create.extend(files.args.iter().map(String::as_str));
-                        docker(&create).with_context(|| format!("creating {container}"))?;
-                        Ok::<(), anyhow::Error>(())
+                            &json!({
+                                "Image": image,
+                                "Entrypoint": [binary],
+                                "Cmd": files.args,
+                                "WorkingDir": files.data_dir,
+                                "Labels": {RUN_LABEL: id.to_string(), "faultline.node": name},
+                                "HostConfig": {
+                                    "NetworkMode": format!("container:{sandbox}"),
+                                    "Binds": [format!("{run_dir}:{run_dir}")],
+                                },
+                            }),
+                        )?;
+                        Ok(pid)
                     })
                 })
                 .collect();
-            handles.into_iter().try_for_each(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a container thread panicked")))
-            })
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a container thread panicked")))
+                })
+                .collect::<Result<Vec<i32>>>()
         })?;
-        let sandboxes: Vec<&str> = made.iter().map(|m| m.2.as_str()).collect();
-        let pids = container_pids(&sandboxes)?;
-        for ((_, _, sandbox, container, files), pid) in made.into_iter().zip(pids) {
-            let sandbox_pid = pid.with_context(|| format!("{sandbox} is not running"))?;
+        for ((_, _, _, container, files), sandbox_pid) in made.into_iter().zip(pids) {
             self.specs.push(files.spec.clone());
             self.nodes.push(DockerNode {
                 files,
@@ -239,8 +212,7 @@ impl Backend for DockerBackend {
             docker(&["wait", &node.container])?;
             node.killed = false;
         }
-        docker(&["start", &node.container])
-            .with_context(|| format!("starting {}", node.container))?;
+        engine::start(&node.container)?;
         node.pid = container_pid(&node.container)?;
         if node.pid.is_none() {
             bail!(
@@ -260,11 +232,7 @@ impl Backend for DockerBackend {
         std::thread::scope(|scope| {
             let handles: Vec<_> = names
                 .iter()
-                .map(|c| {
-                    scope.spawn(move || {
-                        docker(&["start", c]).with_context(|| format!("starting {c}"))
-                    })
-                })
+                .map(|c| scope.spawn(move || engine::start(c)))
                 .collect();
             handles.into_iter().try_for_each(|h| {
                 h.join()
@@ -404,11 +372,6 @@ impl Drop for DockerBackend {
     }
 }
 
-/// The run's Docker network: `fl-<id>`.
-pub fn network_name(id: &RunId) -> String {
-    format!("{}-{id}", crate::ledger::NAME_PREFIX)
-}
-
 /// The docker backend's [`crate::ledger::Remover`]: the containers and networks a ledger
 /// lists.
 pub fn remove_listed(ledger: &Ledger) -> Vec<String> {
@@ -546,8 +509,6 @@ mod tests {
     #[test]
     fn names_carry_the_run_id() {
         let id = RunId::parse("0a1b2c").unwrap();
-        assert_eq!(network_name(&id), "fl-0a1b2c");
         assert_eq!(id.node_netns("n2"), "fl-0a1b2c-n2");
-        assert!(format!("fl{id}d").len() <= 15);
     }
 }

@@ -11,10 +11,8 @@
 //! fl-abc123-n1:                  eth0 10.77.N.11  (redis-server / valkey-server)
 //! ```
 //!
-//! The bridge sits in a namespace of its own so that no rule in the host's firewall (Docker
-//! sets the host's FORWARD policy to DROP, and br_netfilter applies it to bridged frames)
-//! can touch node-to-node traffic, and so that the run needs no rule in the host at all.
-//! Deleting the namespaces deletes every link with them.
+//! The bridge sits in a namespace of its own (see [`super::hub`], shared with the docker
+//! backend); deleting the namespaces deletes every link with them.
 //!
 //! With a root filesystem in the plan (a server version the host lacks), each server is
 //! started chrooted into it, in a private mount namespace of its own (see
@@ -145,34 +143,7 @@ impl LocalBackend {
     fn provision(&mut self) -> Result<()> {
         warn_if_neighbour_table_too_small(self.plan.node_names.len());
         let id = self.plan.run_id.clone();
-        let hub = id.hub_netns();
-        let host_link = id.host_link();
-
-        sys::ip(&["netns", "add", &hub])
-            .context("creating the run's hub namespace (are you root?)")?;
-        self.ledger.netns.push(hub.clone());
-        self.ledger.save()?;
-        sys::ip_batch(
-            &hub,
-            &[
-                "link set lo up".into(),
-                "link add br0 type bridge".into(),
-                "link set br0 up".into(),
-            ],
-        )?;
-
-        // Choosing a subnet and claiming it must not race another run doing the same.
-        let (_lock, net) = super::subnet::choose(&id)?;
-        self.ledger.host_links.push(host_link.clone());
-        self.ledger.save()?;
-        sys::ip(&[
-            "link", "add", &host_link, "type", "veth", "peer", "name", "up0", "netns", &hub,
-        ])?;
-        sys::ip(&["addr", "add", &format!("{net}.1/24"), "dev", &host_link])?;
-        sys::ip(&["link", "set", &host_link, "up"])?;
-        drop(_lock);
-        sys::ip_batch(&hub, &["link set up0 master br0 up".into()])?;
-
+        let net = super::hub::make(&id, &mut self.ledger)?;
         for (i, name) in self.plan.node_names.clone().iter().enumerate() {
             let netns = id.node_netns(name);
             let ip: Ipv4Addr = format!("{net}.{}", 11 + i)
@@ -181,21 +152,7 @@ impl LocalBackend {
             sys::ip(&["netns", "add", &netns])?;
             self.ledger.netns.push(netns.clone());
             self.ledger.save()?;
-            sys::ip_batch(
-                &hub,
-                &[
-                    format!("link add {name} type veth peer name eth0 netns {netns}"),
-                    format!("link set {name} master br0 up"),
-                ],
-            )?;
-            sys::ip_batch(
-                &netns,
-                &[
-                    "link set lo up".into(),
-                    format!("addr add {ip}/24 dev eth0"),
-                    "link set eth0 up".into(),
-                ],
-            )?;
+            super::hub::plug(&id, name, &netns, ip)?;
             let files = NodeFiles::prepare(&self.plan, name, ip)?;
             self.specs.push(files.spec.clone());
             self.nodes.push(LocalNode {

@@ -20,6 +20,8 @@
 
 pub mod chroot;
 pub mod docker;
+pub mod engine;
+pub mod hub;
 pub mod local;
 pub mod node;
 pub mod spawn;
