@@ -510,9 +510,14 @@ fn the_client_port_faults_run_on_a_live_cluster() {
 
 /// The shard (as the postflight names it, `slots A-B`) holding slot 0.
 async fn shard_of_slot_zero(cluster: &mut Cluster) -> String {
-    let text: String = cluster
-        .query("n1", redis::cmd("CLUSTER").arg("NODES"))
-        .await;
+    // A client-kill fault may have closed the fixture's connection: one reconnect.
+    let mut nodes = redis::cmd("CLUSTER");
+    nodes.arg("NODES");
+    let i = cluster.index("n1");
+    let text: String = match cluster.admin.cmd(i, &nodes).await {
+        Ok(t) => t,
+        Err(_) => cluster.admin.cmd(i, &nodes).await.unwrap(),
+    };
     let view = faultline_history::ClusterView::parse(&text).unwrap();
     let owner = view.slot_owners()[0].unwrap().to_string();
     let line = view.nodes.iter().find(|n| n.id == owner).unwrap();
