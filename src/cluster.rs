@@ -78,6 +78,13 @@ pub async fn start_and_form(
     Ok(admin)
 }
 
+/// One request to a node: a command or a pipeline.
+#[derive(Clone, Copy)]
+enum Req<'a> {
+    Cmd(&'a redis::Cmd),
+    Pipe(&'a redis::Pipeline),
+}
+
 /// Admin connections to every node, and the node ids once known.
 pub struct Admin {
     nodes: Vec<NodeSpec>,
@@ -234,26 +241,20 @@ impl Admin {
         tracing::debug!("formation: every node knows every other");
         for &(r, p) in &layout.replicas {
             let primary_id = self.ids[p].clone();
-            // A reply stalled past the admin time-out (a hundred servers on two loaded
-            // cores) is tried again until the deadline.
-            loop {
-                let reply: Result<String> = self
-                    .cmd(r, redis::cmd("CLUSTER").arg("REPLICATE").arg(&primary_id))
-                    .await;
-                match reply {
-                    Ok(_) => break,
-                    Err(e) if Instant::now() >= deadline => {
-                        return Err(e.context(format!(
-                            "{} could not become a replica of {}",
-                            self.nodes[r].name, self.nodes[p].name
-                        )))
-                    }
-                    Err(e) => {
-                        tracing::debug!("formation: {e:#}; replicating again");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                }
-            }
+            let _: String = self
+                .query_until(
+                    r,
+                    Req::Cmd(redis::cmd("CLUSTER").arg("REPLICATE").arg(&primary_id)),
+                    deadline,
+                    "replicating",
+                )
+                .await
+                .with_context(|| {
+                    format!(
+                        "{} could not become a replica of {}",
+                        self.nodes[r].name, self.nodes[p].name
+                    )
+                })?;
         }
         for i in 0..all.len() {
             let others: Vec<usize> = all.iter().copied().filter(|&j| j != i).collect();
@@ -271,15 +272,14 @@ impl Admin {
     async fn wait_acquainted(&mut self, deadline: Instant) -> Result<()> {
         let mut i = 0;
         while i < self.nodes.len() {
-            let text: String = match self.cmd(i, redis::cmd("CLUSTER").arg("NODES")).await {
-                Ok(text) => text,
-                Err(e) if Instant::now() >= deadline => return Err(e),
-                Err(e) => {
-                    tracing::debug!("formation: {e:#}; asking again");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            };
+            let text: String = self
+                .query_until(
+                    i,
+                    Req::Cmd(redis::cmd("CLUSTER").arg("NODES")),
+                    deadline,
+                    "asking",
+                )
+                .await?;
             let view = ClusterView::parse(&text)
                 .with_context(|| format!("{}'s CLUSTER NODES", self.nodes[i].name))?;
             let missing = self
@@ -321,15 +321,34 @@ impl Admin {
             }
             meets.ignore();
         }
-        // A hundred servers on two loaded cores can stall one reply past the admin
-        // time-out.
+        self.query_until(i, Req::Pipe(&meets), deadline, "meeting")
+            .await
+    }
+
+    /// Sends `req` to node `i`, and again whenever it fails or its reply stalls past the
+    /// admin time-out (a hundred servers on two loaded cores can stall one), until
+    /// `deadline`. Only for requests that may be repeated (MEET, REPLICATE, queries).
+    ///
+    /// # Errors
+    /// The last failure, once `deadline` has passed.
+    async fn query_until<T: redis::FromRedisValue>(
+        &mut self,
+        i: usize,
+        req: Req<'_>,
+        deadline: Instant,
+        what: &str,
+    ) -> Result<T> {
         loop {
-            match self.pipe::<()>(i, &meets).await {
-                Ok(()) => return Ok(()),
+            let reply = match req {
+                Req::Cmd(cmd) => self.cmd(i, cmd).await,
+                Req::Pipe(pipe) => self.pipe(i, pipe).await,
+            };
+            match reply {
+                Ok(v) => return Ok(v),
                 Err(e) if Instant::now() >= deadline => return Err(e),
                 Err(e) => {
-                    tracing::debug!("formation: {e:#}; meeting again");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tracing::debug!("formation: {e:#}; {what} again");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }
         }

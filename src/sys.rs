@@ -107,19 +107,15 @@ const PF_EXITING: u64 = 0x4;
 /// runs none of its own code again), is a zombie, or is reaped. What remains of a dying
 /// process is the kernel freeing its memory and closing its files.
 pub fn exiting(pid: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+    let Some(fields) = stat_fields(pid) else {
         return true;
     };
-    let Some(close) = stat.rfind(')') else {
-        return true;
-    };
-    // From field 3 (the state) on; the flags are field 9.
-    let mut fields = stat[close + 1..].split_ascii_whitespace();
-    if matches!(fields.next(), Some("Z" | "X" | "x")) {
+    if matches!(fields.first().map(String::as_str), Some("Z" | "X" | "x")) {
         return true;
     }
+    // The flags are field 9, the sixth after the state.
     fields
-        .nth(5)
+        .get(6)
         .and_then(|f| f.parse::<u64>().ok())
         .is_some_and(|flags| flags & PF_EXITING != 0)
 }
@@ -141,19 +137,35 @@ pub fn kill_server(pid: i32, node: &str) -> Result<()> {
     )
     .with_context(|| format!("killing {node}"))?;
     let give_up = std::time::Instant::now() + std::time::Duration::from_secs(1);
-    while !exiting(pid) && std::time::Instant::now() < give_up {
+    loop {
+        if exiting(pid) {
+            faultline_nemeses::instant::in_effect_now();
+            return Ok(());
+        }
+        if std::time::Instant::now() >= give_up {
+            // Not seen exiting within the second: the caller's reap is the effect.
+            return Ok(());
+        }
         std::thread::sleep(std::time::Duration::from_micros(100));
     }
-    if exiting(pid) {
-        faultline_nemeses::instant::in_effect_now();
-    }
-    Ok(())
 }
 
 /// The state letter of a process (field 3 of /proc/PID/stat).
 fn proc_state(pid: i32) -> Option<char> {
+    stat_fields(pid)?.first()?.chars().next()
+}
+
+/// The fields of /proc/PID/stat from field 3 (the state) on: the command name (field 2)
+/// may hold spaces and parentheses, so they resume after its last ')'. `None` when the
+/// process is gone.
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 2..].chars().next()
+    Some(
+        stat[stat.rfind(')')? + 1..]
+            .split_ascii_whitespace()
+            .map(str::to_string)
+            .collect(),
+    )
 }
 
 /// SIGKILL, ignoring a process that is already gone.
@@ -228,10 +240,7 @@ pub fn raise_priority(pid: i32) {
 /// The start time of a process (field 22 of /proc/PID/stat), so a recycled pid is not
 /// mistaken for the one we recorded.
 pub fn pid_start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may contain spaces; fields resume after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    stat_fields(pid)?.get(19)?.parse().ok()
 }
 
 /// Finds a program on PATH.

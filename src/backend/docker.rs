@@ -135,6 +135,7 @@ impl DockerBackend {
                 .map(|(name, ip, sandbox, container, files)| {
                     let (run_dir, binary) = (&run_dir, &binary);
                     scope.spawn(move || -> Result<i32> {
+                        let labels = json!({RUN_LABEL: id.to_string(), "faultline.node": name});
                         // The sandbox: Docker's networking disabled (no libnetwork hook,
                         // the bulk of a container's start), a namespace with only `lo`,
                         // which is named and plugged into the run's hub.
@@ -145,12 +146,13 @@ impl DockerBackend {
                                 "Hostname": name,
                                 "Entrypoint": ["sleep"],
                                 "Cmd": ["infinity"],
-                                "Labels": {RUN_LABEL: id.to_string(), "faultline.node": name},
+                                "Labels": labels,
                                 "NetworkDisabled": true,
                             }),
                         )?;
                         engine::start(sandbox)?;
-                        let pid = engine::pid(sandbox)?;
+                        let pid = engine::pid(sandbox)?
+                            .with_context(|| format!("{sandbox} stopped as soon as it started"))?;
                         let netns = id.node_netns(name);
                         sys::ip(&["netns", "attach", &netns, &pid.to_string()])
                             .with_context(|| format!("naming {sandbox}'s network namespace"))?;
@@ -163,7 +165,7 @@ impl DockerBackend {
                                 "Entrypoint": [binary],
                                 "Cmd": files.args,
                                 "WorkingDir": files.data_dir,
-                                "Labels": {RUN_LABEL: id.to_string(), "faultline.node": name},
+                                "Labels": labels,
                                 "HostConfig": {
                                     "NetworkMode": format!("container:{sandbox}"),
                                     "Binds": [format!("{run_dir}:{run_dir}")],
@@ -213,43 +215,38 @@ impl Backend for DockerBackend {
             node.killed = false;
         }
         engine::start(&node.container)?;
-        node.pid = container_pid(&node.container)?;
+        node.pid = engine::pid(&node.container)?;
         if node.pid.is_none() {
-            bail!(
-                "{} exited at once; last lines of {}:\n{}",
-                node.files.spec.name,
-                node.files.server_log().display(),
-                sys::tail(&node.files.server_log(), 15)
-            );
+            return Err(exited_at_once(&node.files));
         }
         Ok(())
     }
 
     fn start_all(&mut self) -> Result<()> {
-        // Every server at once (one daemon round trip each, in parallel), then every pid
-        // in one `docker inspect`.
+        // Every server at once (one daemon round trip each, in parallel), with its pid.
         let names: Vec<&str> = self.nodes.iter().map(|n| n.container.as_str()).collect();
-        std::thread::scope(|scope| {
+        let pids = std::thread::scope(|scope| {
             let handles: Vec<_> = names
                 .iter()
-                .map(|c| scope.spawn(move || engine::start(c)))
+                .map(|c| {
+                    scope.spawn(move || {
+                        engine::start(c)?;
+                        engine::pid(c)
+                    })
+                })
                 .collect();
-            handles.into_iter().try_for_each(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a start thread panicked")))
-                    .map(drop)
-            })
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a start thread panicked")))
+                })
+                .collect::<Result<Vec<Option<i32>>>>()
         })?;
-        let pids = container_pids(&names)?;
         for (node, pid) in self.nodes.iter_mut().zip(pids) {
             node.pid = pid;
             if node.pid.is_none() {
-                bail!(
-                    "{} exited at once; last lines of {}:\n{}",
-                    node.files.spec.name,
-                    node.files.server_log().display(),
-                    sys::tail(&node.files.server_log(), 15)
-                );
+                return Err(exited_at_once(&node.files));
             }
         }
         Ok(())
@@ -463,31 +460,14 @@ fn list(args: &[&str]) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The host pid of a container's process, `None` if it is not running.
-fn container_pid(name: &str) -> Result<Option<i32>> {
-    Ok(container_pids(&[name])?.pop().flatten())
-}
-
-/// [`container_pid`] of each of `names`, in order, in one `docker inspect`.
-fn container_pids(names: &[&str]) -> Result<Vec<Option<i32>>> {
-    let mut args = vec!["inspect", "-f", "{{.State.Pid}}"];
-    args.extend_from_slice(names);
-    let out = docker(&args)?;
-    let pids: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
-    if pids.len() != names.len() {
-        bail!("docker inspect of {} containers gave {out:?}", names.len());
-    }
-    names
-        .iter()
-        .zip(pids)
-        .map(|(name, line)| {
-            let pid: i32 = line
-                .trim()
-                .parse()
-                .with_context(|| format!("docker inspect {name}: pid {line:?}"))?;
-            Ok((pid > 0).then_some(pid))
-        })
-        .collect()
+/// A server container that stopped as soon as it started, with its log's last lines.
+fn exited_at_once(files: &NodeFiles) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{} exited at once; last lines of {}:\n{}",
+        files.spec.name,
+        files.server_log().display(),
+        sys::tail(&files.server_log(), 15)
+    )
 }
 
 fn docker_logs(name: &str) -> String {
